@@ -1,0 +1,305 @@
+// Package protocol defines Parley's signaling messages: the JSON that flows over
+// one WebSocket per session between a client (the browser's roomapi.js, the Go
+// client in pkg/client) and the server (pkg/signaling).
+//
+// Every message is a JSON object with a "type". Requests from the client may
+// carry a numeric "id"; the server answers each request that has an id with
+// exactly one "reply", "answer" or "error" carrying the same id. Events are
+// pushed with type "event" and never carry a request id. docs/protocol.md has
+// an example of every message.
+package protocol
+
+import "encoding/json"
+
+// Message types sent by clients.
+const (
+	TypeConnect    = "connect"
+	TypeJoin       = "join"
+	TypePublish    = "publish"
+	TypeUnpublish  = "unpublish"
+	TypeOffer      = "offer" // client re-offer on one of its publish connections (ICE restart); server offer on the subscribe connection
+	TypeAnswer     = "answer"
+	TypeCandidate  = "candidate"
+	TypeRestartICE = "restartIce"
+	TypeMessage    = "message"
+	TypeLeave      = "leave"
+)
+
+// Message types sent by the server.
+const (
+	TypeSession = "session"
+	TypeReply   = "reply"
+	TypeError   = "error"
+	TypeEvent   = "event"
+)
+
+// Session statuses (Flashphoner's SESSION_STATUS).
+const (
+	SessionEstablished  = "ESTABLISHED"
+	SessionFailed       = "FAILED"
+	SessionDisconnected = "DISCONNECTED"
+)
+
+// Room events (Flashphoner's ROOM_EVENT), plus STREAM_STATUS for stream state changes.
+const (
+	EventState        = "STATE"
+	EventJoined       = "JOINED"
+	EventLeft         = "LEFT"
+	EventPublished    = "PUBLISHED"
+	EventUnpublished  = "UNPUBLISHED"
+	EventMessage      = "MESSAGE"
+	EventFailed       = "FAILED"
+	EventStreamStatus = "STREAM_STATUS"
+)
+
+// Stream statuses (Flashphoner's STREAM_STATUS).
+const (
+	StreamPublishing  = "PUBLISHING"
+	StreamUnpublished = "UNPUBLISHED"
+	StreamPlaying     = "PLAYING"
+	StreamStopped     = "STOPPED"
+	StreamFailed      = "FAILED"
+)
+
+// Stream kinds.
+const (
+	KindCamera = "camera"
+	KindScreen = "screen"
+)
+
+// Candidate targets: which of the session's peer connections a trickled candidate belongs to.
+const (
+	TargetPublish   = "publish"
+	TargetSubscribe = "subscribe"
+)
+
+// Error codes carried by Error.Code.
+const (
+	CodeBadRequest         = "BAD_REQUEST"
+	CodeUnknownType        = "UNKNOWN_TYPE"
+	CodeTooLarge           = "TOO_LARGE"
+	CodeRateLimited        = "RATE_LIMITED"
+	CodeNotConnected       = "NOT_CONNECTED"
+	CodeAlreadyConnected   = "ALREADY_CONNECTED"
+	CodeNotJoined          = "NOT_JOINED"
+	CodeAlreadyJoined      = "ALREADY_JOINED"
+	CodeRoomFull           = "ROOM_FULL"
+	CodeNameTaken          = "NAME_TAKEN"
+	CodeInvalidName        = "INVALID_NAME"
+	CodeInvalidRoom        = "INVALID_ROOM"
+	CodeTooManyStreams     = "TOO_MANY_STREAMS"
+	CodeUnknownStream      = "UNKNOWN_STREAM"
+	CodeUnknownParticipant = "UNKNOWN_PARTICIPANT"
+	CodeInvalidSDP         = "INVALID_SDP"
+	CodeUnsupportedCodec   = "UNSUPPORTED_CODEC"
+	CodeInvalidResume      = "INVALID_RESUME"
+	CodeShuttingDown       = "SHUTTING_DOWN"
+	CodeInternal           = "INTERNAL"
+)
+
+// Envelope is the part every message shares; the server decodes it first to route the message.
+type Envelope struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+}
+
+// Connect opens a session. Resume, when set, re-attaches the participant that the
+// token was issued for (a reconnect after a network change or a page reload).
+type Connect struct {
+	Type     string `json:"type"`
+	ID       *int64 `json:"id,omitempty"`
+	Username string `json:"username,omitempty"`
+	Resume   string `json:"resume,omitempty"`
+}
+
+// Join enters a room. Name defaults to the session's username. Subscribe (default
+// true) asks the server to forward every stream of the room to this session.
+// Codecs lists the MIME types this client can decode ("video/VP8", "audio/opus", …);
+// empty means every codec the server knows.
+type Join struct {
+	Type      string   `json:"type"`
+	ID        *int64   `json:"id,omitempty"`
+	Room      string   `json:"room"`
+	Name      string   `json:"name,omitempty"`
+	Subscribe *bool    `json:"subscribe,omitempty"`
+	Codecs    []string `json:"codecs,omitempty"`
+	Record    bool     `json:"record,omitempty"`
+}
+
+// Publish offers a new stream on a peer connection of its own. Stream is an optional
+// client label echoed back; the server assigns the stream id in the answer.
+type Publish struct {
+	Type   string `json:"type"`
+	ID     *int64 `json:"id,omitempty"`
+	Kind   string `json:"kind,omitempty"` // camera (default) or screen
+	SDP    string `json:"sdp"`
+	Record bool   `json:"record,omitempty"`
+}
+
+// Unpublish stops one of the session's published streams.
+type Unpublish struct {
+	Type   string `json:"type"`
+	ID     *int64 `json:"id,omitempty"`
+	Stream string `json:"stream"`
+}
+
+// SDP carries an offer or an answer. From the client, Stream names the publish
+// connection it belongs to (empty: the subscribe connection). From the server, an
+// offer is always for the subscribe connection, and Streams maps the id of each
+// stream in it (the msid of its tracks, so a browser's MediaStream.id) to the name
+// of its publisher; an answer answers a publish or re-offer and carries the stream id.
+type SDP struct {
+	Type    string            `json:"type"`
+	ID      *int64            `json:"id,omitempty"`
+	Stream  string            `json:"stream,omitempty"`
+	SDP     string            `json:"sdp"`
+	Streams map[string]string `json:"streams,omitempty"`
+}
+
+// ICECandidate mirrors the browser's RTCIceCandidateInit.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// Candidate trickles one ICE candidate for the publish connection of Stream or
+// for the subscribe connection, in either direction. A nil Candidate marks the end of candidates.
+type Candidate struct {
+	Type      string        `json:"type"`
+	ID        *int64        `json:"id,omitempty"`
+	Target    string        `json:"target"`
+	Stream    string        `json:"stream,omitempty"`
+	Candidate *ICECandidate `json:"candidate"`
+}
+
+// RestartICE asks the server to re-offer the subscribe connection with new ICE credentials.
+type RestartICE struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+}
+
+// Message sends chat text to everyone in the room, or to one participant when To is set.
+type Message struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+	To   string `json:"to,omitempty"`
+	Text string `json:"text"`
+}
+
+// Leave leaves the room; the session stays connected and may join again.
+type Leave struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+}
+
+// ICEServer mirrors the browser's RTCIceServer.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Limits tells the client the server's limits so that it can check input early.
+type Limits struct {
+	MaxFrameBytes         int     `json:"maxFrameBytes"`
+	MaxTextBytes          int     `json:"maxTextBytes"`
+	MaxNameBytes          int     `json:"maxNameBytes"`
+	MaxStreams            int     `json:"maxStreams"`
+	MaxParticipants       int     `json:"maxParticipants"`
+	MessagesPerSecond     float64 `json:"messagesPerSecond"`
+	ReconnectGraceSeconds float64 `json:"reconnectGraceSeconds"`
+}
+
+// Session reports the session status: ESTABLISHED after connect, FAILED when the
+// connect was refused, DISCONNECTED when the server ends the session.
+type Session struct {
+	Type        string      `json:"type"`
+	ID          *int64      `json:"id,omitempty"`
+	Status      string      `json:"status"`
+	SessionID   string      `json:"sessionId,omitempty"`
+	ResumeToken string      `json:"resumeToken,omitempty"`
+	Resumed     bool        `json:"resumed,omitempty"`
+	Room        string      `json:"room,omitempty"` // with Resumed: the room the participant is still in
+	Name        string      `json:"name,omitempty"` // with Resumed: the participant's name
+	ICEServers  []ICEServer `json:"iceServers,omitempty"`
+	Limits      *Limits     `json:"limits,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+}
+
+// Reply acknowledges a request that needs no other answer.
+type Reply struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+	// TS is the server's time in Unix milliseconds (for chat lines).
+	TS int64 `json:"ts,omitempty"`
+}
+
+// Error refuses a request. Code is one of the Code constants; Reason is for people.
+type Error struct {
+	Type    string `json:"type"`
+	ID      *int64 `json:"id,omitempty"`
+	Request string `json:"request,omitempty"`
+	Code    string `json:"code"`
+	Reason  string `json:"reason"`
+}
+
+// Error implements error so a client can return the server's refusal as it is.
+func (e *Error) Error() string { return e.Code + ": " + e.Reason }
+
+// Track describes one media track of a stream.
+type Track struct {
+	Kind  string `json:"kind"`            // audio or video
+	Codec string `json:"codec,omitempty"` // MIME type, once known
+}
+
+// StreamInfo describes a published stream.
+type StreamInfo struct {
+	ID        string  `json:"id"`
+	Kind      string  `json:"kind"`
+	Tracks    []Track `json:"tracks"`
+	Status    string  `json:"status"`
+	Recording bool    `json:"recording,omitempty"`
+}
+
+// ParticipantInfo describes a participant and what it publishes.
+type ParticipantInfo struct {
+	Name    string       `json:"name"`
+	Streams []StreamInfo `json:"streams"`
+}
+
+// Event is every server-pushed room or stream event. Which fields are set depends on Event.
+type Event struct {
+	Type  string `json:"type"`
+	Event string `json:"event"`
+	Room  string `json:"room,omitempty"`
+
+	// STATE
+	RoomSession  string            `json:"roomSession,omitempty"`
+	Self         string            `json:"self,omitempty"`
+	Participants []ParticipantInfo `json:"participants,omitempty"`
+	Recording    bool              `json:"recording,omitempty"`
+
+	// JOINED, LEFT, PUBLISHED, UNPUBLISHED, STREAM_STATUS: the participant concerned.
+	Name string `json:"name,omitempty"`
+	// PUBLISHED
+	Stream *StreamInfo `json:"stream,omitempty"`
+	// UNPUBLISHED, STREAM_STATUS
+	StreamID string `json:"streamId,omitempty"`
+	// STREAM_STATUS
+	Status string `json:"status,omitempty"`
+
+	// MESSAGE
+	From    string `json:"from,omitempty"`
+	To      string `json:"to,omitempty"`
+	Text    string `json:"text,omitempty"`
+	TS      int64  `json:"ts,omitempty"`
+	Private bool   `json:"private,omitempty"`
+
+	// LEFT, FAILED, STREAM_STATUS
+	Reason string `json:"reason,omitempty"`
+}
+
+// Raw is a decoded-later message body.
+type Raw = json.RawMessage
