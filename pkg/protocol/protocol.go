@@ -54,6 +54,7 @@ const (
 
 // Stream statuses (Flashphoner's STREAM_STATUS).
 const (
+	StreamPending     = "PENDING" // published, media not connected yet
 	StreamPublishing  = "PUBLISHING"
 	StreamUnpublished = "UNPUBLISHED"
 	StreamPlaying     = "PLAYING"

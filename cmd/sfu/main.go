@@ -1,0 +1,95 @@
+// Command sfu runs Parley: the conference web app, WebSocket signaling and the
+// selective forwarding unit, in one process.
+//
+//	sfu                      # a conference at http://127.0.0.1:7880/
+//	sfu --config configs/sfu.yaml --public-ip 203.0.113.7 --addr 0.0.0.0:443 --tls-cert c.pem --tls-key k.pem
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/parley/parley/pkg/room"
+	"github.com/parley/parley/pkg/server"
+	"github.com/parley/parley/pkg/sfu"
+	"github.com/parley/parley/pkg/signaling"
+	"github.com/parley/parley/webapp"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sfu:", err)
+		return 2
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := server.New(serverConfig(cfg, log))
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	srv.Serve()
+	log.Info("Parley is serving", "url", srv.URL()+"/", "udp_port", cfg.UDPPort, "tcp_port", cfg.TCPPort,
+		"public_ip", cfg.PublicIP)
+
+	select {
+	case <-ctx.Done():
+	case err := <-srv.Done():
+		if err != nil {
+			log.Error("HTTP server failed", "err", err)
+			return 1
+		}
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func serverConfig(cfg Config, log *slog.Logger) server.Config {
+	media := sfu.Config{ListenIP: cfg.MediaIP, UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort}
+	if cfg.PublicIP != "" {
+		media.PublicIPs = []string{cfg.PublicIP}
+	}
+	rooms := room.DefaultConfig()
+	rooms.IdleTimeout = time.Duration(cfg.RoomIdleTimeout)
+	rooms.MaxParticipants = cfg.Limits.MaxParticipants
+	rooms.MaxStreams = cfg.Limits.MaxStreams
+	rooms.MaxNameBytes = cfg.Limits.MaxNameBytes
+	rooms.MaxTextBytes = cfg.Limits.MaxTextBytes
+	sig := signaling.DefaultConfig()
+	sig.MaxFrameBytes = cfg.Limits.MaxFrameBytes
+	if sig.HardFrameBytes < 4*sig.MaxFrameBytes {
+		sig.HardFrameBytes = 4 * sig.MaxFrameBytes
+	}
+	sig.MessagesPerSecond = cfg.Limits.MessagesPerSecond
+	sig.Burst = int(2*cfg.Limits.MessagesPerSecond) + 1
+	sig.ReconnectGrace = time.Duration(cfg.ReconnectGrace)
+	return server.Config{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
+		Signaling: sig, Web: webapp.FS, Logger: log}
+}

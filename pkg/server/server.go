@@ -1,0 +1,149 @@
+// Package server assembles a Parley server from its parts: the media engine,
+// the room registry, the signaling hub, the web app and the HTTP endpoints
+// (/, /ws, /healthz, /metrics). cmd/sfu runs it; tests start it in-process.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/parley/parley/pkg/room"
+	"github.com/parley/parley/pkg/sfu"
+	"github.com/parley/parley/pkg/signaling"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is everything a server needs.
+type Config struct {
+	// Addr is the HTTP listen address ("127.0.0.1:0" picks a free port).
+	Addr      string
+	TLSCert   string
+	TLSKey    string
+	Media     sfu.Config
+	Rooms     room.Config
+	Signaling signaling.Config
+	// Web is the web app's file tree, served at /. Nil serves nothing there.
+	Web    fs.FS
+	Logger *slog.Logger
+}
+
+// Server is a running Parley server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *sfu.Engine
+	rooms  *room.Registry
+	hub    *signaling.Hub
+	http   *http.Server
+	ln     net.Listener
+	served chan error
+}
+
+// New opens the media ports and the HTTP listener; Serve starts serving.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
+	engine, err := sfu.NewEngine(cfg.Media)
+	if err != nil {
+		return nil, err
+	}
+	rooms := room.NewRegistry(cfg.Rooms, cfg.Logger.With("part", "room"))
+	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1)}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = engine.Close()
+		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
+	}
+	s.ln = ln
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s.hub)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		rooms, participants := s.rooms.Count()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "participants": participants,
+			"sessions": s.hub.Sessions()})
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_rooms", Help: "Live rooms."},
+		func() float64 { r, _ := s.rooms.Count(); return float64(r) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_participants", Help: "Participants in rooms."},
+		func() float64 { _, p := s.rooms.Count(); return float64(p) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_sessions", Help: "Open signaling sessions."},
+		func() float64 { return float64(s.hub.Sessions()) }))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if s.cfg.Web != nil {
+		files := http.FileServerFS(s.cfg.Web)
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			files.ServeHTTP(w, r)
+		}))
+	}
+	return mux
+}
+
+// Addr returns the HTTP listen address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL returns the server's base URL (http or https).
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + s.ln.Addr().String()
+}
+
+// Rooms returns the room registry (for finalize hooks).
+func (s *Server) Rooms() *room.Registry { return s.rooms }
+
+// Serve serves HTTP in the background.
+func (s *Server) Serve() {
+	go func() {
+		var err error
+		if s.cfg.TLSCert != "" {
+			err = s.http.ServeTLS(s.ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = s.http.Serve(s.ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.served <- err
+	}()
+}
+
+// Done reports the HTTP server's end (an error if it failed).
+func (s *Server) Done() <-chan error { return s.served }
+
+// Shutdown tells every session, closes media, finalizes rooms and stops serving.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.log.Info("shutting down")
+	err := s.hub.Shutdown(ctx)
+	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {
+		err = herr
+	}
+	if eerr := s.engine.Close(); eerr != nil {
+		s.log.Debug("close media ports", "err", eerr)
+	}
+	return err
+}

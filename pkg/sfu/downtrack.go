@@ -1,0 +1,144 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// binding is what a subscribe connection negotiated for a downTrack.
+type binding struct {
+	ssrc uint32
+	pt   uint8
+	ws   webrtc.TrackLocalWriter
+}
+
+// downTrack is one published track as sent to one subscriber. It implements
+// webrtc.TrackLocal, so the subscribe connection binds it to the negotiated
+// SSRC and payload type, and packetSink, queueing packets to its subscriber's
+// writer goroutine.
+type downTrack struct {
+	fwd    *forwarder
+	sub    *subscriber
+	sender *webrtc.RTPSender
+
+	bound        atomic.Pointer[binding]
+	needKeyframe atomic.Bool
+
+	// Touched only by the subscriber's writer goroutine.
+	hdr    rtp.Header
+	extBuf [4]rtp.Extension
+
+	packets atomic.Uint64
+	dropped atomic.Uint64
+}
+
+func newDownTrack(f *forwarder, s *subscriber) *downTrack {
+	d := &downTrack{fwd: f, sub: s}
+	d.needKeyframe.Store(f.kind == webrtc.RTPCodecTypeVideo)
+	return d
+}
+
+// Bind implements webrtc.TrackLocal.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c, ok := matchCodec(ctx.CodecParameters(), d.fwd.codec)
+	if !ok {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()})
+	if d.fwd.kind == webrtc.RTPCodecTypeVideo {
+		d.needKeyframe.Store(true)
+		d.fwd.requestKeyframe()
+	}
+	return c, nil
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.bound.Store(nil)
+	return nil
+}
+
+// ID implements webrtc.TrackLocal: the track id is the forwarder's.
+func (d *downTrack) ID() string { return strings.ReplaceAll(d.fwd.id, "/", "-") }
+
+// RID implements webrtc.TrackLocal.
+func (d *downTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal: the room's stream id, so a browser's
+// MediaStream.id names the stream.
+func (d *downTrack) StreamID() string { return d.fwd.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (d *downTrack) Kind() webrtc.RTPCodecType { return d.fwd.kind }
+
+// enqueue implements packetSink.
+func (d *downTrack) enqueue(p *packet) bool {
+	if d.bound.Load() == nil {
+		return false
+	}
+	select {
+	case d.sub.queue <- queued{d: d, p: p}:
+		return true
+	default:
+		d.dropped.Add(1)
+		d.sub.dropped.Add(1)
+		return false
+	}
+}
+
+// write sends p to the subscriber. Called only by the subscriber's writer.
+func (d *downTrack) write(p *packet) {
+	b := d.bound.Load()
+	if b == nil {
+		return
+	}
+	if d.needKeyframe.Load() {
+		if !p.keyframe {
+			return
+		}
+		d.needKeyframe.Store(false)
+	}
+	d.hdr = p.hdr
+	d.hdr.SSRC = b.ssrc
+	d.hdr.PayloadType = b.pt
+	// Header extension ids are per connection: the publisher's mean nothing
+	// here. The subscribe connection's interceptors add their own.
+	d.hdr.Extension = false
+	d.hdr.Extensions = d.extBuf[:0]
+	if _, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil {
+		return
+	}
+	d.packets.Add(1)
+}
+
+// readRTCP handles the subscriber's feedback for this track: keyframe
+// requests go to the publisher (throttled); NACKs are answered by the
+// responder interceptor on the way. It ends when the sender stops.
+func (d *downTrack) readRTCP() {
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := d.sender.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+				d.sub.log.Debug("rtcp read ended", "track", d.fwd.id, "err", err)
+			}
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				d.fwd.requestKeyframe()
+			}
+		}
+	}
+}

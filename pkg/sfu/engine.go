@@ -1,0 +1,178 @@
+// Package sfu is Parley's media plane: a selective forwarding unit on Pion.
+//
+// Each participant has a Peer. A Peer publishes each of its streams on a
+// peer connection of its own (the client offers, the SFU answers) and receives
+// every other stream of its room on one subscribe connection that the SFU
+// offers and renegotiates as streams come and go. Published tracks fan out to
+// subscribers through per-subscriber bounded queues, so a slow subscriber only
+// loses its own packets. docs/architecture.md explains the choices.
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the media plane.
+type Config struct {
+	// ListenIP is the address the media ports bind to; empty means all interfaces.
+	ListenIP string
+	// UDPPort is the single UDP port every ICE/UDP connection shares (UDP mux).
+	UDPPort int
+	// TCPPort is the single ICE-TCP port; 0 disables ICE-TCP.
+	TCPPort int
+	// PublicIPs are announced instead of the host addresses (NAT 1:1, e.g. a cloud VM).
+	PublicIPs []string
+	// QueueSize bounds each subscriber's packet queue; a full queue drops.
+	QueueSize int
+	// Logger receives the media plane's logs.
+	Logger *slog.Logger
+}
+
+// Engine owns the shared parts of the media plane: the two webrtc APIs (one
+// for publish connections, one for subscribe connections, each with the
+// interceptors its direction needs) and the UDP and TCP muxes.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	pubAPI *webrtc.API
+	subAPI *webrtc.API
+	udp    ice.UDPMux
+	tcp    ice.TCPMux
+	tcpLn  net.Listener
+	pool   *packetPool
+}
+
+// NewEngine opens the media ports and builds the webrtc APIs.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 512
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool()}
+
+	var udpOpts []ice.UDPMuxFromPortOption
+	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+	if cfg.ListenIP != "" {
+		want := net.ParseIP(cfg.ListenIP)
+		if want == nil {
+			return nil, fmt.Errorf("media listen address %q is not an IP address", cfg.ListenIP)
+		}
+		udpOpts = append(udpOpts, ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return ip.Equal(want) }))
+	}
+	udp, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, udpOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("open media UDP port %d: %w (is another server using it? choose another with --udp-port)", cfg.UDPPort, err)
+	}
+	e.udp = udp
+
+	if cfg.TCPPort > 0 {
+		ln, err := net.Listen("tcp4", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.TCPPort)))
+		if err != nil {
+			_ = udp.Close()
+			return nil, fmt.Errorf("open ICE-TCP port %d: %w (choose another with --tcp-port, or 0 to disable)", cfg.TCPPort, err)
+		}
+		e.tcpLn = ln
+		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 64, WriteBufferSize: 4 << 20})
+	}
+
+	if e.pubAPI, err = e.newAPI(true); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.subAPI, err = e.newAPI(false); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// newAPI builds the API for publish connections (receive side: NACK generator,
+// receiver reports, transport-wide CC feedback) or subscribe connections (send
+// side: NACK responder with a packet cache, sender reports, TWCC sequence numbers).
+func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, fmt.Errorf("register codecs: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	if publish {
+		gen, err := nack.NewGeneratorInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("nack generator: %w", err)
+		}
+		reg.Add(gen)
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("receiver reports: %w", err)
+		}
+		reg.Add(rr)
+		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+			return nil, fmt.Errorf("twcc feedback: %w", err)
+		}
+	} else {
+		resp, err := nack.NewResponderInterceptor(nack.ResponderSize(512))
+		if err != nil {
+			return nil, fmt.Errorf("nack responder: %w", err)
+		}
+		reg.Add(resp)
+		sr, err := report.NewSenderInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("sender reports: %w", err)
+		}
+		reg.Add(sr)
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
+			return nil, fmt.Errorf("twcc header extension: %w", err)
+		}
+	}
+
+	s := webrtc.SettingEngine{}
+	s.SetICEUDPMux(e.udp)
+	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if e.tcp != nil {
+		s.SetICETCPMux(e.tcp)
+		nets = append(nets, webrtc.NetworkTypeTCP4)
+	}
+	s.SetNetworkTypes(nets)
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if len(e.cfg.PublicIPs) > 0 {
+		s.SetNAT1To1IPs(e.cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	s.SetLite(false)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
+}
+
+// Close releases the media ports. Routers must be closed first.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.tcp != nil {
+		errs = append(errs, e.tcp.Close())
+	}
+	if e.tcpLn != nil {
+		_ = e.tcpLn.Close()
+	}
+	if e.udp != nil {
+		errs = append(errs, e.udp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// UDPAddrs returns the local addresses of the UDP mux (for logs and tests).
+func (e *Engine) UDPAddrs() []net.Addr {
+	if m, ok := e.udp.(*ice.MultiUDPMuxDefault); ok {
+		return m.GetListenAddresses()
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// maxPacket is the largest RTP packet the SFU reads.
+const maxPacket = 1500
+
+// packet is one received RTP packet, parsed once and shared read-only by every
+// subscriber it is queued to; the last one to release it returns it to the pool.
+type packet struct {
+	buf      [maxPacket]byte
+	n        int
+	hdr      rtp.Header
+	payload  []byte
+	keyframe bool
+	refs     atomic.Int32
+	pool     *packetPool
+}
+
+func (p *packet) release() {
+	if p.refs.Add(-1) == 0 {
+		p.pool.put(p)
+	}
+}
+
+type packetPool struct{ p sync.Pool }
+
+func newPacketPool() *packetPool {
+	pp := &packetPool{}
+	pp.p.New = func() any { return &packet{pool: pp} }
+	return pp
+}
+
+func (pp *packetPool) get() *packet { return pp.p.Get().(*packet) }
+
+func (pp *packetPool) put(p *packet) {
+	p.payload = nil
+	pp.p.Put(p)
+}
+
+// PacketSink receives a forwarder's packets. Enqueue must not block: it either
+// takes a reference (and releases it later) or drops.
+type packetSink interface {
+	enqueue(p *packet) bool
+}
+
+// keyframeInterval throttles keyframe requests to a publisher.
+const keyframeInterval = 500 * time.Millisecond
+
+// forwarder reads one published track and hands every packet to its sinks.
+type forwarder struct {
+	id       string // unique: stream id + "/" + track kind
+	streamID string
+	track    *webrtc.TrackRemote
+	codec    webrtc.RTPCodecCapability
+	kind     webrtc.RTPCodecType
+	pool     *packetPool
+	log      *slog.Logger
+
+	// requestPLI sends a PLI to the publisher.
+	requestPLI func(ssrc uint32)
+
+	sinks atomic.Pointer[[]packetSink]
+	mu    sync.Mutex // serializes sink list updates and keyframe throttling
+
+	lastPLI    time.Time
+	pliPending bool
+	pliTimer   *time.Timer
+	closed     bool
+
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	done    chan struct{}
+}
+
+func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, log *slog.Logger, pli func(uint32)) *forwarder {
+	f := &forwarder{
+		id:         streamID + "/" + track.Kind().String(),
+		streamID:   streamID,
+		track:      track,
+		codec:      track.Codec().RTPCodecCapability,
+		kind:       track.Kind(),
+		pool:       pool,
+		log:        log,
+		requestPLI: pli,
+		done:       make(chan struct{}),
+	}
+	empty := []packetSink{}
+	f.sinks.Store(&empty)
+	return f
+}
+
+func (f *forwarder) addSink(s packetSink) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *f.sinks.Load()
+	next := make([]packetSink, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, s)
+	f.sinks.Store(&next)
+}
+
+func (f *forwarder) removeSink(s packetSink) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *f.sinks.Load()
+	next := make([]packetSink, 0, len(old))
+	for _, o := range old {
+		if o != s {
+			next = append(next, o)
+		}
+	}
+	f.sinks.Store(&next)
+}
+
+// run reads the track until it ends. It is the only reader of the track.
+func (f *forwarder) run() {
+	defer close(f.done)
+	isVideo := f.kind == webrtc.RTPCodecTypeVideo
+	for {
+		p := f.pool.get()
+		n, _, err := f.track.Read(p.buf[:])
+		if err != nil {
+			f.pool.put(p)
+			if !errors.Is(err, io.EOF) {
+				f.log.Debug("track read ended", "track", f.id, "err", err)
+			}
+			return
+		}
+		hl, err := p.hdr.Unmarshal(p.buf[:n])
+		if err != nil {
+			f.pool.put(p)
+			continue
+		}
+		end := n
+		p.hdr.PaddingSize = 0
+		if p.hdr.Padding && n > hl {
+			p.hdr.PaddingSize = p.buf[n-1]
+			end -= int(p.hdr.PaddingSize)
+		}
+		if end <= hl || (p.hdr.Padding && p.hdr.PaddingSize == 0) {
+			// Padding only (bandwidth probing) or malformed: nothing to forward.
+			f.pool.put(p)
+			continue
+		}
+		p.n = n
+		p.payload = p.buf[hl:end]
+		p.keyframe = !isVideo || IsKeyframe(f.codec.MimeType, p.payload)
+		f.packets.Add(1)
+		f.bytes.Add(uint64(n))
+		f.fanOut(p)
+	}
+}
+
+// fanOut queues p to every sink without blocking; p goes back to the pool
+// when the last sink is done with it.
+func (f *forwarder) fanOut(p *packet) {
+	sinks := *f.sinks.Load()
+	p.refs.Store(int32(len(sinks)) + 1)
+	for _, s := range sinks {
+		if !s.enqueue(p) {
+			p.release()
+		}
+	}
+	p.release()
+}
+
+// requestKeyframe asks the publisher for a keyframe, at most once per
+// keyframeInterval; a request inside the interval is sent when it ends.
+func (f *forwarder) requestKeyframe() {
+	if f.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.pliPending {
+		return
+	}
+	since := time.Since(f.lastPLI)
+	if since >= keyframeInterval {
+		f.lastPLI = time.Now()
+		f.requestPLI(uint32(f.track.SSRC()))
+		return
+	}
+	f.pliPending = true
+	f.pliTimer = time.AfterFunc(keyframeInterval-since, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.pliPending = false
+		if f.closed {
+			return
+		}
+		f.lastPLI = time.Now()
+		f.requestPLI(uint32(f.track.SSRC()))
+	})
+}
+
+func (f *forwarder) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+// close stops keyframe timers; the read loop ends with the publish connection.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	f.closed = true
+	if f.pliTimer != nil {
+		f.pliTimer.Stop()
+	}
+	f.mu.Unlock()
+}
+
+// pliPacket builds the keyframe request for a publisher's track.
+func pliPacket(ssrc uint32) []rtcp.Packet {
+	return []rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}
+}

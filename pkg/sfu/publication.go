@@ -1,0 +1,256 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// publication is one published stream on a publish connection of its own.
+type publication struct {
+	id   string
+	kind string
+	peer *Peer
+	pc   *webrtc.PeerConnection
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	forwarders []*forwarder
+	closed     bool
+	wg         sync.WaitGroup
+
+	sigMu     sync.Mutex
+	trickling bool
+	answer    string
+	early     []webrtc.ICECandidateInit
+}
+
+// checkOffer validates a client's offer before any connection is made: it
+// must parse, and offer at least one codec the SFU forwards.
+func checkOffer(offer string) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer is not valid SDP: " + err.Error()}
+	}
+	var offered []string
+	usable := 0
+	for _, m := range sd.MediaDescriptions {
+		kind := m.MediaName.Media
+		if kind != "audio" && kind != "video" {
+			continue
+		}
+		var best string
+		for _, a := range m.Attributes {
+			if a.Key != "rtpmap" {
+				continue
+			}
+			_, enc, ok := strings.Cut(a.Value, " ")
+			if !ok {
+				continue
+			}
+			name, _, _ := strings.Cut(enc, "/")
+			mime := kind + "/" + name
+			if !slices.Contains(offered, mime) {
+				offered = append(offered, mime)
+			}
+			if best == "" && supportedMime(mime) {
+				best = mime
+			}
+		}
+		if best != "" {
+			usable++
+		}
+	}
+	if usable == 0 {
+		if len(offered) == 0 {
+			return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer has no audio or video"}
+		}
+		return &protocol.Error{Code: protocol.CodeUnsupportedCodec,
+			Reason: "none of the offered codecs (" + strings.Join(offered, ", ") + ") can be forwarded; use Opus, PCMU, PCMA, VP8, VP9, H264 or AV1"}
+	}
+	return nil
+}
+
+// answerTracks lists the tracks an answer accepts, each with the codec the
+// publisher will send (the first one of its media section).
+func answerTracks(answer string) []protocol.Track {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		return nil
+	}
+	var tracks []protocol.Track
+	for _, m := range sd.MediaDescriptions {
+		kind := m.MediaName.Media
+		if (kind != "audio" && kind != "video") || m.MediaName.Port.Value == 0 || len(m.MediaName.Formats) == 0 {
+			continue
+		}
+		if _, inactive := m.Attribute("inactive"); inactive {
+			continue
+		}
+		t := protocol.Track{Kind: kind}
+		for _, a := range m.Attributes {
+			pt, enc, ok := strings.Cut(a.Value, " ")
+			if a.Key == "rtpmap" && ok && pt == m.MediaName.Formats[0] {
+				name, _, _ := strings.Cut(enc, "/")
+				t.Codec = kind + "/" + name
+			}
+		}
+		tracks = append(tracks, t)
+	}
+	return tracks
+}
+
+func newPublication(peer *Peer, id, kind string) *publication {
+	return &publication{id: id, kind: kind, peer: peer, log: peer.log.With("stream", id)}
+}
+
+// start creates the publish connection and answers the client's offer.
+func (pub *publication) start(offer string) (string, error) {
+	if err := checkOffer(offer); err != nil {
+		return "", err
+	}
+	e := pub.peer.router.engine
+	pc, err := e.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", fmt.Errorf("new publish connection: %w", err)
+	}
+	pub.pc = pc
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		pub.sigMu.Lock()
+		defer pub.sigMu.Unlock()
+		init := c.ToJSON()
+		if !pub.trickling {
+			pub.early = append(pub.early, init)
+			return
+		}
+		pub.peer.signal().Candidate(protocol.TargetPublish, pub.id, init)
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		pub.log.Debug("publish connection", "state", st.String())
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			pub.peer.signal().PublishStatus(pub.id, protocol.StreamPublishing, "")
+		case webrtc.PeerConnectionStateFailed:
+			pub.peer.signal().PublishStatus(pub.id, protocol.StreamFailed, "the media connection failed (ICE or DTLS); check the network or use TURN")
+		}
+	})
+	pc.OnTrack(pub.onTrack)
+
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
+	}
+	pub.peer.router.preferCodecs(pc, pub.peer)
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", &protocol.Error{Code: protocol.CodeUnsupportedCodec, Reason: "cannot answer the offer: " + err.Error()}
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("set publish answer: %w", err)
+	}
+	pub.answer = answer.SDP
+	return answer.SDP, nil
+}
+
+// startTrickle sends the candidates gathered so far, once the answer has
+// been sent, and every later one as it comes.
+func (pub *publication) startTrickle() {
+	pub.sigMu.Lock()
+	defer pub.sigMu.Unlock()
+	if pub.trickling {
+		return
+	}
+	pub.trickling = true
+	for _, c := range pub.early {
+		pub.peer.signal().Candidate(protocol.TargetPublish, pub.id, c)
+	}
+	pub.early = nil
+}
+
+// reoffer answers a client's new offer on this connection (an ICE restart).
+func (pub *publication) reoffer(offer string) (string, error) {
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
+	}
+	answer, err := pub.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "cannot answer the offer: " + err.Error()}
+	}
+	if err := pub.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("set publish answer: %w", err)
+	}
+	return answer.SDP, nil
+}
+
+func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	e := pub.peer.router.engine
+	ssrcPC := pub.pc
+	f := newForwarder(pub.id, track, e.pool, pub.log, func(ssrc uint32) {
+		if err := ssrcPC.WriteRTCP(pliPacket(ssrc)); err != nil {
+			pub.log.Debug("send PLI", "err", err)
+		}
+	})
+	pub.mu.Lock()
+	if pub.closed {
+		pub.mu.Unlock()
+		return
+	}
+	pub.forwarders = append(pub.forwarders, f)
+	pub.wg.Add(2)
+	pub.mu.Unlock()
+	pub.log.Info("track published", "track", f.id, "codec", f.codec.MimeType, "ssrc", uint32(track.SSRC()))
+
+	go func() {
+		defer pub.wg.Done()
+		f.run()
+	}()
+	go func() {
+		// Read the publisher's RTCP (sender reports) so the interceptors see it.
+		defer pub.wg.Done()
+		buf := make([]byte, maxPacket)
+		for {
+			if _, _, err := recv.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	pub.peer.router.trackAdded(pub, f)
+}
+
+// tracks returns the stream's forwarders.
+func (pub *publication) tracks() []*forwarder {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return slices.Clone(pub.forwarders)
+}
+
+// close ends the publish connection; subscribers stop receiving its tracks.
+func (pub *publication) close() {
+	pub.mu.Lock()
+	if pub.closed {
+		pub.mu.Unlock()
+		return
+	}
+	pub.closed = true
+	fwds := slices.Clone(pub.forwarders)
+	pub.mu.Unlock()
+	for _, f := range fwds {
+		f.close()
+		pub.peer.router.trackRemoved(f)
+	}
+	if pub.pc != nil {
+		if err := pub.pc.Close(); err != nil {
+			pub.log.Debug("close publish connection", "err", err)
+		}
+	}
+	pub.wg.Wait()
+	pub.log.Info("stream closed")
+}

@@ -1,0 +1,335 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/webrtc/v4"
+)
+
+// Signal carries the media plane's messages to a participant's session. Its
+// methods must not block (a session queues them).
+type Signal interface {
+	// SubscribeOffer sends an offer for the subscribe connection; streams maps
+	// each stream id in it to its publisher's name.
+	SubscribeOffer(sdp string, streams map[string]string)
+	// Candidate trickles a server ICE candidate.
+	Candidate(target, streamID string, c webrtc.ICECandidateInit)
+	// StreamStatus reports the status of a remote stream as this participant plays it.
+	StreamStatus(publisher, streamID, status, reason string)
+	// PublishStatus reports the status of one of the participant's own streams.
+	PublishStatus(streamID, status, reason string)
+}
+
+// Router is the media of one room session: its peers, what they publish and
+// who receives what.
+type Router struct {
+	engine  *Engine
+	session string
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	peers  map[string]*Peer
+	closed bool
+}
+
+// NewRouter returns the media router of a room session.
+func (e *Engine) NewRouter(session string) *Router {
+	return &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer)}
+}
+
+// PeerOptions are a participant's media choices.
+type PeerOptions struct {
+	Name      string
+	Subscribe bool
+	// Codecs lists the MIME types the participant can decode; empty means all.
+	Codecs []string
+}
+
+// AddPeer adds a participant's media. If it subscribes, it starts receiving
+// every stream already published in the room.
+func (r *Router) AddPeer(id string, opts PeerOptions, sig Signal) (*Peer, error) {
+	p := &Peer{router: r, id: id, name: opts.Name, codecs: slices.Clone(opts.Codecs), pubs: make(map[string]*publication),
+		log: r.log.With("participant", opts.Name)}
+	p.sig.Store(&sigHolder{sig})
+	if opts.Subscribe {
+		p.sub = newSubscriber(p, r.engine.cfg.QueueSize)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		if p.sub != nil {
+			p.sub.close()
+		}
+		return nil, &protocol.Error{Code: protocol.CodeShuttingDown, Reason: "the room is closing"}
+	}
+	if r.peers[id] != nil {
+		r.mu.Unlock()
+		if p.sub != nil {
+			p.sub.close()
+		}
+		return nil, fmt.Errorf("peer %s already exists", id)
+	}
+	r.peers[id] = p
+	others := r.peerListLocked()
+	r.mu.Unlock()
+
+	if p.sub != nil {
+		for _, o := range others {
+			if o == p {
+				continue
+			}
+			for _, pub := range o.publications() {
+				for _, f := range pub.tracks() {
+					p.sub.addForwarder(f, o.name)
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+func (r *Router) peerListLocked() []*Peer {
+	return slices.Collect(maps.Values(r.peers))
+}
+
+func (r *Router) peerList() []*Peer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peerListLocked()
+}
+
+// trackAdded sends a newly published track to every other subscribing peer.
+func (r *Router) trackAdded(pub *publication, f *forwarder) {
+	for _, p := range r.peerList() {
+		if p != pub.peer && p.sub != nil {
+			p.sub.addForwarder(f, pub.peer.name)
+		}
+	}
+}
+
+// trackRemoved stops sending a track to everyone.
+func (r *Router) trackRemoved(f *forwarder) {
+	for _, p := range r.peerList() {
+		if p.sub != nil {
+			p.sub.removeForwarder(f)
+		}
+	}
+}
+
+// preferCodecs steers a publisher to codecs that every subscriber of the
+// room can decode, when some subscriber cannot decode everything.
+func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer) {
+	peers := r.peerList()
+	for _, t := range pc.GetTransceivers() {
+		kind := t.Kind().String()
+		var all, ok []webrtc.RTPCodecParameters
+		for _, c := range codecs {
+			if !strings.HasPrefix(strings.ToLower(c.MimeType), kind+"/") {
+				continue
+			}
+			all = append(all, c)
+			everyone := true
+			for _, p := range peers {
+				if p != publisher && p.sub != nil && !canDecode(p.codecs, c.MimeType) {
+					everyone = false
+					break
+				}
+			}
+			if everyone {
+				ok = append(ok, c)
+			}
+		}
+		if len(ok) == 0 || len(ok) == len(all) {
+			continue
+		}
+		if err := t.SetCodecPreferences(ok); err != nil {
+			r.log.Debug("codec preferences", "err", err)
+		}
+	}
+}
+
+// Close ends every peer's media.
+func (r *Router) Close() {
+	r.mu.Lock()
+	r.closed = true
+	peers := r.peerListLocked()
+	r.mu.Unlock()
+	for _, p := range peers {
+		p.Close()
+	}
+}
+
+type sigHolder struct{ Signal }
+
+// Peer is one participant's media: its publications and its subscribe connection.
+type Peer struct {
+	router *Router
+	id     string
+	name   string
+	codecs []string
+	log    *slog.Logger
+	sig    atomic.Pointer[sigHolder]
+
+	mu     sync.Mutex
+	pubs   map[string]*publication
+	sub    *subscriber
+	closed bool
+}
+
+func (p *Peer) signal() Signal { return p.sig.Load().Signal }
+
+// SetSignal moves the peer to a new session (a resumed connection) and
+// repeats an offer the old session may not have answered.
+func (p *Peer) SetSignal(sig Signal) {
+	p.sig.Store(&sigHolder{sig})
+	if p.sub != nil {
+		p.sub.resendOffer()
+	}
+}
+
+func (p *Peer) publications() []*publication {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Collect(maps.Values(p.pubs))
+}
+
+// Publish answers a client's offer for a new stream. The caller sends the
+// answer, then calls StartTrickle. It returns the tracks the answer accepts.
+func (p *Peer) Publish(streamID, kind, offer string) (answer string, tracks []protocol.Track, err error) {
+	pub := newPublication(p, streamID, kind)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return "", nil, &protocol.Error{Code: protocol.CodeNotJoined, Reason: "not in a room"}
+	}
+	p.pubs[streamID] = pub
+	p.mu.Unlock()
+	answer, err = pub.start(offer)
+	if err != nil {
+		p.mu.Lock()
+		delete(p.pubs, streamID)
+		p.mu.Unlock()
+		pub.close()
+		return "", nil, err
+	}
+	return answer, answerTracks(answer), nil
+}
+
+func (p *Peer) publication(streamID string) (*publication, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pub := p.pubs[streamID]
+	if pub == nil {
+		return nil, &protocol.Error{Code: protocol.CodeUnknownStream, Reason: fmt.Sprintf("you publish no stream %q", streamID)}
+	}
+	return pub, nil
+}
+
+// StartTrickle sends the publish connection's candidates, once its answer is out.
+func (p *Peer) StartTrickle(streamID string) {
+	if pub, err := p.publication(streamID); err == nil {
+		pub.startTrickle()
+	}
+}
+
+// Reoffer answers a new offer on a publish connection (ICE restart).
+func (p *Peer) Reoffer(streamID, offer string) (string, error) {
+	pub, err := p.publication(streamID)
+	if err != nil {
+		return "", err
+	}
+	return pub.reoffer(offer)
+}
+
+// Unpublish closes one stream's publish connection.
+func (p *Peer) Unpublish(streamID string) error {
+	p.mu.Lock()
+	pub := p.pubs[streamID]
+	delete(p.pubs, streamID)
+	p.mu.Unlock()
+	if pub == nil {
+		return &protocol.Error{Code: protocol.CodeUnknownStream, Reason: fmt.Sprintf("you publish no stream %q", streamID)}
+	}
+	pub.close()
+	return nil
+}
+
+// Answer applies the client's answer to the subscribe connection's offer.
+func (p *Peer) Answer(sdp string) error {
+	if p.sub == nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
+	}
+	return p.sub.handleAnswer(sdp)
+}
+
+// AddCandidate applies a client's ICE candidate to one of its connections.
+func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) error {
+	switch target {
+	case protocol.TargetSubscribe:
+		if p.sub == nil {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session has no subscribe connection"}
+		}
+		return p.sub.addCandidate(c)
+	case protocol.TargetPublish:
+		pub, err := p.publication(streamID)
+		if err != nil {
+			return err
+		}
+		if err := pub.pc.AddICECandidate(c); err != nil {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad ICE candidate: " + err.Error()}
+		}
+		return nil
+	default:
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `candidate target must be "publish" or "subscribe"`}
+	}
+}
+
+// RestartICE re-offers the subscribe connection with new ICE credentials.
+func (p *Peer) RestartICE() error {
+	if p.sub == nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session has no subscribe connection"}
+	}
+	p.sub.restartICE()
+	return nil
+}
+
+// Stats returns counters of the peer's subscribe side.
+func (p *Peer) Stats() (sent, dropped uint64) {
+	if p.sub == nil {
+		return 0, 0
+	}
+	return p.sub.stats()
+}
+
+// Close ends all of the peer's media and removes it from the router.
+func (p *Peer) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	pubs := slices.Collect(maps.Values(p.pubs))
+	clear(p.pubs)
+	p.mu.Unlock()
+
+	p.router.mu.Lock()
+	if p.router.peers[p.id] == p {
+		delete(p.router.peers, p.id)
+	}
+	p.router.mu.Unlock()
+
+	for _, pub := range pubs {
+		pub.close()
+	}
+	if p.sub != nil {
+		p.sub.close()
+	}
+}

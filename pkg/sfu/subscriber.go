@@ -1,0 +1,352 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/webrtc/v4"
+)
+
+type queued struct {
+	d *downTrack
+	p *packet
+}
+
+// streamState is what a subscriber knows of one remote stream.
+type streamState struct {
+	publisher   string
+	tracks      int      // supported tracks in the connection
+	unsupported []string // MIME types this subscriber cannot decode
+	negotiated  bool     // the tracks are in an answered offer
+	status      string   // last status reported
+	reason      string
+}
+
+// subscriber is a participant's subscribe connection: the SFU offers, the
+// client answers, and offers are serialized (one outstanding at a time), so
+// there is no glare. Its writer goroutine is the only one that writes media
+// to the connection.
+type subscriber struct {
+	peer *Peer
+	log  *slog.Logger
+
+	queue   chan queued
+	done    chan struct{}
+	dropped atomic.Uint64
+	wg      sync.WaitGroup
+
+	mu          sync.Mutex
+	pc          *webrtc.PeerConnection
+	tracks      map[*forwarder]*downTrack
+	streams     map[string]*streamState
+	negotiating bool
+	pending     bool
+	restart     bool
+	closed      bool
+
+	// sigMu orders the offer before the candidates gathered for it.
+	sigMu sync.Mutex
+}
+
+func newSubscriber(peer *Peer, queueSize int) *subscriber {
+	s := &subscriber{
+		peer:    peer,
+		log:     peer.log,
+		queue:   make(chan queued, queueSize),
+		done:    make(chan struct{}),
+		tracks:  make(map[*forwarder]*downTrack),
+		streams: make(map[string]*streamState),
+	}
+	s.wg.Add(1)
+	go s.writeLoop()
+	return s
+}
+
+func (s *subscriber) writeLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case q := <-s.queue:
+			q.d.write(q.p)
+			q.p.release()
+		case <-s.done:
+			for {
+				select {
+				case q := <-s.queue:
+					q.p.release()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *subscriber) ensurePCLocked() error {
+	if s.pc != nil {
+		return nil
+	}
+	pc, err := s.peer.router.engine.subAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return fmt.Errorf("new subscribe connection: %w", err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		s.sigMu.Lock()
+		defer s.sigMu.Unlock()
+		s.peer.signal().Candidate(protocol.TargetSubscribe, "", c.ToJSON())
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("subscribe connection", "state", st.String())
+	})
+	s.pc = pc
+	return nil
+}
+
+// addForwarder starts sending f's track to this subscriber.
+func (s *subscriber) addForwarder(f *forwarder, publisher string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.tracks[f] != nil || f.isClosed() {
+		return
+	}
+	st := s.streams[f.streamID]
+	if st == nil {
+		st = &streamState{publisher: publisher}
+		s.streams[f.streamID] = st
+	}
+	if !canDecode(s.peer.codecs, f.codec.MimeType) {
+		if !slices.Contains(st.unsupported, f.codec.MimeType) {
+			st.unsupported = append(st.unsupported, f.codec.MimeType)
+		}
+		s.tracks[f] = nil // known, not sent
+		s.reportLocked()
+		return
+	}
+	if err := s.ensurePCLocked(); err != nil {
+		s.log.Error("subscribe connection", "err", err)
+		return
+	}
+	d := newDownTrack(f, s)
+	sender, err := s.pc.AddTrack(d)
+	if err != nil {
+		s.log.Error("add track to subscribe connection", "track", f.id, "err", err)
+		return
+	}
+	d.sender = sender
+	s.tracks[f] = d
+	st.tracks++
+	st.negotiated = false
+	f.addSink(d)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		d.readRTCP()
+	}()
+	s.negotiateLocked()
+}
+
+// removeForwarder stops sending f's track.
+func (s *subscriber) removeForwarder(f *forwarder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, known := s.tracks[f]
+	if !known {
+		return
+	}
+	delete(s.tracks, f)
+	st := s.streams[f.streamID]
+	if d != nil {
+		f.removeSink(d)
+		if s.pc != nil && !s.closed {
+			if err := s.pc.RemoveTrack(d.sender); err != nil {
+				s.log.Debug("remove track", "track", f.id, "err", err)
+			}
+		}
+		if st != nil {
+			st.tracks--
+		}
+	}
+	if st != nil && st.tracks == 0 && !s.streamHasTracksLocked(f.streamID) {
+		delete(s.streams, f.streamID)
+		if st.status != "" && st.status != protocol.StreamFailed && !s.closed {
+			s.peer.signal().StreamStatus(st.publisher, f.streamID, protocol.StreamStopped, "")
+		}
+	}
+	if d != nil {
+		s.negotiateLocked()
+	}
+}
+
+func (s *subscriber) streamHasTracksLocked(streamID string) bool {
+	for f := range s.tracks {
+		if f.streamID == streamID {
+			return true
+		}
+	}
+	return false
+}
+
+// negotiateLocked sends a new offer, or marks one as due once the
+// outstanding offer is answered.
+func (s *subscriber) negotiateLocked() {
+	if s.pc == nil || s.closed {
+		return
+	}
+	if s.negotiating {
+		s.pending = true
+		return
+	}
+	offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: s.restart})
+	if err != nil {
+		s.log.Error("create subscribe offer", "err", err)
+		return
+	}
+	s.restart = false
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	if err := s.pc.SetLocalDescription(offer); err != nil {
+		s.log.Error("set subscribe offer", "err", err)
+		return
+	}
+	s.negotiating = true
+	s.peer.signal().SubscribeOffer(offer.SDP, s.streamMapLocked())
+}
+
+func (s *subscriber) streamMapLocked() map[string]string {
+	m := make(map[string]string, len(s.streams))
+	for id, st := range s.streams {
+		if st.tracks > 0 {
+			m[id] = st.publisher
+		}
+	}
+	return m
+}
+
+// handleAnswer applies the client's answer to the outstanding offer.
+func (s *subscriber) handleAnswer(sdp string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil || !s.negotiating {
+		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "no subscribe offer is waiting for an answer"}
+	}
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the answer does not fit the offer: " + err.Error()}
+	}
+	s.negotiating = false
+	for _, st := range s.streams {
+		st.negotiated = true
+	}
+	s.reportLocked()
+	if s.pending {
+		s.pending = false
+		s.negotiateLocked()
+	}
+	return nil
+}
+
+// reportLocked sends each stream's status when it changed: PLAYING once its
+// tracks are negotiated (with a reason when a track cannot be decoded here),
+// FAILED when none of its tracks can be.
+func (s *subscriber) reportLocked() {
+	for id, st := range s.streams {
+		status, reason := "", ""
+		switch {
+		case st.tracks == 0 && len(st.unsupported) > 0:
+			status, reason = protocol.StreamFailed, "this client cannot decode "+strings.Join(st.unsupported, ", ")
+		case st.tracks > 0 && st.negotiated:
+			status = protocol.StreamPlaying
+			if len(st.unsupported) > 0 {
+				reason = "not shown: this client cannot decode " + strings.Join(st.unsupported, ", ")
+			}
+		default:
+			continue
+		}
+		if status != st.status || reason != st.reason {
+			st.status, st.reason = status, reason
+			s.peer.signal().StreamStatus(st.publisher, id, status, reason)
+		}
+	}
+}
+
+// restartICE re-offers with new ICE credentials.
+func (s *subscriber) restartICE() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil {
+		return
+	}
+	s.restart = true
+	s.negotiateLocked()
+}
+
+// resendOffer repeats an unanswered offer to a resumed session.
+func (s *subscriber) resendOffer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil || !s.negotiating {
+		return
+	}
+	if ld := s.pc.LocalDescription(); ld != nil {
+		s.sigMu.Lock()
+		s.peer.signal().SubscribeOffer(ld.SDP, s.streamMapLocked())
+		s.sigMu.Unlock()
+	}
+}
+
+func (s *subscriber) addCandidate(c webrtc.ICECandidateInit) error {
+	s.mu.Lock()
+	pc := s.pc
+	s.mu.Unlock()
+	if pc == nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "there is no subscribe connection yet"}
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad ICE candidate: " + err.Error()}
+	}
+	return nil
+}
+
+// close stops forwarding and closes the connection; it waits for the
+// subscriber's goroutines.
+func (s *subscriber) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	for f, d := range s.tracks {
+		if d != nil {
+			f.removeSink(d)
+		}
+	}
+	pc := s.pc
+	s.mu.Unlock()
+	if pc != nil {
+		if err := pc.Close(); err != nil {
+			s.log.Debug("close subscribe connection", "err", err)
+		}
+	}
+	close(s.done)
+	s.wg.Wait()
+}
+
+// stats returns packets sent and dropped on this subscriber's queue.
+func (s *subscriber) stats() (sent, dropped uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.tracks {
+		if d != nil {
+			sent += d.packets.Load()
+		}
+	}
+	return sent, s.dropped.Load()
+}

@@ -1,0 +1,226 @@
+// Package signaling serves Parley's WebSocket protocol (docs/protocol.md): one
+// Session per WebSocket that decodes, validates, rate-limits and routes
+// requests to the rooms (pkg/room) and the media plane (pkg/sfu), and a Hub
+// that owns the sessions, the resume tokens and the room routers.
+package signaling
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/room"
+	"github.com/parley/parley/pkg/sfu"
+)
+
+// Config holds the signaling limits and timings.
+type Config struct {
+	// MaxFrameBytes is the largest request accepted; larger frames up to
+	// HardFrameBytes get TOO_LARGE and the session goes on.
+	MaxFrameBytes int
+	// HardFrameBytes is the largest frame read at all; a larger one closes the session (1009).
+	HardFrameBytes int
+	// MessagesPerSecond and Burst bound each session's request rate.
+	MessagesPerSecond float64
+	Burst             int
+	// PingInterval is how often the server pings; a session silent for
+	// PongTimeout is dead.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// ReconnectGrace is how long a participant whose session died stays in its
+	// room, waiting for a resumed connect.
+	ReconnectGrace time.Duration
+	// SendQueue bounds each session's outgoing messages; a session that falls
+	// this far behind is closed.
+	SendQueue int
+	// ICEServers returns the ICE servers handed to a new session (TURN credentials are per session).
+	ICEServers func() []protocol.ICEServer
+	// CheckOrigin decides which page origins may open a WebSocket; nil allows all.
+	CheckOrigin func(r *http.Request) bool
+}
+
+// DefaultConfig returns the signaling defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxFrameBytes:     64 << 10,
+		HardFrameBytes:    1 << 20,
+		MessagesPerSecond: 20,
+		Burst:             40,
+		PingInterval:      2 * time.Second,
+		PongTimeout:       6 * time.Second,
+		ReconnectGrace:    5 * time.Second,
+		SendQueue:         512,
+	}
+}
+
+// Hub accepts WebSocket sessions and keeps what outlives one: the members
+// (participants reachable by resume token) and the media router of each room session.
+type Hub struct {
+	cfg    Config
+	rooms  *room.Registry
+	engine *sfu.Engine
+	log    *slog.Logger
+	up     websocket.Upgrader
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	members  map[string]*member // by resume token
+	routers  map[string]*sfu.Router
+	closing  bool
+	wg       sync.WaitGroup
+}
+
+// NewHub returns a hub serving the rooms of reg with the media engine e.
+func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hub {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log,
+		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}
+	h.up = websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, CheckOrigin: cfg.CheckOrigin}
+	if h.up.CheckOrigin == nil {
+		h.up.CheckOrigin = func(*http.Request) bool { return true }
+	}
+	reg.OnFinalize(h.roomFinalized)
+	return h
+}
+
+// ServeHTTP upgrades the request to a WebSocket session.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	if closing {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := h.up.Upgrade(w, r, nil)
+	if err != nil {
+		h.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s := newSession(h, conn, r.RemoteAddr)
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		s.fail("server shutting down")
+		_ = conn.Close()
+		return
+	}
+	h.sessions[s] = struct{}{}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		s.run()
+		h.mu.Lock()
+		delete(h.sessions, s)
+		h.mu.Unlock()
+	}()
+}
+
+// Sessions returns the number of open sessions.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// router returns the media router of a room session, creating it.
+func (h *Hub) router(rm *room.Room) *sfu.Router {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.routers[rm.Session()]
+	if r == nil {
+		r = h.engine.NewRouter(rm.Session())
+		h.routers[rm.Session()] = r
+	}
+	return r
+}
+
+func (h *Hub) roomFinalized(info room.Finalized) {
+	h.mu.Lock()
+	r := h.routers[info.Session]
+	delete(h.routers, info.Session)
+	h.mu.Unlock()
+	if r != nil {
+		r.Close()
+	}
+}
+
+func (h *Hub) member(token string) *member {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.members[token]
+}
+
+func (h *Hub) setMember(m *member, registered bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if registered {
+		h.members[m.token] = m
+	} else if h.members[m.token] == m {
+		delete(h.members, m.token)
+	}
+}
+
+// Shutdown ends every session: rooms tell their participants (FAILED), each
+// session gets DISCONNECTED, media connections close and rooms finalize. It
+// returns when every session goroutine has ended or ctx is done.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	members := make([]*member, 0, len(h.members))
+	for _, m := range h.members {
+		members = append(members, m)
+	}
+	h.mu.Unlock()
+
+	for _, m := range members {
+		m.stopGrace()
+	}
+	h.rooms.Close("server shutting down")
+	for _, m := range members {
+		m.closeMedia()
+	}
+	h.mu.Lock()
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	routers := make([]*sfu.Router, 0, len(h.routers))
+	for _, r := range h.routers {
+		routers = append(routers, r)
+	}
+	clear(h.routers)
+	h.mu.Unlock()
+	for _, r := range routers {
+		r.Close()
+	}
+	for _, s := range sessions {
+		s.disconnect("server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func randomToken(prefix string, n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}

@@ -1,0 +1,474 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/room"
+	"github.com/parley/parley/pkg/sfu"
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
+)
+
+// floodLimit is how many rate-limited requests in a row end a session.
+const floodLimit = 500
+
+// Session is one WebSocket. Its read goroutine handles requests one at a
+// time; its write goroutine sends what the bounded queue holds, and pings.
+type Session struct {
+	hub    *Hub
+	conn   *websocket.Conn
+	id     string
+	log    *slog.Logger
+	out    chan []byte
+	done   chan struct{}
+	closed sync.Once
+	wg     sync.WaitGroup
+
+	// Owned by the read goroutine.
+	limiter   *rate.Limiter
+	limited   int
+	connected bool
+	username  string
+	member    *member
+}
+
+func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
+	id := randomToken("ses-", 8)
+	return &Session{
+		hub:     h,
+		conn:    conn,
+		id:      id,
+		log:     h.log.With("session", id, "remote", remote),
+		out:     make(chan []byte, h.cfg.SendQueue),
+		done:    make(chan struct{}),
+		limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst),
+	}
+}
+
+// send queues a message without blocking. A session whose queue is full
+// cannot keep up and is closed: it is better to drop one slow session than to
+// stall a room.
+func (s *Session) send(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode message", "err", err)
+		return
+	}
+	select {
+	case <-s.done:
+	case s.out <- b:
+	default:
+		s.log.Warn("session cannot keep up with its events; closing it", "queued", len(s.out))
+		s.close()
+	}
+}
+
+// disconnect tells the client the session is over and closes it.
+func (s *Session) disconnect(reason string) {
+	s.send(&protocol.Session{Type: protocol.TypeSession, Status: protocol.SessionDisconnected, Reason: reason})
+	s.close()
+}
+
+// fail writes a FAILED session status directly (before the session runs).
+func (s *Session) fail(reason string) {
+	b, _ := json.Marshal(&protocol.Session{Type: protocol.TypeSession, Status: protocol.SessionFailed, Reason: reason})
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+func (s *Session) close() { s.closed.Do(func() { close(s.done) }) }
+
+// run serves the session until the WebSocket ends.
+func (s *Session) run() {
+	cfg := s.hub.cfg
+	s.conn.SetReadLimit(int64(cfg.HardFrameBytes))
+	_ = s.conn.SetReadDeadline(time.Now().Add(cfg.PongTimeout))
+	s.conn.SetPongHandler(func(string) error {
+		return s.conn.SetReadDeadline(time.Now().Add(cfg.PongTimeout))
+	})
+	s.wg.Add(1)
+	go s.writeLoop()
+	s.log.Debug("session opened")
+
+	s.readLoop()
+
+	s.close()
+	s.wg.Wait()
+	_ = s.conn.Close()
+	if s.member != nil {
+		s.member.detach(s)
+	}
+	s.log.Debug("session closed")
+}
+
+func (s *Session) writeLoop() {
+	defer s.wg.Done()
+	cfg := s.hub.cfg
+	ping := time.NewTicker(cfg.PingInterval)
+	defer ping.Stop()
+	write := func(b []byte) error {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		return s.conn.WriteMessage(websocket.TextMessage, b)
+	}
+	for {
+		select {
+		case b := <-s.out:
+			if err := write(b); err != nil {
+				s.close()
+				_ = s.conn.Close()
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
+				s.close()
+				_ = s.conn.Close()
+				return
+			}
+		case <-s.done:
+			// Flush what is queued (the last words: DISCONNECTED, FAILED), then close.
+			for {
+				select {
+				case b := <-s.out:
+					if write(b) != nil {
+						_ = s.conn.Close()
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			_ = s.conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			_ = s.conn.Close()
+			return
+		}
+	}
+}
+
+func (s *Session) readLoop() {
+	cfg := s.hub.cfg
+	for {
+		mt, r, err := s.conn.NextReader()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.log.Info("frame over the hard limit; closing", "limit", cfg.HardFrameBytes)
+			}
+			return
+		}
+		_ = s.conn.SetReadDeadline(time.Now().Add(cfg.PongTimeout))
+		data, err := io.ReadAll(io.LimitReader(r, int64(cfg.MaxFrameBytes)+1))
+		if err != nil {
+			return
+		}
+		if len(data) > cfg.MaxFrameBytes {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeTooLarge,
+					Reason: fmt.Sprintf("frame over %d bytes; the session is closed", cfg.HardFrameBytes)})
+				return
+			}
+			s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeTooLarge,
+				Reason: fmt.Sprintf("frame over %d bytes", cfg.MaxFrameBytes)})
+			continue
+		}
+		if mt != websocket.TextMessage {
+			s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeBadRequest, Reason: "send JSON in text frames"})
+			continue
+		}
+		var env protocol.Envelope
+		envErr := json.Unmarshal(data, &env)
+		if !s.limiter.Allow() {
+			s.limited++
+			if s.limited > floodLimit {
+				s.log.Warn("request flood; closing the session")
+				s.disconnect("too many requests")
+				return
+			}
+			s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: protocol.CodeRateLimited,
+				Reason: fmt.Sprintf("more than %g requests per second; slow down", cfg.MessagesPerSecond)})
+			continue
+		}
+		s.limited = 0
+		if envErr != nil {
+			s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeBadRequest, Reason: "malformed JSON: " + envErr.Error()})
+			continue
+		}
+		s.handle(env, data)
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+	}
+}
+
+// handle routes one request and sends its error, if any.
+func (s *Session) handle(env protocol.Envelope, data []byte) {
+	reply, err := s.dispatch(env, data)
+	if err != nil {
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			s.log.Error("request failed", "type", env.Type, "err", err)
+			pe = &protocol.Error{Code: protocol.CodeInternal, Reason: "internal error; the server log has details"}
+		}
+		s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: pe.Code, Reason: pe.Reason})
+		return
+	}
+	if reply == nil {
+		return
+	}
+	if _, plain := reply.(*protocol.Reply); plain && env.ID == nil {
+		return // a plain acknowledgement is only sent to requests that asked (with an id)
+	}
+	s.send(reply)
+}
+
+func decode(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad request: " + err.Error()}
+	}
+	return nil
+}
+
+func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
+	ok := &protocol.Reply{Type: protocol.TypeReply, ID: env.ID}
+	if env.Type == protocol.TypeConnect {
+		var req protocol.Connect
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return s.connect(env.ID, req)
+	}
+	switch env.Type {
+	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
+		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave:
+	case "":
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
+	default:
+		return nil, &protocol.Error{Code: protocol.CodeUnknownType, Reason: fmt.Sprintf("unknown message type %q", env.Type)}
+	}
+	if !s.connected {
+		return nil, &protocol.Error{Code: protocol.CodeNotConnected, Reason: `send "connect" first`}
+	}
+	if env.Type == protocol.TypeJoin {
+		var req protocol.Join
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return ok, s.join(req)
+	}
+	p, peer := s.member.joined()
+	if p == nil {
+		return nil, &protocol.Error{Code: protocol.CodeNotJoined, Reason: `join a room first`}
+	}
+	switch env.Type {
+	case protocol.TypeLeave:
+		s.member.leave("left")
+		return ok, nil
+	case protocol.TypeMessage:
+		var req protocol.Message
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		ts, err := p.SendMessage(req.To, req.Text)
+		ok.TS = ts
+		return ok, err
+	case protocol.TypePublish:
+		var req protocol.Publish
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return s.publish(env.ID, p, peer, req)
+	case protocol.TypeUnpublish:
+		var req protocol.Unpublish
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := peer.Unpublish(req.Stream); err != nil {
+			return nil, err
+		}
+		return ok, p.RemoveStream(req.Stream)
+	case protocol.TypeOffer:
+		var req protocol.SDP
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if req.Stream == "" {
+			return nil, &protocol.Error{Code: protocol.CodeBadRequest,
+				Reason: `an offer needs the "stream" it is for; the subscribe connection is offered by the server only`}
+		}
+		answer, err := peer.Reoffer(req.Stream, req.SDP)
+		if err != nil {
+			return nil, err
+		}
+		return &protocol.SDP{Type: protocol.TypeAnswer, ID: env.ID, Stream: req.Stream, SDP: answer}, nil
+	case protocol.TypeAnswer:
+		var req protocol.SDP
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return ok, peer.Answer(req.SDP)
+	case protocol.TypeCandidate:
+		var req protocol.Candidate
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if req.Candidate == nil || req.Candidate.Candidate == "" {
+			return ok, nil // end of candidates
+		}
+		c := req.Candidate
+		return ok, peer.AddCandidate(req.Target, req.Stream, webrtc.ICECandidateInit{Candidate: c.Candidate,
+			SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
+	case protocol.TypeRestartICE:
+		return ok, peer.RestartICE()
+	}
+	return nil, &protocol.Error{Code: protocol.CodeUnknownType, Reason: fmt.Sprintf("unknown message type %q", env.Type)}
+}
+
+func (s *Session) limits() *protocol.Limits {
+	rc := s.hub.rooms.Config()
+	return &protocol.Limits{MaxFrameBytes: s.hub.cfg.MaxFrameBytes, MaxTextBytes: rc.MaxTextBytes, MaxNameBytes: rc.MaxNameBytes,
+		MaxStreams: rc.MaxStreams, MaxParticipants: rc.MaxParticipants, MessagesPerSecond: s.hub.cfg.MessagesPerSecond,
+		ReconnectGraceSeconds: s.hub.cfg.ReconnectGrace.Seconds()}
+}
+
+func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
+	if s.connected {
+		return nil, &protocol.Error{Code: protocol.CodeAlreadyConnected, Reason: "this session is already connected"}
+	}
+	est := &protocol.Session{Type: protocol.TypeSession, ID: id, Status: protocol.SessionEstablished, SessionID: s.id,
+		Limits: s.limits()}
+	if s.hub.cfg.ICEServers != nil {
+		est.ICEServers = s.hub.cfg.ICEServers()
+	}
+	if req.Resume != "" {
+		m := s.hub.member(req.Resume)
+		p, peer := (*room.Participant)(nil), (*sfu.Peer)(nil)
+		if m != nil {
+			p, peer = m.joined()
+		}
+		if p == nil {
+			return &protocol.Session{Type: protocol.TypeSession, ID: id, Status: protocol.SessionFailed,
+				Reason: "resume token unknown or expired; connect without it and join again"}, nil
+		}
+		s.connected = true
+		s.member = m
+		s.username = p.Name()
+		m.attach(s)
+		est.ResumeToken, est.Resumed, est.Room, est.Name = m.token, true, p.Room().Name(), p.Name()
+		s.send(est)
+		if err := p.SetSink(m); err != nil {
+			return nil, err
+		}
+		if peer != nil {
+			peer.SetSignal(m)
+		}
+		s.log.Info("session resumed", "room", p.Room().Name(), "name", p.Name())
+		return nil, nil
+	}
+	s.connected = true
+	s.username = req.Username
+	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s}
+	est.ResumeToken = s.member.token
+	return est, nil
+}
+
+func (s *Session) join(req protocol.Join) error {
+	name := req.Name
+	if name == "" {
+		name = s.username
+	}
+	subscribe := req.Subscribe == nil || *req.Subscribe
+	m := s.member
+	if p, _ := m.joined(); p != nil {
+		if p.Room().Name() == req.Room && p.Name() == name {
+			return s.rejoin(p, req, subscribe)
+		}
+		m.leave("left")
+	}
+	if len(req.Codecs) > 64 {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
+	}
+	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs, Record: req.Record})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.p = p
+	m.mu.Unlock()
+	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: name, Subscribe: subscribe, Codecs: req.Codecs}, m)
+	if err != nil {
+		m.leave("left")
+		return err
+	}
+	m.mu.Lock()
+	m.peer = peer
+	m.mu.Unlock()
+	s.hub.setMember(m, true)
+	return nil
+}
+
+// rejoin handles a join to the room the participant is already in (a page
+// reload after a resumed connect): its old media goes, the participant stays.
+func (s *Session) rejoin(p *room.Participant, req protocol.Join, subscribe bool) error {
+	m := s.member
+	m.mu.Lock()
+	peer := m.peer
+	m.peer = nil
+	m.mu.Unlock()
+	if peer != nil {
+		peer.Close()
+	}
+	for _, st := range p.Streams() {
+		_ = p.RemoveStream(st.ID)
+	}
+	newPeer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: p.Name(), Subscribe: subscribe, Codecs: req.Codecs}, m)
+	if err != nil {
+		m.leave("left")
+		return err
+	}
+	m.mu.Lock()
+	m.peer = newPeer
+	m.mu.Unlock()
+	s.log.Info("participant rejoined", "room", p.Room().Name(), "name", p.Name())
+	return p.SetSink(m)
+}
+
+func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req protocol.Publish) (any, error) {
+	kind := req.Kind
+	switch kind {
+	case "":
+		kind = protocol.KindCamera
+	case protocol.KindCamera, protocol.KindScreen:
+	default:
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `publish kind must be "camera" or "screen"`}
+	}
+	if strings.TrimSpace(req.SDP) == "" {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "publish needs the offer's sdp"}
+	}
+	if err := p.CanPublish(); err != nil {
+		return nil, err
+	}
+	streamID := room.NewStreamID()
+	answer, tracks, err := peer.Publish(streamID, kind, req.SDP)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.AddStream(protocol.StreamInfo{ID: streamID, Kind: kind, Tracks: tracks, Status: protocol.StreamPending}); err != nil {
+		_ = peer.Unpublish(streamID)
+		return nil, err
+	}
+	s.send(&protocol.SDP{Type: protocol.TypeAnswer, ID: id, Stream: streamID, SDP: answer})
+	peer.StartTrickle(streamID)
+	s.log.Info("stream published", "room", p.Room().Name(), "name", p.Name(), "stream", streamID, "kind", kind)
+	return nil, nil
+}
