@@ -113,6 +113,9 @@ func (s *Server) URL() string {
 	return scheme + "://" + s.ln.Addr().String()
 }
 
+// Media returns the media engine (its ports, for tests and logs).
+func (s *Server) Media() *sfu.Engine { return s.engine }
+
 // Rooms returns the room registry (for finalize hooks).
 func (s *Server) Rooms() *room.Registry { return s.rooms }
 

@@ -98,11 +98,9 @@ func (d *downTrack) write(p *packet) {
 	if b == nil {
 		return
 	}
-	if d.needKeyframe.Load() {
-		if !p.keyframe {
-			return
-		}
-		d.needKeyframe.Store(false)
+	gated := d.needKeyframe.Load()
+	if gated && !p.keyframe {
+		return
 	}
 	d.hdr = p.hdr
 	d.hdr.SSRC = b.ssrc
@@ -111,8 +109,13 @@ func (d *downTrack) write(p *packet) {
 	// here. The subscribe connection's interceptors add their own.
 	d.hdr.Extension = false
 	d.hdr.Extensions = d.extBuf[:0]
-	if _, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil {
+	// Pion drops writes (0 bytes, no error) until the connection's SRTP is
+	// up: only a keyframe that was really sent opens the gate.
+	if n, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil || n == 0 {
 		return
+	}
+	if gated {
+		d.needKeyframe.Store(false)
 	}
 	d.packets.Add(1)
 }

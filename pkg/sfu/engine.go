@@ -28,7 +28,8 @@ type Config struct {
 	ListenIP string
 	// UDPPort is the single UDP port every ICE/UDP connection shares (UDP mux).
 	UDPPort int
-	// TCPPort is the single ICE-TCP port; 0 disables ICE-TCP.
+	// TCPPort is the single ICE-TCP port; 0 disables ICE-TCP and a negative
+	// value picks any free port (tests).
 	TCPPort int
 	// PublicIPs are announced instead of the host addresses (NAT 1:1, e.g. a cloud VM).
 	PublicIPs []string
@@ -77,8 +78,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e.udp = udp
 
-	if cfg.TCPPort > 0 {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(cfg.TCPPort)))
+	if cfg.TCPPort != 0 {
+		ln, err := net.Listen("tcp4", net.JoinHostPort(cfg.ListenIP, strconv.Itoa(max(cfg.TCPPort, 0))))
 		if err != nil {
 			_ = udp.Close()
 			return nil, fmt.Errorf("open ICE-TCP port %d: %w (choose another with --tcp-port, or 0 to disable)", cfg.TCPPort, err)
@@ -167,6 +168,14 @@ func (e *Engine) Close() error {
 		errs = append(errs, e.udp.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// TCPAddr returns the ICE-TCP listen address, or nil.
+func (e *Engine) TCPAddr() net.Addr {
+	if e.tcpLn == nil {
+		return nil
+	}
+	return e.tcpLn.Addr()
 }
 
 // UDPAddrs returns the local addresses of the UDP mux (for logs and tests).

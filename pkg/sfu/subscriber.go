@@ -105,6 +105,11 @@ func (s *subscriber) ensurePCLocked() error {
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("subscribe connection", "state", st.String())
+		if st == webrtc.PeerConnectionStateConnected {
+			// Media written before SRTP was up was dropped: start every video
+			// track again at a fresh keyframe.
+			s.restartVideo()
+		}
 	})
 	s.pc = pc
 	return nil
@@ -197,7 +202,7 @@ func (s *subscriber) streamHasTracksLocked(streamID string) bool {
 // negotiateLocked sends a new offer, or marks one as due once the
 // outstanding offer is answered.
 func (s *subscriber) negotiateLocked() {
-	if s.pc == nil || s.closed {
+	if s.pc == nil || s.closed || s.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
 		return
 	}
 	if s.negotiating {
@@ -272,6 +277,17 @@ func (s *subscriber) reportLocked() {
 		if status != st.status || reason != st.reason {
 			st.status, st.reason = status, reason
 			s.peer.signal().StreamStatus(st.publisher, id, status, reason)
+		}
+	}
+}
+
+func (s *subscriber) restartVideo() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for f, d := range s.tracks {
+		if d != nil && f.kind == webrtc.RTPCodecTypeVideo {
+			d.needKeyframe.Store(true)
+			f.requestKeyframe()
 		}
 	}
 }

@@ -1,0 +1,122 @@
+package server_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/protocol"
+)
+
+func TestForwardVP8AndOpus(t *testing.T) {
+	checkForwarding(t, vp8Source(t), "video/VP8")
+}
+
+func TestForwardH264AndOpus(t *testing.T) {
+	checkForwarding(t, h264Source(t), "video/H264")
+}
+
+// checkForwarding: A publishes video and Opus; B and C join later and must
+// receive A's packets unchanged (payload hashes match what A sent, RTP
+// timestamps never go back, nothing missing on loopback), and each late
+// subscriber's first video packet starts a keyframe, within 1 s of subscribing.
+func checkForwarding(t *testing.T, video client.Source, wantVideo string) {
+	srv := testServer(t, nil)
+	a := dial(t, srv, client.Options{Username: "a"})
+	join(t, a, "media", "a")
+	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: video, Audio: opusSource(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
+		t.Fatalf("publisher status: %v (now %s)", err, pub.Status())
+	}
+	// Join mid-GOP, so that a keyframe has to be asked for.
+	time.Sleep(1300 * time.Millisecond)
+
+	subs := []*client.Client{dial(t, srv, client.Options{Username: "b"}), dial(t, srv, client.Options{Username: "c"})}
+	for i, s := range subs {
+		st := join(t, s, "media", []string{"b", "c"}[i])
+		if len(st.Participants) == 0 || st.Participants[0].Name != "a" || len(st.Participants[0].Streams) != 1 {
+			t.Fatalf("STATE for a late joiner: %+v, want a with one stream", st.Participants)
+		}
+	}
+	for _, s := range subs {
+		if _, err := s.WaitRemoteTracks(ctxT(t, 10*time.Second), 2); err != nil {
+			t.Fatalf("remote tracks: %v", err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+
+	for i, s := range subs {
+		for _, tr := range s.RemoteTracks() {
+			who := []string{"b", "c"}[i] + "/" + tr.Kind()
+			if tr.Publisher() != "a" || tr.StreamID() != pub.ID() {
+				t.Errorf("%s: track of %q stream %q, want a's %q", who, tr.Publisher(), tr.StreamID(), pub.ID())
+			}
+			want := "audio/opus"
+			if tr.Kind() == "video" {
+				want = wantVideo
+			}
+			if !strings.EqualFold(tr.Codec(), want) {
+				t.Errorf("%s: codec %s, want %s", who, tr.Codec(), want)
+			}
+			checkPackets(t, who, pub.SentPackets(tr.Kind()), tr)
+			if tr.Kind() != "video" {
+				continue
+			}
+			if !tr.FirstPacketKeyframe() {
+				recv := tr.ReceivedPackets()
+				t.Errorf("%s: the first video packet does not start a keyframe; first packets: %+v", who, recv[:min(4, len(recv))])
+			}
+			if d := tr.FirstKeyframeAt().Sub(tr.SubscribedAt()); d > time.Second || tr.FirstKeyframeAt().IsZero() {
+				t.Errorf("%s: first keyframe %v after subscribing, want within 1 s", who, d)
+			}
+		}
+	}
+}
+
+// checkPackets compares what a subscriber received with what the publisher sent.
+func checkPackets(t *testing.T, who string, sent []client.PacketRecord, tr *client.RemoteTrack) {
+	t.Helper()
+	bySeq := make(map[uint16]client.PacketRecord, len(sent))
+	for _, p := range sent {
+		bySeq[p.Seq] = p
+	}
+	recv := tr.ReceivedPackets()
+	if len(recv) < 50 {
+		t.Fatalf("%s: received %d packets, want a steady flow", who, len(recv))
+	}
+	seen := make(map[uint16]bool, len(recv))
+	for _, r := range recv {
+		s, ok := bySeq[r.Seq]
+		if !ok {
+			t.Errorf("%s: received seq %d that was never sent", who, r.Seq)
+			continue
+		}
+		if s.PayloadHash != r.PayloadHash || s.Timestamp != r.Timestamp {
+			t.Errorf("%s: seq %d arrived changed (payload or timestamp differs)", who, r.Seq)
+		}
+		seen[r.Seq] = true
+	}
+	if n := tr.TimestampRegressions(); n != 0 {
+		t.Errorf("%s: %d RTP timestamps went backwards", who, n)
+	}
+	// Everything sent from the first received packet to the last must have arrived.
+	first, last := recv[0].Seq, recv[len(recv)-1].Seq
+	missing, expected := 0, 0
+	for seq := first; seq != last+1; seq++ {
+		if _, wasSent := bySeq[seq]; !wasSent {
+			continue
+		}
+		expected++
+		if !seen[seq] {
+			missing++
+		}
+	}
+	if missing*100 > expected { // loopback: allow at most 1 %
+		t.Errorf("%s: %d of %d packets missing", who, missing, expected)
+	}
+	t.Logf("%s: %d packets received, %d of %d missing", who, len(recv), missing, expected)
+}
