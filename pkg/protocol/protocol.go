@@ -127,8 +127,8 @@ type Join struct {
 	Record    bool     `json:"record,omitempty"`
 }
 
-// Publish offers a new stream on a peer connection of its own. Stream is an optional
-// client label echoed back; the server assigns the stream id in the answer.
+// Publish offers a new stream on a peer connection of its own; the server
+// assigns the stream id and sends it with the answer.
 type Publish struct {
 	Type   string `json:"type"`
 	ID     *int64 `json:"id,omitempty"`

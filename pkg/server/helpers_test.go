@@ -169,7 +169,9 @@ func waitEvent(t *testing.T, c *client.Client, what string, match func(protocol.
 }
 
 func isEvent(kind, name string) func(protocol.Event) bool {
-	return func(e protocol.Event) bool { return e.Event == kind && (name == "" || e.Name == name || e.From == name) }
+	return func(e protocol.Event) bool {
+		return e.Event == kind && (name == "" || e.Name == name || e.From == name)
+	}
 }
 
 func errCode(err error) string {

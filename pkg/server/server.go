@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/parley/parley/pkg/room"
@@ -46,6 +47,9 @@ type Server struct {
 	http   *http.Server
 	ln     net.Listener
 	served chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New opens the media ports and the HTTP listener; Serve starts serving.
@@ -138,8 +142,14 @@ func (s *Server) Serve() {
 // Done reports the HTTP server's end (an error if it failed).
 func (s *Server) Done() <-chan error { return s.served }
 
-// Shutdown tells every session, closes media, finalizes rooms and stops serving.
+// Shutdown tells every session, closes media, finalizes rooms and stops
+// serving. Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down")
 	err := s.hub.Shutdown(ctx)
 	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {

@@ -35,6 +35,7 @@ type Session struct {
 
 	// Owned by the read goroutine.
 	limiter   *rate.Limiter
+	iceLimit  *rate.Limiter // trickled candidates come in bursts: their own, larger budget
 	limited   int
 	connected bool
 	username  string
@@ -51,6 +52,8 @@ func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
 		out:     make(chan []byte, h.cfg.SendQueue),
 		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst),
+		// A browser trickles a few dozen candidates per connection at once.
+		iceLimit: rate.NewLimiter(rate.Limit(5*h.cfg.MessagesPerSecond), 200),
 	}
 }
 
@@ -186,7 +189,11 @@ func (s *Session) readLoop() {
 		}
 		var env protocol.Envelope
 		envErr := json.Unmarshal(data, &env)
-		if !s.limiter.Allow() {
+		limiter := s.limiter
+		if env.Type == protocol.TypeCandidate {
+			limiter = s.iceLimit
+		}
+		if !limiter.Allow() {
 			s.limited++
 			if s.limited > floodLimit {
 				s.log.Warn("request flood; closing the session")

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+)
+
+const chatText = "Привет, 世界 👋 مرحبا"
+
+// TestThreePeopleMeeting: three pages open /?room=R&name=pN; each decodes
+// video and receives audio from the other two; a chat line in four scripts
+// arrives identical; a screen share reaches the others as an extra stream;
+// a page that leaves disappears from the others.
+func TestThreePeopleMeeting(t *testing.T) {
+	srv := startServer(t, nil)
+	room := fmt.Sprintf("meet%d", time.Now().UnixNano()%100000)
+	names := []string{"p1", "p2", "p3"}
+	pages := make([]*page, len(names))
+	for i, n := range names {
+		pages[i] = openPage(t, n, fmt.Sprintf("%s/?room=%s&name=%s", srv.URL(), room, n))
+	}
+	for _, p := range pages {
+		p.waitFor("status ESTABLISHED", func() (bool, string) {
+			s := p.text("#status")
+			return s == "ESTABLISHED", s
+		})
+	}
+	// Every page decodes video and receives audio from the other two.
+	for i, p := range pages {
+		for j, other := range names {
+			if i != j {
+				p.waitDecoding(other, "camera", true)
+			}
+		}
+	}
+	if dir := os.Getenv("PARLEY_SCREENSHOT_DIR"); dir != "" {
+		pages[0].screenshot(filepath.Join(dir, "meeting.png"))
+	}
+
+	// Chat: UTF-8 as it is, shown as text.
+	p1 := pages[0]
+	if err := p1.eval(fmt.Sprintf(`(() => { const i = document.querySelector('#chatText'); i.value = %q;
+		i.dispatchEvent(new Event('input')); document.querySelector('#chatSend').click(); return true; })()`, chatText), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pages[1:] {
+		p.waitFor("the chat line from p1", func() (bool, string) {
+			var lines []string
+			_ = p.eval(`[...document.querySelectorAll('#chatLog .chat-line')].map(e => e.textContent)`, &lines)
+			for _, l := range lines {
+				if strings.HasSuffix(strings.TrimSpace(l), "p1 - "+chatText) {
+					return true, ""
+				}
+			}
+			return false, strings.Join(lines, " | ")
+		})
+	}
+
+	// Screen share from p1 reaches p2 and p3 as a second stream.
+	p1.click("#shareScreen")
+	for _, p := range pages[1:] {
+		p.waitDecoding("p1", "screen", false)
+	}
+
+	// p3 leaves: its tiles disappear on the others.
+	pages[2].click("#leave")
+	for _, p := range pages[:2] {
+		p.waitFor("p3's tiles to go", func() (bool, string) {
+			for _, tm := range p.tiles() {
+				if tm.Name == "p3" {
+					return false, fmt.Sprintf("%+v", tm)
+				}
+			}
+			return true, ""
+		})
+	}
+	// The others still see each other.
+	pages[1].waitDecoding("p1", "camera", true)
+}
+

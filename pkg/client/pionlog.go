@@ -1,0 +1,42 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pion/logging"
+)
+
+// pionLoggerFactory sends pion's logs to a slog.Logger, with the pion scope
+// ("ice", "pc", "dtls"…) as an attribute. Pion's trace level maps to slog's
+// debug level minus 4.
+type pionLoggerFactory struct{ log *slog.Logger }
+
+// NewLogger implements logging.LoggerFactory.
+func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With("pion", scope)}
+}
+
+type pionLogger struct{ log *slog.Logger }
+
+func (l pionLogger) emit(level slog.Level, msg string) {
+	l.log.Log(context.Background(), level, msg)
+}
+
+func (l pionLogger) emitf(level slog.Level, format string, args ...any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	}
+}
+
+func (l pionLogger) Trace(msg string)                  { l.emit(slog.LevelDebug-4, msg) }
+func (l pionLogger) Tracef(format string, args ...any) { l.emitf(slog.LevelDebug-4, format, args...) }
+func (l pionLogger) Debug(msg string)                  { l.emit(slog.LevelDebug, msg) }
+func (l pionLogger) Debugf(format string, args ...any) { l.emitf(slog.LevelDebug, format, args...) }
+func (l pionLogger) Info(msg string)                   { l.emit(slog.LevelInfo, msg) }
+func (l pionLogger) Infof(format string, args ...any)  { l.emitf(slog.LevelInfo, format, args...) }
+func (l pionLogger) Warn(msg string)                   { l.emit(slog.LevelWarn, msg) }
+func (l pionLogger) Warnf(format string, args ...any)  { l.emitf(slog.LevelWarn, format, args...) }
+func (l pionLogger) Error(msg string)                  { l.emit(slog.LevelError, msg) }
+func (l pionLogger) Errorf(format string, args ...any) { l.emitf(slog.LevelError, format, args...) }

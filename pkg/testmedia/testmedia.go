@@ -1,0 +1,224 @@
+// Package testmedia generates real, small media files with ffmpeg for tests, the
+// load tool and bots: VP8, VP9 and AV1 in IVF, H.264 as an Annex-B elementary
+// stream and Opus in Ogg.
+//
+// Files are cached in a directory chosen by the caller (a test's temp dir, or
+// os.UserCacheDir()/parley-testmedia to share them between runs). Generation is
+// idempotent: a file whose name matches the options is reused when it exists, and
+// a new one is written under a temporary name and renamed into place only once
+// ffmpeg has succeeded, so a crash never leaves a truncated file behind.
+package testmedia
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// FFmpeg is the path of the ffmpeg binary used when Options.FFmpeg is empty.
+const FFmpeg = "/usr/bin/ffmpeg"
+
+// Options shape the generated media. Zero fields take the defaults below.
+type Options struct {
+	// Duration of the file; default 10 s.
+	Duration time.Duration
+	// Width and Height of video; default 640x360.
+	Width, Height int
+	// FPS of video; default 30. The keyframe interval is one second (FPS frames).
+	FPS int
+	// Bitrate in bits per second; default 800 kbit/s for video, 48 kbit/s for audio.
+	Bitrate int
+	// FFmpeg is the ffmpeg binary; default FFmpeg, or the one in PATH if that does not exist.
+	FFmpeg string
+	// Timeout bounds one ffmpeg run; default 2 minutes.
+	Timeout time.Duration
+}
+
+func (o Options) withVideoDefaults() Options {
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Width <= 0 || o.Height <= 0 {
+		o.Width, o.Height = 640, 360
+	}
+	if o.FPS <= 0 {
+		o.FPS = 30
+	}
+	if o.Bitrate <= 0 {
+		o.Bitrate = 800_000
+	}
+	return o
+}
+
+func (o Options) withAudioDefaults() Options {
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Bitrate <= 0 {
+		o.Bitrate = 48_000
+	}
+	return o
+}
+
+func (o Options) ffmpeg() string {
+	if o.FFmpeg != "" {
+		return o.FFmpeg
+	}
+	if _, err := os.Stat(FFmpeg); err == nil {
+		return FFmpeg
+	}
+	if p, err := exec.LookPath("ffmpeg"); err == nil {
+		return p
+	}
+	return FFmpeg
+}
+
+func (o Options) timeout() time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return 2 * time.Minute
+}
+
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
+
+func (o Options) videoName(codec, ext string) string {
+	return fmt.Sprintf("%s-%dx%d-%dfps-%dbps-%dms.%s", codec, o.Width, o.Height, o.FPS, o.Bitrate, o.Duration.Milliseconds(), ext)
+}
+
+func (o Options) videoInput() []string {
+	return []string{
+		"-f", "lavfi",
+		"-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d", o.Width, o.Height, o.FPS),
+		"-t", secs(o.Duration),
+	}
+}
+
+func (o Options) gop() []string {
+	g := strconv.Itoa(o.FPS)
+	return []string{"-g", g, "-keyint_min", g}
+}
+
+// VP8IVF returns the path of a VP8 IVF file in dir, generating it if needed.
+func VP8IVF(dir string, opts Options) (string, error) {
+	o := opts.withVideoDefaults()
+	args := append(o.videoInput(), "-c:v", "libvpx", "-b:v", strconv.Itoa(o.Bitrate),
+		"-deadline", "realtime", "-cpu-used", "8")
+	args = append(args, o.gop()...)
+	args = append(args, "-auto-alt-ref", "0", "-f", "ivf")
+	p, err := generate(dir, o.videoName("vp8", "ivf"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: vp8: %w", err)
+	}
+	return p, nil
+}
+
+// VP9IVF returns the path of a VP9 (profile 0) IVF file in dir, generating it if needed.
+func VP9IVF(dir string, opts Options) (string, error) {
+	o := opts.withVideoDefaults()
+	args := append(o.videoInput(), "-c:v", "libvpx-vp9", "-b:v", strconv.Itoa(o.Bitrate),
+		"-deadline", "realtime", "-cpu-used", "8", "-pix_fmt", "yuv420p")
+	args = append(args, o.gop()...)
+	args = append(args, "-auto-alt-ref", "0", "-lag-in-frames", "0", "-row-mt", "1", "-f", "ivf")
+	p, err := generate(dir, o.videoName("vp9", "ivf"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: vp9: %w", err)
+	}
+	return p, nil
+}
+
+// AV1IVF returns the path of an AV1 IVF file in dir (libaom, realtime usage),
+// generating it if needed. It is slower to encode than the others.
+func AV1IVF(dir string, opts Options) (string, error) {
+	o := opts.withVideoDefaults()
+	args := append(o.videoInput(), "-c:v", "libaom-av1", "-b:v", strconv.Itoa(o.Bitrate),
+		"-usage", "realtime", "-cpu-used", "8", "-pix_fmt", "yuv420p", "-lag-in-frames", "0")
+	args = append(args, o.gop()...)
+	args = append(args, "-f", "ivf")
+	p, err := generate(dir, o.videoName("av1", "ivf"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: av1: %w", err)
+	}
+	return p, nil
+}
+
+// H264AnnexB returns the path of an H.264 constrained-baseline Annex-B elementary
+// stream in dir (.h264: no B-frames, SPS and PPS before every IDR), generating it if needed.
+func H264AnnexB(dir string, opts Options) (string, error) {
+	o := opts.withVideoDefaults()
+	args := append(o.videoInput(), "-c:v", "libx264", "-profile:v", "baseline", "-level", "3.1",
+		"-pix_fmt", "yuv420p", "-b:v", strconv.Itoa(o.Bitrate), "-tune", "zerolatency", "-bf", "0")
+	args = append(args, o.gop()...)
+	// repeat-headers puts SPS/PPS before every IDR, so playback can start at any keyframe.
+	args = append(args, "-x264-params", "repeat-headers=1:scenecut=0",
+		"-bsf:v", "h264_mp4toannexb", "-f", "h264")
+	p, err := generate(dir, o.videoName("h264", "h264"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: h264: %w", err)
+	}
+	return p, nil
+}
+
+// OpusOgg returns the path of an Ogg Opus file in dir (a 440 Hz sine, 48 kHz,
+// 20 ms frames, one frame per page), generating it if needed.
+func OpusOgg(dir string, opts Options) (string, error) {
+	o := opts.withAudioDefaults()
+	args := []string{
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", secs(o.Duration),
+		"-c:a", "libopus", "-b:a", strconv.Itoa(o.Bitrate),
+		"-page_duration", "20000", "-frame_duration", "20", "-f", "ogg",
+	}
+	name := fmt.Sprintf("opus-%dbps-%dms.ogg", o.Bitrate, o.Duration.Milliseconds())
+	p, err := generate(dir, name, o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: opus: %w", err)
+	}
+	return p, nil
+}
+
+// generate runs ffmpeg with args into dir/name unless that file already exists.
+func generate(dir, name string, o Options, args []string) (string, error) {
+	if dir == "" {
+		return "", errors.New("empty cache directory")
+	}
+	final := filepath.Join(dir, name)
+	if st, err := os.Stat(final); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+		return final, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create cache dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return "", fmt.Errorf("create temp file: %w", err)
+	}
+	tmpName := tmp.Name()
+	_ = tmp.Close()
+	defer os.Remove(tmpName) // no-op after a successful rename
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout())
+	defer cancel()
+	full := append([]string{"-hide_banner", "-loglevel", "error", "-nostdin", "-y"}, args...)
+	full = append(full, tmpName)
+	cmd := exec.CommandContext(ctx, o.ffmpeg(), full...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("ffmpeg %v: %w: %s", full, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if st, err := os.Stat(tmpName); err != nil || st.Size() == 0 {
+		return "", fmt.Errorf("ffmpeg wrote no output to %s", tmpName)
+	}
+	if err := os.Rename(tmpName, final); err != nil {
+		return "", fmt.Errorf("rename into place: %w", err)
+	}
+	return final, nil
+}

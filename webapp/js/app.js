@@ -1,0 +1,605 @@
+// Parley conference page: the Flashphoner Conference example's flow on roomapi.js.
+// Every name and text from the network goes into the page with textContent, never innerHTML.
+
+import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
+
+const $ = (sel) => document.querySelector(sel);
+
+const ui = {
+  form: $('#joinForm'),
+  name: $('#name'),
+  room: $('#room'),
+  join: $('#join'),
+  leave: $('#leave'),
+  status: $('#status'),
+  statusNote: $('#statusNote'),
+  invite: $('#invite'),
+  copyInvite: $('#copyInvite'),
+  error: $('#error'),
+  autoplayHint: $('#autoplayHint'),
+  grid: $('#grid'),
+  local: $('#local'),
+  localVideo: $('#local video'),
+  tiles: $('#tiles'),
+  muteAudio: $('#muteAudio'),
+  muteVideo: $('#muteVideo'),
+  publishToggle: $('#publishToggle'),
+  shareScreen: $('#shareScreen'),
+  chatLog: $('#chatLog'),
+  chatForm: $('#chatForm'),
+  chatTo: $('#chatTo'),
+  chatText: $('#chatText'),
+  chatSend: $('#chatSend'),
+};
+
+const params = new URLSearchParams(location.search);
+const CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
+const options = {
+  codec: CODECS.includes((params.get('codec') || '').toUpperCase()) ? params.get('codec').toUpperCase() : undefined,
+  relay: params.get('relay') === '1',
+  record: params.get('record') === '1',
+};
+
+const state = {
+  connection: null,
+  room: null,
+  name: '',
+  roomName: '',
+  camera: null, // LocalStream of the camera
+  screen: null, // LocalStream of the screen share
+  wantCamera: true, // publish the camera when in a room (false after #publishToggle stopped it)
+  audioOnlyTried: false,
+};
+
+window.parley = {connection: null, room: null, RoomApi};
+function expose() {
+  window.parley.connection = state.connection;
+  window.parley.room = state.room;
+}
+
+// ---------------------------------------------------------------- helpers
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+function hhmm(ts) {
+  const d = new Date(ts || Date.now());
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function initial(name) {
+  const ch = [...(name || '').trim()][0];
+  return ch ? ch.toUpperCase() : '';
+}
+
+function showError(errOrCode, reason) {
+  let text;
+  if (typeof errOrCode === 'string') text = reason ? `${errOrCode}: ${reason}` : errOrCode;
+  else if (errOrCode && errOrCode.code) text = `${errOrCode.code}: ${errOrCode.reason ?? errOrCode.message}`;
+  else text = String((errOrCode && errOrCode.message) || errOrCode);
+  ui.error.textContent = text;
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.textContent = '';
+  ui.error.hidden = true;
+}
+
+function setStatus(status, note = '') {
+  ui.status.textContent = status || '';
+  ui.status.dataset.status = status || '';
+  ui.statusNote.textContent = note;
+}
+
+function updateInvite(room) {
+  const path = room ? '/?room=' + encodeURIComponent(room) : '/';
+  ui.invite.setAttribute('href', path);
+  ui.invite.textContent = location.origin + path;
+}
+
+// Keeps room and name in the address so that a reload rejoins (and resumes) the same room.
+function updateAddress(room, name) {
+  const q = new URLSearchParams(location.search);
+  if (room) q.set('room', room); else q.delete('room');
+  if (name) q.set('name', name); else q.delete('name');
+  const s = q.toString();
+  try { history.replaceState(null, '', location.pathname + (s ? '?' + s : '')); } catch { /* ignore */ }
+}
+
+// ---------------------------------------------------------------- chat
+
+function chatLine(name, text, {ts, cls, to} = {}) {
+  const log = ui.chatLog;
+  const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+  const line = el('div', 'chat-line' + (cls ? ' ' + cls : ''));
+  const from = el('span', 'from', name);
+  if (to) from.dataset.to = to;
+  line.append(el('span', 'time', hhmm(ts)), ' ', from, ' - ', el('span', 'text', text));
+  log.append(line);
+  if (stick) log.scrollTop = log.scrollHeight;
+}
+
+function updateChatTo() {
+  const sel = ui.chatTo;
+  const current = sel.value;
+  const names = state.room ? state.room.getParticipants().map((p) => p.name()).sort((a, b) => a.localeCompare(b)) : [];
+  const have = [...sel.options].slice(1).map((o) => o.value);
+  if (have.length !== names.length || have.some((n, i) => n !== names[i])) {
+    while (sel.options.length > 1) sel.remove(1);
+    for (const n of names) {
+      const o = el('option', '', n);
+      o.value = n;
+      sel.append(o);
+    }
+  }
+  sel.value = names.includes(current) ? current : '';
+}
+
+ui.chatForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const room = state.room;
+  const text = ui.chatText.value;
+  if (!room || !text.trim()) return;
+  const to = ui.chatTo.value;
+  const p = to ? room.getParticipant(to) : null;
+  const sending = p ? p.sendMessage(text) : room.sendMessage(text, to || undefined);
+  ui.chatText.value = '';
+  sending.then(({ts}) => {
+    chatLine(room.selfName(), text, {ts, cls: to ? 'own private' : 'own', to: to || undefined});
+  }, (err) => {
+    showError(err);
+    if (!ui.chatText.value) ui.chatText.value = text;
+  });
+});
+
+// ---------------------------------------------------------------- tiles and layout
+
+function setControls(joined) {
+  for (const b of [ui.publishToggle, ui.shareScreen, ui.chatText, ui.chatSend]) b.disabled = !joined;
+  ui.leave.disabled = !joined;
+  ui.join.disabled = joined;
+  ui.name.disabled = joined;
+  ui.room.disabled = joined;
+  updateCameraButtons();
+}
+
+function updateCameraButtons() {
+  const cam = state.camera;
+  const live = !!cam && cam.status() !== STREAM_STATUS.FAILED;
+  ui.muteAudio.disabled = !live || !cam.getMediaStream() || cam.getMediaStream().getAudioTracks().length === 0;
+  ui.muteVideo.disabled = !live || !cam.getMediaStream() || cam.getMediaStream().getVideoTracks().length === 0;
+  ui.muteAudio.textContent = live && cam.isAudioMuted() ? 'Unmute A' : 'Mute A';
+  ui.muteVideo.textContent = live && cam.isVideoMuted() ? 'Unmute V' : 'Mute V';
+  ui.publishToggle.textContent = cam ? 'Unpublish' : 'Publish';
+  ui.shareScreen.textContent = state.screen ? 'Stop sharing' : 'Share screen';
+  const hasVideo = live && cam.getMediaStream() && cam.getMediaStream().getVideoTracks().length > 0 && !cam.isVideoMuted();
+  ui.local.classList.toggle('novideo', !hasVideo);
+}
+
+function updateLocalTile() {
+  const name = state.room ? state.room.selfName() : (ui.name.value.trim() || state.name);
+  ui.local.querySelector('.label').textContent = name ? `${name} (you)` : 'You';
+  ui.local.querySelector('.initial').textContent = initial(name);
+  ui.local.querySelector('.status').textContent = state.camera ? statusText(state.camera.status()) : '';
+}
+
+function statusText(s) { return s === 'NEW' ? '' : s; }
+
+function tileFor(streamId) {
+  for (const t of ui.tiles.children) if (t.dataset.stream === streamId) return t;
+  return null;
+}
+
+function tryPlay(video) {
+  const p = video.play();
+  if (p && p.catch) {
+    p.catch((err) => {
+      if (err && err.name === 'NotAllowedError') ui.autoplayHint.hidden = false;
+    });
+  }
+}
+
+ui.autoplayHint.addEventListener('click', () => {
+  ui.autoplayHint.hidden = true;
+  for (const v of ui.tiles.querySelectorAll('video')) tryPlay(v);
+});
+
+function addTile(participant, stream) {
+  let t = tileFor(stream.id());
+  if (t) { updateTile(t, stream); return t; }
+  const name = participant.name();
+  const screen = stream.kind() === 'screen';
+  t = el('div', 'tile remote');
+  t.dataset.stream = stream.id();
+  t.dataset.name = name;
+  t.dataset.kind = screen ? 'screen' : 'camera';
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.setAttribute('playsinline', '');
+  video.addEventListener('loadedmetadata', () => tryPlay(video));
+  const ph = el('div', 'placeholder');
+  ph.append(el('span', 'initial', initial(name)));
+  const meta = el('div', 'meta');
+  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'status', ''));
+  t.append(video, ph, el('div', 'reason'), meta);
+  ui.tiles.append(t);
+  stream.play(video);
+  updateTile(t, stream);
+  layout();
+  return t;
+}
+
+function updateTile(t, stream) {
+  const status = stream.status();
+  const reason = stream.reason();
+  t.dataset.status = status;
+  t.querySelector('.status').textContent = status;
+  const failed = status === STREAM_STATUS.FAILED;
+  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason);
+  t.classList.toggle('undecodable', noVideo);
+  t.classList.toggle('novideo', !stream.hasVideo());
+  t.querySelector('.reason').textContent = noVideo ? (reason || 'this stream cannot be played here') : '';
+}
+
+function removeTile(t) {
+  if (!t) return;
+  const v = t.querySelector('video');
+  if (v) v.srcObject = null;
+  t.remove();
+  layout();
+}
+
+function removeTilesOf(name) {
+  for (const t of [...ui.tiles.children]) if (t.dataset.name === name) removeTile(t);
+}
+
+function syncTiles(room) {
+  const want = new Map();
+  for (const p of room.getParticipants()) for (const s of p.getStreams()) want.set(s.id(), [p, s]);
+  for (const t of [...ui.tiles.children]) if (!want.has(t.dataset.stream)) removeTile(t);
+  for (const [, [p, s]] of want) addTile(p, s);
+}
+
+function clearTiles() {
+  for (const t of [...ui.tiles.children]) removeTile(t);
+  removeLocalScreenTile();
+}
+
+function localScreenTile(stream) {
+  let t = $('#localScreen');
+  if (!t) {
+    t = el('div', 'tile local');
+    t.id = 'localScreen';
+    t.dataset.kind = 'screen';
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    video.setAttribute('playsinline', '');
+    const meta = el('div', 'meta');
+    meta.append(el('span', 'label', 'Your screen'), el('span', 'status', ''));
+    t.append(video, el('div', 'reason'), meta);
+    ui.local.after(t);
+    layout();
+  }
+  if (stream) t.querySelector('.status').textContent = statusText(stream.status());
+  return t;
+}
+
+function removeLocalScreenTile() {
+  const t = $('#localScreen');
+  if (t) { const v = t.querySelector('video'); if (v) v.srcObject = null; t.remove(); layout(); }
+}
+
+// layout picks the column count that gives the largest 16:9 tiles in the grid; a screen share
+// spans 2×2 cells when there are other tiles, and its size counts double.
+const GAP = 8;
+function layout() {
+  const grid = ui.grid;
+  const tiles = [...grid.querySelectorAll('.tile')].filter((t) => !t.hidden);
+  const n = Math.max(tiles.length, 1);
+  const screens = tiles.filter((t) => t.dataset.kind === 'screen').length;
+  const W = grid.clientWidth;
+  const H = grid.clientHeight;
+  if (!W || !H) return;
+  let best = null;
+  for (let cols = 1; cols <= n + 3 * screens; cols++) {
+    const span = screens && n > 1 && cols >= 2 ? 2 : 1;
+    const cells = n - screens + screens * span * span;
+    const rows = Math.max(Math.ceil(cells / cols), span);
+    const w = (W - GAP * (cols - 1)) / cols;
+    const h = (H - GAP * (rows - 1)) / rows;
+    // Width of the largest 16:9 picture that fits a cell (and the screen share's cells).
+    const cam = Math.min(w, (h * 16) / 9);
+    const shared = Math.min(w * span + GAP * (span - 1), ((h * span + GAP * (span - 1)) * 16) / 9);
+    const size = screens ? 2 * shared + cam : cam;
+    if (!best || size > best.size + 0.5) best = {cols, rows, span, size};
+    if (cols >= cells) break;
+  }
+  grid.style.setProperty('--cols', best.cols);
+  grid.style.setProperty('--rows', best.rows);
+  grid.style.setProperty('--span', best.span);
+}
+new ResizeObserver(() => layout()).observe(ui.grid);
+
+// ---------------------------------------------------------------- publishing
+
+function publishCamera(constraints) {
+  const room = state.room;
+  if (!room || state.camera) return;
+  const video = ui.localVideo;
+  const s = room.publish({kind: 'camera', display: video, codec: options.codec, constraints});
+  state.camera = s;
+  const refresh = () => { if (state.camera === s) { updateLocalTile(); updateCameraButtons(); } };
+  s.on(STREAM_STATUS.PUBLISHING, refresh)
+    .on(STREAM_STATUS.UNPUBLISHED, () => {
+      if (state.camera !== s) return;
+      state.camera = null;
+      video.srcObject = null;
+      refresh();
+      updateLocalTile();
+      updateCameraButtons();
+    })
+    .on(STREAM_STATUS.FAILED, (stream, info) => {
+      if (state.camera !== s) return;
+      if (!info.code) { refresh(); return; } // reported by the server, may recover (ICE restart)
+      state.camera = null;
+      video.srcObject = null;
+      updateLocalTile();
+      ui.local.querySelector('.status').textContent = STREAM_STATUS.FAILED;
+      updateCameraButtons();
+      const wantedVideo = !constraints || constraints.video !== false;
+      if (info.code === 'MEDIA' && wantedVideo && !state.audioOnlyTried && state.room === room) {
+        // No camera (or not allowed): try the microphone alone.
+        state.audioOnlyTried = true;
+        publishCamera({audio: true, video: false});
+        return;
+      }
+      showError(info.code, info.reason);
+    });
+  s.ready.then(refresh, () => {});
+  updateLocalTile();
+  updateCameraButtons();
+}
+
+function startScreenShare() {
+  const room = state.room;
+  if (!room || state.screen) return;
+  const s = room.publish({kind: 'screen', codec: options.codec, display: null});
+  state.screen = s;
+  const done = () => {
+    if (state.screen !== s) return;
+    state.screen = null;
+    removeLocalScreenTile();
+    updateCameraButtons();
+  };
+  s.on(STREAM_STATUS.PUBLISHING, () => { if (state.screen === s) localScreenTile(s); })
+    .on(STREAM_STATUS.UNPUBLISHED, done)
+    .on(STREAM_STATUS.FAILED, (stream, info) => {
+      if (!info.code) { if (state.screen === s) localScreenTile(s); return; }
+      done();
+      // Cancelling the browser's picker is no error worth showing.
+      if (!(info.code === 'MEDIA' && /NotAllowedError|AbortError/.test(info.reason || ''))) showError(info.code, info.reason);
+    });
+  s.ready.then(() => {
+    if (state.screen !== s) return;
+    const t = localScreenTile(s);
+    const v = t.querySelector('video');
+    v.srcObject = s.getMediaStream();
+    tryPlay(v);
+  }, () => {});
+  updateCameraButtons();
+}
+
+ui.muteAudio.addEventListener('click', () => {
+  const cam = state.camera;
+  if (!cam) return;
+  if (cam.isAudioMuted()) cam.unmuteAudio(); else cam.muteAudio();
+  updateCameraButtons();
+});
+
+ui.muteVideo.addEventListener('click', () => {
+  const cam = state.camera;
+  if (!cam) return;
+  if (cam.isVideoMuted()) cam.unmuteVideo(); else cam.muteVideo();
+  updateCameraButtons();
+});
+
+ui.publishToggle.addEventListener('click', () => {
+  if (!state.room) return;
+  if (state.camera) {
+    state.wantCamera = false;
+    const cam = state.camera;
+    cam.stop().catch(showError);
+  } else {
+    state.wantCamera = true;
+    state.audioOnlyTried = false;
+    clearError();
+    publishCamera();
+  }
+  updateCameraButtons();
+});
+
+ui.shareScreen.addEventListener('click', () => {
+  if (state.screen) state.screen.stop().catch(showError);
+  else { clearError(); startScreenShare(); }
+  updateCameraButtons();
+});
+
+// ---------------------------------------------------------------- session and room
+
+function resetRoomUi() {
+  clearTiles();
+  state.camera = null;
+  state.screen = null;
+  ui.localVideo.srcObject = null;
+  state.room = null;
+  expose();
+  updateChatTo();
+  setControls(false);
+  updateLocalTile();
+  layout();
+}
+
+function joinRoom() {
+  const conn = state.connection;
+  const room = conn.join({name: state.roomName, record: options.record || undefined});
+  state.room = room;
+  state.audioOnlyTried = false;
+  expose();
+  const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
+  room
+    .on(ROOM_EVENT.STATE, mine(() => {
+      const names = room.getParticipants().map((p) => p.name());
+      chatLine('chat', names.length ? 'participants: ' + names.join(', ') : 'room is empty', {cls: 'system'});
+      setControls(true);
+      syncTiles(room);
+      updateChatTo();
+      updateLocalTile();
+      updateInvite(room.name());
+      updateAddress(room.name(), room.selfName());
+      if (state.wantCamera && !state.camera) publishCamera();
+    }))
+    .on(ROOM_EVENT.JOINED, mine((p) => {
+      chatLine(p.name(), 'joined', {cls: 'system'});
+      updateChatTo();
+    }))
+    .on(ROOM_EVENT.LEFT, mine((p, info) => {
+      chatLine(p.name(), 'left', {cls: 'system'});
+      const last = ui.chatLog.lastElementChild;
+      if (last && info && info.reason) last.title = info.reason;
+      removeTilesOf(p.name());
+      updateChatTo();
+    }))
+    .on(ROOM_EVENT.PUBLISHED, mine((p, s) => addTile(p, s)))
+    .on(ROOM_EVENT.UNPUBLISHED, mine((p, s) => removeTile(tileFor(s.id()))))
+    .on(ROOM_EVENT.STREAM_STATUS, mine((p, s) => {
+      const t = tileFor(s.id());
+      if (t) updateTile(t, s);
+    }))
+    .on(ROOM_EVENT.MESSAGE, mine((m) => {
+      chatLine(m.from.name(), m.text, {ts: m.ts, cls: m.private ? 'private' : ''});
+    }))
+    .on(ROOM_EVENT.FAILED, mine((r, info) => {
+      showError(info.code || 'FAILED', info.reason);
+      resetRoomUi();
+    }));
+}
+
+function onEstablished(conn) {
+  if (conn !== state.connection) return;
+  setStatus(SESSION_STATUS.ESTABLISHED);
+  const max = conn.limits().maxTextBytes;
+  if (max) ui.chatText.maxLength = max;
+  if (!state.room) joinRoom();
+}
+
+function join(name, roomName) {
+  name = (name || '').trim();
+  roomName = (roomName || '').trim();
+  if (!name || !roomName) {
+    showError('INVALID_NAME', !name ? 'enter your name' : 'enter a room name');
+    return;
+  }
+  clearError();
+  state.name = name;
+  state.roomName = roomName;
+  state.wantCamera = true;
+  ui.name.value = name;
+  ui.room.value = roomName;
+  updateInvite(roomName);
+  updateLocalTile();
+  ui.join.disabled = true;
+  const old = state.connection;
+  if (old && old.status() === SESSION_STATUS.ESTABLISHED && old.username() === name) {
+    joinRoom();
+    return;
+  }
+  state.connection = null;
+  if (old) old.disconnect();
+  const conn = RoomApi.connect({
+    urlServer: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+    username: name,
+    resumeToken: RoomApi.storedResumeToken(roomName, name) || undefined,
+    iceTransportPolicy: options.relay ? 'relay' : undefined,
+  });
+  state.connection = conn;
+  state.room = null;
+  expose();
+  const mine = (fn) => (...args) => { if (state.connection === conn) fn(...args); };
+  conn
+    .on(SESSION_STATUS.ESTABLISHED, () => onEstablished(conn))
+    .on(SESSION_STATUS.DISCONNECTED, mine((c, info) => {
+      if (info.reconnecting) { setStatus(SESSION_STATUS.DISCONNECTED, 'reconnecting…'); return; }
+      setStatus(SESSION_STATUS.DISCONNECTED, info.reason || '');
+      resetRoomUi();
+      if (info.reason && info.reason !== 'disconnected by the client') showError(SESSION_STATUS.DISCONNECTED, info.reason);
+    }))
+    .on(SESSION_STATUS.FAILED, mine((c, info) => {
+      setStatus(SESSION_STATUS.FAILED);
+      resetRoomUi();
+      showError(info.code || SESSION_STATUS.FAILED, info.reason || 'connection failed');
+    }))
+    .on(CONNECTION_EVENT.ERROR, mine((err) => showError(err)));
+}
+
+ui.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  join(ui.name.value, ui.room.value);
+});
+
+ui.leave.addEventListener('click', () => {
+  const room = state.room;
+  if (!room) return;
+  state.wantCamera = false;
+  resetRoomUi();
+  chatLine('chat', 'you left the room', {cls: 'system'});
+  updateAddress(room.name(), '');
+  room.leave().catch(showError);
+  state.wantCamera = true;
+});
+
+ui.error.addEventListener('click', clearError);
+ui.room.addEventListener('input', () => { if (!state.room) updateInvite(ui.room.value.trim()); });
+ui.name.addEventListener('input', () => { if (!state.room) updateLocalTile(); });
+
+ui.copyInvite.addEventListener('click', async () => {
+  const url = ui.invite.href;
+  try {
+    await navigator.clipboard.writeText(url);
+  } catch {
+    const ta = el('textarea');
+    ta.value = url;
+    document.body.append(ta);
+    ta.select();
+    try { document.execCommand('copy'); } catch { /* ignore */ }
+    ta.remove();
+  }
+  const old = ui.copyInvite.textContent;
+  ui.copyInvite.textContent = 'Copied';
+  setTimeout(() => { ui.copyInvite.textContent = old; }, 1500);
+});
+
+// ---------------------------------------------------------------- start
+
+setControls(false);
+updateLocalTile();
+{
+  const room = params.get('room') || '';
+  const name = params.get('name') || '';
+  ui.room.value = room;
+  ui.name.value = name;
+  updateInvite(room);
+  updateLocalTile();
+  layout();
+  if (room && name) join(name, room);
+  else if (room) ui.name.focus();
+  else ui.name.focus();
+}

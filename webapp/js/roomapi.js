@@ -1,0 +1,1151 @@
+// Parley Room API: the browser side of docs/protocol.md, shaped like Flashphoner's Room API.
+//
+//   import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from './roomapi.js';
+//   const connection = RoomApi.connect({urlServer: 'wss://host/ws', username: 'alice'})
+//     .on(SESSION_STATUS.ESTABLISHED, () => {
+//       const room = connection.join({name: 'standup'})
+//         .on(ROOM_EVENT.STATE, room => room.publish({}))
+//         .on(ROOM_EVENT.PUBLISHED, (participant, stream) => stream.play(videoElement));
+//     });
+//
+// docs/roomapi.md is the reference. Plain ES module, no dependencies.
+
+export const SESSION_STATUS = Object.freeze({
+  ESTABLISHED: 'ESTABLISHED',
+  FAILED: 'FAILED',
+  DISCONNECTED: 'DISCONNECTED',
+});
+
+export const ROOM_EVENT = Object.freeze({
+  STATE: 'STATE',
+  JOINED: 'JOINED',
+  LEFT: 'LEFT',
+  PUBLISHED: 'PUBLISHED',
+  UNPUBLISHED: 'UNPUBLISHED',
+  MESSAGE: 'MESSAGE',
+  FAILED: 'FAILED',
+  // Parley extension: a remote stream's status for this client changed (PLAYING, STOPPED, FAILED).
+  STREAM_STATUS: 'STREAM_STATUS',
+});
+
+export const STREAM_STATUS = Object.freeze({
+  PUBLISHING: 'PUBLISHING',
+  UNPUBLISHED: 'UNPUBLISHED',
+  PLAYING: 'PLAYING',
+  STOPPED: 'STOPPED',
+  FAILED: 'FAILED',
+});
+
+// Connection event for server errors (with or without a request id), besides the SESSION_STATUS ones.
+export const CONNECTION_EVENT = Object.freeze({ERROR: 'ERROR'});
+
+const RESUME_KEY = 'parley.resume:';
+const RECONNECT_FOR_MS = 30000;
+const ATTEMPT_TIMEOUT_MS = 5000;
+const ICE_RESTART_MIN_INTERVAL_MS = 10000;
+
+/** An error refused by the server (code, reason from its `error`) or raised locally. */
+export class RoomApiError extends Error {
+  constructor(code, reason, request) {
+    super(`${code}: ${reason}`);
+    this.name = 'RoomApiError';
+    this.code = code;
+    this.reason = reason;
+    if (request) this.request = request;
+  }
+}
+
+function toError(err, code = 'INTERNAL') {
+  if (err instanceof RoomApiError) return err;
+  const reason = err && err.message ? `${err.name && err.name !== 'Error' ? err.name + ': ' : ''}${err.message}` : String(err);
+  return new RoomApiError(code, reason);
+}
+
+class Emitter {
+  constructor() { this._handlers = new Map(); }
+  /** Registers cb for event ev; returns this so calls chain. */
+  on(ev, cb) {
+    if (typeof cb !== 'function') throw new TypeError('callback must be a function');
+    if (!this._handlers.has(ev)) this._handlers.set(ev, []);
+    this._handlers.get(ev).push(cb);
+    return this;
+  }
+  off(ev, cb) {
+    const list = this._handlers.get(ev);
+    if (list) this._handlers.set(ev, list.filter((h) => h !== cb));
+    return this;
+  }
+  _emit(ev, ...args) {
+    for (const cb of [...(this._handlers.get(ev) || [])]) {
+      try { cb(...args); } catch (e) { console.error(`roomapi: ${ev} handler failed`, e); }
+    }
+  }
+}
+
+// serial returns a function that runs async jobs one after the other (per peer connection:
+// descriptions and candidates are applied in the order they arrived).
+function serial() {
+  let tail = Promise.resolve();
+  return (job) => {
+    const p = tail.then(job);
+    tail = p.catch(() => {});
+    return p;
+  };
+}
+
+function storage() {
+  try { return window.sessionStorage; } catch { return null; }
+}
+
+/** The resume token stored for room+name in this tab, or null. */
+export function storedResumeToken(room, name) {
+  try { return storage()?.getItem(RESUME_KEY + room + '/' + name) || null; } catch { return null; }
+}
+
+function storeResumeToken(room, name, token) {
+  try { if (token) storage()?.setItem(RESUME_KEY + room + '/' + name, token); } catch { /* storage full or off */ }
+}
+
+function forgetResumeToken(room, name) {
+  try { storage()?.removeItem(RESUME_KEY + room + '/' + name); } catch { /* ignore */ }
+}
+
+function forgetResumeTokenValue(token) {
+  const s = storage();
+  if (!s || !token) return;
+  try {
+    for (let i = s.length - 1; i >= 0; i--) {
+      const k = s.key(i);
+      if (k && k.startsWith(RESUME_KEY) && s.getItem(k) === token) s.removeItem(k);
+    }
+  } catch { /* ignore */ }
+}
+
+/** The MIME types this page can decode, as sent in join.codecs. */
+export function decodableCodecs() {
+  const out = [];
+  if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return out;
+  for (const kind of ['audio', 'video']) {
+    const caps = RTCRtpReceiver.getCapabilities(kind);
+    for (const c of (caps && caps.codecs) || []) {
+      const sub = c.mimeType.split('/')[1]?.toLowerCase() || '';
+      if (sub === 'rtx' || sub === 'red' || sub === 'ulpfec' || sub.startsWith('flexfec')) continue;
+      if (!out.some((m) => m.toLowerCase() === c.mimeType.toLowerCase())) out.push(c.mimeType);
+    }
+  }
+  return out;
+}
+
+// preferCodec puts codec (VP8, VP9, H264, AV1) first in the transceiver's codec list.
+function preferCodec(transceiver, codec) {
+  if (!codec || !transceiver.setCodecPreferences) return false;
+  const mime = 'video/' + String(codec).toLowerCase();
+  const sources = [
+    () => RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video'),
+    () => RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video'),
+  ];
+  for (const src of sources) {
+    const caps = src();
+    if (!caps || !caps.codecs) continue;
+    const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+    if (!first.length) continue;
+    try {
+      transceiver.setCodecPreferences([...first, ...caps.codecs.filter((c) => c.mimeType.toLowerCase() !== mime)]);
+      return true;
+    } catch (e) { /* try the other capability list */ }
+  }
+  console.warn(`roomapi: codec ${codec} not available for sending here`);
+  return false;
+}
+
+function wsUrl(urlServer) {
+  const base = typeof location !== 'undefined' ? location.href : 'http://127.0.0.1/';
+  const u = new URL(urlServer || '/ws', base);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (u.pathname === '' || u.pathname === '/') u.pathname = '/ws';
+  return u.toString();
+}
+
+function textBytes(s) { return new TextEncoder().encode(s).length; }
+
+// failInfo is the info passed with FAILED events: {code?, reason}, and "CODE: reason" as text.
+function failInfo(reason, code) {
+  const info = {reason: reason || ''};
+  if (code) info.code = code;
+  Object.defineProperty(info, 'toString', {value: () => (code ? `${code}: ${info.reason}` : info.reason)});
+  return info;
+}
+
+/**
+ * RoomApi.connect opens a session (one WebSocket) to a Parley server.
+ * @param {{urlServer?: string, username: string, resumeToken?: string, iceTransportPolicy?: 'all'|'relay'}} options
+ * @returns {Connection}
+ */
+export function connect(options = {}) {
+  return new Connection(options);
+}
+
+/** A session with the server. Emits SESSION_STATUS events and CONNECTION_EVENT.ERROR. */
+class Connection extends Emitter {
+  constructor(options) {
+    super();
+    this._url = wsUrl(options.urlServer);
+    this._username = options.username || '';
+    this._token = options.resumeToken || null;
+    this._iceTransportPolicy = options.iceTransportPolicy || undefined;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._ws = null;
+    this._status = null;
+    this._established = false;
+    this._closing = false;
+    this._serverEnded = false;
+    this._room = null;
+    this._iceServers = [];
+    this._limits = {};
+    this._sessionId = null;
+    this._reconnect = null;
+    this._open('initial');
+  }
+
+  // ---- public API
+
+  /** The last session status (ESTABLISHED, DISCONNECTED, FAILED) or null before the first one. */
+  status() { return this._status; }
+  /** The server's session id. */
+  id() { return this._sessionId; }
+  username() { return this._username; }
+  /** The server's limits from the session message ({maxTextBytes, maxStreams, …}). */
+  limits() { return {...this._limits}; }
+  iceServers() { return this._iceServers.slice(); }
+  resumeToken() { return this._token; }
+  /** Rooms this connection is in (at most one). */
+  getRooms() { return this._room && !this._room._left ? [this._room] : []; }
+
+  /**
+   * Joins a room (leaving the current one first). Events come on the returned Room.
+   * @param {{name: string, record?: boolean, subscribe?: boolean}} options name is the room name
+   */
+  join(options = {}) {
+    if (this._room) {
+      forgetResumeToken(this._room._name, this._room._self);
+      this._room._teardown('joined another room');
+    }
+    const room = new Room(this, options);
+    this._room = room;
+    room._join();
+    return room;
+  }
+
+  /** Ends the session: leaves the room, closes every peer connection and the WebSocket. */
+  disconnect() {
+    if (this._closing) return;
+    this._closing = true;
+    this._stopReconnect();
+    const room = this._room;
+    if (room) {
+      forgetResumeToken(room._name, room._self || this._username);
+      room._teardown('disconnected');
+      this._room = null;
+    }
+    this._rejectPending(new RoomApiError('DISCONNECTED', 'disconnected by the client'));
+    const ws = this._ws;
+    this._ws = null;
+    this._established = false;
+    if (ws) { detach(ws); try { ws.close(1000, 'bye'); } catch { /* ignore */ } }
+    this._setStatus(SESSION_STATUS.DISCONNECTED, {reason: 'disconnected by the client'});
+  }
+
+  /** Every current RTCPeerConnection (publish connections, then the subscribe connection). */
+  peerConnections() {
+    const r = this._room;
+    if (!r) return [];
+    const out = [];
+    for (const s of r._local) if (s._pc && s._pc.signalingState !== 'closed') out.push(s._pc);
+    if (r._sub && r._sub.pc.signalingState !== 'closed') out.push(r._sub.pc);
+    return out;
+  }
+
+  // ---- internals
+
+  _pcConfig() {
+    const cfg = {iceServers: this._iceServers};
+    if (this._iceTransportPolicy) cfg.iceTransportPolicy = this._iceTransportPolicy;
+    return cfg;
+  }
+
+  _setStatus(status, info = {}) {
+    this._status = status;
+    this._emit(status, this, info);
+  }
+
+  _open(mode) {
+    let ws;
+    try {
+      ws = new WebSocket(this._url);
+    } catch (e) {
+      // Reported on a later task so that handlers attached after connect() see it.
+      setTimeout(() => this._onSocketGone(null, mode, toError(e).reason), 0);
+      return;
+    }
+    this._ws = ws;
+    let timer = null;
+    if (mode === 'reconnect') {
+      timer = setTimeout(() => { if (this._ws === ws && !this._established) try { ws.close(); } catch { /* ignore */ } }, ATTEMPT_TIMEOUT_MS);
+    }
+    ws.onopen = () => { if (this._ws === ws) this._handshake(ws, mode); };
+    ws.onmessage = (ev) => { if (this._ws === ws) this._onMessage(ev.data); };
+    ws.onerror = () => { /* onclose follows */ };
+    ws.onclose = (ev) => {
+      clearTimeout(timer);
+      if (this._ws !== ws) return;
+      this._onSocketGone(ws, mode, ev.reason || `connection closed (${ev.code})`);
+    };
+  }
+
+  async _handshake(ws, mode) {
+    const resume = !!this._token && mode !== 'fresh';
+    let s;
+    try {
+      s = await this._request(resume ? {type: 'connect', resume: this._token} : {type: 'connect', username: this._username}, {ws});
+    } catch (err) {
+      s = {status: SESSION_STATUS.FAILED, reason: err.reason || err.message, code: err.code};
+    }
+    if (this._ws !== ws) return;
+    if (s.status !== SESSION_STATUS.ESTABLISHED || (mode === 'reconnect' && !this._resumeMatches(s))) {
+      const reason = s.reason || (s.status === SESSION_STATUS.ESTABLISHED ? 'the room was lost while reconnecting' : 'connect refused');
+      if (resume) forgetResumeTokenValue(this._token);
+      if (resume && mode === 'initial') {
+        // A stale token from an earlier page: start a fresh session instead.
+        this._token = null;
+        detach(ws);
+        try { ws.close(1000); } catch { /* ignore */ }
+        this._open('fresh');
+        return;
+      }
+      this._ws = null;
+      detach(ws);
+      try { ws.close(1000); } catch { /* ignore */ }
+      this._giveUp(reason, s.code);
+      return;
+    }
+    this._established = true;
+    this._sessionId = s.sessionId || null;
+    if (s.resumeToken) this._token = s.resumeToken;
+    if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
+    if (s.limits) this._limits = s.limits;
+    if (mode === 'reconnect') {
+      this._stopReconnect();
+      const room = this._room;
+      if (room) storeResumeToken(room._name, room._self || this._username, this._token);
+      this._setStatus(SESSION_STATUS.ESTABLISHED, {resumed: true, session: s});
+      if (room) room._restartIce('resumed');
+    } else {
+      this._setStatus(SESSION_STATUS.ESTABLISHED, {resumed: !!s.resumed, session: s});
+    }
+  }
+
+  _resumeMatches(s) {
+    const room = this._room;
+    if (!room) return true;
+    return !!s.resumed && (!s.room || s.room === room._name);
+  }
+
+  _onSocketGone(ws, mode, reason) {
+    if (ws) detach(ws);
+    this._ws = null;
+    const wasEstablished = this._established;
+    this._established = false;
+    this._rejectPending(new RoomApiError('DISCONNECTED', 'connection to the server lost'));
+    if (this._closing) return;
+    if (this._reconnect) { this._scheduleReconnect(); return; }
+    const room = this._room;
+    if (!this._serverEnded && wasEstablished && room && room._joined && !room._left && this._token) {
+      this._reconnect = {start: Date.now(), attempt: 0, timer: null};
+      this._setStatus(SESSION_STATUS.DISCONNECTED, {reason: 'connection lost, reconnecting', reconnecting: true});
+      this._scheduleReconnect();
+      return;
+    }
+    if (this._serverEnded) return; // DISCONNECTED already reported with the server's reason
+    if (!wasEstablished && (mode === 'initial' || mode === 'fresh')) {
+      this._giveUp(reason || 'cannot connect to the server');
+      return;
+    }
+    if (room) { room._teardown(reason); this._room = null; }
+    this._setStatus(SESSION_STATUS.DISCONNECTED, {reason});
+  }
+
+  _scheduleReconnect() {
+    const r = this._reconnect;
+    if (!r) return;
+    if (Date.now() - r.start >= RECONNECT_FOR_MS) { this._giveUp('could not reconnect to the server'); return; }
+    const delay = Math.min(500 * 2 ** r.attempt, 5000);
+    r.attempt++;
+    r.timer = setTimeout(() => { r.timer = null; if (this._reconnect === r) this._open('reconnect'); }, delay);
+  }
+
+  _stopReconnect() {
+    if (this._reconnect && this._reconnect.timer) clearTimeout(this._reconnect.timer);
+    this._reconnect = null;
+  }
+
+  _giveUp(reason, code) {
+    this._stopReconnect();
+    const ws = this._ws;
+    this._ws = null;
+    this._established = false;
+    if (ws) { detach(ws); try { ws.close(1000); } catch { /* ignore */ } }
+    const room = this._room;
+    if (room) {
+      forgetResumeToken(room._name, room._self || this._username);
+      room._teardown(reason);
+      this._room = null;
+      room._emit(ROOM_EVENT.FAILED, room, failInfo(reason, code));
+    }
+    this._closing = true;
+    this._setStatus(SESSION_STATUS.FAILED, failInfo(reason, code));
+  }
+
+  _rejectPending(err) {
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+
+  /** Sends msg with a fresh id; resolves with the reply/answer/session, rejects with a RoomApiError. */
+  _request(msg, {ws} = {}) {
+    const sock = ws || this._ws;
+    if (!sock || sock.readyState !== WebSocket.OPEN || (!ws && !this._established)) {
+      return Promise.reject(new RoomApiError('DISCONNECTED', 'not connected to the server'));
+    }
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, {resolve, reject, type: msg.type});
+      try {
+        sock.send(JSON.stringify({...msg, id}));
+      } catch (e) {
+        this._pending.delete(id);
+        reject(toError(e, 'DISCONNECTED'));
+      }
+    });
+  }
+
+  /** Sends msg without an id (candidates); dropped when not connected. */
+  _notify(msg) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this._established) return false;
+    try { ws.send(JSON.stringify(msg)); return true; } catch { return false; }
+  }
+
+  _onMessage(data) {
+    let m;
+    try { m = JSON.parse(data); } catch { console.warn('roomapi: not JSON', data); return; }
+    if (!m || typeof m !== 'object') return;
+    const pending = typeof m.id === 'number' ? this._pending.get(m.id) : undefined;
+    switch (m.type) {
+      case 'reply':
+      case 'answer':
+        if (pending) { this._pending.delete(m.id); pending.resolve(m); }
+        return;
+      case 'session':
+        if (pending) { this._pending.delete(m.id); pending.resolve(m); return; }
+        this._onServerSession(m);
+        return;
+      case 'error': {
+        const err = new RoomApiError(m.code || 'INTERNAL', m.reason || '', m.request);
+        // A request's error rejects its promise (and so surfaces as a FAILED event or a
+        // rejection); errors of requests sent without an id come here.
+        if (pending) { this._pending.delete(m.id); pending.reject(err); return; }
+        this._emit(CONNECTION_EVENT.ERROR, err);
+        return;
+      }
+      case 'event':
+        if (this._room) this._room._onEvent(m);
+        return;
+      case 'offer':
+        if (this._room) this._room._onOffer(m);
+        return;
+      case 'candidate':
+        if (this._room) this._room._onCandidate(m);
+        return;
+      default:
+        console.warn('roomapi: unknown message', m.type);
+    }
+  }
+
+  _onServerSession(m) {
+    if (m.status === SESSION_STATUS.DISCONNECTED || m.status === SESSION_STATUS.FAILED) {
+      this._serverEnded = true;
+      this._stopReconnect();
+      const room = this._room;
+      if (room) { room._teardown(m.reason || 'session ended'); this._room = null; }
+      this._setStatus(m.status, {reason: m.reason || ''});
+    }
+  }
+}
+
+function detach(ws) {
+  ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+}
+
+/** A room joined through connection.join. */
+class Room extends Emitter {
+  constructor(conn, options) {
+    super();
+    this._conn = conn;
+    this._name = String(options.name || '');
+    this._record = !!options.record;
+    this._subscribe = options.subscribe !== false;
+    this._self = conn._username;
+    this._roomSession = null;
+    this._participants = new Map(); // name -> Participant
+    this._remote = new Map(); // stream id -> RemoteStream
+    this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
+    this._owners = new Map(); // stream id -> publisher name, from the server's offers
+    this._local = new Set(); // LocalStream
+    this._localById = new Map(); // stream id -> LocalStream
+    this._pendingStatus = new Map(); // stream id -> STREAM_STATUS events that came before the stream was known
+    this._orphanCandidates = new Map(); // stream id -> candidates for a publish connection not known yet
+    this._endedIds = new Set(); // ids of this client's streams that were stopped
+    this._sub = null; // {pc, queue, lastRestart}
+    this._joined = false;
+    this._left = false;
+    let resolve, reject;
+    /** Resolves with the room once the server confirmed the join; rejects with its error. */
+    this.ready = new Promise((res, rej) => { resolve = res; reject = rej; });
+    this.ready.catch(() => {});
+    this._ready = {resolve, reject};
+  }
+
+  /** The room's name. */
+  name() { return this._name; }
+  /** This client's participant name in the room. */
+  selfName() { return this._self; }
+  /** The server's id for this run of the room (STATE roomSession). */
+  roomSession() { return this._roomSession; }
+  /** The other participants. */
+  getParticipants() { return [...this._participants.values()]; }
+  getParticipant(name) { return this._participants.get(name) || null; }
+  /** This client's published streams. */
+  getLocalStreams() { return [...this._local]; }
+  isJoined() { return this._joined && !this._left; }
+
+  /**
+   * Sends chat text to everyone, or only to `to` (a participant name). Resolves with {ts}.
+   */
+  sendMessage(text, to) {
+    text = String(text ?? '');
+    const max = this._conn._limits.maxTextBytes;
+    if (max && textBytes(text) > max) {
+      return Promise.reject(new RoomApiError('TOO_LARGE', `message is ${textBytes(text)} bytes, the limit is ${max}`, 'message'));
+    }
+    const msg = {type: 'message', text};
+    if (to) msg.to = String(to);
+    return this._conn._request(msg).then((r) => ({ts: r.ts || Date.now()}));
+  }
+
+  /**
+   * Publishes a camera (getUserMedia), a screen (getDisplayMedia) or a given MediaStream.
+   * @param {{display?: HTMLVideoElement, constraints?: MediaStreamConstraints, record?: boolean,
+   *          kind?: 'camera'|'screen', stream?: MediaStream, codec?: 'VP8'|'VP9'|'H264'|'AV1'}} options
+   * @returns {LocalStream}
+   */
+  publish(options = {}) {
+    // Flashphoner's older form: room.publish(displayElement).
+    if (typeof HTMLElement !== 'undefined' && options instanceof HTMLElement) options = {display: options};
+    const s = new LocalStream(this, options || {});
+    if (this._left) {
+      queueMicrotask(() => s._fail(new RoomApiError('NOT_JOINED', 'not in a room')));
+      return s;
+    }
+    this._local.add(s);
+    s._start();
+    return s;
+  }
+
+  /** Leaves the room (the session stays connected). Resolves when the server confirmed. */
+  async leave() {
+    if (this._left) return;
+    const conn = this._conn;
+    // Sent even while the join is in flight: the server handles requests in order.
+    const p = conn._established ? conn._request({type: 'leave'}) : Promise.resolve();
+    forgetResumeToken(this._name, this._self);
+    this._teardown('left');
+    if (conn._room === this) conn._room = null;
+    try {
+      await p;
+    } catch (err) {
+      if (err.code !== 'NOT_JOINED' && err.code !== 'DISCONNECTED') throw err;
+    }
+  }
+
+  // ---- internals
+
+  async _join() {
+    const conn = this._conn;
+    const msg = {type: 'join', room: this._name, codecs: decodableCodecs()};
+    if (!this._subscribe) msg.subscribe = false;
+    if (this._record) msg.record = true;
+    try {
+      await conn._request(msg);
+      if (this._left) return;
+      this._joined = true;
+      storeResumeToken(this._name, this._self, conn._token);
+      this._ready.resolve(this);
+    } catch (err) {
+      if (conn._room === this) conn._room = null;
+      this._left = true;
+      this._ready.reject(err);
+      this._emit(ROOM_EVENT.FAILED, this, failInfo(err.reason || err.message, err.code));
+    }
+  }
+
+  _teardown(reason) {
+    if (this._left) return;
+    this._left = true;
+    for (const s of [...this._local]) s._release(STREAM_STATUS.UNPUBLISHED, reason);
+    this._local.clear();
+    this._localById.clear();
+    if (this._sub) { try { this._sub.pc.close(); } catch { /* ignore */ } this._sub = null; }
+    for (const r of this._remote.values()) r._detachAll();
+    this._remote.clear();
+    this._participants.clear();
+    this._media.clear();
+    this._ready.reject(new RoomApiError('NOT_JOINED', reason || 'left'));
+  }
+
+  _participant(name, create = true) {
+    let p = this._participants.get(name);
+    if (!p && create) { p = new Participant(this, name); this._participants.set(name, p); }
+    return p || null;
+  }
+
+  _addRemote(participant, info) {
+    let s = this._remote.get(info.id);
+    if (s) {
+      s._update(info);
+    } else {
+      s = new RemoteStream(this, participant, info);
+      this._remote.set(info.id, s);
+      const queued = this._pendingStatus.get(info.id);
+      if (queued) { this._pendingStatus.delete(info.id); for (const ev of queued) s._onStatus(ev.status, ev.reason); }
+    }
+    participant._streams.set(info.id, s);
+    participant._maybeAutoplay(s);
+    return s;
+  }
+
+  _removeRemote(id, status = STREAM_STATUS.STOPPED) {
+    const s = this._remote.get(id);
+    if (!s) return null;
+    this._remote.delete(id);
+    s._participant._streams.delete(id);
+    s._onStatus(status);
+    return s;
+  }
+
+  _onEvent(m) {
+    if (this._left || (m.room && m.room !== this._name)) return;
+    switch (m.event) {
+      case 'STATE': this._applyState(m); return;
+      case 'JOINED': {
+        if (m.name === this._self) return;
+        const p = this._participant(m.name);
+        this._emit(ROOM_EVENT.JOINED, p, m);
+        return;
+      }
+      case 'LEFT': {
+        const p = this._participant(m.name, false) || new Participant(this, m.name);
+        for (const id of [...p._streams.keys()]) this._removeRemote(id, STREAM_STATUS.UNPUBLISHED);
+        this._participants.delete(m.name);
+        this._emit(ROOM_EVENT.LEFT, p, {reason: m.reason || 'left'});
+        return;
+      }
+      case 'PUBLISHED': {
+        if (!m.stream || !m.stream.id) return;
+        const p = this._participant(m.name);
+        const s = this._addRemote(p, m.stream);
+        this._emit(ROOM_EVENT.PUBLISHED, p, s);
+        return;
+      }
+      case 'UNPUBLISHED': {
+        const s = this._removeRemote(m.streamId, STREAM_STATUS.UNPUBLISHED);
+        const p = s ? s._participant : this._participant(m.name, false);
+        if (s) this._emit(ROOM_EVENT.UNPUBLISHED, p, s);
+        return;
+      }
+      case 'MESSAGE': {
+        // As in Flashphoner, message.from is the sender (a Participant: from.name()).
+        const from = this._participant(m.from, false) || new Participant(this, m.from);
+        this._emit(ROOM_EVENT.MESSAGE, {
+          from, to: m.to || null, text: m.text ?? '', ts: m.ts || Date.now(), private: !!m.private,
+        });
+        return;
+      }
+      case 'FAILED': {
+        const conn = this._conn;
+        forgetResumeToken(this._name, this._self);
+        this._teardown(m.reason);
+        if (conn._room === this) conn._room = null;
+        this._emit(ROOM_EVENT.FAILED, this, failInfo(m.reason || 'room failed'));
+        return;
+      }
+      case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      default: console.warn('roomapi: unknown event', m.event);
+    }
+  }
+
+  _applyState(m) {
+    if (m.self) this._self = m.self;
+    if (m.roomSession) this._roomSession = m.roomSession;
+    const names = new Set();
+    const ids = new Set();
+    for (const info of m.participants || []) {
+      if (!info || !info.name || info.name === this._self) continue;
+      names.add(info.name);
+      const p = this._participant(info.name);
+      for (const si of info.streams || []) {
+        if (!si || !si.id) continue;
+        ids.add(si.id);
+        this._addRemote(p, si);
+      }
+    }
+    for (const id of [...this._remote.keys()]) if (!ids.has(id)) this._removeRemote(id, STREAM_STATUS.UNPUBLISHED);
+    for (const name of [...this._participants.keys()]) if (!names.has(name)) this._participants.delete(name);
+    this._emit(ROOM_EVENT.STATE, this);
+  }
+
+  _onStreamStatus(m) {
+    const local = this._localById.get(m.streamId);
+    if (local) { local._onServerStatus(m.status, m.reason); return; }
+    if (this._endedIds.has(m.streamId)) return;
+    const remote = this._remote.get(m.streamId);
+    if (remote) {
+      remote._onStatus(m.status, m.reason);
+      this._emit(ROOM_EVENT.STREAM_STATUS, remote._participant, remote, m.status, m.reason || '');
+      return;
+    }
+    // Not known yet: a publish answer or a PUBLISHED still on its way.
+    if (!this._pendingStatus.has(m.streamId)) this._pendingStatus.set(m.streamId, []);
+    const q = this._pendingStatus.get(m.streamId);
+    q.push({status: m.status, reason: m.reason, name: m.name});
+    if (q.length > 8) q.shift();
+  }
+
+  _takePendingStatus(id) {
+    const q = this._pendingStatus.get(id) || [];
+    this._pendingStatus.delete(id);
+    return q;
+  }
+
+  _subscribeConnection() {
+    if (this._sub) return this._sub;
+    const pc = new RTCPeerConnection(this._conn._pcConfig());
+    const sub = {pc, queue: serial(), lastRestart: 0};
+    this._sub = sub;
+    pc.onicecandidate = (e) => {
+      this._conn._notify({type: 'candidate', target: 'subscribe', candidate: e.candidate ? e.candidate.toJSON() : null});
+    };
+    pc.ontrack = (e) => this._onTrack(e);
+    pc.oniceconnectionstatechange = () => {
+      if (pc.iceConnectionState === 'failed' && this._sub === sub) this._restartSubscribeIce(false);
+    };
+    return sub;
+  }
+
+  _onOffer(m) {
+    if (this._left || typeof m.sdp !== 'string') return;
+    for (const [id, name] of Object.entries(m.streams || {})) this._owners.set(id, name);
+    const sub = this._subscribeConnection();
+    const pc = sub.pc;
+    sub.queue(async () => {
+      await pc.setRemoteDescription({type: 'offer', sdp: m.sdp});
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      // Not awaited inside the queue: candidates for the new description may be applied meanwhile.
+      this._conn._request({type: 'answer', sdp: answer.sdp}).catch((err) => {
+        if (err.code !== 'DISCONNECTED') this._conn._emit(CONNECTION_EVENT.ERROR, err);
+      });
+    }).catch((err) => {
+      console.error('roomapi: cannot answer the subscribe offer', err);
+      this._conn._emit(CONNECTION_EVENT.ERROR, toError(err, 'INVALID_SDP'));
+    });
+  }
+
+  _onTrack(e) {
+    const ms = e.streams && e.streams[0];
+    if (!ms) { console.warn('roomapi: remote track without a stream id', e.track); return; }
+    this._media.set(ms.id, ms);
+    const s = this._remote.get(ms.id);
+    if (s) s._setMedia(ms);
+  }
+
+  _onCandidate(m) {
+    if (this._left) return;
+    const c = m.candidate || undefined;
+    if (m.target === 'subscribe') {
+      const sub = this._sub;
+      if (!sub) return;
+      sub.queue(() => sub.pc.addIceCandidate(c)).catch((err) => console.warn('roomapi: subscribe candidate', err));
+      return;
+    }
+    if (m.target === 'publish') {
+      const s = this._localById.get(m.stream);
+      if (s) { s._addRemoteCandidate(c); return; }
+      if (!m.stream) return;
+      if (!this._orphanCandidates.has(m.stream)) this._orphanCandidates.set(m.stream, []);
+      const q = this._orphanCandidates.get(m.stream);
+      if (q.length < 64) q.push(c);
+    }
+  }
+
+  _restartSubscribeIce(force) {
+    const sub = this._sub;
+    if (!sub || !this._conn._established) return;
+    const now = Date.now();
+    if (!force && now - sub.lastRestart < ICE_RESTART_MIN_INTERVAL_MS) return;
+    sub.lastRestart = now;
+    this._conn._request({type: 'restartIce'}).catch((err) => {
+      if (err.code !== 'DISCONNECTED') this._conn._emit(CONNECTION_EVENT.ERROR, err);
+    });
+  }
+
+  _restartIce() {
+    if (this._left) return;
+    for (const s of this._local) s._restartIce(true);
+    this._restartSubscribeIce(true);
+  }
+}
+
+/** A participant of the room other than this client. */
+class Participant {
+  constructor(room, name) {
+    this._room = room;
+    this._name = name;
+    this._streams = new Map(); // id -> RemoteStream
+    this._playEl = null;
+  }
+  name() { return this._name; }
+  /** The participant's published streams (RemoteStream objects). */
+  getStreams() { return [...this._streams.values()]; }
+  /** Sends a private chat message to this participant. Resolves with {ts}. */
+  sendMessage(text) { return this._room.sendMessage(text, this._name); }
+  /**
+   * Plays the participant's camera stream (or its only stream) in element; if it publishes
+   * nothing yet, its next camera stream plays there. Returns the stream played, or null.
+   */
+  play(element) {
+    this._playEl = element;
+    const s = this._mainStream();
+    if (s) s.play(element);
+    return s;
+  }
+  _mainStream() {
+    const all = this.getStreams();
+    return all.find((s) => s.kind() === 'camera') || all[0] || null;
+  }
+  _maybeAutoplay(s) {
+    if (this._playEl && s.kind() === 'camera' && this._mainStream() === s) s.play(this._playEl);
+  }
+}
+
+/** A stream published by another participant, received on the subscribe connection. */
+class RemoteStream extends Emitter {
+  constructor(room, participant, info) {
+    super();
+    this._room = room;
+    this._participant = participant;
+    this._id = info.id;
+    this._info = info;
+    this._status = info.status || STREAM_STATUS.PUBLISHING;
+    this._reason = '';
+    this._elements = new Set();
+    this._mediaStream = room._media.get(info.id) || null;
+  }
+  id() { return this._id; }
+  /** 'camera' or 'screen'. */
+  kind() { return this._info.kind || 'camera'; }
+  /** Its tracks as announced: [{kind: 'audio'|'video', codec}]. */
+  tracks() { return (this._info.tracks || []).map((t) => ({...t})); }
+  hasVideo() { return !this._info.tracks || this._info.tracks.some((t) => t.kind === 'video'); }
+  /** PUBLISHING (announced), PLAYING, STOPPED, UNPUBLISHED or FAILED. */
+  status() { return this._status; }
+  /** The server's reason with the last status (why the stream or its video cannot play here), or ''. */
+  reason() { return this._reason; }
+  getInfo() { return {status: this._status, reason: this._reason}; }
+  participant() { return this._participant; }
+  /** The received MediaStream, or null until its tracks arrived. */
+  getMediaStream() { return this._mediaStream; }
+  /** Shows the stream in element (a <video> or <audio>), now or as soon as its tracks arrive. */
+  play(element) {
+    if (!element) return this;
+    this._elements.add(element);
+    if (this._mediaStream) attachMedia(element, this._mediaStream);
+    return this;
+  }
+  /** Stops showing it in element (or in every element). */
+  stop(element) {
+    const els = element ? [element] : [...this._elements];
+    for (const el of els) {
+      this._elements.delete(el);
+      if (el.srcObject === this._mediaStream) el.srcObject = null;
+    }
+  }
+  _update(info) { this._info = {...this._info, ...info}; }
+  _setMedia(ms) {
+    this._mediaStream = ms;
+    for (const el of this._elements) attachMedia(el, ms);
+  }
+  _detachAll() { this._elements.clear(); }
+  _onStatus(status, reason) {
+    if (status === this._status && (reason || '') === this._reason) return;
+    this._status = status;
+    this._reason = reason || '';
+    this._emit(status, this, {reason: this._reason});
+  }
+}
+
+function attachMedia(el, ms) {
+  if (el.srcObject !== ms) el.srcObject = ms;
+  const p = el.play && el.play();
+  if (p && p.catch) p.catch(() => {});
+}
+
+/** A stream this client publishes, on a peer connection of its own. */
+class LocalStream extends Emitter {
+  constructor(room, options) {
+    super();
+    this._room = room;
+    this._conn = room._conn;
+    this._options = options;
+    this._kind = options.kind === 'screen' ? 'screen' : 'camera';
+    this._sid = null;
+    this._pc = null;
+    this._queue = serial();
+    this._media = options.stream || null;
+    this._ownsMedia = !options.stream;
+    this._status = 'NEW';
+    this._reason = '';
+    this._info = {};
+    this._stopped = false;
+    this._stopPromise = null;
+    this._candidates = []; // local candidates held until the stream id is known
+    this._lastRestart = 0;
+    this._unpublishSent = false;
+    this._onEnded = () => { this.stop().catch(() => {}); };
+    let resolve, reject;
+    /** Resolves with the stream once the server answered the publish; rejects on failure. */
+    this.ready = new Promise((res, rej) => { resolve = res; reject = rej; });
+    this.ready.catch(() => {});
+    this._ready = {resolve, reject};
+  }
+
+  /** The server's stream id (null until the publish was answered). */
+  id() { return this._sid; }
+  kind() { return this._kind; }
+  /** NEW, PUBLISHING, UNPUBLISHED or FAILED. */
+  status() { return this._status; }
+  /** {code?, reason} with a FAILED status. */
+  getInfo() { return {...this._info, status: this._status, reason: this._reason}; }
+  getMediaStream() { return this._media; }
+  getPeerConnection() { return this._pc; }
+
+  muteAudio() { this._setEnabled('audio', false); }
+  unmuteAudio() { this._setEnabled('audio', true); }
+  muteVideo() { this._setEnabled('video', false); }
+  unmuteVideo() { this._setEnabled('video', true); }
+  isAudioMuted() { return this._isMuted('audio'); }
+  isVideoMuted() { return this._isMuted('video'); }
+
+  /** Unpublishes: tells the server, closes the peer connection and releases captured devices. */
+  stop() {
+    if (this._stopPromise) return this._stopPromise;
+    this._stopped = true;
+    const req = this._sendUnpublish() || Promise.resolve();
+    this._release(STREAM_STATUS.UNPUBLISHED, 'stopped');
+    this._stopPromise = req.then(() => undefined, (err) => {
+      if (['UNKNOWN_STREAM', 'NOT_JOINED', 'DISCONNECTED'].includes(err.code)) return;
+      throw err;
+    });
+    return this._stopPromise;
+  }
+
+  // ---- internals
+
+  _setEnabled(kind, on) {
+    if (!this._media) return;
+    for (const t of kind === 'audio' ? this._media.getAudioTracks() : this._media.getVideoTracks()) t.enabled = on;
+  }
+
+  _isMuted(kind) {
+    const tracks = this._media ? (kind === 'audio' ? this._media.getAudioTracks() : this._media.getVideoTracks()) : [];
+    return tracks.length > 0 && tracks.every((t) => !t.enabled);
+  }
+
+  async _capture() {
+    const o = this._options;
+    const md = navigator.mediaDevices;
+    if (!md) throw new RoomApiError('MEDIA', 'media devices are not available (a secure origin is needed)');
+    try {
+      if (this._kind === 'screen') {
+        if (!md.getDisplayMedia) throw new Error('screen sharing is not supported by this browser');
+        return await md.getDisplayMedia(o.constraints || {video: true, audio: false});
+      }
+      return await md.getUserMedia(o.constraints || {audio: true, video: true});
+    } catch (e) {
+      throw toError(e, 'MEDIA');
+    }
+  }
+
+  async _start() {
+    try {
+      if (!this._media) this._media = await this._capture();
+      if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      if (this._options.display) {
+        const d = this._options.display;
+        d.muted = true;
+        attachMedia(d, this._media);
+      }
+      const pc = new RTCPeerConnection(this._conn._pcConfig());
+      this._pc = pc;
+      pc.onicecandidate = (e) => {
+        const c = e.candidate ? e.candidate.toJSON() : null;
+        if (this._sid) this._sendCandidate(c); else this._candidates.push(c);
+      };
+      pc.oniceconnectionstatechange = () => {
+        if (pc.iceConnectionState === 'failed' && this._pc === pc) this._restartIce(false);
+      };
+      for (const track of this._media.getTracks()) {
+        const tr = pc.addTransceiver(track, {direction: 'sendonly', streams: [this._media]});
+        if (track.kind === 'video' && this._options.codec) preferCodec(tr, this._options.codec);
+        if (this._kind === 'screen' && track.kind === 'video') track.addEventListener('ended', this._onEnded);
+      }
+      const msg = {type: 'publish', kind: this._kind};
+      if (this._options.record) msg.record = true;
+      await this._queue(async () => {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        const ans = await this._conn._request({...msg, sdp: offer.sdp});
+        if (!ans.stream) throw new RoomApiError('INTERNAL', 'answer without a stream id');
+        this._sid = ans.stream;
+        if (this._stopped) return;
+        this._room._localById.set(ans.stream, this);
+        for (const c of this._candidates.splice(0)) this._sendCandidate(c);
+        for (const c of this._room._orphanCandidates.get(ans.stream) || []) this._addRemoteCandidate(c);
+        this._room._orphanCandidates.delete(ans.stream);
+        if (this._stopped || pc.signalingState === 'closed') return;
+        await pc.setRemoteDescription({type: 'answer', sdp: ans.sdp});
+      });
+      if (this._stopped) {
+        // stop() came while the publish was in flight: unpublish what the server set up.
+        const p = this._sendUnpublish();
+        if (p) p.catch(() => {});
+        this._room._endedIds.add(this._sid);
+        return;
+      }
+      this._ready.resolve(this);
+      for (const ev of this._room._takePendingStatus(this._sid)) this._onServerStatus(ev.status, ev.reason);
+    } catch (err) {
+      this._fail(toError(err));
+    }
+  }
+
+  // _sendUnpublish sends unpublish once, when the server knows the stream; returns its promise or null.
+  _sendUnpublish() {
+    if (this._unpublishSent || !this._sid || !this._conn._established || this._room._left) return null;
+    this._unpublishSent = true;
+    return this._conn._request({type: 'unpublish', stream: this._sid});
+  }
+
+  _sendCandidate(c) {
+    this._conn._notify({type: 'candidate', target: 'publish', stream: this._sid, candidate: c});
+  }
+
+  _addRemoteCandidate(c) {
+    const pc = this._pc;
+    if (!pc) return;
+    this._queue(() => (pc.signalingState === 'closed' ? undefined : pc.addIceCandidate(c)))
+      .catch((err) => console.warn('roomapi: publish candidate', err));
+  }
+
+  _restartIce(force) {
+    const pc = this._pc;
+    if (!pc || !this._sid || this._stopped || !this._conn._established) return;
+    const now = Date.now();
+    if (!force && now - this._lastRestart < ICE_RESTART_MIN_INTERVAL_MS) return;
+    this._lastRestart = now;
+    this._queue(async () => {
+      const offer = await pc.createOffer({iceRestart: true});
+      await pc.setLocalDescription(offer);
+      const ans = await this._conn._request({type: 'offer', stream: this._sid, sdp: offer.sdp});
+      if (pc.signalingState === 'closed') return;
+      await pc.setRemoteDescription({type: 'answer', sdp: ans.sdp});
+    }).catch(async (err) => {
+      console.warn('roomapi: ICE restart failed', err);
+      // Back to stable so that a later restart can offer again.
+      if (pc.signalingState === 'have-local-offer') { try { await pc.setLocalDescription({type: 'rollback'}); } catch { /* ignore */ } }
+      if (err.code && err.code !== 'DISCONNECTED') this._fail(toError(err));
+    });
+  }
+
+  _onServerStatus(status, reason) {
+    if (this._stopped && status !== STREAM_STATUS.UNPUBLISHED) return;
+    if (status === STREAM_STATUS.UNPUBLISHED) { this._release(STREAM_STATUS.UNPUBLISHED, reason); return; }
+    // FAILED from the server (e.g. "ICE failed") is reported but not final: an ICE restart may
+    // bring the stream back to PUBLISHING.
+    this._setStatus(status, reason, {});
+  }
+
+  _setStatus(status, reason, info) {
+    if (status === this._status && (reason || '') === this._reason) return;
+    this._status = status;
+    this._reason = reason || '';
+    this._info = info || {};
+    this._emit(status, this, status === STREAM_STATUS.FAILED ? failInfo(this._reason, this._info.code) : {reason: this._reason});
+  }
+
+  _fail(err) {
+    if (this._status === STREAM_STATUS.FAILED || this._status === STREAM_STATUS.UNPUBLISHED) return;
+    this._cleanup();
+    const p = this._sendUnpublish();
+    if (p) p.catch(() => {});
+    this._ready.reject(err);
+    this._setStatus(STREAM_STATUS.FAILED, err.reason || err.message, {code: err.code});
+  }
+
+  // _release closes everything locally and reports status (UNPUBLISHED) once.
+  _release(status, reason) {
+    this._stopped = true;
+    this._cleanup();
+    this._ready.reject(new RoomApiError('UNPUBLISHED', reason || 'stopped'));
+    if (this._status !== STREAM_STATUS.UNPUBLISHED) this._setStatus(status, reason, {});
+  }
+
+  _cleanup() {
+    const room = this._room;
+    room._local.delete(this);
+    if (this._sid) {
+      room._endedIds.add(this._sid);
+      if (room._localById.get(this._sid) === this) room._localById.delete(this._sid);
+    }
+    if (this._pc) { try { this._pc.close(); } catch { /* ignore */ } }
+    if (this._media) {
+      for (const t of this._media.getVideoTracks()) t.removeEventListener('ended', this._onEnded);
+      if (this._ownsMedia) for (const t of this._media.getTracks()) t.stop();
+    }
+  }
+}
+
+export const RoomApi = Object.freeze({
+  connect,
+  SESSION_STATUS,
+  ROOM_EVENT,
+  STREAM_STATUS,
+  CONNECTION_EVENT,
+  RoomApiError,
+  decodableCodecs,
+  storedResumeToken,
+});
+
+export default RoomApi;
