@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs Parley's whole test suite on a Debian 12 machine with Go installed.
+# It first installs what the tests drive for real, from Debian's packages:
+# Chromium (browser tests), ffmpeg/ffprobe (test media, recordings) and coturn
+# (turnutils_uclient against turnd). No browser downloads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "== installing ${need[*]} (Debian packages)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 25m "$@" ./...
