@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/parley/parley/pkg/protocol"
@@ -175,6 +176,7 @@ type fakeSession struct {
 	wg    sync.WaitGroup // forwarders
 
 	subConnected atomic.Bool
+	subUpAt      atomic.Int64 // UnixNano when the subscribe connection reported connected
 
 	wmu         sync.Mutex
 	conn        *websocket.Conn // nil while detached
@@ -452,7 +454,10 @@ func (s *fakeSession) publish(id *int64, m protocol.Publish) {
 					return
 				}
 				if !started {
-					if !s.subConnected.Load() {
+					// Pion reports "connected" just before it starts SRTP, and drops
+					// (silently) what is written in between: a keyframe that arrives
+					// at that very moment would be lost, so start a little later.
+					if !s.subConnected.Load() || time.Since(time.Unix(0, s.subUpAt.Load())) < 20*time.Millisecond {
 						continue
 					}
 					if !IsKeyframe(mime, pkt.Payload) {
@@ -494,6 +499,7 @@ func (s *fakeSession) addSubTrack(stream, name string, local *webrtc.TrackLocalS
 		})
 		pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 			if st == webrtc.PeerConnectionStateConnected {
+				s.subUpAt.Store(time.Now().UnixNano())
 				s.subConnected.Store(true)
 			}
 		})

@@ -23,6 +23,7 @@ const (
 	TypeRestartICE = "restartIce"
 	TypeMessage    = "message"
 	TypeLeave      = "leave"
+	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
 )
 
 // Message types sent by the server.

@@ -91,6 +91,7 @@ func TestBadInput(t *testing.T) {
 	join(t, good2, "calm", "g2")
 
 	r := rawDial(t, srv)
+	r.expect(`{"type":"ping","id":0}`, "")
 	r.expect(`{"type":"join","id":1,"room":"r","name":"x"}`, protocol.CodeNotConnected)
 	r.expect(`not json at all`, protocol.CodeBadRequest)
 	r.expect(`[1,2,3]`, protocol.CodeBadRequest)

@@ -33,12 +33,13 @@ type publication struct {
 
 // checkOffer validates a client's offer before any connection is made: it
 // must parse, and offer at least one codec the SFU forwards.
-func checkOffer(offer string) error {
+func checkOffer(offer string) (map[string][]string, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
-		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer is not valid SDP: " + err.Error()}
+		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer is not valid SDP: " + err.Error()}
 	}
 	var offered []string
+	byMid := make(map[string][]string)
 	usable := 0
 	for _, m := range sd.MediaDescriptions {
 		kind := m.MediaName.Media
@@ -56,6 +57,9 @@ func checkOffer(offer string) error {
 			}
 			name, _, _ := strings.Cut(enc, "/")
 			mime := kind + "/" + name
+			if mid, ok := m.Attribute("mid"); ok && !slices.Contains(byMid[mid], mime) {
+				byMid[mid] = append(byMid[mid], mime)
+			}
 			if !slices.Contains(offered, mime) {
 				offered = append(offered, mime)
 			}
@@ -69,12 +73,12 @@ func checkOffer(offer string) error {
 	}
 	if usable == 0 {
 		if len(offered) == 0 {
-			return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer has no audio or video"}
+			return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer has no audio or video"}
 		}
-		return &protocol.Error{Code: protocol.CodeUnsupportedCodec,
+		return nil, &protocol.Error{Code: protocol.CodeUnsupportedCodec,
 			Reason: "none of the offered codecs (" + strings.Join(offered, ", ") + ") can be forwarded; use Opus, PCMU, PCMA, VP8, VP9, H264 or AV1"}
 	}
-	return nil
+	return byMid, nil
 }
 
 // answerTracks lists the tracks an answer accepts, each with the codec the
@@ -112,7 +116,8 @@ func newPublication(peer *Peer, id, kind string) *publication {
 
 // start creates the publish connection and answers the client's offer.
 func (pub *publication) start(offer string) (string, error) {
-	if err := checkOffer(offer); err != nil {
+	offered, err := checkOffer(offer)
+	if err != nil {
 		return "", err
 	}
 	e := pub.peer.router.engine
@@ -148,7 +153,7 @@ func (pub *publication) start(offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
 	}
-	pub.peer.router.preferCodecs(pc, pub.peer)
+	pub.peer.router.preferCodecs(pc, pub.peer, offered)
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", &protocol.Error{Code: protocol.CodeUnsupportedCodec, Reason: "cannot answer the offer: " + err.Error()}

@@ -124,29 +124,41 @@ func (r *Router) trackRemoved(f *forwarder) {
 }
 
 // preferCodecs steers a publisher to codecs that every subscriber of the
-// room can decode, when some subscriber cannot decode everything.
-func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer) {
+// room can decode, when some subscriber cannot decode everything offered: the
+// answer then lists only those, in the publisher's order. When no offered
+// codec suits everyone, the answer is left alone and the subscribers who
+// cannot decode the stream are told so (STREAM_STATUS).
+func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer, offered map[string][]string) {
 	peers := r.peerList()
-	for _, t := range pc.GetTransceivers() {
-		kind := t.Kind().String()
-		var all, ok []webrtc.RTPCodecParameters
-		for _, c := range codecs {
-			if !strings.HasPrefix(strings.ToLower(c.MimeType), kind+"/") {
-				continue
-			}
-			all = append(all, c)
-			everyone := true
-			for _, p := range peers {
-				if p != publisher && p.sub != nil && !canDecode(p.codecs, c.MimeType) {
-					everyone = false
-					break
-				}
-			}
-			if everyone {
-				ok = append(ok, c)
+	everyone := func(mime string) bool {
+		for _, p := range peers {
+			if p != publisher && p.sub != nil && !canDecode(p.codecs, mime) {
+				return false
 			}
 		}
-		if len(ok) == 0 || len(ok) == len(all) {
+		return true
+	}
+	for _, t := range pc.GetTransceivers() {
+		order := offered[t.Mid()]
+		var ok []webrtc.RTPCodecParameters
+		narrowed := false
+		for _, mime := range order {
+			if !supportedMime(mime) {
+				continue
+			}
+			if !everyone(mime) {
+				narrowed = true
+				continue
+			}
+			for _, c := range codecs {
+				if strings.EqualFold(c.MimeType, mime) && !slices.ContainsFunc(ok, func(o webrtc.RTPCodecParameters) bool {
+					return o.PayloadType == c.PayloadType
+				}) {
+					ok = append(ok, c)
+				}
+			}
+		}
+		if !narrowed || len(ok) == 0 {
 			continue
 		}
 		if err := t.SetCodecPreferences(ok); err != nil {

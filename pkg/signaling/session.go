@@ -255,6 +255,9 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 		}
 		return s.connect(env.ID, req)
 	}
+	if env.Type == protocol.TypePing {
+		return ok, nil
+	}
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
 		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave:
