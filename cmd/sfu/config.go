@@ -107,7 +107,7 @@ func strOpt(p func(*Config) *string) func(*Config, string) error {
 var options = []option{
 	{"addr", "HTTP and WebSocket listen address", strOpt(func(c *Config) *string { return &c.Addr })},
 	{"media-ip", "IP address the media ports bind to (empty: all)", strOpt(func(c *Config) *string { return &c.MediaIP })},
-	{"udp-port", "UDP port for all media (ICE UDP mux)", intOpt(func(c *Config) *int { return &c.UDPPort })},
+	{"udp-port", "UDP port for all media (ICE UDP mux; 0 picks a free one)", intOpt(func(c *Config) *int { return &c.UDPPort })},
 	{"tcp-port", "TCP port for ICE-TCP media (0 disables)", intOpt(func(c *Config) *int { return &c.TCPPort })},
 	{"public-ip", "public IP announced in ICE candidates (NAT 1:1)", strOpt(func(c *Config) *string { return &c.PublicIP })},
 	{"tls-cert", "TLS certificate file (serves https; browsers allow cameras only on https or localhost)", strOpt(func(c *Config) *string { return &c.TLSCert })},
@@ -185,7 +185,7 @@ func (c Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q: %w (write host:port, e.g. 0.0.0.0:7880)", c.Addr, err)
 	}
-	if c.UDPPort < 1 || c.UDPPort > 65535 {
+	if c.UDPPort > 65535 {
 		return fmt.Errorf("udp_port %d is not a port number", c.UDPPort)
 	}
 	if c.TCPPort > 65535 {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/protocol"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sfu.yaml")
+	if err := os.WriteFile(file, []byte("addr: 0.0.0.0:9000\nudp_port: 9002\nroom_idle_timeout: 90s\nlimits:\n  max_streams: 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig([]string{"--config", file, "--addr", "127.0.0.1:9100"},
+		env(map[string]string{"PARLEY_UDP_PORT": "9102", "PARLEY_ADDR": "127.0.0.1:9200"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9100" {
+		t.Errorf("addr %s: the flag must win over env and file", cfg.Addr)
+	}
+	if cfg.UDPPort != 9102 {
+		t.Errorf("udp port %d: env must win over the file", cfg.UDPPort)
+	}
+	if time.Duration(cfg.RoomIdleTimeout) != 90*time.Second || cfg.Limits.MaxStreams != 5 {
+		t.Errorf("file values not applied: %+v", cfg)
+	}
+	if cfg.TCPPort != 7881 || cfg.Limits.MaxParticipants != 50 {
+		t.Errorf("defaults lost: %+v", cfg)
+	}
+
+	def, err := loadConfig(nil, env(nil), &bytes.Buffer{})
+	if err != nil || def.Addr != "127.0.0.1:7880" || def.UDPPort != 7882 || def.TCPPort != 7881 ||
+		time.Duration(def.RoomIdleTimeout) != 60*time.Second {
+		t.Errorf("embedded defaults: %+v, %v", def, err)
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := loadConfig([]string{"--config", "../../configs/sfu.yaml"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != defaultConfig() {
+		t.Errorf("configs/sfu.yaml should show the defaults; it differs: %+v", cfg)
+	}
+}
+
+func TestBadConfigSaysWhat(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	_ = os.WriteFile(typo, []byte("adr: 1.2.3.4:5\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--udp-port", "abc"}, nil, "udp-port"},
+		{nil, map[string]string{"PARLEY_ROOM_IDLE_TIMEOUT": "soon"}, "PARLEY_ROOM_IDLE_TIMEOUT"},
+		{[]string{"--config", typo}, nil, "adr"},
+		{[]string{"--tls-cert", "c.pem"}, nil, "tls_key"},
+		{[]string{"--public-ip", "not-an-ip"}, nil, "public_ip"},
+		{[]string{"--max-frame-bytes", "100"}, nil, "max_frame_bytes"},
+		{[]string{"stray"}, nil, "stray"},
+	} {
+		_, err := loadConfig(tc.args, env(tc.env), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want one naming %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+// The real binary with no config serves, and on SIGTERM tells its sessions,
+// closes the rooms and exits 0.
+func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sfu")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--media-ip", "127.0.0.1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	lines := bufio.NewScanner(stderr)
+	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
+	var base string
+	for lines.Scan() {
+		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
+			base = m[1]
+			break
+		}
+	}
+	if base == "" {
+		t.Fatal("the server never said where it serves")
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", client.Options{Username: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx, client.JoinOptions{Room: "r", Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := c.WaitEvent(ctx, func(e protocol.Event) bool { return e.Event == protocol.EventFailed })
+	if err != nil || !strings.Contains(failed.Reason, "shutting down") {
+		t.Errorf("room FAILED event: %+v, %v", failed, err)
+	}
+	if _, err := c.WaitEvent(ctx, func(e protocol.Event) bool { return e.Event == protocol.SessionDisconnected }); err != nil {
+		t.Errorf("no DISCONNECTED: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the server did not exit after SIGTERM")
+	}
+}
