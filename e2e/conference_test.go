@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 const chatText = "Привет, 世界 👋 مرحبا"
@@ -82,4 +81,3 @@ func TestThreePeopleMeeting(t *testing.T) {
 	// The others still see each other.
 	pages[1].waitDecoding("p1", "camera", true)
 }
-
