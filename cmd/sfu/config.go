@@ -30,6 +30,18 @@ type Config struct {
 	ReconnectGrace  Duration `yaml:"reconnect_grace"`
 	LogLevel        string   `yaml:"log_level"`
 	Limits          Limits   `yaml:"limits"`
+	TURN            TURN     `yaml:"turn"`
+}
+
+// TURN tells clients about TURN servers and can run one in this process.
+type TURN struct {
+	URLs       []string `yaml:"urls"`
+	Secret     string   `yaml:"secret"`
+	TTL        Duration `yaml:"ttl"`
+	Embed      bool     `yaml:"embed"`
+	Listen     string   `yaml:"listen"`
+	RelayIP    string   `yaml:"relay_ip"`
+	AllowPeers []string `yaml:"allow_peers"`
 }
 
 // Limits are the per-room and per-session limits.
@@ -65,6 +77,7 @@ func defaultConfig() Config {
 		LogLevel:        "info",
 		Limits: Limits{MaxParticipants: 50, MaxStreams: 3, MaxFrameBytes: 64 << 10, MaxTextBytes: 4096,
 			MaxNameBytes: 64, MessagesPerSecond: 20},
+		TURN: TURN{TTL: Duration(24 * time.Hour), Listen: "0.0.0.0:3478"},
 	}
 }
 
@@ -72,6 +85,7 @@ func defaultConfig() Config {
 type option struct {
 	flag, usage string
 	set         func(c *Config, v string) error
+	boolean     bool
 }
 
 func (o option) env() string {
@@ -100,27 +114,55 @@ func durOpt(p func(*Config) *Duration) func(*Config, string) error {
 	}
 }
 
+func listOpt(p func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+		*p(c) = out
+		return nil
+	}
+}
+
 func strOpt(p func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *p(c) = v; return nil }
 }
 
 var options = []option{
-	{"addr", "HTTP and WebSocket listen address", strOpt(func(c *Config) *string { return &c.Addr })},
-	{"media-ip", "IP address the media ports bind to (empty: all)", strOpt(func(c *Config) *string { return &c.MediaIP })},
-	{"udp-port", "UDP port for all media (ICE UDP mux; 0 picks a free one)", intOpt(func(c *Config) *int { return &c.UDPPort })},
-	{"tcp-port", "TCP port for ICE-TCP media (0 disables)", intOpt(func(c *Config) *int { return &c.TCPPort })},
-	{"public-ip", "public IP announced in ICE candidates (NAT 1:1)", strOpt(func(c *Config) *string { return &c.PublicIP })},
-	{"tls-cert", "TLS certificate file (serves https; browsers allow cameras only on https or localhost)", strOpt(func(c *Config) *string { return &c.TLSCert })},
-	{"tls-key", "TLS key file", strOpt(func(c *Config) *string { return &c.TLSKey })},
-	{"room-idle-timeout", "how long an empty room waits before it finalizes", durOpt(func(c *Config) *Duration { return &c.RoomIdleTimeout })},
-	{"reconnect-grace", "how long a participant whose connection dropped may resume", durOpt(func(c *Config) *Duration { return &c.ReconnectGrace })},
-	{"log-level", "debug, info, warn or error", strOpt(func(c *Config) *string { return &c.LogLevel })},
-	{"max-participants", "participants per room (0: no limit)", intOpt(func(c *Config) *int { return &c.Limits.MaxParticipants })},
-	{"max-streams", "streams per participant (0: no limit)", intOpt(func(c *Config) *int { return &c.Limits.MaxStreams })},
-	{"max-frame-bytes", "largest signaling message in bytes", intOpt(func(c *Config) *int { return &c.Limits.MaxFrameBytes })},
-	{"max-text-bytes", "largest chat message in bytes", intOpt(func(c *Config) *int { return &c.Limits.MaxTextBytes })},
-	{"max-name-bytes", "longest room or participant name in bytes", intOpt(func(c *Config) *int { return &c.Limits.MaxNameBytes })},
-	{"messages-per-second", "signaling requests per second per session", func(c *Config, v string) error {
+	{flag: "addr", usage: "HTTP and WebSocket listen address", set: strOpt(func(c *Config) *string { return &c.Addr })},
+	{flag: "media-ip", usage: "IP address the media ports bind to (empty: all)", set: strOpt(func(c *Config) *string { return &c.MediaIP })},
+	{flag: "udp-port", usage: "UDP port for all media (ICE UDP mux; 0 picks a free one)", set: intOpt(func(c *Config) *int { return &c.UDPPort })},
+	{flag: "tcp-port", usage: "TCP port for ICE-TCP media (0 disables)", set: intOpt(func(c *Config) *int { return &c.TCPPort })},
+	{flag: "public-ip", usage: "public IP announced in ICE candidates (NAT 1:1)", set: strOpt(func(c *Config) *string { return &c.PublicIP })},
+	{flag: "tls-cert", usage: "TLS certificate file (serves https; browsers allow cameras only on https or localhost)", set: strOpt(func(c *Config) *string { return &c.TLSCert })},
+	{flag: "tls-key", usage: "TLS key file", set: strOpt(func(c *Config) *string { return &c.TLSKey })},
+	{flag: "room-idle-timeout", usage: "how long an empty room waits before it finalizes", set: durOpt(func(c *Config) *Duration { return &c.RoomIdleTimeout })},
+	{flag: "reconnect-grace", usage: "how long a participant whose connection dropped may resume", set: durOpt(func(c *Config) *Duration { return &c.ReconnectGrace })},
+	{flag: "log-level", usage: "debug, info, warn or error", set: strOpt(func(c *Config) *string { return &c.LogLevel })},
+	{flag: "max-participants", usage: "participants per room (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxParticipants })},
+	{flag: "max-streams", usage: "streams per participant (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxStreams })},
+	{flag: "max-frame-bytes", usage: "largest signaling message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxFrameBytes })},
+	{flag: "max-text-bytes", usage: "largest chat message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxTextBytes })},
+	{flag: "max-name-bytes", usage: "longest room or participant name in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxNameBytes })},
+	{flag: "turn", usage: "run a TURN server in this process (see the turn-* settings)", boolean: true,
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			c.TURN.Embed = b
+			return nil
+		}},
+	{flag: "turn-url", usage: "TURN URLs given to clients, comma-separated (turn:host:3478?transport=udp,...)", set: listOpt(func(c *Config) *[]string { return &c.TURN.URLs })},
+	{flag: "turn-secret", usage: "TURN REST secret shared with turnd or coturn (static-auth-secret)", set: strOpt(func(c *Config) *string { return &c.TURN.Secret })},
+	{flag: "turn-ttl", usage: "lifetime of the TURN credentials handed to each session", set: durOpt(func(c *Config) *Duration { return &c.TURN.TTL })},
+	{flag: "turn-listen", usage: "with --turn: UDP and TCP address of the embedded TURN server", set: strOpt(func(c *Config) *string { return &c.TURN.Listen })},
+	{flag: "turn-relay-ip", usage: "with --turn: relay address clients reach (default: --public-ip)", set: strOpt(func(c *Config) *string { return &c.TURN.RelayIP })},
+	{flag: "turn-allow-peer", usage: "with --turn: peer ranges to relay to although private or loopback, comma-separated CIDRs", set: listOpt(func(c *Config) *[]string { return &c.TURN.AllowPeers })},
+	{flag: "messages-per-second", usage: "signaling requests per second per session", set: func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
 			return fmt.Errorf("%q is not a positive number", v)
@@ -138,10 +180,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	configPath := fs.String("config", getenv("PARLEY_CONFIG"), "YAML configuration file (see configs/sfu.yaml)")
 	set := map[string]string{}
 	for _, o := range options {
-		fs.Func(o.flag, o.usage+" (env "+o.env()+")", func(v string) error {
+		record := func(v string) error {
 			set[o.flag] = v
 			return o.set(&Config{}, v) // validate now, apply in order below
-		})
+		}
+		if o.boolean {
+			fs.BoolFunc(o.flag, o.usage+" (env "+o.env()+")", func(v string) error { return record(v) })
+		} else {
+			fs.Func(o.flag, o.usage+" (env "+o.env()+")", record)
+		}
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sfu [flags]\n\nRuns Parley. With no flags it serves a conference at http://127.0.0.1:7880/.\n\n")
@@ -177,6 +224,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 				return cfg, fmt.Errorf("flag --%s: %w", o.flag, err)
 			}
 		}
+	}
+	if len(cfg.TURN.URLs) == 0 {
+		cfg.TURN.URLs = nil
+	}
+	if len(cfg.TURN.AllowPeers) == 0 {
+		cfg.TURN.AllowPeers = nil
 	}
 	return cfg, cfg.validate()
 }
@@ -214,6 +267,22 @@ func (c Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if len(c.TURN.URLs) > 0 && c.TURN.Secret == "" && !c.TURN.Embed {
+		return errors.New("turn.urls needs turn.secret, the REST secret your TURN server shares (coturn's static-auth-secret)")
+	}
+	for _, u := range c.TURN.URLs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			return fmt.Errorf("turn url %q must start with turn:, turns: or stun:", u)
+		}
+	}
+	if c.TURN.Embed {
+		if _, _, err := net.SplitHostPort(c.TURN.Listen); err != nil {
+			return fmt.Errorf("turn.listen %q: %w", c.TURN.Listen, err)
+		}
+		if c.TURN.RelayIP != "" && net.ParseIP(c.TURN.RelayIP) == nil {
+			return fmt.Errorf("turn.relay_ip %q is not an IP address", c.TURN.RelayIP)
+		}
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/sfu"
 	"github.com/parley/parley/pkg/signaling"
+	"github.com/parley/parley/pkg/turnserver"
 	"github.com/parley/parley/webapp"
 )
 
@@ -43,7 +46,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := server.New(serverConfig(cfg, log))
+	scfg, err := serverConfig(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "sfu:", err)
+		return 2
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -71,7 +79,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	return 0
 }
 
-func serverConfig(cfg Config, log *slog.Logger) server.Config {
+func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	media := sfu.Config{ListenIP: cfg.MediaIP, UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort}
 	if cfg.PublicIP != "" {
 		media.PublicIPs = []string{cfg.PublicIP}
@@ -90,6 +98,34 @@ func serverConfig(cfg Config, log *slog.Logger) server.Config {
 	sig.MessagesPerSecond = cfg.Limits.MessagesPerSecond
 	sig.Burst = int(2*cfg.Limits.MessagesPerSecond) + 1
 	sig.ReconnectGrace = time.Duration(cfg.ReconnectGrace)
-	return server.Config{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
-		Signaling: sig, Web: webapp.FS, Logger: log}
+	sc := server.Config{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
+		Signaling: sig, Web: webapp.FS, Logger: log,
+		TURN: server.TURNConfig{URLs: cfg.TURN.URLs, Secret: cfg.TURN.Secret, TTL: time.Duration(cfg.TURN.TTL)}}
+	if cfg.TURN.Embed {
+		tc := turnserver.DefaultConfig()
+		tc.Listen = cfg.TURN.Listen
+		tc.TLSListen = ""
+		relay := cfg.TURN.RelayIP
+		if relay == "" {
+			relay = cfg.PublicIP
+		}
+		if relay != "" {
+			ip, err := netip.ParseAddr(relay)
+			if err != nil {
+				return sc, fmt.Errorf("turn relay address %q: %w", relay, err)
+			}
+			tc.RelayIP = ip
+		} else if host, _, _ := net.SplitHostPort(tc.Listen); host == "0.0.0.0" || host == "" || host == "::" {
+			return sc, fmt.Errorf("--turn needs the address clients reach for relays: set --public-ip or --turn-relay-ip")
+		}
+		for _, p := range cfg.TURN.AllowPeers {
+			prefix, err := turnserver.ParsePeerPrefix(p)
+			if err != nil {
+				return sc, fmt.Errorf("turn allow peer %q: %w", p, err)
+			}
+			tc.AllowPeers = append(tc.AllowPeers, prefix)
+		}
+		sc.EmbedTURN = &tc
+	}
+	return sc, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"syscall"
@@ -55,7 +56,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg != defaultConfig() {
+	if !reflect.DeepEqual(cfg, defaultConfig()) {
 		t.Errorf("configs/sfu.yaml should show the defaults; it differs: %+v", cfg)
 	}
 }
@@ -147,5 +148,28 @@ func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the server did not exit after SIGTERM")
+	}
+}
+
+func TestEmbeddedTURNSettings(t *testing.T) {
+	cfg, err := loadConfig([]string{"--turn", "--public-ip", "203.0.113.7", "--turn-allow-peer", "10.0.0.0/8"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := serverConfig(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.EmbedTURN == nil || sc.EmbedTURN.RelayIP.String() != "203.0.113.7" || sc.EmbedTURN.Listen != "0.0.0.0:3478" ||
+		len(sc.EmbedTURN.AllowPeers) != 1 {
+		t.Errorf("embedded TURN config: %+v", sc.EmbedTURN)
+	}
+	cfg, _ = loadConfig([]string{"--turn"}, env(nil), &bytes.Buffer{})
+	if _, err := serverConfig(cfg, nil); err == nil || !strings.Contains(err.Error(), "--public-ip") {
+		t.Errorf("--turn without a relay address: %v, want an error that says to set --public-ip", err)
+	}
+	if _, err := loadConfig([]string{"--turn-url", "turn:x:3478"}, env(nil), &bytes.Buffer{}); err == nil ||
+		!strings.Contains(err.Error(), "secret") {
+		t.Errorf("TURN URLs without a secret: %v, want an error naming the secret", err)
 	}
 }

@@ -5,6 +5,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +14,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
 	"github.com/parley/parley/pkg/signaling"
+	"github.com/parley/parley/pkg/turnserver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -33,8 +38,45 @@ type Config struct {
 	Rooms     room.Config
 	Signaling signaling.Config
 	// Web is the web app's file tree, served at /. Nil serves nothing there.
-	Web    fs.FS
-	Logger *slog.Logger
+	Web fs.FS
+	// TURN hands each session TURN servers with short-lived credentials.
+	TURN TURNConfig
+	// EmbedTURN, when set, runs a TURN server (pkg/turnserver) in this
+	// process; TURN.Secret becomes its REST secret and, when TURN.URLs is
+	// empty, its address is announced.
+	EmbedTURN *turnserver.Config
+	Logger    *slog.Logger
+}
+
+// TURNConfig describes the TURN servers clients are told about.
+type TURNConfig struct {
+	// URLs are turn:/turns: URLs ("turn:turn.example.com:3478?transport=udp").
+	URLs []string
+	// Secret is the REST-credential secret shared with the TURN server
+	// (coturn's static-auth-secret, turnd's --auth-secret).
+	Secret string
+	// TTL is how long a session's credentials stay valid.
+	TTL time.Duration
+}
+
+// iceServers returns a session's ICE servers: the TURN URLs with fresh
+// REST credentials (username "expiry:parley-<random>").
+func (t TURNConfig) iceServers() []protocol.ICEServer {
+	if len(t.URLs) == 0 {
+		return nil
+	}
+	ttl := t.TTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	user, pass := turnserver.RESTCredentials(t.Secret, "parley-"+randomID(), ttl, time.Now())
+	return []protocol.ICEServer{{URLs: t.URLs, Username: user, Credential: pass}}
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Server is a running Parley server.
@@ -47,6 +89,7 @@ type Server struct {
 	http   *http.Server
 	ln     net.Listener
 	served chan error
+	turn   *turnserver.Server
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -58,17 +101,52 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
+	var turn *turnserver.Server
+	if cfg.EmbedTURN != nil {
+		tc := *cfg.EmbedTURN
+		if cfg.TURN.Secret == "" {
+			cfg.TURN.Secret = randomID() + randomID()
+		}
+		tc.AuthSecret = cfg.TURN.Secret
+		if tc.Logger == nil {
+			tc.Logger = cfg.Logger.With("part", "turn")
+		}
+		var err error
+		if turn, err = turnserver.New(tc); err != nil {
+			return nil, fmt.Errorf("embedded TURN server: %w", err)
+		}
+		if len(cfg.TURN.URLs) == 0 {
+			host := tc.RelayIP.String()
+			if !tc.RelayIP.IsValid() {
+				host, _, _ = net.SplitHostPort(turn.Addr().String())
+			}
+			port := turn.Addr().(*net.UDPAddr).Port
+			cfg.TURN.URLs = []string{
+				fmt.Sprintf("turn:%s?transport=udp", net.JoinHostPort(host, strconv.Itoa(port))),
+				fmt.Sprintf("turn:%s?transport=tcp", net.JoinHostPort(host, strconv.Itoa(port))),
+			}
+		}
+	}
+	if len(cfg.TURN.URLs) > 0 && cfg.Signaling.ICEServers == nil {
+		cfg.Signaling.ICEServers = cfg.TURN.iceServers
+	}
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
+		if turn != nil {
+			_ = turn.Close()
+		}
 		return nil, err
 	}
 	rooms := room.NewRegistry(cfg.Rooms, cfg.Logger.With("part", "room"))
 	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = engine.Close()
+		if turn != nil {
+			_ = turn.Close()
+		}
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
 	}
 	s.ln = ln
@@ -93,7 +171,11 @@ func (s *Server) routes() http.Handler {
 		func() float64 { _, p := s.rooms.Count(); return float64(p) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_sessions", Help: "Open signaling sessions."},
 		func() float64 { return float64(s.hub.Sessions()) }))
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	gatherers := prometheus.Gatherers{reg}
+	if s.turn != nil {
+		gatherers = append(gatherers, s.turn.Registry())
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
 		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -116,6 +198,9 @@ func (s *Server) URL() string {
 	}
 	return scheme + "://" + s.ln.Addr().String()
 }
+
+// TURN returns the embedded TURN server, or nil.
+func (s *Server) TURN() *turnserver.Server { return s.turn }
 
 // Media returns the media engine (its ports, for tests and logs).
 func (s *Server) Media() *sfu.Engine { return s.engine }
@@ -157,6 +242,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if eerr := s.engine.Close(); eerr != nil {
 		s.log.Debug("close media ports", "err", eerr)
+	}
+	if s.turn != nil {
+		if terr := s.turn.Close(); terr != nil {
+			s.log.Debug("close TURN server", "err", terr)
+		}
 	}
 	return err
 }
