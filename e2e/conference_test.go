@@ -66,6 +66,20 @@ func TestThreePeopleMeeting(t *testing.T) {
 		p.waitDecoding("p1", "screen", false)
 	}
 
+	// The browser's own "stop sharing" ends the track: the share unpublishes
+	// itself and its tile goes on the others.
+	if err := p1.eval(`(() => { const s = window.parley.room.getLocalStreams().find(s => s.kind && s.kind() === 'screen');
+		if (!s) throw new Error('no local screen stream');
+		s.getMediaStream().getVideoTracks()[0].dispatchEvent(new Event('ended')); return true; })()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pages[1:] {
+		p.waitFor("p1's screen tile to go", func() (bool, string) {
+			_, shown := find(p.tiles(), "p1", "screen")
+			return !shown, ""
+		})
+	}
+
 	// p3 leaves: its tiles disappear on the others.
 	pages[2].click("#leave")
 	for _, p := range pages[:2] {

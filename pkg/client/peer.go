@@ -29,6 +29,9 @@ func codecTable() []webrtc.RTPCodecParameters {
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
 		PayloadType:        111,
 	}}
+	out = append(out,
+		webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+		webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8})
 	out = append(out, video(96, webrtc.MimeTypeVP8, "")...)
 	out = append(out, video(98, webrtc.MimeTypeVP9, "profile-id=0")...)
 	out = append(out, video(100, webrtc.MimeTypeVP9, "profile-id=2")...)

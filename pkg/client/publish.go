@@ -458,6 +458,8 @@ func newPayloader(mime string) (rtp.Payloader, error) {
 		return &codecs.AV1Payloader{}, nil
 	case "audio/opus":
 		return &codecs.OpusPayloader{}, nil
+	case "audio/pcmu", "audio/pcma":
+		return &codecs.G711Payloader{}, nil
 	}
 	return nil, fmt.Errorf("no payloader for %s", mime)
 }

@@ -132,6 +132,19 @@ func vp8Source(t *testing.T) client.Source {
 	return src
 }
 
+func ivfSource(t *testing.T, make func(string, testmedia.Options) (string, error)) client.Source {
+	t.Helper()
+	path, err := make(media(t), testmedia.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := client.NewIVFSource(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
 func h264Source(t *testing.T) client.Source {
 	t.Helper()
 	path, err := testmedia.H264AnnexB(media(t), testmedia.Options{})

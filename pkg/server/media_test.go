@@ -7,25 +7,35 @@ import (
 
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/testmedia"
+	"github.com/pion/webrtc/v4"
 )
 
 func TestForwardVP8AndOpus(t *testing.T) {
-	checkForwarding(t, vp8Source(t), "video/VP8")
+	checkForwarding(t, vp8Source(t), opusSource(t), "video/VP8", "audio/opus")
 }
 
 func TestForwardH264AndOpus(t *testing.T) {
-	checkForwarding(t, h264Source(t), "video/H264")
+	checkForwarding(t, h264Source(t), opusSource(t), "video/H264", "audio/opus")
+}
+
+func TestForwardVP9AndPCMU(t *testing.T) {
+	checkForwarding(t, ivfSource(t, testmedia.VP9IVF), client.NewToneSource(webrtc.MimeTypePCMU, 440), "video/VP9", "audio/PCMU")
+}
+
+func TestForwardAV1AndPCMA(t *testing.T) {
+	checkForwarding(t, ivfSource(t, testmedia.AV1IVF), client.NewToneSource(webrtc.MimeTypePCMA, 440), "video/AV1", "audio/PCMA")
 }
 
 // checkForwarding: A publishes video and Opus; B and C join later and must
 // receive A's packets unchanged (payload hashes match what A sent, RTP
 // timestamps never go back, nothing missing on loopback), and each late
 // subscriber's first video packet starts a keyframe, within 1 s of subscribing.
-func checkForwarding(t *testing.T, video client.Source, wantVideo string) {
+func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAudio string) {
 	srv := testServer(t, nil)
 	a := dial(t, srv, client.Options{Username: "a"})
 	join(t, a, "media", "a")
-	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: video, Audio: opusSource(t)})
+	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: video, Audio: audio})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +65,7 @@ func checkForwarding(t *testing.T, video client.Source, wantVideo string) {
 			if tr.Publisher() != "a" || tr.StreamID() != pub.ID() {
 				t.Errorf("%s: track of %q stream %q, want a's %q", who, tr.Publisher(), tr.StreamID(), pub.ID())
 			}
-			want := "audio/opus"
+			want := wantAudio
 			if tr.Kind() == "video" {
 				want = wantVideo
 			}
