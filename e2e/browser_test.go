@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,10 +15,9 @@ import (
 
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/parley/parley/pkg/room"
+
 	"github.com/parley/parley/pkg/server"
-	"github.com/parley/parley/pkg/sfu"
-	"github.com/parley/parley/pkg/signaling"
+	"github.com/parley/parley/pkg/server/servertest"
 	"github.com/parley/parley/webapp"
 )
 
@@ -40,36 +38,12 @@ func chromiumPath(t *testing.T) string {
 // startServer runs a Parley server with the web app on loopback.
 func startServer(t *testing.T, tweak func(*server.Config)) *server.Server {
 	t.Helper()
-	rooms := room.DefaultConfig()
-	rooms.IdleTimeout = 2 * time.Second
-	level := slog.LevelWarn
-	if os.Getenv("PARLEY_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	cfg := server.Config{
-		Addr:      "127.0.0.1:0",
-		Media:     sfu.Config{ListenIP: "127.0.0.1", UDPPort: 0, TCPPort: -1},
-		Rooms:     rooms,
-		Signaling: signaling.DefaultConfig(),
-		Web:       webapp.FS,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+	return servertest.Start(t, func(c *server.Config) {
+		c.Web = webapp.FS
+		if tweak != nil {
+			tweak(c)
 		}
 	})
-	return srv
 }
 
 // recordPCs keeps every RTCPeerConnection the page makes, so the test can read

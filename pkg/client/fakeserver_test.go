@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/codec"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -460,7 +461,7 @@ func (s *fakeSession) publish(id *int64, m protocol.Publish) {
 					if !s.subConnected.Load() || time.Since(time.Unix(0, s.subUpAt.Load())) < 20*time.Millisecond {
 						continue
 					}
-					if !IsKeyframe(mime, pkt.Payload) {
+					if !codec.IsKeyframe(mime, pkt.Payload) {
 						if !asked {
 							asked = true
 							_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}})

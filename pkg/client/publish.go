@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/codec"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -509,7 +510,7 @@ func (p *Publication) pump(t *localTrack) {
 				PayloadHash: HashPayload(pkt.Payload), PayloadSize: len(pkt.Payload), SentAt: now,
 			}
 			if isVideo {
-				rec.Keyframe = IsKeyframe(t.codec.MimeType, pkt.Payload)
+				rec.Keyframe = codec.IsKeyframe(t.codec.MimeType, pkt.Payload)
 			}
 			if err := t.track.WriteRTP(pkt); err != nil {
 				if errors.Is(err, io.ErrClosedPipe) {

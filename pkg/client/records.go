@@ -17,7 +17,7 @@ type PacketRecord struct {
 	Seq       uint16
 	Timestamp uint32
 	Marker    bool
-	// Keyframe is IsKeyframe(codec, payload).
+	// Keyframe is codec.IsKeyframe(codec, payload).
 	Keyframe bool
 	// PayloadHash is the 64-bit FNV-1a hash of the RTP payload.
 	PayloadHash uint64

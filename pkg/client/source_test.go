@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"github.com/parley/parley/pkg/codec"
 	"io"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func TestLoopingTimestamps(t *testing.T) {
 				t.Fatalf("sample %d: sequence jump", i)
 			}
 		}
-		if IsKeyframe(webrtc.MimeTypeVP8, pkts[0].Payload) {
+		if codec.IsKeyframe(webrtc.MimeTypeVP8, pkts[0].Payload) {
 			keys++
 		}
 		last = pkts[len(pkts)-1]

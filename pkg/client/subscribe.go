@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/codec"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/webrtc/v4"
 )
@@ -425,7 +426,7 @@ func (t *RemoteTrack) read(c *Client) {
 }
 
 func (t *RemoteTrack) onPacket(seq uint16, ts uint32, marker bool, payload []byte, now time.Time) {
-	kf := t.kind == webrtc.RTPCodecTypeVideo.String() && IsKeyframe(t.codec, payload)
+	kf := t.kind == webrtc.RTPCodecTypeVideo.String() && codec.IsKeyframe(t.codec, payload)
 	if !t.light {
 		t.records.add(PacketRecord{
 			Seq: seq, Timestamp: ts, Marker: marker, Keyframe: kf,

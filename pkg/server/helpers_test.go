@@ -3,22 +3,19 @@ package server_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
-	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
-	"github.com/parley/parley/pkg/sfu"
-	"github.com/parley/parley/pkg/signaling"
+	"github.com/parley/parley/pkg/server/servertest"
 	"github.com/parley/parley/pkg/testmedia"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -29,42 +26,10 @@ func TestMain(m *testing.M) {
 // its configuration. The server shuts down when the test ends.
 func testServer(t *testing.T, tweak func(*server.Config)) *server.Server {
 	t.Helper()
-	rooms := room.DefaultConfig()
-	rooms.IdleTimeout = 2 * time.Second
-	sig := signaling.DefaultConfig()
-	sig.ReconnectGrace = 2 * time.Second
-	level := slog.LevelWarn
-	if os.Getenv("PARLEY_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	cfg := server.Config{
-		Addr:      "127.0.0.1:0",
-		Media:     sfu.Config{ListenIP: "127.0.0.1", UDPPort: 0, TCPPort: -1},
-		Rooms:     rooms,
-		Signaling: sig,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv
+	return servertest.Start(t, tweak)
 }
 
-func wsURL(srv *server.Server) string {
-	return strings.Replace(srv.URL(), "http", "ws", 1) + "/ws"
-}
+func wsURL(srv *server.Server) string { return servertest.WSURL(srv) }
 
 // dial connects a client that is closed when the test ends.
 func dial(t *testing.T, srv *server.Server, opts client.Options) *client.Client {

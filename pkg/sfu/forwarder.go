@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/codec"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -156,7 +157,7 @@ func (f *forwarder) run() {
 		}
 		p.n = n
 		p.payload = p.buf[hl:end]
-		p.keyframe = !isVideo || IsKeyframe(f.codec.MimeType, p.payload)
+		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
 		f.packets.Add(1)
 		f.bytes.Add(uint64(n))
 		f.fanOut(p)

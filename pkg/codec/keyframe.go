@@ -1,4 +1,6 @@
-package client
+// Package codec holds what Parley knows of codecs at the RTP level, shared by
+// the SFU and the Go client: where a keyframe starts.
+package codec
 
 import "strings"
 
