@@ -80,6 +80,15 @@ func TestThreePeopleMeeting(t *testing.T) {
 		})
 	}
 
+	// p2 stops publishing: its tile goes on the others; it publishes again and comes back.
+	pages[1].click("#publishToggle")
+	p1.waitFor("p2's camera tile to go", func() (bool, string) {
+		_, shown := find(p1.tiles(), "p2", "camera")
+		return !shown, ""
+	})
+	pages[1].click("#publishToggle")
+	p1.waitDecoding("p2", "camera", true)
+
 	// p3 leaves: its tiles disappear on the others.
 	pages[2].click("#leave")
 	for _, p := range pages[:2] {

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +189,36 @@ func jsonString(s string) string {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	srv := testServer(t, nil)
+	a := dial(t, srv, client.Options{Username: "a"})
+	join(t, a, "h", "a")
+	resp, err := http.Get(srv.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Status       string `json:"status"`
+		Rooms        int    `json:"rooms"`
+		Participants int    `json:"participants"`
+		Sessions     int    `json:"sessions"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if err != nil || h.Status != "ok" || h.Rooms != 1 || h.Participants != 1 || h.Sessions != 1 {
+		t.Errorf("/healthz: %+v, %v; want ok with 1 room, 1 participant, 1 session", h, err)
+	}
+	resp, err = http.Get(srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"parley_participants 1", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
