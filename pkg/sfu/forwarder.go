@@ -35,19 +35,33 @@ func (p *packet) release() {
 	}
 }
 
-type packetPool struct{ p sync.Pool }
+// packetPool is a bounded free list of packets. Unlike sync.Pool it keeps
+// its packets across garbage collections, so forwarding allocates nothing
+// once the pool is warm; packets beyond its capacity are left to the GC.
+type packetPool struct{ free chan *packet }
+
+// packetPoolSize bounds the packets kept for reuse (about 6 MB).
+const packetPoolSize = 4096
 
 func newPacketPool() *packetPool {
-	pp := &packetPool{}
-	pp.p.New = func() any { return &packet{pool: pp} }
-	return pp
+	return &packetPool{free: make(chan *packet, packetPoolSize)}
 }
 
-func (pp *packetPool) get() *packet { return pp.p.Get().(*packet) }
+func (pp *packetPool) get() *packet {
+	select {
+	case p := <-pp.free:
+		return p
+	default:
+		return &packet{pool: pp}
+	}
+}
 
 func (pp *packetPool) put(p *packet) {
 	p.payload = nil
-	pp.p.Put(p)
+	select {
+	case pp.free <- p:
+	default:
+	}
 }
 
 // PacketSink receives a forwarder's packets. Enqueue must not block: it either
