@@ -60,6 +60,27 @@ func TestThreePeopleMeeting(t *testing.T) {
 		})
 	}
 
+	// Markup in chat is shown as text, never run.
+	const markup = `<img src=x onerror="window.__xss=1"><b>bold</b>`
+	if err := p1.eval(fmt.Sprintf(`(() => { const i = document.querySelector('#chatText'); i.value = %q;
+		i.dispatchEvent(new Event('input')); document.querySelector('#chatSend').click(); return true; })()`, markup), nil); err != nil {
+		t.Fatal(err)
+	}
+	p2 := pages[1]
+	p2.waitFor("the markup chat line, as text", func() (bool, string) {
+		var r struct {
+			Lines int  `json:"lines"`
+			Elems int  `json:"elems"`
+			XSS   bool `json:"xss"`
+		}
+		_ = p2.eval(fmt.Sprintf(`({lines: [...document.querySelectorAll('#chatLog .chat-line')].filter(e => e.textContent.endsWith(%q)).length,
+			elems: document.querySelectorAll('#chatLog img, #chatLog b').length, xss: !!window.__xss})`, markup), &r)
+		if r.Elems > 0 || r.XSS {
+			t.Fatalf("chat markup became HTML on p2: %+v", r)
+		}
+		return r.Lines == 1, fmt.Sprintf("%+v", r)
+	})
+
 	// Screen share from p1 reaches p2 and p3 as a second stream.
 	p1.click("#shareScreen")
 	for _, p := range pages[1:] {

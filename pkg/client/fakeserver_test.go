@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/pionlog"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -47,7 +48,7 @@ func newFakeServerTCP(t *testing.T) (*fakeServer, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := webrtc.NewICETCPMux(pionLoggerFactory{log: slog.New(slog.DiscardHandler)}.NewLogger("tcpmux"), l, 64)
+	mux := webrtc.NewICETCPMux(pionlog.Factory(slog.New(slog.DiscardHandler)).NewLogger("tcpmux"), l, 64)
 	t.Cleanup(func() { _ = mux.Close(); _ = l.Close() })
 	fs := newFakeServer(t)
 	fs.tcpMux = mux
@@ -387,7 +388,7 @@ func (fs *fakeServer) newPC() (*webrtc.PeerConnection, error) {
 	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.LoggerFactory = pionLoggerFactory{log: slog.New(slog.DiscardHandler)}
+	se.LoggerFactory = pionlog.Factory(slog.New(slog.DiscardHandler))
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return api.NewPeerConnection(webrtc.Configuration{})
 }

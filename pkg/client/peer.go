@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/parley/parley/pkg/pionlog"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -154,7 +155,7 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 		ir.Add(hdr)
 	}
 
-	se := webrtc.SettingEngine{LoggerFactory: pionLoggerFactory{log: c.log}}
+	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(c.log)}
 	ico := c.opts.ICE
 	se.SetIncludeLoopbackCandidate(!ico.ExcludeLoopback)
 	networks := ico.NetworkTypes

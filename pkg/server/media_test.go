@@ -59,6 +59,17 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 	}
 	time.Sleep(3 * time.Second)
 
+	// The server's counters (exported on /metrics) agree with what arrived.
+	var received int64
+	for _, s := range subs {
+		for _, tr := range s.RemoteTracks() {
+			received += tr.Packets()
+		}
+	}
+	if st := srv.Media().Stats(); int64(st.Forwarded) < received || st.Received == 0 || st.Dropped != 0 {
+		t.Errorf("media stats %+v, want forwarded >= %d received by the subscribers and nothing dropped", st, received)
+	}
+
 	for i, s := range subs {
 		for _, tr := range s.RemoteTracks() {
 			who := []string{"b", "c"}[i] + "/" + tr.Kind()

@@ -171,6 +171,12 @@ func (s *Server) routes() http.Handler {
 		func() float64 { _, p := s.rooms.Count(); return float64(p) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_sessions", Help: "Open signaling sessions."},
 		func() float64 { return float64(s.hub.Sessions()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_received_packets_total",
+		Help: "RTP packets received from publishers."}, func() float64 { return float64(s.engine.Stats().Received) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_forwarded_packets_total",
+		Help: "RTP packets written to subscribers."}, func() float64 { return float64(s.engine.Stats().Forwarded) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
+		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
 	gatherers := prometheus.Gatherers{reg}
 	if s.turn != nil {
 		gatherers = append(gatherers, s.turn.Registry())

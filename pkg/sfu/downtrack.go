@@ -34,7 +34,6 @@ type downTrack struct {
 	hdr    rtp.Header
 	extBuf [4]rtp.Extension
 
-	packets atomic.Uint64
 	dropped atomic.Uint64
 }
 
@@ -117,7 +116,7 @@ func (d *downTrack) write(p *packet) {
 	if gated {
 		d.needKeyframe.Store(false)
 	}
-	d.packets.Add(1)
+	d.sub.sent.Add(1) // written by this subscriber's writer goroutine only: uncontended
 }
 
 // readRTCP handles the subscriber's feedback for this track: keyframe

@@ -14,7 +14,10 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
+	"github.com/parley/parley/pkg/pionlog"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
@@ -51,6 +54,56 @@ type Engine struct {
 	tcp    ice.TCPMux
 	tcpLn  net.Listener
 	pool   *packetPool
+
+	mu      sync.Mutex
+	routers map[*Router]struct{}
+	// Totals of closed subscribers and publications, so the counters in
+	// Stats never go back when a participant leaves.
+	retiredSent, retiredDropped, retiredReceived atomic.Uint64
+}
+
+// Stats are the media plane's packet counters since start.
+type Stats struct {
+	// Received counts RTP packets read from publishers.
+	Received uint64
+	// Forwarded counts packets written to subscribers.
+	Forwarded uint64
+	// Dropped counts packets dropped on full subscriber queues.
+	Dropped uint64
+}
+
+// Stats sums the counters of every live and closed subscriber and track.
+func (e *Engine) Stats() Stats {
+	st := Stats{Received: e.retiredReceived.Load(), Forwarded: e.retiredSent.Load(), Dropped: e.retiredDropped.Load()}
+	e.mu.Lock()
+	routers := make([]*Router, 0, len(e.routers))
+	for r := range e.routers {
+		routers = append(routers, r)
+	}
+	e.mu.Unlock()
+	for _, r := range routers {
+		for _, p := range r.peerList() {
+			if p.sub != nil {
+				sent, dropped := p.sub.stats()
+				st.Forwarded += sent
+				st.Dropped += dropped
+			}
+			for _, pub := range p.publications() {
+				for _, f := range pub.tracks() {
+					st.Received += f.received.Load()
+				}
+			}
+		}
+	}
+	return st
+}
+
+// retire adds a closed subscriber's or track's counters to the totals
+// (a scrape during a close may see them briefly missing).
+func (e *Engine) retire(st Stats) {
+	e.retiredSent.Add(st.Forwarded)
+	e.retiredDropped.Add(st.Dropped)
+	e.retiredReceived.Add(st.Received)
 }
 
 // NewEngine opens the media ports and builds the webrtc APIs.
@@ -61,10 +114,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 512
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool()}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool(), routers: make(map[*Router]struct{})}
 
 	var udpOpts []ice.UDPMuxFromPortOption
-	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+	pionLogs := pionlog.Factory(cfg.Logger.With("part", "pion"))
+	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
+		ice.UDPMuxFromPortWithLogger(pionLogs.NewLogger("udpmux")))
 	if cfg.ListenIP != "" {
 		want := net.ParseIP(cfg.ListenIP)
 		if want == nil {
@@ -85,7 +140,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("open ICE-TCP port %d: %w (choose another with --tcp-port, or 0 to disable)", cfg.TCPPort, err)
 		}
 		e.tcpLn = ln
-		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 64, WriteBufferSize: 4 << 20})
+		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 64, WriteBufferSize: 4 << 20,
+			Logger: pionLogs.NewLogger("tcpmux")})
 	}
 
 	if e.pubAPI, err = e.newAPI(true); err != nil {
@@ -138,7 +194,7 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 		}
 	}
 
-	s := webrtc.SettingEngine{}
+	s := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(e.log.With("part", "pion"))}
 	s.SetICEUDPMux(e.udp)
 	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if e.tcp != nil {

@@ -77,6 +77,7 @@ const keyframeInterval = 500 * time.Millisecond
 type forwarder struct {
 	id       string // unique: stream id + "/" + track kind
 	streamID string
+	siblings int // tracks in the stream, this one included (from the publish answer)
 	track    *webrtc.TrackRemote
 	codec    webrtc.RTPCodecCapability
 	kind     webrtc.RTPCodecType
@@ -94,9 +95,8 @@ type forwarder struct {
 	pliTimer   *time.Timer
 	closed     bool
 
-	packets atomic.Uint64
-	bytes   atomic.Uint64
-	done    chan struct{}
+	received atomic.Uint64
+	done     chan struct{}
 }
 
 func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, log *slog.Logger, pli func(uint32)) *forwarder {
@@ -172,8 +172,7 @@ func (f *forwarder) run() {
 		p.n = n
 		p.payload = p.buf[hl:end]
 		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
-		f.packets.Add(1)
-		f.bytes.Add(uint64(n))
+		f.received.Add(1)
 		f.fanOut(p)
 	}
 }

@@ -21,6 +21,7 @@ type publication struct {
 	log  *slog.Logger
 
 	mu         sync.Mutex
+	tracksWant int // tracks the answer accepted
 	forwarders []*forwarder
 	closed     bool
 	wg         sync.WaitGroup
@@ -162,6 +163,9 @@ func (pub *publication) start(offer string) (string, error) {
 		return "", fmt.Errorf("set publish answer: %w", err)
 	}
 	pub.answer = answer.SDP
+	pub.mu.Lock()
+	pub.tracksWant = len(answerTracks(answer.SDP))
+	pub.mu.Unlock()
 	return answer.SDP, nil
 }
 
@@ -208,6 +212,7 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		pub.mu.Unlock()
 		return
 	}
+	f.siblings = max(pub.tracksWant, 1)
 	pub.forwarders = append(pub.forwarders, f)
 	pub.wg.Add(2)
 	pub.mu.Unlock()
@@ -251,6 +256,11 @@ func (pub *publication) close() {
 		f.close()
 		pub.peer.router.trackRemoved(f)
 	}
+	defer func() {
+		for _, f := range fwds {
+			pub.peer.router.engine.retire(Stats{Received: f.received.Load()})
+		}
+	}()
 	if pub.pc != nil {
 		if err := pub.pc.Close(); err != nil {
 			pub.log.Debug("close publish connection", "err", err)

@@ -41,7 +41,11 @@ type Router struct {
 
 // NewRouter returns the media router of a room session.
 func (e *Engine) NewRouter(session string) *Router {
-	return &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer)}
+	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer)}
+	e.mu.Lock()
+	e.routers[r] = struct{}{}
+	e.mu.Unlock()
+	return r
 }
 
 // PeerOptions are a participant's media choices.
@@ -176,6 +180,9 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		p.Close()
 	}
+	r.engine.mu.Lock()
+	delete(r.engine.routers, r)
+	r.engine.mu.Unlock()
 }
 
 type sigHolder struct{ Signal }
@@ -310,14 +317,6 @@ func (p *Peer) RestartICE() error {
 	}
 	p.sub.restartICE()
 	return nil
-}
-
-// Stats returns counters of the peer's subscribe side.
-func (p *Peer) Stats() (sent, dropped uint64) {
-	if p.sub == nil {
-		return 0, 0
-	}
-	return p.sub.stats()
 }
 
 // Close ends all of the peer's media and removes it from the router.

@@ -20,6 +20,7 @@ type queued struct {
 // streamState is what a subscriber knows of one remote stream.
 type streamState struct {
 	publisher   string
+	expected    int      // tracks the stream has
 	tracks      int      // supported tracks in the connection
 	unsupported []string // MIME types this subscriber cannot decode
 	negotiated  bool     // the tracks are in an answered offer
@@ -37,6 +38,7 @@ type subscriber struct {
 
 	queue   chan queued
 	done    chan struct{}
+	sent    atomic.Uint64
 	dropped atomic.Uint64
 	wg      sync.WaitGroup
 
@@ -127,6 +129,7 @@ func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 		st = &streamState{publisher: publisher}
 		s.streams[f.streamID] = st
 	}
+	st.expected = max(st.expected, f.siblings)
 	if !canDecode(s.peer.codecs, f.codec.MimeType) {
 		if !slices.Contains(st.unsupported, f.codec.MimeType) {
 			st.unsupported = append(st.unsupported, f.codec.MimeType)
@@ -264,7 +267,9 @@ func (s *subscriber) reportLocked() {
 	for id, st := range s.streams {
 		status, reason := "", ""
 		switch {
-		case st.tracks == 0 && len(st.unsupported) > 0:
+		case st.tracks == 0 && len(st.unsupported) > 0 && len(st.unsupported) >= st.expected:
+			// Only once every track of the stream is known: an audio track
+			// that arrives after an undecodable video one still plays.
 			status, reason = protocol.StreamFailed, "this client cannot decode "+strings.Join(st.unsupported, ", ")
 		case st.tracks > 0 && st.negotiated:
 			status = protocol.StreamPlaying
@@ -353,16 +358,11 @@ func (s *subscriber) close() {
 	}
 	close(s.done)
 	s.wg.Wait()
+	sent, dropped := s.stats()
+	s.peer.router.engine.retire(Stats{Forwarded: sent, Dropped: dropped})
 }
 
-// stats returns packets sent and dropped on this subscriber's queue.
+// stats returns the packets this subscriber's writer sent and its queue dropped.
 func (s *subscriber) stats() (sent, dropped uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.tracks {
-		if d != nil {
-			sent += d.packets.Load()
-		}
-	}
-	return sent, s.dropped.Load()
+	return s.sent.Load(), s.dropped.Load()
 }

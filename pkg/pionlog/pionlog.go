@@ -1,4 +1,5 @@
-package client
+// Package pionlog sends Pion's logs to log/slog.
+package pionlog
 
 import (
 	"context"
@@ -8,9 +9,11 @@ import (
 	"github.com/pion/logging"
 )
 
-// pionLoggerFactory sends pion's logs to a slog.Logger, with the pion scope
-// ("ice", "pc", "dtls"…) as an attribute. Pion's trace level maps to slog's
-// debug level minus 4.
+// Factory returns a pion LoggerFactory that sends pion's logs to log, with
+// the pion scope ("ice", "pc", "dtls"…) as an attribute. Pion's trace level
+// maps to slog's debug level minus 4.
+func Factory(log *slog.Logger) logging.LoggerFactory { return pionLoggerFactory{log: log} }
+
 type pionLoggerFactory struct{ log *slog.Logger }
 
 // NewLogger implements logging.LoggerFactory.
