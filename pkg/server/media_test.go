@@ -83,7 +83,7 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 			if !strings.EqualFold(tr.Codec(), want) {
 				t.Errorf("%s: codec %s, want %s", who, tr.Codec(), want)
 			}
-			checkPackets(t, who, pub.SentPackets(tr.Kind()), tr)
+			checkPackets(t, who, pub, tr)
 			if tr.Kind() != "video" {
 				continue
 			}
@@ -99,13 +99,16 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 }
 
 // checkPackets compares what a subscriber received with what the publisher sent.
-func checkPackets(t *testing.T, who string, sent []client.PacketRecord, tr *client.RemoteTrack) {
+func checkPackets(t *testing.T, who string, pub *client.Publication, tr *client.RemoteTrack) {
 	t.Helper()
+	// What was received first, then what was sent: every packet received was
+	// sent before the second snapshot.
+	recv := tr.ReceivedPackets()
+	sent := pub.SentPackets(tr.Kind())
 	bySeq := make(map[uint16]client.PacketRecord, len(sent))
 	for _, p := range sent {
 		bySeq[p.Seq] = p
 	}
-	recv := tr.ReceivedPackets()
 	if len(recv) < 50 {
 		t.Fatalf("%s: received %d packets, want a steady flow", who, len(recv))
 	}
