@@ -1,0 +1,276 @@
+package recorder
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/pion/rtp/codecs"
+)
+
+// frameOut is one complete frame (video) or packet (audio) out of the assembler.
+// data belongs to the assembler until the next push.
+type frameOut struct {
+	ts      uint32
+	data    []byte
+	key     bool
+	gap     bool // frames may be missing before this one
+	picID   int  // VP8/VP9 picture id, -1 when unknown
+	arrival time.Time
+	w, h    int
+	// H.264 parameter sets of a keyframe; AV1 configuration record of a keyframe.
+	sps, pps, av1c []byte
+	// annexB is the H.264 access unit as received (for a file whose header
+	// had to be written before any parameter set was seen).
+	annexB []byte
+}
+
+// assembler turns in-order packets into frames: it depacketizes, joins the
+// packets of one frame, and discards every frame a packet of which is lost.
+type assembler struct {
+	c        codec
+	maxFrame int
+
+	buf     []byte
+	out     []byte
+	open    bool
+	broken  bool
+	ts      uint32
+	gap     bool
+	picID   int
+	arrival time.Time
+	layers  []int // VP9: offsets of the layer frames of a picture
+
+	vp8  codecs.VP8Packet
+	vp9  codecs.VP9Packet
+	h264 codecs.H264Packet
+	av1  codecs.AV1Depacketizer
+	nals [][]byte
+	g711 *g711Table
+}
+
+func newAssembler(c codec, maxFrame int) *assembler {
+	a := &assembler{c: c, maxFrame: maxFrame, picID: -1}
+	switch c {
+	case codecPCMU:
+		a.g711 = ulawTable()
+	case codecPCMA:
+		a.g711 = alawTable()
+	}
+	return a
+}
+
+// loss tells the assembler that packets were lost before the next one.
+func (a *assembler) loss() {
+	if a.open {
+		a.broken = true
+	}
+	a.gap = true
+	a.h264 = codecs.H264Packet{}
+	a.av1 = codecs.AV1Depacketizer{}
+}
+
+// abort drops a frame in progress (its end will never come).
+func (a *assembler) abort() {
+	if a.open {
+		a.open = false
+		a.gap = true
+	}
+}
+
+// push adds the next packet in sequence order; emit gets each completed frame.
+func (a *assembler) push(p *jbPacket, lost bool, emit func(*frameOut)) {
+	if lost {
+		a.loss()
+	}
+	if p.padding || len(p.payload) == 0 {
+		return
+	}
+	if !a.c.video() {
+		a.pushAudio(p, emit)
+		return
+	}
+	if a.open && p.ts != a.ts {
+		a.finish(emit) // the frame ended without a marker
+	}
+	data, start, picID, ok := a.depack(p.payload)
+	if !ok {
+		a.loss()
+		return
+	}
+	if !a.open {
+		if !start {
+			a.gap = true // the middle of a frame whose start is lost
+			return
+		}
+		a.open, a.ts, a.broken, a.picID = true, p.ts, false, picID
+		a.buf = a.buf[:0]
+		a.layers = a.layers[:0]
+		if lost && (a.c == codecH264 || a.c == codecAV1) {
+			// Nothing in these payloads marks the first packet of a frame:
+			// after a loss its first packets may be gone.
+			a.broken = true
+		}
+	}
+	if a.c == codecVP9 && a.vp9.B {
+		a.layers = append(a.layers, len(a.buf))
+	}
+	if len(a.buf)+len(data) > a.maxFrame {
+		a.broken = true
+	} else {
+		a.buf = append(a.buf, data...)
+	}
+	a.arrival = p.arrival
+	if p.marker {
+		a.finish(emit)
+	}
+}
+
+func (a *assembler) pushAudio(p *jbPacket, emit func(*frameOut)) {
+	f := frameOut{ts: p.ts, key: true, picID: -1, arrival: p.arrival, gap: a.gap}
+	a.gap = false
+	if a.g711 != nil {
+		a.out = a.g711.decode(a.out[:0], p.payload)
+		f.data = a.out
+	} else {
+		f.data = p.payload
+	}
+	emit(&f)
+}
+
+// depack returns a packet's part of the frame, whether it starts a frame and
+// the picture id.
+func (a *assembler) depack(payload []byte) (data []byte, start bool, picID int, ok bool) {
+	picID = -1
+	switch a.c {
+	case codecVP8:
+		d, err := a.vp8.Unmarshal(payload)
+		if err != nil {
+			return nil, false, -1, false
+		}
+		if a.vp8.I == 1 {
+			picID = int(a.vp8.PictureID)
+		}
+		return d, a.vp8.S == 1 && a.vp8.PID == 0, picID, true
+	case codecVP9:
+		d, err := a.vp9.Unmarshal(payload)
+		if err != nil {
+			return nil, false, -1, false
+		}
+		if a.vp9.I {
+			picID = int(a.vp9.PictureID)
+		}
+		return d, a.vp9.B && (!a.vp9.L || a.vp9.SID == 0), picID, true
+	case codecH264:
+		start = a.h264.IsPartitionHead(payload)
+		d, err := a.h264.Unmarshal(payload)
+		if err != nil {
+			return nil, false, -1, false
+		}
+		return d, start, -1, true
+	case codecAV1:
+		start = a.av1.IsPartitionHead(payload)
+		d, err := a.av1.Unmarshal(payload)
+		if err != nil {
+			return nil, false, -1, false
+		}
+		return d, start, -1, true
+	}
+	return nil, false, -1, false
+}
+
+func (a *assembler) finish(emit func(*frameOut)) {
+	a.open = false
+	if a.broken || len(a.buf) == 0 {
+		a.gap = true
+		return
+	}
+	f := frameOut{ts: a.ts, gap: a.gap, picID: a.picID, arrival: a.arrival}
+	switch a.c {
+	case codecVP8:
+		f.data = a.buf
+		f.key = a.buf[0]&0x01 == 0
+		if f.key {
+			w, h, ok := vp8Size(a.buf)
+			if !ok {
+				f.key = false
+			}
+			f.w, f.h = w, h
+		}
+	case codecVP9:
+		f.data = a.vp9Superframe()
+		f.key, f.w, f.h = vp9Key(a.buf)
+	case codecH264:
+		f.data = a.h264AVCC(&f)
+		f.annexB = a.buf
+	case codecAV1:
+		f.data = a.av1Strip()
+		f.key, f.av1c, f.w, f.h = av1Info(f.data)
+	}
+	if len(f.data) == 0 {
+		a.gap = true
+		return
+	}
+	a.gap = false
+	emit(&f)
+}
+
+// vp9Superframe joins the layer frames of a picture with a superframe index
+// (VP9 bitstream spec annex B) when there are several.
+func (a *assembler) vp9Superframe() []byte {
+	if len(a.layers) <= 1 || len(a.layers) > 8 {
+		return a.buf
+	}
+	a.out = append(a.out[:0], a.buf...)
+	marker := byte(0xc0 | 3<<3 | byte(len(a.layers)-1))
+	a.out = append(a.out, marker)
+	for i, off := range a.layers {
+		end := len(a.buf)
+		if i+1 < len(a.layers) {
+			end = a.layers[i+1]
+		}
+		a.out = binary.LittleEndian.AppendUint32(a.out, uint32(end-off))
+	}
+	a.out = append(a.out, marker)
+	return a.out
+}
+
+// h264AVCC converts the Annex-B access unit to 4-byte length prefixed NAL
+// units (Matroska's AVC format), noting SPS/PPS and IDR.
+func (a *assembler) h264AVCC(f *frameOut) []byte {
+	a.nals = annexBNALs(a.buf, a.nals[:0])
+	a.out = a.out[:0]
+	for _, n := range a.nals {
+		if len(n) == 0 {
+			continue
+		}
+		switch n[0] & 0x1f {
+		case 5:
+			f.key = true
+		case 7:
+			f.sps = n
+		case 8:
+			f.pps = n
+		case 9:
+			continue // access unit delimiter: not stored
+		}
+		a.out = binary.BigEndian.AppendUint32(a.out, uint32(len(n)))
+		a.out = append(a.out, n...)
+	}
+	if f.key && f.sps != nil {
+		f.w, f.h, _ = spsSize(f.sps)
+	}
+	return a.out
+}
+
+// av1Strip drops temporal delimiter OBUs (Matroska blocks carry none).
+func (a *assembler) av1Strip() []byte {
+	a.out = a.out[:0]
+	if !av1Walk(a.buf, func(typ byte, obu []byte) {
+		if typ != 2 {
+			a.out = append(a.out, obu...)
+		}
+	}) {
+		return nil
+	}
+	return a.out
+}
