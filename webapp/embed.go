@@ -8,5 +8,5 @@ import "embed"
 // FS holds index.html, css/ and js/ with their paths as in this directory
 // ("index.html", "css/app.css", "js/roomapi.js", …), for http.FileServerFS.
 //
-//go:embed index.html css js
+//go:embed index.html recordings.html css js
 var FS embed.FS

@@ -31,6 +31,12 @@ type Config struct {
 	LogLevel        string   `yaml:"log_level"`
 	Limits          Limits   `yaml:"limits"`
 	TURN            TURN     `yaml:"turn"`
+	RecordsDir      string   `yaml:"records_dir"`
+	RecordAll       bool     `yaml:"record_all"`
+	Mix             bool     `yaml:"mix"`
+	MixerConfig     string   `yaml:"mixer_config"`
+	MixHook         string   `yaml:"mix_hook"`
+	MixWorkers      int      `yaml:"mix_workers"`
 }
 
 // TURN tells clients about TURN servers and can run one in this process.
@@ -77,7 +83,10 @@ func defaultConfig() Config {
 		LogLevel:        "info",
 		Limits: Limits{MaxParticipants: 50, MaxStreams: 3, MaxFrameBytes: 64 << 10, MaxTextBytes: 4096,
 			MaxNameBytes: 64, MessagesPerSecond: 20},
-		TURN: TURN{TTL: Duration(24 * time.Hour), Listen: "0.0.0.0:3478"},
+		TURN:       TURN{TTL: Duration(24 * time.Hour), Listen: "0.0.0.0:3478"},
+		RecordsDir: "records",
+		Mix:        true,
+		MixWorkers: 1,
 	}
 }
 
@@ -110,6 +119,17 @@ func durOpt(p func(*Config) *Duration) func(*Config, string) error {
 			return fmt.Errorf("%q is not a duration (write e.g. 60s or 2m)", v)
 		}
 		*p(c) = Duration(d)
+		return nil
+	}
+}
+
+func boolOpt(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*p(c) = b
 		return nil
 	}
 }
@@ -147,15 +167,15 @@ var options = []option{
 	{flag: "max-frame-bytes", usage: "largest signaling message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxFrameBytes })},
 	{flag: "max-text-bytes", usage: "largest chat message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxTextBytes })},
 	{flag: "max-name-bytes", usage: "longest room or participant name in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxNameBytes })},
+	{flag: "records-dir", usage: "directory for recordings (<dir>/<room>/<room session>/)", set: strOpt(func(c *Config) *string { return &c.RecordsDir })},
+	{flag: "record-all", usage: "record every room", boolean: true, set: boolOpt(func(c *Config) *bool { return &c.RecordAll })},
+	{flag: "mix", usage: "mix each finished recording into one file (false: keep only the per-stream files)", boolean: true,
+		set: boolOpt(func(c *Config) *bool { return &c.Mix })},
+	{flag: "mixer-config", usage: "offline mixer settings, JSON (see configs/offline_mixer.json; empty: defaults)", set: strOpt(func(c *Config) *string { return &c.MixerConfig })},
+	{flag: "mix-hook", usage: "program run after each mix with the output and manifest paths (on_multiple_record_hook_script)", set: strOpt(func(c *Config) *string { return &c.MixHook })},
+	{flag: "mix-workers", usage: "mixes run at once", set: intOpt(func(c *Config) *int { return &c.MixWorkers })},
 	{flag: "turn", usage: "run a TURN server in this process (see the turn-* settings)", boolean: true,
-		set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("%q is not true or false", v)
-			}
-			c.TURN.Embed = b
-			return nil
-		}},
+		set: boolOpt(func(c *Config) *bool { return &c.TURN.Embed })},
 	{flag: "turn-url", usage: "TURN URLs given to clients, comma-separated (turn:host:3478?transport=udp,...)", set: listOpt(func(c *Config) *[]string { return &c.TURN.URLs })},
 	{flag: "turn-secret", usage: "TURN REST secret shared with turnd or coturn (static-auth-secret)", set: strOpt(func(c *Config) *string { return &c.TURN.Secret })},
 	{flag: "turn-ttl", usage: "lifetime of the TURN credentials handed to each session", set: durOpt(func(c *Config) *Duration { return &c.TURN.TTL })},
@@ -267,6 +287,9 @@ func (c Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if c.MixWorkers < 1 {
+		return errors.New("mix_workers must be at least 1")
 	}
 	if len(c.TURN.URLs) > 0 && c.TURN.Secret == "" && !c.TURN.Embed {
 		return errors.New("turn.urls needs turn.secret, the REST secret your TURN server shares (coturn's static-auth-secret)")

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/sfu"
@@ -32,6 +33,9 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "mix" {
+		return runMix(args[1:], getenv, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -90,6 +94,7 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	rooms.MaxStreams = cfg.Limits.MaxStreams
 	rooms.MaxNameBytes = cfg.Limits.MaxNameBytes
 	rooms.MaxTextBytes = cfg.Limits.MaxTextBytes
+	rooms.RecordAll = cfg.RecordAll
 	sig := signaling.DefaultConfig()
 	sig.MaxFrameBytes = cfg.Limits.MaxFrameBytes
 	if sig.HardFrameBytes < 4*sig.MaxFrameBytes {
@@ -98,8 +103,19 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	sig.MessagesPerSecond = cfg.Limits.MessagesPerSecond
 	sig.Burst = int(2*cfg.Limits.MessagesPerSecond) + 1
 	sig.ReconnectGrace = time.Duration(cfg.ReconnectGrace)
-	sc := server.Config{Addr: cfg.Addr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
-		Signaling: sig, Web: webapp.FS, Logger: log,
+	var mix *server.MixConfig
+	if cfg.Mix && cfg.RecordsDir != "" {
+		settings := mixer.DefaultSettings()
+		if cfg.MixerConfig != "" {
+			var err error
+			if settings, err = mixer.LoadSettings(cfg.MixerConfig); err != nil {
+				return server.Config{}, fmt.Errorf("mixer config: %w", err)
+			}
+		}
+		mix = &server.MixConfig{Settings: settings, Workers: cfg.MixWorkers, Hook: cfg.MixHook}
+	}
+	sc := server.Config{Addr: cfg.Addr, Mix: mix, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
+		Signaling: sig, Web: webapp.FS, Logger: log, RecordsDir: cfg.RecordsDir,
 		TURN: server.TURNConfig{URLs: cfg.TURN.URLs, Secret: cfg.TURN.Secret, TTL: time.Duration(cfg.TURN.TTL)}}
 	if cfg.TURN.Embed {
 		tc := turnserver.DefaultConfig()

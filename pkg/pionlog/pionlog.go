@@ -14,22 +14,35 @@ import (
 // maps to slog's debug level minus 4.
 func Factory(log *slog.Logger) logging.LoggerFactory { return pionLoggerFactory{log: log} }
 
-type pionLoggerFactory struct{ log *slog.Logger }
+// Quiet is Factory with pion's levels lowered by one step (warnings become
+// info, errors warnings): a server sees pion's routine teardown warnings
+// every time a participant leaves.
+func Quiet(log *slog.Logger) logging.LoggerFactory {
+	return pionLoggerFactory{log: log, shift: slog.LevelInfo - slog.LevelWarn}
+}
+
+type pionLoggerFactory struct {
+	log   *slog.Logger
+	shift slog.Level
+}
 
 // NewLogger implements logging.LoggerFactory.
 func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{log: f.log.With("pion", scope)}
+	return pionLogger{log: f.log.With("pion", scope), shift: f.shift}
 }
 
-type pionLogger struct{ log *slog.Logger }
+type pionLogger struct {
+	log   *slog.Logger
+	shift slog.Level
+}
 
 func (l pionLogger) emit(level slog.Level, msg string) {
-	l.log.Log(context.Background(), level, msg)
+	l.log.Log(context.Background(), level+l.shift, msg)
 }
 
 func (l pionLogger) emitf(level slog.Level, format string, args ...any) {
-	if l.log.Enabled(context.Background(), level) {
-		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	if l.log.Enabled(context.Background(), level+l.shift) {
+		l.log.Log(context.Background(), level+l.shift, fmt.Sprintf(format, args...))
 	}
 }
 

@@ -40,6 +40,8 @@ type Config struct {
 	MaxNameBytes int
 	// MaxTextBytes bounds chat text (UTF-8 bytes).
 	MaxTextBytes int
+	// RecordAll records every room, whatever its participants ask.
+	RecordAll bool
 }
 
 // DefaultConfig returns the limits Parley ships with.
@@ -155,7 +157,7 @@ func (r *Registry) newRoomLocked(name string, record bool) *Room {
 		session:      "rs-" + time.Now().UTC().Format("20060102T150405Z") + "-" + randomHex(3),
 		started:      time.Now(),
 		participants: make(map[string]*Participant),
-		recording:    record,
+		recording:    record || r.cfg.RecordAll,
 	}
 	r.rooms[name] = rm
 	r.log.Info("room created", "room", name, "session", rm.session)

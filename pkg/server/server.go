@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -41,11 +43,26 @@ type Config struct {
 	Web fs.FS
 	// TURN hands each session TURN servers with short-lived credentials.
 	TURN TURNConfig
+	// RecordsDir is where recordings go (<dir>/<room>/<room session>/);
+	// empty disables recording.
+	RecordsDir string
+	// Mix, when set, mixes every finished recording into one file (pkg/mixer)
+	// and runs its hook; the queue keeps its jobs in <RecordsDir>/.mixjobs.
+	Mix *MixConfig
 	// EmbedTURN, when set, runs a TURN server (pkg/turnserver) in this
 	// process; TURN.Secret becomes its REST secret and, when TURN.URLs is
 	// empty, its address is announced.
 	EmbedTURN *turnserver.Config
 	Logger    *slog.Logger
+}
+
+// MixConfig configures the offline mixer.
+type MixConfig struct {
+	Settings mixer.Settings
+	// Workers is how many mixes run at once (default 1).
+	Workers int
+	// Hook runs after each mix with the output and manifest paths.
+	Hook string
 }
 
 // TURNConfig describes the TURN servers clients are told about.
@@ -90,6 +107,9 @@ type Server struct {
 	ln     net.Listener
 	served chan error
 	turn   *turnserver.Server
+	recs   *recordings
+	mixes  *mixer.Queue
+	stop   context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -138,8 +158,42 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	rooms := room.NewRegistry(cfg.Rooms, cfg.Logger.With("part", "room"))
+	var recs *recordings
+	var mixes *mixer.Queue
+	if cfg.RecordsDir != "" {
+		if cfg.Mix != nil {
+			var err error
+			mixes, err = mixer.NewQueue(mixer.QueueConfig{Dir: filepath.Join(cfg.RecordsDir, ".mixjobs"),
+				Workers: cfg.Mix.Workers, Hook: cfg.Mix.Hook, Settings: cfg.Mix.Settings,
+				Logger: cfg.Logger.With("part", "mixer")})
+			if err != nil {
+				if turn != nil {
+					_ = turn.Close()
+				}
+				_ = engine.Close()
+				return nil, fmt.Errorf("mix queue: %w", err)
+			}
+		}
+		recs = newRecordings(cfg.RecordsDir, cfg.Logger.With("part", "recorder"), func(manifest string) {
+			if mixes == nil {
+				return
+			}
+			if job, err := mixes.Enqueue(manifest); err != nil {
+				cfg.Logger.Error("queue the mix", "manifest", manifest, "err", err)
+			} else {
+				cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
+			}
+		})
+		cfg.Signaling.OnRouter = recs.attach
+	}
+	// The hub's finalize hook closes the room's router (and so its streams'
+	// files) before the recordings' hook closes the recording session.
 	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn}
+	if recs != nil {
+		rooms.OnFinalize(recs.finalized)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+		recs: recs, mixes: mixes}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -182,6 +236,11 @@ func (s *Server) routes() http.Handler {
 		gatherers = append(gatherers, s.turn.Registry())
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
+	if s.cfg.RecordsDir != "" {
+		// http.Dir keeps every path inside the records directory.
+		mux.Handle("/records/", http.StripPrefix("/records/", http.FileServer(http.Dir(s.cfg.RecordsDir))))
+		mux.HandleFunc("GET /api/recordings", s.listRecordings)
+	}
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
 		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -214,8 +273,17 @@ func (s *Server) Media() *sfu.Engine { return s.engine }
 // Rooms returns the room registry (for finalize hooks).
 func (s *Server) Rooms() *room.Registry { return s.rooms }
 
-// Serve serves HTTP in the background.
+// Serve serves HTTP in the background. Recordings a previous run left
+// unfinished are closed first.
 func (s *Server) Serve() {
+	if s.recs != nil {
+		s.recs.recover()
+	}
+	if s.mixes != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stop = cancel
+		s.mixes.Start(ctx)
+	}
 	go func() {
 		var err error
 		if s.cfg.TLSCert != "" {
@@ -252,6 +320,15 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if s.turn != nil {
 		if terr := s.turn.Close(); terr != nil {
 			s.log.Debug("close TURN server", "err", terr)
+		}
+	}
+	if s.mixes != nil {
+		// A mix still running is interrupted; it runs again on the next start.
+		if s.stop != nil {
+			s.stop()
+		}
+		if merr := s.mixes.Close(); merr != nil {
+			s.log.Error("close mix queue", "err", merr)
 		}
 	}
 	return err

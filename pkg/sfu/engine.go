@@ -117,7 +117,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool(), routers: make(map[*Router]struct{})}
 
 	var udpOpts []ice.UDPMuxFromPortOption
-	pionLogs := pionlog.Factory(cfg.Logger.With("part", "pion"))
+	pionLogs := pionlog.Quiet(cfg.Logger.With("part", "pion"))
 	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
 		ice.UDPMuxFromPortWithLogger(pionLogs.NewLogger("udpmux")))
 	if cfg.ListenIP != "" {
@@ -194,7 +194,7 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 		}
 	}
 
-	s := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(e.log.With("part", "pion"))}
+	s := webrtc.SettingEngine{LoggerFactory: pionlog.Quiet(e.log.With("part", "pion"))}
 	s.SetICEUDPMux(e.udp)
 	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if e.tcp != nil {

@@ -97,6 +97,46 @@ type forwarder struct {
 
 	received atomic.Uint64
 	done     chan struct{}
+
+	// rec is set once, before or while the reader runs; recPkt is the
+	// reader goroutine's scratch packet for it.
+	rec    atomic.Pointer[trackRecorder]
+	recPkt rtp.Packet
+}
+
+type trackRecorder struct {
+	r     StreamRecorder
+	track int
+}
+
+func (f *forwarder) setRecorder(r StreamRecorder, track int) {
+	f.rec.Store(&trackRecorder{r: r, track: track})
+}
+
+// onRTCP passes the publisher's sender reports for this track to the recorder.
+func (f *forwarder) onRTCP(b []byte) {
+	tr := f.rec.Load()
+	if tr == nil {
+		return
+	}
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, p := range pkts {
+		if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(f.track.SSRC()) {
+			tr.r.SenderReport(tr.track, sr.SSRC, ntpTime(sr.NTPTime), sr.RTPTime, now)
+		}
+	}
+}
+
+// ntpTime converts a 64-bit NTP timestamp to time.
+func ntpTime(ntp uint64) time.Time {
+	const ntpToUnix = 2208988800
+	secs := int64(ntp>>32) - ntpToUnix
+	frac := (ntp & 0xffffffff) * 1e9 >> 32
+	return time.Unix(secs, int64(frac))
 }
 
 func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, log *slog.Logger, pli func(uint32)) *forwarder {
@@ -173,6 +213,11 @@ func (f *forwarder) run() {
 		p.payload = p.buf[hl:end]
 		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
 		f.received.Add(1)
+		if tr := f.rec.Load(); tr != nil {
+			f.recPkt.Header = p.hdr
+			f.recPkt.Payload = p.payload
+			tr.r.WriteRTP(tr.track, &f.recPkt, time.Now())
+		}
 		f.fanOut(p)
 	}
 }

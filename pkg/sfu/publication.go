@@ -26,6 +26,9 @@ type publication struct {
 	closed     bool
 	wg         sync.WaitGroup
 
+	rec       StreamRecorder
+	recKinds  []string // track kinds in recorder order
+
 	sigMu     sync.Mutex
 	trickling bool
 	answer    string
@@ -214,6 +217,7 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	}
 	f.siblings = max(pub.tracksWant, 1)
 	pub.forwarders = append(pub.forwarders, f)
+	pub.attachRecorderLocked(f)
 	pub.wg.Add(2)
 	pub.mu.Unlock()
 	pub.log.Info("track published", "track", f.id, "codec", f.codec.MimeType, "ssrc", uint32(track.SSRC()))
@@ -223,16 +227,49 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		f.run()
 	}()
 	go func() {
-		// Read the publisher's RTCP (sender reports) so the interceptors see it.
+		// Read the publisher's RTCP so the interceptors see it; sender
+		// reports also map the track's RTP clock to wall-clock time for the
+		// recorder (lip sync).
 		defer pub.wg.Done()
 		buf := make([]byte, maxPacket)
 		for {
-			if _, _, err := recv.Read(buf); err != nil {
+			n, _, err := recv.Read(buf)
+			if err != nil {
 				return
 			}
+			f.onRTCP(buf[:n])
 		}
 	}()
 	pub.peer.router.trackAdded(pub, f)
+}
+
+// setRecorder starts recording: tracks that arrive later are fed to rec.
+func (pub *publication) setRecorder(rec StreamRecorder, tracks []protocol.Track) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	pub.rec = rec
+	for _, t := range tracks {
+		pub.recKinds = append(pub.recKinds, t.Kind)
+	}
+	for _, f := range pub.forwarders {
+		pub.attachRecorderLocked(f)
+	}
+}
+
+func (pub *publication) attachRecorderLocked(f *forwarder) {
+	if pub.rec == nil {
+		return
+	}
+	if i := slices.Index(pub.recKinds, f.kind.String()); i >= 0 {
+		f.setRecorder(pub.rec, i)
+	}
+}
+
+// requestKeyframe asks the publisher for a keyframe of every video track.
+func (pub *publication) requestKeyframe() {
+	for _, f := range pub.tracks() {
+		f.requestKeyframe()
+	}
 }
 
 // tracks returns the stream's forwarders.
@@ -251,7 +288,16 @@ func (pub *publication) close() {
 	}
 	pub.closed = true
 	fwds := slices.Clone(pub.forwarders)
+	rec := pub.rec
 	pub.mu.Unlock()
+	if rec != nil {
+		// After the readers are gone (wg), so that no packet races the close.
+		defer func() {
+			if err := rec.Close(); err != nil {
+				pub.log.Error("close recording", "err", err)
+			}
+		}()
+	}
 	for _, f := range fwds {
 		f.close()
 		pub.peer.router.trackRemoved(f)

@@ -34,9 +34,10 @@ type Router struct {
 	session string
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	peers  map[string]*Peer
-	closed bool
+	mu       sync.Mutex
+	peers    map[string]*Peer
+	closed   bool
+	recorder RecorderFunc
 }
 
 // NewRouter returns the media router of a room session.
@@ -219,9 +220,10 @@ func (p *Peer) publications() []*publication {
 	return slices.Collect(maps.Values(p.pubs))
 }
 
-// Publish answers a client's offer for a new stream. The caller sends the
-// answer, then calls StartTrickle. It returns the tracks the answer accepts.
-func (p *Peer) Publish(streamID, kind, offer string) (answer string, tracks []protocol.Track, err error) {
+// Publish answers a client's offer for a new stream, recorded if record is
+// set and the router has a recorder. The caller sends the answer, then calls
+// StartTrickle. It returns the tracks the answer accepts.
+func (p *Peer) Publish(streamID, kind, offer string, record bool) (answer string, tracks []protocol.Track, err error) {
 	pub := newPublication(p, streamID, kind)
 	p.mu.Lock()
 	if p.closed {
@@ -238,7 +240,18 @@ func (p *Peer) Publish(streamID, kind, offer string) (answer string, tracks []pr
 		pub.close()
 		return "", nil, err
 	}
-	return answer, answerTracks(answer), nil
+	tracks = answerTracks(answer)
+	if fn := p.router.recorderFunc(); record && fn != nil {
+		rec, err := fn(RecordStream{Participant: p.name, StreamID: streamID, Kind: kind, Tracks: recordTracks(tracks),
+			RequestKeyframe: pub.requestKeyframe})
+		if err != nil {
+			// The meeting goes on unrecorded rather than failing the publish.
+			p.log.Error("cannot record stream", "stream", streamID, "err", err)
+		} else {
+			pub.setRecorder(rec, tracks)
+		}
+	}
+	return answer, tracks, nil
 }
 
 func (p *Peer) publication(streamID string) (*publication, error) {

@@ -43,6 +43,9 @@ type Config struct {
 	ICEServers func() []protocol.ICEServer
 	// CheckOrigin decides which page origins may open a WebSocket; nil allows all.
 	CheckOrigin func(r *http.Request) bool
+	// OnRouter, when set, is called with each room session's media router
+	// when it is made (the recorder attaches there).
+	OnRouter func(rm *room.Room, r *sfu.Router)
 }
 
 // DefaultConfig returns the signaling defaults.
@@ -140,6 +143,9 @@ func (h *Hub) router(rm *room.Room) *sfu.Router {
 	if r == nil {
 		r = h.engine.NewRouter(rm.Session())
 		h.routers[rm.Session()] = r
+		if h.cfg.OnRouter != nil {
+			h.cfg.OnRouter(rm, r)
+		}
 	}
 	return r
 }

@@ -469,11 +469,12 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 		return nil, err
 	}
 	streamID := room.NewStreamID()
-	answer, tracks, err := peer.Publish(streamID, kind, req.SDP)
+	answer, tracks, err := peer.Publish(streamID, kind, req.SDP, req.Record || p.Room().Recording())
 	if err != nil {
 		return nil, err
 	}
-	if err := p.AddStream(protocol.StreamInfo{ID: streamID, Kind: kind, Tracks: tracks, Status: protocol.StreamPending}); err != nil {
+	if err := p.AddStream(protocol.StreamInfo{ID: streamID, Kind: kind, Tracks: tracks, Status: protocol.StreamPending,
+		Recording: req.Record}); err != nil {
 		_ = peer.Unpublish(streamID)
 		return nil, err
 	}

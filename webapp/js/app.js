@@ -37,7 +37,7 @@ const CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
 const options = {
   codec: CODECS.includes((params.get('codec') || '').toUpperCase()) ? params.get('codec').toUpperCase() : undefined,
   relay: params.get('relay') === '1',
-  record: params.get('record') === '1',
+  record: params.get('record') === '1',  // also the Record checkbox
 };
 
 const state = {
@@ -450,7 +450,9 @@ function resetRoomUi() {
 
 function joinRoom() {
   const conn = state.connection;
-  const room = conn.join({name: state.roomName, record: options.record || undefined});
+  const recordBox = document.getElementById('record');
+  const record = options.record || (recordBox && recordBox.checked);
+  const room = conn.join({name: state.roomName, record: record || undefined});
   state.room = room;
   state.audioOnlyTried = false;
   expose();
@@ -465,6 +467,8 @@ function joinRoom() {
       updateLocalTile();
       updateInvite(room.name());
       updateAddress(room.name(), room.selfName());
+      const rec = document.getElementById('rec');
+      if (rec) rec.hidden = !room.isRecording();
       if (state.wantCamera && !state.camera) publishCamera();
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {

@@ -499,6 +499,7 @@ class Room extends Emitter {
     this._subscribe = options.subscribe !== false;
     this._self = conn._username;
     this._roomSession = null;
+    this._recording = false;
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -524,6 +525,8 @@ class Room extends Emitter {
   selfName() { return this._self; }
   /** The server's id for this run of the room (STATE roomSession). */
   roomSession() { return this._roomSession; }
+  /** Whether this room session is being recorded (STATE recording). */
+  isRecording() { return this._recording; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -699,6 +702,7 @@ class Room extends Emitter {
   _applyState(m) {
     if (m.self) this._self = m.self;
     if (m.roomSession) this._roomSession = m.roomSession;
+    this._recording = !!m.recording;
     const names = new Set();
     const ids = new Set();
     for (const info of m.participants || []) {
