@@ -87,13 +87,22 @@ func TestBadConfigSaysWhat(t *testing.T) {
 
 // The real binary with no config serves, and on SIGTERM tells its sessions,
 // closes the rooms and exits 0.
-func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
+// buildSFU builds the sfu binary once per test.
+func buildSFU(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "sfu")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--media-ip", "127.0.0.1")
+	return bin
+}
+
+// startSFU runs the binary on loopback with free ports plus args, and returns
+// it with its base URL (read from its log). It is killed when the test ends.
+func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0",
+		"--media-ip", "127.0.0.1"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +110,12 @@ func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil { // not waited for yet
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	lines := bufio.NewScanner(stderr)
 	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
 	var base string
@@ -116,8 +130,16 @@ func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
 	}
 	go func() {
 		for lines.Scan() {
+			if testing.Verbose() {
+				t.Log(lines.Text())
+			}
 		}
 	}()
+	return cmd, base
+}
+
+func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
+	cmd, base := startSFU(t, buildSFU(t))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
