@@ -26,8 +26,8 @@ type publication struct {
 	closed     bool
 	wg         sync.WaitGroup
 
-	rec       StreamRecorder
-	recKinds  []string // track kinds in recorder order
+	rec      StreamRecorder
+	recKinds []string // track kinds in recorder order
 
 	sigMu     sync.Mutex
 	trickling bool
