@@ -200,3 +200,38 @@ func TestIdleFinalizeAndRevive(t *testing.T) {
 		t.Error("a join after finalize reused the finalized room session")
 	}
 }
+
+func TestRecordAllAndRecordedStreams(t *testing.T) {
+	cfg := testConfig()
+	reg := NewRegistry(cfg, nil)
+	defer reg.Close("test over")
+	var s sink
+	p, _ := reg.Join("plain", "a", &s, JoinOptions{})
+	if p.Room().Recording() {
+		t.Error("a room nobody asked to record records")
+	}
+	if err := p.AddStream(protocol.StreamInfo{ID: "st-x", Recording: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := p.Stream("st-x"); !st.Recording {
+		t.Error("a stream published with record is not marked recording")
+	}
+	p2, _ := reg.Join("asked", "a", &s, JoinOptions{Record: true})
+	if !p2.Room().Recording() {
+		t.Error("a room opened with record does not record")
+	}
+	cfg.RecordAll = true
+	all := NewRegistry(cfg, nil)
+	defer all.Close("test over")
+	p3, _ := all.Join("any", "a", &s, JoinOptions{})
+	if !p3.Room().Recording() {
+		t.Error("with RecordAll a room does not record")
+	}
+	var st sink
+	if _, err := all.Join("any", "b", &st, JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.events) == 0 || !st.events[0].Recording {
+		t.Error("STATE of a recorded room lacks the recording flag")
+	}
+}

@@ -162,3 +162,52 @@ func TestRecordedRoomThroughSFU(t *testing.T) {
 		t.Logf("%s: %s start %.3f s (want %.3f), media %.3f s (want %.3f)", s.Participant, s.File, start, w.offset, dur-start, w.dur)
 	}
 }
+
+// TestRecordOneStream: in a room that does not record, a stream published
+// with record is recorded on its own; the others are not.
+func TestRecordOneStream(t *testing.T) {
+	dir := t.TempDir()
+	srv := testServer(t, func(c *server.Config) {
+		c.RecordsDir = dir
+		c.Rooms.IdleTimeout = 300 * time.Millisecond
+	})
+	finalized := make(chan room.Finalized, 1)
+	srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+	a := dial(t, srv, client.Options{Username: "a"})
+	if st := join(t, a, "one", "a"); st.Recording {
+		t.Fatal("a room joined without record says it records")
+	}
+	kept, err := a.Publish(ctxT(t, 30*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t), Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(ctxT(t, 30*time.Second), client.PublishOptions{Kind: protocol.KindScreen, Video: vp8Source(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kept.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := a.Leave(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-finalized:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the room did not finalize")
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*", "*", recorder.ManifestName))
+	if len(matches) != 1 {
+		t.Fatalf("%d manifests, want 1", len(matches))
+	}
+	m, err := recorder.ReadManifest(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Streams) != 1 || m.Streams[0].StreamID != kept.ID() || m.Streams[0].Kind != protocol.KindCamera {
+		t.Fatalf("recorded %+v, want only the camera stream %s", m.Streams, kept.ID())
+	}
+	if e := decodeErrors(t, filepath.Join(filepath.Dir(matches[0]), m.Streams[0].File)); e != "" {
+		t.Errorf("the recorded stream does not decode cleanly: %s", e)
+	}
+}
