@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Parley's whole test suite on a Debian 12 machine with Go installed.
 # It first installs what the tests drive for real, from Debian's packages:
-# Chromium (browser tests), ffmpeg/ffprobe (test media, recordings) and coturn
-# (turnutils_uclient against turnd). No browser downloads.
+# Chromium (browser tests), ffmpeg/ffprobe (test media, recordings, mixes),
+# coturn (turnutils_uclient against turnd) and a font for the mixer's name
+# labels. No browser downloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
