@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/codec"
+
 	"github.com/pion/webrtc/v4"
 )
 
@@ -20,10 +22,10 @@ func TestG711Encoding(t *testing.T) {
 		{-32768, 0x00, 0x2a},
 		{1000, 0xce, 0xfa},
 	} {
-		if got := linearToULaw(tc.v); got != tc.ulaw {
+		if got := codec.EncodeULaw(tc.v); got != tc.ulaw {
 			t.Errorf("µ-law(%d) = %#x, want %#x", tc.v, got, tc.ulaw)
 		}
-		if got := linearToALaw(tc.v); got != tc.alaw {
+		if got := codec.EncodeALaw(tc.v); got != tc.alaw {
 			t.Errorf("A-law(%d) = %#x, want %#x", tc.v, got, tc.alaw)
 		}
 	}

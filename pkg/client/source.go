@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/parley/parley/pkg/codec"
+
 	"github.com/pion/rtp/codecs/vp9"
 	"github.com/pion/webrtc/v4"
 )
@@ -237,7 +239,7 @@ func parseH264(data []byte, fps int, loop bool) (*memSource, error) {
 		// An access unit without a picture (trailing parameter sets) is dropped.
 		au, auHasVCL, auKey = nil, false, false
 	}
-	for _, nal := range splitAnnexB(data) {
+	for _, nal := range codec.AppendAnnexBNALs(nil, data) {
 		if len(nal) == 0 {
 			continue
 		}
@@ -271,33 +273,6 @@ func parseH264(data []byte, fps int, loop bool) (*memSource, error) {
 		return nil, errors.New("no pictures")
 	}
 	return src, nil
-}
-
-// splitAnnexB returns the NAL units of an Annex-B stream (without start codes).
-func splitAnnexB(data []byte) [][]byte {
-	var nals [][]byte
-	start := -1
-	i := 0
-	for i+2 < len(data) {
-		if data[i] == 0 && data[i+1] == 0 && data[i+2] == 1 {
-			if start >= 0 {
-				end := i
-				// A 4-byte start code's leading zero (and trailing_zero_bits) belong to no NAL.
-				for end > start && data[end-1] == 0 {
-					end--
-				}
-				nals = append(nals, data[start:end])
-			}
-			i += 3
-			start = i
-			continue
-		}
-		i++
-	}
-	if start >= 0 && start < len(data) {
-		nals = append(nals, data[start:])
-	}
-	return nals
 }
 
 // NewOpusSource reads an Ogg Opus file and returns its packets, each lasting what

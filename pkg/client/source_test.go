@@ -2,10 +2,11 @@ package client
 
 import (
 	"errors"
-	"github.com/parley/parley/pkg/codec"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/parley/parley/pkg/codec"
 
 	"github.com/parley/parley/pkg/testmedia"
 	"github.com/pion/rtp"
@@ -78,7 +79,7 @@ func TestH264Source(t *testing.T) {
 		t.Fatalf("%d access units, want 60", len(ms.samples))
 	}
 	for i, s := range ms.samples {
-		nals := splitAnnexB(s.data)
+		nals := codec.AppendAnnexBNALs(nil, s.data)
 		var types []byte
 		for _, n := range nals {
 			types = append(types, n[0]&0x1f)

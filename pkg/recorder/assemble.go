@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"time"
 
+	parleycodec "github.com/parley/parley/pkg/codec"
+
 	"github.com/pion/rtp/codecs"
 )
 
@@ -237,7 +239,7 @@ func (a *assembler) vp9Superframe() []byte {
 // h264AVCC converts the Annex-B access unit to 4-byte length prefixed NAL
 // units (Matroska's AVC format), noting SPS/PPS and IDR.
 func (a *assembler) h264AVCC(f *frameOut) []byte {
-	a.nals = annexBNALs(a.buf, a.nals[:0])
+	a.nals = parleycodec.AppendAnnexBNALs(a.nals[:0], a.buf)
 	a.out = a.out[:0]
 	for _, n := range a.nals {
 		if len(n) == 0 {

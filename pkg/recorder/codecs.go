@@ -129,31 +129,6 @@ func opusHead(channels int) []byte {
 
 // --- H.264 ---
 
-// annexBNALs splits an Annex-B buffer into NAL units (no start codes).
-func annexBNALs(b []byte, out [][]byte) [][]byte {
-	start := -1
-	i := 0
-	for i+2 < len(b) {
-		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
-			if start >= 0 {
-				end := i
-				for end > start && b[end-1] == 0 {
-					end--
-				}
-				out = append(out, b[start:end])
-			}
-			i += 3
-			start = i
-			continue
-		}
-		i++
-	}
-	if start >= 0 && start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
-}
-
 // h264Info is what a keyframe tells about an H.264 stream.
 type h264Info struct {
 	sps, pps []byte

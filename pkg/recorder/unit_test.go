@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	parleycodec "github.com/parley/parley/pkg/codec"
+
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -131,27 +133,10 @@ func (s *pcmuSource) Next() ([]byte, time.Duration, error) {
 	b := make([]byte, 160)
 	for i := range b {
 		v := 8000 * math.Sin(2*math.Pi*440*float64(s.n)/8000)
-		b[i] = linearToULaw(int16(v))
+		b[i] = parleycodec.EncodeULaw(int16(v))
 		s.n++
 	}
 	return b, 20 * time.Millisecond, nil
-}
-
-// linearToULaw is the G.711 mu-law encoder.
-func linearToULaw(v int16) byte {
-	const bias, clip = 0x84, 32635
-	sign := byte(0)
-	x := int(v)
-	if x < 0 {
-		x, sign = -x, 0x80
-	}
-	x = min(x, clip) + bias
-	exp := 7
-	for mask := 0x4000; x&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := (x >> (exp + 3)) & 0x0f
-	return ^(sign | byte(exp<<4) | byte(mant))
 }
 
 // PCMU audio with VP8 goes to Matroska as 16-bit PCM and decodes.
