@@ -302,7 +302,7 @@ func parseOggOpus(data []byte, loop bool) (*memSource, error) {
 		if bytes.HasPrefix(p, []byte("OpusTags")) || len(p) == 0 {
 			continue
 		}
-		d := OpusPacketDuration(p)
+		d := codec.OpusPacketDuration(p)
 		if d <= 0 {
 			return nil, fmt.Errorf("bad opus packet (TOC %#x)", p[0])
 		}
@@ -357,36 +357,6 @@ func oggPackets(data []byte) ([][]byte, error) {
 		data = data[body+total:]
 	}
 	return packets, nil
-}
-
-// OpusPacketDuration returns the duration of an Opus packet from its TOC byte
-// (RFC 6716 section 3.1), or 0 for a malformed packet.
-func OpusPacketDuration(p []byte) time.Duration {
-	if len(p) == 0 {
-		return 0
-	}
-	toc := p[0]
-	cfg := toc >> 3
-	var frame time.Duration
-	switch {
-	case cfg < 12: // SILK: 10, 20, 40, 60 ms
-		frame = []time.Duration{10, 20, 40, 60}[cfg%4] * time.Millisecond
-	case cfg < 16: // Hybrid: 10, 20 ms
-		frame = []time.Duration{10, 20}[cfg%2] * time.Millisecond
-	default: // CELT: 2.5, 5, 10, 20 ms
-		frame = []time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}[cfg%4]
-	}
-	switch toc & 0x03 {
-	case 0:
-		return frame
-	case 1, 2:
-		return 2 * frame
-	default:
-		if len(p) < 2 {
-			return 0
-		}
-		return time.Duration(p[1]&0x3f) * frame
-	}
 }
 
 // silenceSource produces 20 ms Opus silence frames forever.

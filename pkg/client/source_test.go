@@ -128,7 +128,7 @@ func TestSilenceSource(t *testing.T) {
 	src := NewSilenceOpusSource()
 	for range 3 {
 		data, dur, err := src.Next()
-		if err != nil || dur != 20*time.Millisecond || OpusPacketDuration(data) != 20*time.Millisecond {
+		if err != nil || dur != 20*time.Millisecond || codec.OpusPacketDuration(data) != 20*time.Millisecond {
 			t.Fatalf("%x %v %v", data, dur, err)
 		}
 	}
@@ -147,7 +147,7 @@ func TestOpusPacketDuration(t *testing.T) {
 		{[]byte{0x03}, 0},                            // code 3 without count byte
 		{nil, 0},
 	} {
-		if got := OpusPacketDuration(tc.p); got != tc.want {
+		if got := codec.OpusPacketDuration(tc.p); got != tc.want {
 			t.Errorf("%x: %v, want %v", tc.p, got, tc.want)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/pion/rtp/codecs/vp9"
 )
@@ -86,35 +85,6 @@ func vp9Key(frame []byte) (key bool, w, h int) {
 		return false, 0, 0
 	}
 	return true, int(hd.Width()), int(hd.Height())
-}
-
-// opusDuration returns an Opus packet's duration from its TOC (RFC 6716 3.1).
-func opusDuration(p []byte) time.Duration {
-	if len(p) == 0 {
-		return 0
-	}
-	toc := p[0]
-	cfg := toc >> 3
-	var frame time.Duration
-	switch {
-	case cfg < 12:
-		frame = [4]time.Duration{10, 20, 40, 60}[cfg%4] * time.Millisecond
-	case cfg < 16:
-		frame = [2]time.Duration{10, 20}[cfg%2] * time.Millisecond
-	default:
-		frame = [4]time.Duration{2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}[cfg%4]
-	}
-	switch toc & 0x03 {
-	case 0:
-		return frame
-	case 1, 2:
-		return 2 * frame
-	default:
-		if len(p) < 2 {
-			return 0
-		}
-		return time.Duration(p[1]&0x3f) * frame
-	}
 }
 
 // opusHead is the Matroska CodecPrivate of an Opus track (RFC 7845 5.1):

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	parleycodec "github.com/parley/parley/pkg/codec"
 )
 
 // Matroska IDs the scanner knows (with their length marker bits).
@@ -179,7 +181,7 @@ func scanMatroska(f *os.File) (scanResult, error) {
 					dur := int64(0)
 					switch codec := trackCodec[tn]; {
 					case codec == "A_OPUS":
-						dur = opusDuration(data).Milliseconds()
+						dur = parleycodec.OpusPacketDuration(data).Milliseconds()
 					case strings.HasPrefix(codec, "A_PCM"):
 						dur = int64(len(data)/2) * 1000 / 8000
 					default:

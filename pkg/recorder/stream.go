@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	parleycodec "github.com/parley/parley/pkg/codec"
+
 	"github.com/pion/rtp"
 )
 
@@ -426,7 +428,7 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 	var dur int64
 	switch {
 	case t.c == codecOpus:
-		dur = opusDuration(f.data).Milliseconds()
+		dur = parleycodec.OpusPacketDuration(f.data).Milliseconds()
 	case !t.video:
 		dur = int64(len(f.data)/2) * 1000 / 8000
 	default:
