@@ -97,6 +97,15 @@ type Options struct {
 	// retransmissions. NACK responding, RTCP reports and TWCC stay on. Remote
 	// tracks then keep their counters but no per-packet records.
 	LightReceiver bool
+	// NegotiateNACK, with LightReceiver, still negotiates generic "nack"
+	// feedback for video, as browsers do, while no NACK generator runs (no NACK
+	// is ever sent): the server then keeps its retransmission cache for this
+	// receiver as it does for a browser, so a load test sees the server's real cost.
+	NegotiateNACK bool
+	// OnRemoteTrack, when set, is called once for every remote track before its
+	// reader starts; the function it returns (nil: none) then observes every
+	// packet the reader gets (load testing: count and time packets without records).
+	OnRemoteTrack func(t *RemoteTrack) PacketReceivedFunc
 	// OnFrame, when set, is called by the reader goroutine with every frame the
 	// server sends, as received, before the client handles it (for tests that
 	// check the wire format). It must not block; it may keep the slice.

@@ -16,7 +16,9 @@ import (
 // codecTable lists the codecs a Client registers, with browser-like payload types
 // (the same as pion's defaults). Each video codec is followed by its RTX codec.
 func codecTable() []webrtc.RTPCodecParameters {
-	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}}
+	// Like a browser: NACK (retransmissions), PLI and FIR (keyframes), TWCC.
+	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
+		{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
 	video := func(pt webrtc.PayloadType, mime, fmtp string) []webrtc.RTPCodecParameters {
 		return []webrtc.RTPCodecParameters{
 			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: fb}, PayloadType: pt},
@@ -116,7 +118,18 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 		codecs = filterCodecs(codecs, c.joinCodes)
 		c.mu.Unlock()
 	}
+	light := subscribe && c.opts.LightReceiver
 	for _, codec := range codecs {
+		if light && !c.opts.NegotiateNACK {
+			// A light receiver asks for no retransmissions: no plain "nack".
+			var fb []webrtc.RTCPFeedback
+			for _, f := range codec.RTCPFeedback {
+				if f.Type != "nack" || f.Parameter != "" {
+					fb = append(fb, f)
+				}
+			}
+			codec.RTCPFeedback = fb
+		}
 		typ := webrtc.RTPCodecTypeVideo
 		if strings.HasPrefix(strings.ToLower(codec.MimeType), "audio/") {
 			typ = webrtc.RTPCodecTypeAudio
@@ -127,11 +140,14 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 	}
 
 	ir := &interceptor.Registry{}
-	if subscribe && c.opts.LightReceiver {
+	if light {
 		// Load testing: a receiver that never asks for retransmissions. Only PLI
 		// feedback is negotiated (no "nack"), so the server sends no
 		// retransmissions either; RTCP reports and TWCC feedback remain.
 		me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+		if c.opts.NegotiateNACK {
+			me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+		}
 		responder, err := nack.NewResponderInterceptor()
 		if err != nil {
 			return nil, fmt.Errorf("nack responder: %w", err)

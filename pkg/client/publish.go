@@ -33,6 +33,8 @@ type PublishOptions struct {
 	Video, Audio Source
 	// Record asks the server to record the stream.
 	Record bool
+	// OnPacketSent, when set, observes every packet just before it is written.
+	OnPacketSent PacketSentFunc
 }
 
 // Publication is a published stream: one publish peer connection with a
@@ -46,6 +48,7 @@ type Publication struct {
 	cancel    context.CancelFunc
 	connected chan struct{}
 	closeOnce sync.Once
+	onSent    PacketSentFunc
 
 	mu           sync.Mutex
 	id           string
@@ -69,6 +72,7 @@ type localTrack struct {
 	kfWanted  atomic.Bool
 	kfAsked   atomic.Int64
 	kfStarted atomic.Int64
+	nacks     atomic.Int64
 }
 
 // Publish publishes a stream: it offers a new peer connection with a sendonly
@@ -93,6 +97,7 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 		c: c, kind: kind, pc: pc, ctx: pctx, cancel: cancel,
 		connected: make(chan struct{}),
 		statusCh:  make(chan struct{}),
+		onSent:    o.OnPacketSent,
 	}
 	var connOnce sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -442,6 +447,10 @@ func (p *Publication) readRTCP(t *localTrack) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				t.kfAsked.Add(1)
 				t.kfWanted.Store(true)
+			case *rtcp.TransportLayerNack:
+				for _, n := range pkt.(*rtcp.TransportLayerNack).Nacks {
+					t.nacks.Add(int64(len(n.PacketList())))
+				}
 			}
 		}
 	}
@@ -511,6 +520,9 @@ func (p *Publication) pump(t *localTrack) {
 			}
 			if isVideo {
 				rec.Keyframe = codec.IsKeyframe(t.codec.MimeType, pkt.Payload)
+			}
+			if p.onSent != nil {
+				p.onSent(t.kind, pkt, time.Now())
 			}
 			if err := t.track.WriteRTP(pkt); err != nil {
 				if errors.Is(err, io.ErrClosedPipe) {

@@ -220,6 +220,9 @@ func (s *subscriber) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRece
 		subscribedAt: at, done: make(chan struct{}), light: c.opts.LightReceiver,
 	}
 	c.log.Debug("remote track", "stream", sid, "publisher", pub, "kind", rt.kind, "codec", rt.codec)
+	if c.opts.OnRemoteTrack != nil {
+		rt.observe = c.opts.OnRemoteTrack(rt)
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -232,6 +235,10 @@ func (s *subscriber) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRece
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
+		if rt.light {
+			rt.readLight(c)
+			return
+		}
 		rt.read(c)
 	}()
 }
@@ -313,6 +320,7 @@ type RemoteTrack struct {
 	subscribedAt time.Time
 	done         chan struct{}
 	light        bool // keep no packet records
+	observe      PacketReceivedFunc
 	records      recordRing
 
 	mu              sync.Mutex
@@ -421,7 +429,11 @@ func (t *RemoteTrack) read(c *Client) {
 			c.log.Debug("remote track ended", "stream", t.streamID, "kind", t.kind, "err", err)
 			return
 		}
-		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, time.Now())
+		now := time.Now()
+		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, now)
+		if t.observe != nil {
+			t.observe(pkt, now)
+		}
 	}
 }
 

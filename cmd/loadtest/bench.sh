@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench.sh runs one load shape against a freshly built cmd/sfu on 127.0.0.1 and
+# stops the server afterwards (docs/performance.md).
+#
+#   cmd/loadtest/bench.sh [loadtest flags…]
+#   cmd/loadtest/bench.sh --video-publishers 1 --subscribers 200 --json > run.json
+#
+# Environment:
+#   SERVER_CPUS, TOOL_CPUS  pin the server / the load tool with taskset (e.g. 0 and 1)
+#   MAX_LOAD                wait until the 1-minute load average is below this (default 1.0)
+#   MAX_WAIT                give up waiting for a quiet machine after this many seconds and run anyway (default 600)
+#   PERF_OUT                record a perf profile of the server into this file: PERF_SECONDS (default 20)
+#                           seconds starting PERF_DELAY (default 60) seconds after the server started
+#   OUT                     directory for the binaries and the server log (default a temporary directory)
+# The load tool's exit status is the script's.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+go build -o "$OUT/sfu" ./cmd/sfu
+go build -o "$OUT/loadtest" ./cmd/loadtest
+
+max_load=${MAX_LOAD:-1.0}
+deadline=$((SECONDS + ${MAX_WAIT:-600}))
+while awk -v m="$max_load" '{ exit !($1 >= m) }' /proc/loadavg && ((SECONDS < deadline)); do
+	echo "bench: load average $(cut -d' ' -f1-3 /proc/loadavg), waiting for < $max_load" >&2
+	sleep 15
+done
+echo "bench: load average $(cut -d' ' -f1-3 /proc/loadavg) at start" >&2
+
+free_port() { # proto: tcp or udp
+	python3 -c "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if sys.argv[1]=='tcp' else socket.SOCK_DGRAM); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
+}
+http_port=$(free_port tcp)
+tcp_port=$(free_port tcp)
+udp_port=$(free_port udp)
+
+pin_server=()
+pin_tool=()
+[[ -n ${SERVER_CPUS:-} ]] && pin_server=(taskset -c "$SERVER_CPUS")
+[[ -n ${TOOL_CPUS:-} ]] && pin_tool=(taskset -c "$TOOL_CPUS")
+
+"${pin_server[@]}" "$OUT/sfu" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
+	--tcp-port "$tcp_port" --max-participants 0 --log-level warn >"$OUT/sfu.log" 2>&1 &
+server=$!
+perf_pid=
+cleanup() {
+	if [[ -n $perf_pid ]]; then
+		pkill -INT -P "$perf_pid" 2>/dev/null || true
+		kill -INT "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" 2>/dev/null || true
+	fi
+	kill "$server" 2>/dev/null || true
+	wait "$server" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for _ in $(seq 100); do
+	curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break
+	sleep 0.1
+done
+if [[ -n ${PERF_OUT:-} ]]; then
+	(sleep "${PERF_DELAY:-60}" && exec perf record -F 499 -g -o "$PERF_OUT" -p "$server" -- sleep "${PERF_SECONDS:-20}") \
+		>/dev/null 2>&1 &
+	perf_pid=$!
+fi
+
+rc=0
+"${pin_tool[@]}" "$OUT/loadtest" --url "ws://127.0.0.1:$http_port/ws" "$@" || rc=$?
+exit $rc

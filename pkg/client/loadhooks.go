@@ -1,0 +1,100 @@
+package client
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Hooks for load testing (pkg/loadtest): packet observers that cost no
+// per-packet records, NACK counts, a cheaper reader for light receivers and
+// media files whose samples many sources share.
+
+// PacketSentFunc observes a packet a publication is about to write: kind is
+// "audio" or "video", sentAt is taken just before the write. It runs on the
+// track's pump goroutine: it must be quick and must not keep pkt.
+type PacketSentFunc func(kind string, pkt *rtp.Packet, sentAt time.Time)
+
+// PacketReceivedFunc observes a packet a remote track's reader got, after the
+// track's counters are updated. It runs on the reader goroutine: it must be
+// quick and must not keep pkt (with Options.LightReceiver its buffers are reused).
+type PacketReceivedFunc func(pkt *rtp.Packet, receivedAt time.Time)
+
+// NACKs is how many packets the track of a kind was asked to retransmit
+// (the sum of the RTCP generic NACKs' packet lists it received).
+func (p *Publication) NACKs(kind string) int64 {
+	if t := p.track(kind); t != nil {
+		return t.nacks.Load()
+	}
+	return 0
+}
+
+// readLight is read for light receivers: the same counters with one reused
+// buffer and packet instead of pion's ReadRTP, which allocates both per packet.
+func (t *RemoteTrack) readLight(c *Client) {
+	defer close(t.done)
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		if !c.waitReading() {
+			return
+		}
+		n, _, err := t.track.Read(buf)
+		if err != nil {
+			c.log.Debug("remote track ended", "stream", t.streamID, "kind", t.kind, "err", err)
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		now := time.Now()
+		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, now)
+		if t.observe != nil {
+			t.observe(&pkt, now)
+		}
+	}
+}
+
+// Media is a media file read and parsed once (IVF or Ogg Opus), from which any
+// number of sources can be made: they share the samples, each has its own
+// position, so many publishers of one file hold one copy of it.
+type Media struct {
+	src *memSource
+}
+
+// LoadIVF reads an IVF file (VP8, VP9 or AV1) for NewSource.
+func LoadIVF(path string) (*Media, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load ivf: %w", err)
+	}
+	src, err := parseIVF(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("load ivf %s: %w", path, err)
+	}
+	return &Media{src: src}, nil
+}
+
+// LoadOpus reads an Ogg Opus file for NewSource.
+func LoadOpus(path string) (*Media, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load opus: %w", err)
+	}
+	src, err := parseOggOpus(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("load opus %s: %w", path, err)
+	}
+	return &Media{src: src}, nil
+}
+
+// Samples is how many samples (frames or audio packets) the file has.
+func (m *Media) Samples() int { return len(m.src.samples) }
+
+// NewSource returns a source that plays the file from its start (forever with
+// loop), sharing its samples with every other source of m.
+func (m *Media) NewSource(loop bool) KeyframeSource {
+	return &memSource{codec: m.src.codec, samples: m.src.samples, loop: loop}
+}

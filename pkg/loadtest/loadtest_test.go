@@ -1,0 +1,111 @@
+package loadtest
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/pkg/server/servertest"
+	"github.com/parley/parley/pkg/testmedia"
+)
+
+// TestRunInProcess runs the load tool against a real in-process server for a
+// few seconds, one publisher (VP8 + Opus) and five subscribers, and checks
+// that every subscriber got every packet on loopback and that the report's
+// figures agree with each other.
+func TestRunInProcess(t *testing.T) {
+	if _, err := os.Stat(testmedia.FFmpeg); err != nil {
+		t.Fatalf("ffmpeg not available (apt-get install ffmpeg): %v", err)
+	}
+	srv := servertest.Start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var logs strings.Builder
+	const subscribers = 5
+	rep, err := Run(ctx, Config{
+		URL: servertest.WSURL(srv), VideoPublishers: 1, Subscribers: subscribers,
+		Duration: 3 * time.Second, Settle: 500 * time.Millisecond, Drain: 500 * time.Millisecond, RampRate: 50,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", table.String())
+
+	if s := rep.Sessions; s.Planned != subscribers+1 || s.Connected != subscribers+1 || s.Failed != 0 {
+		t.Fatalf("sessions %+v", s)
+	}
+	if len(rep.Streams) != 2 {
+		t.Fatalf("%d streams, want audio and video", len(rep.Streams))
+	}
+	var sent, received int64
+	for _, s := range rep.Streams {
+		// ~3 s of 30 fps video (several packets a frame) and 50 packets/s of audio.
+		minSent := map[string]int64{"audio": 100, "video": 150}[s.Kind]
+		if s.Sent < minSent || s.Receivers != subscribers {
+			t.Errorf("%s: sent %d (want ≥ %d), %d receivers", s.Kind, s.Sent, minSent, s.Receivers)
+		}
+		if s.Expected != s.Sent*subscribers || s.Received != s.Expected || s.LossPct != 0 {
+			t.Errorf("%s: sent %d × %d receivers, expected %d, received %d, loss %.3f%%",
+				s.Kind, s.Sent, subscribers, s.Expected, s.Received, s.LossPct)
+		}
+		if s.Latency.N != s.Received || s.JitterMaxMS < s.JitterMeanMS {
+			t.Errorf("%s: %d latency samples for %d packets; jitter mean %.2f max %.2f", s.Kind, s.Latency.N, s.Received,
+				s.JitterMeanMS, s.JitterMaxMS)
+		}
+		if s.Kind == "video" && (s.Kbps < 200 || s.Kbps > 3000) {
+			t.Errorf("video at %.0f kbit/s", s.Kbps)
+		}
+		sent += s.Sent
+		received += s.Received
+	}
+	tot := rep.Totals
+	if tot.Sent != sent || tot.Received != received || tot.Received != subscribers*tot.Sent || tot.Expected != tot.Received ||
+		tot.LossPct != 0 || tot.Unmatched != 0 {
+		t.Errorf("totals %+v (streams: sent %d, received %d)", tot, sent, received)
+	}
+	if want := float64(tot.Received) / rep.WindowSeconds; math.Abs(tot.ReceivedPerSecond-want) > 1e-6 || rep.WindowSeconds != 3 {
+		t.Errorf("received per second %.1f, window %.1f s", tot.ReceivedPerSecond, rep.WindowSeconds)
+	}
+	l := rep.Latency
+	if l.N != tot.Received || l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max || l.Max > 1000 {
+		t.Errorf("latency %+v", l)
+	}
+	if rep.Join.N != subscribers+1 || rep.Join.P50 <= 0 || rep.FirstFrame.N != subscribers || rep.FirstFrame.P50 <= 0 ||
+		rep.FirstFrame.Max > 15000 {
+		t.Errorf("join %+v, first frame %+v", rep.Join, rep.FirstFrame)
+	}
+	srvRep := rep.Server
+	if !srvRep.Available || srvRep.CPUCores <= 0 || srvRep.RSSMB <= 0 || srvRep.Baseline.RSSBytes <= 0 {
+		t.Errorf("server %+v", srvRep)
+	}
+	forwarded := float64(tot.Received)
+	if srvRep.Start.Packets {
+		// The server's own count covers the scrape-to-scrape interval, not
+		// the send-time window: equal but for the packets at either end.
+		if d := srvRep.Forwarded - tot.Received; d < -tot.Received/10 || d > tot.Received/10 || srvRep.Dropped != 0 {
+			t.Errorf("server forwarded %d, dropped %d; receivers got %d", srvRep.Forwarded, srvRep.Dropped, tot.Received)
+		}
+		forwarded = float64(srvRep.Forwarded)
+	}
+	if want := (srvRep.End.CPUSeconds - srvRep.Start.CPUSeconds) * 1e6 / forwarded; math.Abs(srvRep.MicrosPerPacket-want) > 1e-6 {
+		t.Errorf("server µs per packet %.2f, want %.2f", srvRep.MicrosPerPacket, want)
+	}
+	if rep.Self.CPUCores <= 0 || rep.Self.MicrosPerPacket <= 0 {
+		t.Errorf("self %+v", rep.Self)
+	}
+	if p := rep.Check(0, 0); len(p) != 0 {
+		t.Errorf("check: %v", p)
+	}
+	if t.Failed() {
+		t.Logf("logs:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,432 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what a load run measured. Packet figures cover the measuring
+// window: packets whose send time falls in it.
+type Report struct {
+	// Shape echoes the configuration.
+	Shape Shape `json:"shape"`
+	// Sessions counts the load clients.
+	Sessions SessionReport `json:"sessions"`
+	// Join is the time from dialing to the join reply, per session.
+	Join Quantiles `json:"join"`
+	// FirstFrame is the time from the join (or from the offer that added the
+	// track, if later) to the first keyframe start of each received video
+	// track (the first packet of audio tracks in rooms without video).
+	FirstFrame Quantiles `json:"first_frame"`
+	// WindowSeconds is the measuring window's length.
+	WindowSeconds float64 `json:"window_seconds"`
+	// Streams has one entry per published track.
+	Streams []StreamReport `json:"streams"`
+	// Totals adds the streams up.
+	Totals Totals `json:"totals"`
+	// Latency is the forwarding latency of every packet received in the
+	// window: from just before the publisher's write to the receiver's read
+	// (both in this process: client send path + server + client receive path).
+	Latency Quantiles `json:"latency"`
+	// Server is the server's CPU and memory from its /metrics.
+	Server ServerReport `json:"server"`
+	// Self is this process's CPU in the window.
+	Self SelfReport `json:"self"`
+	// HostUDP counts the host's UDP errors from the window's start to the end
+	// of the drain (Linux): all on loopback, where datagrams dropped at a full
+	// socket receive buffer, the server's or a receiver's, show.
+	HostUDP *UDPErrors `json:"host_udp,omitempty"`
+	// LoadAverage is the machine's 1-minute load average when the window
+	// opened and closed.
+	LoadAverage [2]float64 `json:"load_average"`
+	// Notes explain figures that need it.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Shape is the run's configuration as reported.
+type Shape struct {
+	URL                 string  `json:"url"`
+	Rooms               int     `json:"rooms"`
+	VideoPublishers     int     `json:"video_publishers"`
+	AudioPublishers     int     `json:"audio_publishers"`
+	Subscribers         int     `json:"subscribers"`
+	PublishersSubscribe bool    `json:"publishers_subscribe"`
+	Video               string  `json:"video"`
+	RampRate            float64 `json:"ramp_per_second"`
+	NACK                bool    `json:"nack_negotiated"`
+	SameProcess         bool    `json:"same_process"`
+}
+
+// SessionReport counts sessions.
+type SessionReport struct {
+	Planned int `json:"planned"`
+	// Connected sessions were ready (every track flowing) when the window opened.
+	Connected int `json:"connected"`
+	// Failed sessions never got ready, or dropped during the window.
+	Failed int `json:"failed"`
+	// FailedBy counts failures by stage: dial, join, publish, publishing,
+	// tracks, media, session, dropped.
+	FailedBy map[string]int `json:"failed_by,omitempty"`
+	// MediaLost counts connected sessions (WebSocket alive) with a peer
+	// connection no longer connected when the window closed (ICE
+	// disconnected or failed): their packets show as loss.
+	MediaLost int `json:"media_lost,omitempty"`
+	// FirstErrors are a few failure messages.
+	FirstErrors []string `json:"first_errors,omitempty"`
+}
+
+// StreamReport is one published track.
+type StreamReport struct {
+	Room      string `json:"room"`
+	Publisher string `json:"publisher"`
+	StreamID  string `json:"stream_id"`
+	Kind      string `json:"kind"`
+	// Sent is the packets the publisher sent in the window; Kbps their payload rate.
+	Sent int64   `json:"sent"`
+	Kbps float64 `json:"kbps"`
+	// Receivers is how many connected sessions receive the track.
+	Receivers int `json:"receivers"`
+	// Expected is Sent × Receivers; Received what they got of it.
+	Expected int64   `json:"expected"`
+	Received int64   `json:"received"`
+	LossPct  float64 `json:"loss_pct"`
+	// NACKs (packets asked again) and PLIs (keyframe requests, PLI and FIR)
+	// the publisher got from the server during the window.
+	NACKs int64 `json:"nacks"`
+	PLIs  int64 `json:"plis"`
+	// JitterMS is the receivers' RFC 3550 interarrival jitter at the end of
+	// the window: mean and maximum over receivers.
+	JitterMeanMS float64   `json:"jitter_mean_ms"`
+	JitterMaxMS  float64   `json:"jitter_max_ms"`
+	Latency      Quantiles `json:"latency"`
+}
+
+// Totals add up the streams.
+type Totals struct {
+	Sent     int64   `json:"sent"`
+	Expected int64   `json:"expected"`
+	Received int64   `json:"received"`
+	LossPct  float64 `json:"loss_pct"`
+	// Unmatched packets were received but their send time was unknown (a
+	// server that rewrote sequence numbers would show here).
+	Unmatched int64 `json:"unmatched"`
+	NACKs     int64 `json:"nacks"`
+	PLIs      int64 `json:"plis"`
+	// ReceivedPerSecond is Received over the window.
+	ReceivedPerSecond float64 `json:"received_per_second"`
+}
+
+// ServerReport is the server's CPU and memory.
+type ServerReport struct {
+	// Available is false when the server's metrics could not be read.
+	Available bool   `json:"available"`
+	Error     string `json:"error,omitempty"`
+	// Baseline, Start and End are the samples before the ramp-up and at both
+	// ends of the window.
+	Baseline ServerSample `json:"baseline"`
+	Start    ServerSample `json:"start"`
+	End      ServerSample `json:"end"`
+	// CPUCores is CPU seconds per second in the window.
+	CPUCores float64 `json:"cpu_cores"`
+	// Forwarded and Dropped are the server's own counts over the window
+	// (packets written to subscribers, and dropped at a full subscriber
+	// queue), when it exports them.
+	Forwarded int64 `json:"forwarded,omitempty"`
+	Dropped   int64 `json:"dropped,omitempty"`
+	// MicrosPerPacket is the window's CPU over the packets forwarded: the
+	// server's Forwarded count when it has one, else Totals.Received.
+	MicrosPerPacket float64 `json:"us_per_forwarded_packet"`
+	// RSSMB is the resident memory at the window's end; MBPerParticipant is
+	// its growth since the baseline over the connected sessions.
+	RSSMB            float64 `json:"rss_mb"`
+	MBPerParticipant float64 `json:"mb_per_participant"`
+}
+
+// UDPErrors are deltas of the host's UDP counters (/proc/net/snmp).
+type UDPErrors struct {
+	InErrors     int64 `json:"in_errors"`
+	RcvbufErrors int64 `json:"rcvbuf_errors"`
+	SndbufErrors int64 `json:"sndbuf_errors"`
+}
+
+// SelfReport is the load tool's own CPU.
+type SelfReport struct {
+	CPUCores float64 `json:"cpu_cores"`
+	// MicrosPerPacket is the window's CPU over the packets received.
+	MicrosPerPacket float64 `json:"us_per_received_packet"`
+}
+
+// collect fills the report from the sessions and the window's counters.
+func (e *engine) collect(rep *Report, before, after counters) {
+	c := e.cfg
+	rep.Shape = Shape{URL: c.URL, Rooms: c.Rooms, VideoPublishers: c.VideoPublishers, AudioPublishers: c.AudioPublishers,
+		Subscribers: c.Subscribers, PublishersSubscribe: c.PublishersSubscribe, RampRate: c.RampRate, SameProcess: c.SameProcess, NACK: !c.NoNACK,
+		Video: fmt.Sprintf("VP8 %dx%d %d fps %d kbit/s", c.Width, c.Height, c.FPS, c.VideoBitrate/1000)}
+	win := time.Duration(e.win.end.Load() - e.win.start.Load())
+	rep.WindowSeconds = win.Seconds()
+	rep.LoadAverage = [2]float64{before.load, after.load}
+
+	sr := &rep.Sessions
+	sr.Planned = len(e.sessions)
+	sr.FailedBy = map[string]int{}
+	var joins, firsts []time.Duration
+	roomVideo := c.VideoPublishers > 0
+	type agg struct {
+		receivers int
+		received  int64
+		lat       histogram
+		jitters   []float64
+	}
+	byKey := map[streamKey]*agg{}
+	var all histogram
+	for _, s := range e.sessions {
+		if s.joinTime > 0 {
+			joins = append(joins, s.joinTime)
+		}
+		if s.state.Load() != stateReady {
+			sr.Failed++
+			sr.FailedBy[s.failStage]++
+			if len(sr.FirstErrors) < 5 && s.failErr != nil {
+				sr.FirstErrors = append(sr.FirstErrors, fmt.Sprintf("%s/%s %s: %v", s.room, s.name, s.failStage, s.failErr))
+			}
+			continue
+		}
+		select {
+		case <-s.c.Done():
+			sr.Failed++
+			sr.FailedBy["dropped"]++
+			if len(sr.FirstErrors) < 5 {
+				sr.FirstErrors = append(sr.FirstErrors, fmt.Sprintf("%s/%s dropped: %v", s.room, s.name, s.c.Err()))
+			}
+		default:
+			sr.Connected++
+			// The session is alive, but is its media? ICE gives up on a peer
+			// that answers no consent checks for long (a starved machine).
+			if st := s.mediaState(); st != "" {
+				sr.MediaLost++
+				if len(sr.FirstErrors) < 5 {
+					sr.FirstErrors = append(sr.FirstErrors, fmt.Sprintf("%s/%s media: %s", s.room, s.name, st))
+				}
+			}
+		}
+		for _, r := range s.trackList() {
+			if (r.key.kind == "video") == roomVideo {
+				from := s.joinedAt
+				if at := r.rt.SubscribedAt(); at.After(from) {
+					from = at
+				}
+				if first := r.firstMedia(); !first.IsZero() {
+					firsts = append(firsts, first.Sub(from))
+				}
+			}
+			if !r.measured.Load() {
+				continue
+			}
+			a := byKey[r.key]
+			if a == nil {
+				a = &agg{}
+				byKey[r.key] = a
+			}
+			n, lat, jit := r.snapshot()
+			a.receivers++
+			a.received += n
+			a.lat.merge(&lat)
+			a.jitters = append(a.jitters, jit)
+			all.merge(&lat)
+			rep.Totals.Unmatched += r.unmatched.Load()
+		}
+	}
+	if len(sr.FailedBy) == 0 {
+		sr.FailedBy = nil
+	}
+	rep.Join = exactQuantiles(joins)
+	rep.FirstFrame = exactQuantiles(firsts)
+	rep.Latency = all.summary()
+
+	for _, s := range e.sessions {
+		for _, st := range s.sent {
+			if st.streamID == "" {
+				continue
+			}
+			a := byKey[streamKey{st.streamID, st.kind}]
+			if a == nil {
+				a = &agg{}
+			}
+			sent := st.winPackets.Load()
+			row := StreamReport{Room: st.room, Publisher: st.publisher, StreamID: st.streamID, Kind: st.kind,
+				Sent: sent, Receivers: a.receivers, Expected: sent * int64(a.receivers), Received: a.received,
+				NACKs: after.nacks[st] - before.nacks[st], PLIs: after.plis[st] - before.plis[st],
+				Latency: a.lat.summary()}
+			if win > 0 {
+				row.Kbps = float64(st.winBytes.Load()) * 8 / win.Seconds() / 1000
+			}
+			row.LossPct = lossPct(row.Expected, row.Received)
+			for _, j := range a.jitters {
+				row.JitterMeanMS += j / float64(len(a.jitters))
+				row.JitterMaxMS = max(row.JitterMaxMS, j)
+			}
+			rep.Streams = append(rep.Streams, row)
+			t := &rep.Totals
+			t.Sent += row.Sent
+			t.Expected += row.Expected
+			t.Received += row.Received
+			t.NACKs += row.NACKs
+			t.PLIs += row.PLIs
+		}
+	}
+	rep.Totals.LossPct = lossPct(rep.Totals.Expected, rep.Totals.Received)
+	if win > 0 {
+		rep.Totals.ReceivedPerSecond = float64(rep.Totals.Received) / win.Seconds()
+	}
+
+	// The load tool's CPU over the real time between the two snapshots.
+	span := after.at.Sub(before.at).Seconds()
+	if span > 0 {
+		self := (after.self - before.self).Seconds()
+		rep.Self.CPUCores = self / span
+		if rep.Totals.Received > 0 {
+			rep.Self.MicrosPerPacket = self * 1e6 / float64(rep.Totals.Received)
+		}
+	}
+	srv := &rep.Server
+	switch {
+	case e.metrics == nil:
+		srv.Error = "no metrics URL"
+	case before.serverErr != nil:
+		srv.Error = before.serverErr.Error()
+	case after.serverErr != nil:
+		srv.Error = after.serverErr.Error()
+	default:
+		srv.Available = true
+		srv.Start, srv.End = before.server, after.server
+	}
+}
+
+// finish derives the server figures once the baseline is known.
+func (rep *Report) finish(c Config) {
+	srv := &rep.Server
+	if srv.Available {
+		cpu := srv.End.CPUSeconds - srv.Start.CPUSeconds
+		if span := srv.End.At.Sub(srv.Start.At).Seconds(); span > 0 {
+			srv.CPUCores = cpu / span
+		}
+		forwarded := float64(rep.Totals.Received)
+		if srv.Start.Packets && srv.End.Packets {
+			srv.Forwarded = int64(srv.End.Forwarded - srv.Start.Forwarded)
+			srv.Dropped = int64(srv.End.Dropped - srv.Start.Dropped)
+			forwarded = float64(srv.Forwarded)
+		}
+		if forwarded > 0 {
+			srv.MicrosPerPacket = cpu * 1e6 / forwarded
+		}
+		srv.RSSMB = srv.End.RSSBytes / 1e6
+		if rep.Sessions.Connected > 0 {
+			srv.MBPerParticipant = (srv.End.RSSBytes - srv.Baseline.RSSBytes) / 1e6 / float64(rep.Sessions.Connected)
+		}
+	}
+	if c.SameProcess {
+		rep.Notes = append(rep.Notes, "the server runs in the load tool's process: its CPU and memory include the load tool's")
+	}
+	if rep.Totals.Unmatched > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packets received could not be matched to a sent packet", rep.Totals.Unmatched))
+	}
+}
+
+func lossPct(expected, received int64) float64 {
+	if expected <= 0 {
+		return 0
+	}
+	return 100 * float64(expected-received) / float64(expected)
+}
+
+// Check returns what breaks the thresholds: loss above maxLossPct percent
+// (over all streams, and per stream), more than maxFailures failed sessions,
+// or nothing received at all.
+func (rep *Report) Check(maxLossPct float64, maxFailures int) []string {
+	var out []string
+	if rep.Sessions.Failed > maxFailures {
+		out = append(out, fmt.Sprintf("%d sessions failed (at most %d allowed)", rep.Sessions.Failed, maxFailures))
+	}
+	if rep.Totals.Expected == 0 {
+		out = append(out, "no packets were expected: nothing was measured")
+	}
+	if rep.Totals.LossPct > maxLossPct {
+		out = append(out, fmt.Sprintf("loss %.3f%% (at most %.3g%% allowed)", rep.Totals.LossPct, maxLossPct))
+	}
+	for _, s := range rep.Streams {
+		if s.LossPct > maxLossPct && rep.Totals.LossPct <= maxLossPct {
+			out = append(out, fmt.Sprintf("stream %s/%s %s: loss %.3f%% (at most %.3g%% allowed)", s.Room, s.Publisher, s.Kind, s.LossPct, maxLossPct))
+		}
+	}
+	return out
+}
+
+// WriteTable writes the report for people.
+func (rep *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
+	sh := rep.Shape
+	p("shape\t%d room(s): %d video + %d audio publishers, %d subscribers per room%s; %s; receivers %s\n", sh.Rooms,
+		sh.VideoPublishers, sh.AudioPublishers, sh.Subscribers, map[bool]string{true: ", publishers subscribe"}[sh.PublishersSubscribe], sh.Video,
+		map[bool]string{true: "negotiate NACK", false: "negotiate no NACK"}[sh.NACK])
+	p("sessions\t%d planned, %d connected, %d failed%s; %d connected with their media disconnected\n", rep.Sessions.Planned,
+		rep.Sessions.Connected, rep.Sessions.Failed, failedBy(rep.Sessions.FailedBy), rep.Sessions.MediaLost)
+	for _, e := range rep.Sessions.FirstErrors {
+		p("\t  %s\n", e)
+	}
+	p("join\tp50 %.0f ms, p95 %.0f ms, max %.0f ms (n=%d)\n", rep.Join.P50, rep.Join.P95, rep.Join.Max, rep.Join.N)
+	p("first frame\tp50 %.0f ms, p95 %.0f ms, max %.0f ms (n=%d)\n", rep.FirstFrame.P50, rep.FirstFrame.P95, rep.FirstFrame.Max, rep.FirstFrame.N)
+	p("window\t%.1f s, load average %.2f → %.2f\n", rep.WindowSeconds, rep.LoadAverage[0], rep.LoadAverage[1])
+	t := rep.Totals
+	p("packets\t%d sent, %d expected, %d received (%.0f/s), loss %.3f%%, unmatched %d\n", t.Sent, t.Expected, t.Received, t.ReceivedPerSecond, t.LossPct, t.Unmatched)
+	if u := rep.HostUDP; u != nil {
+		p("host UDP errors\t%d receive-buffer overflows, %d send-buffer errors, %d input errors (whole host, window and drain)\n",
+			u.RcvbufErrors, u.SndbufErrors, u.InErrors)
+	}
+	p("publisher RTCP\t%d NACKed packets, %d keyframe requests\n", t.NACKs, t.PLIs)
+	p("latency\tp50 %.2f ms, p99 %.2f ms, max %.2f ms\n", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
+	if s := rep.Server; s.Available {
+		p("server\t%.3f cores, %.2f µs CPU per forwarded packet, RSS %.1f MB (%.1f before the run), %.3f MB per participant\n",
+			s.CPUCores, s.MicrosPerPacket, s.RSSMB, s.Baseline.RSSBytes/1e6, s.MBPerParticipant)
+		if s.Start.Packets {
+			p("server packets\t%d forwarded, %d dropped at full subscriber queues (its own counters, same window)\n", s.Forwarded, s.Dropped)
+		}
+	} else {
+		p("server\tno figures: %s\n", rep.Server.Error)
+	}
+	p("load tool\t%.3f cores, %.2f µs CPU per received packet\n", rep.Self.CPUCores, rep.Self.MicrosPerPacket)
+	for _, n := range rep.Notes {
+		p("note\t%s\n", n)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "room\tpublisher\tkind\tkbit/s\tsent\treceivers\texpected\treceived\tloss %\tNACK\tPLI\tjitter ms (mean/max)\tlatency ms (p50/p99)\t")
+	for _, s := range rep.Streams {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%.2f/%.2f\t%.2f/%.2f\t\n", s.Room, s.Publisher, s.Kind,
+			s.Kbps, s.Sent, s.Receivers, s.Expected, s.Received, s.LossPct, s.NACKs, s.PLIs, s.JitterMeanMS, s.JitterMaxMS,
+			s.Latency.P50, s.Latency.P99)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func failedBy(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}

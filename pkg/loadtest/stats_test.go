@@ -1,0 +1,103 @@
+package loadtest
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * 10 * time.Microsecond) // 10 µs … 10 ms
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 5 * time.Millisecond}, {0.99, 9900 * time.Microsecond}, {1, 10 * time.Millisecond}} {
+		got := h.quantile(c.q)
+		if rel := math.Abs(float64(got-c.want)) / float64(c.want); rel > 0.07 {
+			t.Errorf("q%.2f = %v, want %v ±7%%", c.q, got, c.want)
+		}
+	}
+	if h.max != 10*time.Millisecond || h.n != 1000 {
+		t.Errorf("max %v n %d", h.max, h.n)
+	}
+	for us := uint64(0); us < 1<<30; us = us*2 + 1 {
+		if v := histValue(histIndex(us)); math.Abs(v-float64(us)) > 0.07*float64(us)+1 {
+			t.Fatalf("%d µs lands in a bucket worth %.0f", us, v)
+		}
+	}
+	var m histogram
+	m.merge(&h)
+	m.merge(&h)
+	if m.n != 2000 || m.quantile(0.5) != h.quantile(0.5) {
+		t.Errorf("merge: n %d, p50 %v", m.n, m.quantile(0.5))
+	}
+}
+
+func TestWindowCounting(t *testing.T) {
+	base := time.Now()
+	var w window
+	w.set(time.Second, 2*time.Second)
+	st := &sentTrack{kind: "video", base: base, win: &w}
+	r := &recvTrack{key: streamKey{"st-1", "video"}, clock: 90000, base: base, win: &w,
+		lookup: func(streamKey) *sentTrack { return st }}
+	r.measured.Store(true)
+	for i, at := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 1999 * time.Millisecond, 2 * time.Second} {
+		pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(65534 + i), Timestamp: uint32(i * 3000)}, Payload: []byte{1, 2, 3}}
+		st.record(pkt, base.Add(at))
+		r.observe(pkt, base.Add(at+3*time.Millisecond))
+	}
+	// An unknown packet.
+	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7}}, base.Add(1500*time.Millisecond))
+	n, lat, _ := r.snapshot()
+	if st.winPackets.Load() != 2 || n != 2 || st.packets.Load() != 4 || r.unmatched.Load() != 1 || r.total.Load() != 5 {
+		t.Fatalf("window packets %d, received %d, sent %d, unmatched %d, total %d",
+			st.winPackets.Load(), n, st.packets.Load(), r.unmatched.Load(), r.total.Load())
+	}
+	if q := lat.quantile(0.5); q < 2900*time.Microsecond || q > 3100*time.Microsecond {
+		t.Errorf("latency %v, want 3 ms", q)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 3.2e+07
+# TYPE parley_rooms gauge
+parley_rooms 1
+`
+	s, err := parseMetrics(strings.NewReader(text))
+	if err != nil || s.CPUSeconds != 12.5 || s.RSSBytes != 32e6 {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if _, err := parseMetrics(strings.NewReader("parley_rooms 1\n")); err == nil {
+		t.Fatal("missing metrics accepted")
+	}
+	for in, want := range map[string]string{
+		"ws://127.0.0.1:7880/ws":      "http://127.0.0.1:7880/metrics",
+		"wss://example.com/ws?x=1":    "https://example.com/metrics",
+		"http://127.0.0.1:9/anything": "http://127.0.0.1:9/metrics",
+	} {
+		if got, err := MetricsURL(in); err != nil || got != want {
+			t.Errorf("MetricsURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	rep := &Report{Sessions: SessionReport{Failed: 1}, Totals: Totals{Expected: 1000, Received: 980, LossPct: 2}}
+	if p := rep.Check(1, 0); len(p) != 2 {
+		t.Errorf("check: %v", p)
+	}
+	if p := rep.Check(5, 1); len(p) != 0 {
+		t.Errorf("check: %v", p)
+	}
+}
