@@ -50,6 +50,10 @@ type subscriber struct {
 	pending     bool
 	restart     bool
 	closed      bool
+	// early holds the client's candidates that arrived before its answer
+	// (a client trickles as soon as it sets its answer, so they can overtake
+	// it); they are applied once the answer is.
+	early []webrtc.ICECandidateInit
 
 	// sigMu orders the offer before the candidates gathered for it.
 	sigMu sync.Mutex
@@ -249,6 +253,12 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the answer does not fit the offer: " + err.Error()}
 	}
 	s.negotiating = false
+	for _, c := range s.early {
+		if err := s.pc.AddICECandidate(c); err != nil {
+			s.log.Debug("early subscribe candidate refused", "err", err)
+		}
+	}
+	s.early = nil
 	for _, st := range s.streams {
 		st.negotiated = true
 	}
@@ -322,9 +332,20 @@ func (s *subscriber) resendOffer() {
 	}
 }
 
+// maxEarlyCandidates bounds the candidates kept while an answer is awaited.
+const maxEarlyCandidates = 64
+
 func (s *subscriber) addCandidate(c webrtc.ICECandidateInit) error {
 	s.mu.Lock()
 	pc := s.pc
+	if pc != nil && s.negotiating {
+		defer s.mu.Unlock()
+		if len(s.early) >= maxEarlyCandidates {
+			return &protocol.Error{Code: protocol.CodeTooLarge, Reason: "too many candidates before the answer"}
+		}
+		s.early = append(s.early, c)
+		return nil
+	}
 	s.mu.Unlock()
 	if pc == nil {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "there is no subscribe connection yet"}
