@@ -14,24 +14,26 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-// lossyProxy relays ICE-TCP (RFC 4571 framing) from a publisher to the
-// server and drops every n-th video RTP packet on the way in.
+// lossyProxy relays ICE-TCP (RFC 4571 framing) between a client and the
+// server and drops every n-th video RTP packet going to the server, or, with
+// toClient, going to the client.
 type lossyProxy struct {
-	ln      net.Listener
-	target  string
-	every   int
+	ln       net.Listener
+	target   string
+	every    int
+	toClient bool
 	mu      sync.Mutex
 	dropped int
 	conns   []net.Conn
 	wg      sync.WaitGroup
 }
 
-func newLossyProxy(t *testing.T, target string, every int) *lossyProxy {
+func newLossyProxy(t *testing.T, target string, every int, toClient bool) *lossyProxy {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &lossyProxy{ln: ln, target: target, every: every}
+	p := &lossyProxy{ln: ln, target: target, every: every, toClient: toClient}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -49,8 +51,13 @@ func newLossyProxy(t *testing.T, target string, every int) *lossyProxy {
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); p.relayDropping(s, c); _ = s.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); _ = c.Close() }()
+			if p.toClient {
+				go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); _ = s.Close() }()
+				go func() { defer p.wg.Done(); p.relayDropping(c, s); _ = c.Close() }()
+			} else {
+				go func() { defer p.wg.Done(); p.relayDropping(s, c); _ = s.Close() }()
+				go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); _ = c.Close() }()
+			}
 		}
 	}()
 	t.Cleanup(func() {
@@ -102,7 +109,7 @@ func (p *lossyProxy) relayDropping(dst, src net.Conn) {
 func TestNACKRepairsPublisherLoss(t *testing.T) {
 	srv := testServer(t, nil)
 	tcpAddr := srv.Media().TCPAddr().String()
-	proxy := newLossyProxy(t, tcpAddr, 20)
+	proxy := newLossyProxy(t, tcpAddr, 20, false)
 	_, serverPort, _ := net.SplitHostPort(tcpAddr)
 	proxyPort := strconv.Itoa(proxy.ln.Addr().(*net.TCPAddr).Port)
 
@@ -155,5 +162,62 @@ func TestNACKRepairsPublisherLoss(t *testing.T) {
 	t.Logf("proxy dropped %d video packets, the SFU NACKed %d, the subscriber misses %d of %d", dropped, pub.NACKs("video"), missing, expected)
 	if missing*100 > expected {
 		t.Errorf("the subscriber misses %d of %d packets despite NACKs (the proxy dropped %d)", missing, expected, dropped)
+	}
+}
+
+// TestNACKRepairsSubscriberLoss: 5 % of the video packets the SFU sends a
+// subscriber are lost; the subscriber's NACKs are answered from the track's
+// shared history and it ends up with (almost) every packet.
+func TestNACKRepairsSubscriberLoss(t *testing.T) {
+	srv := testServer(t, nil)
+	tcpAddr := srv.Media().TCPAddr().String()
+	proxy := newLossyProxy(t, tcpAddr, 20, true)
+	_, serverPort, _ := net.SplitHostPort(tcpAddr)
+	proxyPort := strconv.Itoa(proxy.ln.Addr().(*net.TCPAddr).Port)
+
+	pubC := dial(t, srv, client.Options{Username: "pub"})
+	join(t, pubC, "nack2", "pub")
+	sub := dial(t, srv, client.Options{Username: "sub", ICE: client.ICEOptions{TCPOnly: true,
+		RewriteRemoteCandidate: func(c string) string {
+			if !strings.Contains(c, " tcp ") || !strings.Contains(c, " "+serverPort+" ") {
+				return ""
+			}
+			return strings.Replace(c, " "+serverPort+" ", " "+proxyPort+" ", 1)
+		}}})
+	join(t, sub, "nack2", "sub")
+	pub, err := pubC.Publish(ctxT(t, 30*time.Second), client.PublishOptions{Video: vp8Source(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks, err := sub.WaitRemoteTracks(ctxT(t, 10*time.Second), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	proxy.mu.Lock()
+	dropped := proxy.dropped
+	proxy.mu.Unlock()
+	if dropped < 10 {
+		t.Fatalf("the proxy dropped only %d packets", dropped)
+	}
+	// Leave the last half second out: its retransmissions may be on the way.
+	recv := tracks[0].ReceivedPackets()
+	got := map[uint16]bool{}
+	for _, r := range recv {
+		got[r.Seq] = true
+	}
+	cutoff := time.Now().Add(-500 * time.Millisecond)
+	missing, expected := 0, 0
+	for _, s := range pub.SentPackets("video") {
+		if s.Seq-recv[0].Seq < 0x8000 && s.SentAt.Before(cutoff) {
+			expected++
+			if !got[s.Seq] {
+				missing++
+			}
+		}
+	}
+	t.Logf("proxy dropped %d video packets to the subscriber, which misses %d of %d", dropped, missing, expected)
+	if missing*100 > expected {
+		t.Errorf("the subscriber misses %d of %d packets: NACKs were not answered (the proxy dropped %d)", missing, expected, dropped)
 	}
 }

@@ -119,9 +119,27 @@ func (d *downTrack) write(p *packet) {
 	d.sub.sent.Add(1) // written by this subscriber's writer goroutine only: uncontended
 }
 
+// retransmit answers a NACK from the track's shared history, through the
+// subscriber's queue like any packet (so it never blocks and keeps order
+// with the writer).
+func (d *downTrack) retransmit(nack *rtcp.TransportLayerNack) {
+	h := d.fwd.hist
+	if h == nil {
+		return
+	}
+	for _, pair := range nack.Nacks {
+		pair.Range(func(seq uint16) bool {
+			if p := h.get(seq); p != nil && !d.enqueue(p) {
+				p.release()
+			}
+			return true
+		})
+	}
+}
+
 // readRTCP handles the subscriber's feedback for this track: keyframe
-// requests go to the publisher (throttled); NACKs are answered by the
-// responder interceptor on the way. It ends when the sender stops.
+// requests go to the publisher (throttled) and NACKs are answered from the
+// track's history. It ends when the sender stops.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, maxPacket)
 	for {
@@ -137,9 +155,11 @@ func (d *downTrack) readRTCP() {
 			continue
 		}
 		for _, pkt := range pkts {
-			switch pkt.(type) {
+			switch pkt := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.fwd.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				d.retransmit(pkt)
 			}
 		}
 	}

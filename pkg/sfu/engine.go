@@ -179,11 +179,9 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 			return nil, fmt.Errorf("twcc feedback: %w", err)
 		}
 	} else {
-		resp, err := nack.NewResponderInterceptor(nack.ResponderSize(512))
-		if err != nil {
-			return nil, fmt.Errorf("nack responder: %w", err)
-		}
-		reg.Add(resp)
+		// NACKs are answered from each published track's shared history
+		// (history.go), not by pion's responder, which copies every packet
+		// once per subscriber.
 		sr, err := report.NewSenderInterceptor()
 		if err != nil {
 			return nil, fmt.Errorf("sender reports: %w", err)

@@ -98,6 +98,9 @@ type forwarder struct {
 	received atomic.Uint64
 	done     chan struct{}
 
+	// hist answers subscribers' NACKs (video only: audio is not retransmitted).
+	hist *history
+
 	// rec is set once, before or while the reader runs; recPkt is the
 	// reader goroutine's scratch packet for it.
 	rec    atomic.Pointer[trackRecorder]
@@ -150,6 +153,9 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		log:        log,
 		requestPLI: pli,
 		done:       make(chan struct{}),
+	}
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		f.hist = &history{}
 	}
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
@@ -227,6 +233,9 @@ func (f *forwarder) run() {
 func (f *forwarder) fanOut(p *packet) {
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)
+	if f.hist != nil {
+		f.hist.add(p)
+	}
 	for _, s := range sinks {
 		if !s.enqueue(p) {
 			p.release()
@@ -279,6 +288,13 @@ func (f *forwarder) close() {
 		f.pliTimer.Stop()
 	}
 	f.mu.Unlock()
+}
+
+// releaseHistory lets the kept packets go, once the reader has ended.
+func (f *forwarder) releaseHistory() {
+	if f.hist != nil {
+		f.hist.clear()
+	}
 }
 
 // pliPacket builds the keyframe request for a publisher's track.

@@ -313,5 +313,8 @@ func (pub *publication) close() {
 		}
 	}
 	pub.wg.Wait()
+	for _, f := range fwds {
+		f.releaseHistory()
+	}
 	pub.log.Info("stream closed")
 }
