@@ -84,56 +84,43 @@ func media(t *testing.T) string {
 	return mediaDir
 }
 
-func vp8Source(t *testing.T) client.Source {
+// mediaFile makes (or reuses) a test media file with ffmpeg.
+func mediaFile(t *testing.T, gen func(string, testmedia.Options) (string, error)) string {
 	t.Helper()
-	path, err := testmedia.VP8IVF(media(t), testmedia.Options{})
+	path, err := gen(media(t), testmedia.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := client.NewIVFSource(path, true)
+	return path
+}
+
+// must fails the test on a source's open error.
+func must[S client.Source](t *testing.T, src S, err error) client.Source {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return src
 }
 
-func ivfSource(t *testing.T, make func(string, testmedia.Options) (string, error)) client.Source {
+func vp8Source(t *testing.T) client.Source { return ivfSource(t, testmedia.VP8IVF) }
+
+func ivfSource(t *testing.T, gen func(string, testmedia.Options) (string, error)) client.Source {
 	t.Helper()
-	path, err := make(media(t), testmedia.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := client.NewIVFSource(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
+	src, err := client.NewIVFSource(mediaFile(t, gen), true)
+	return must(t, src, err)
 }
 
 func h264Source(t *testing.T) client.Source {
 	t.Helper()
-	path, err := testmedia.H264AnnexB(media(t), testmedia.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := client.NewH264Source(path, 30, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
+	src, err := client.NewH264Source(mediaFile(t, testmedia.H264AnnexB), 30, true)
+	return must(t, src, err)
 }
 
 func opusSource(t *testing.T) client.Source {
 	t.Helper()
-	path, err := testmedia.OpusOgg(media(t), testmedia.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := client.NewOpusSource(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
+	src, err := client.NewOpusSource(mediaFile(t, testmedia.OpusOgg), true)
+	return must(t, src, err)
 }
 
 // waitEvent waits for the first event that matches.

@@ -1,12 +1,6 @@
 package server_test
 
 import (
-	"encoding/binary"
-	"io"
-	"net"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,112 +8,14 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-// lossyProxy relays ICE-TCP (RFC 4571 framing) between a client and the
-// server and drops every n-th video RTP packet going to the server, or, with
-// toClient, going to the client.
-type lossyProxy struct {
-	ln       net.Listener
-	target   string
-	every    int
-	toClient bool
-	mu      sync.Mutex
-	dropped int
-	conns   []net.Conn
-	wg      sync.WaitGroup
-}
-
-func newLossyProxy(t *testing.T, target string, every int, toClient bool) *lossyProxy {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &lossyProxy{ln: ln, target: target, every: every, toClient: toClient}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp4", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			if p.toClient {
-				go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); _ = s.Close() }()
-				go func() { defer p.wg.Done(); p.relayDropping(c, s); _ = c.Close() }()
-			} else {
-				go func() { defer p.wg.Done(); p.relayDropping(s, c); _ = s.Close() }()
-				go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); _ = c.Close() }()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *lossyProxy) relayDropping(dst, src net.Conn) {
-	var hdr [2]byte
-	buf := make([]byte, 65536)
-	seen := 0
-	for {
-		if _, err := io.ReadFull(src, hdr[:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint16(hdr[:]))
-		if _, err := io.ReadFull(src, buf[:n]); err != nil {
-			return
-		}
-		// RTP (not RTCP, not STUN or DTLS) with the VP8 payload type: count and maybe drop.
-		if n > 12 && buf[0]>>6 == 2 && buf[1]&0x7f == 96 {
-			seen++
-			if seen%p.every == 0 {
-				p.mu.Lock()
-				p.dropped++
-				p.mu.Unlock()
-				continue
-			}
-		}
-		if _, err := dst.Write(hdr[:]); err != nil {
-			return
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
 // TestNACKRepairsPublisherLoss: 5 % of a publisher's video packets are lost
 // on the way to the SFU; the SFU's NACK generator asks for them again, and a
 // subscriber gets (almost) all of them.
 func TestNACKRepairsPublisherLoss(t *testing.T) {
 	srv := testServer(t, nil)
-	tcpAddr := srv.Media().TCPAddr().String()
-	proxy := newLossyProxy(t, tcpAddr, 20, false)
-	_, serverPort, _ := net.SplitHostPort(tcpAddr)
-	proxyPort := strconv.Itoa(proxy.ln.Addr().(*net.TCPAddr).Port)
+	proxy := newTCPProxy(t, srv, 20, false)
 
-	pubC := dial(t, srv, client.Options{Username: "pub", ICE: client.ICEOptions{TCPOnly: true,
-		RewriteRemoteCandidate: func(c string) string {
-			if !strings.Contains(c, " tcp ") || !strings.Contains(c, " "+serverPort+" ") {
-				return ""
-			}
-			return strings.Replace(c, " "+serverPort+" ", " "+proxyPort+" ", 1)
-		}}})
+	pubC := dial(t, srv, client.Options{Username: "pub", ICE: proxy.ice()})
 	join(t, pubC, "nack", "pub")
 	sub := dial(t, srv, client.Options{Username: "sub"})
 	join(t, sub, "nack", "sub")
@@ -135,9 +31,7 @@ func TestNACKRepairsPublisherLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * time.Second)
-	proxy.mu.Lock()
-	dropped := proxy.dropped
-	proxy.mu.Unlock()
+	dropped := proxy.droppedPackets()
 	if dropped < 10 {
 		t.Fatalf("the proxy dropped only %d packets", dropped)
 	}
@@ -170,20 +64,11 @@ func TestNACKRepairsPublisherLoss(t *testing.T) {
 // shared history and it ends up with (almost) every packet.
 func TestNACKRepairsSubscriberLoss(t *testing.T) {
 	srv := testServer(t, nil)
-	tcpAddr := srv.Media().TCPAddr().String()
-	proxy := newLossyProxy(t, tcpAddr, 20, true)
-	_, serverPort, _ := net.SplitHostPort(tcpAddr)
-	proxyPort := strconv.Itoa(proxy.ln.Addr().(*net.TCPAddr).Port)
+	proxy := newTCPProxy(t, srv, 20, true)
 
 	pubC := dial(t, srv, client.Options{Username: "pub"})
 	join(t, pubC, "nack2", "pub")
-	sub := dial(t, srv, client.Options{Username: "sub", ICE: client.ICEOptions{TCPOnly: true,
-		RewriteRemoteCandidate: func(c string) string {
-			if !strings.Contains(c, " tcp ") || !strings.Contains(c, " "+serverPort+" ") {
-				return ""
-			}
-			return strings.Replace(c, " "+serverPort+" ", " "+proxyPort+" ", 1)
-		}}})
+	sub := dial(t, srv, client.Options{Username: "sub", ICE: proxy.ice()})
 	join(t, sub, "nack2", "sub")
 	pub, err := pubC.Publish(ctxT(t, 30*time.Second), client.PublishOptions{Video: vp8Source(t)})
 	if err != nil {
@@ -194,9 +79,7 @@ func TestNACKRepairsSubscriberLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * time.Second)
-	proxy.mu.Lock()
-	dropped := proxy.dropped
-	proxy.mu.Unlock()
+	dropped := proxy.droppedPackets()
 	if dropped < 10 {
 		t.Fatalf("the proxy dropped only %d packets", dropped)
 	}

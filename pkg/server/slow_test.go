@@ -1,11 +1,6 @@
 package server_test
 
 import (
-	"io"
-	"net"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,109 +8,12 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-// stallProxy relays TCP to the server's ICE-TCP port and can stop reading
-// from the server, like a subscriber whose network stalls: the server's
-// writes to it back up.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	frozen chan struct{} // nil: flowing; open channel: stalled until closed
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newStallProxy(t *testing.T, target string) *stallProxy {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *stallProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp4", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); _ = s.Close() }()
-		go func() { defer p.wg.Done(); p.copyFromServer(c, s); _ = c.Close() }()
-	}
-}
-
-func (p *stallProxy) copyFromServer(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		p.mu.Lock()
-		gate := p.frozen
-		p.mu.Unlock()
-		if gate != nil {
-			<-gate
-		}
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.frozen == nil {
-		p.frozen = make(chan struct{})
-	}
-}
-
-func (p *stallProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.frozen != nil {
-		close(p.frozen)
-		p.frozen = nil
-	}
-}
-
-func (p *stallProxy) close() {
-	p.resume()
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
 // TestSlowSubscriberDoesNotReduceOthers: one subscriber's connection stops
 // being read (its ICE-TCP path stalls); the other subscribers keep receiving
 // every packet the publisher sends.
 func TestSlowSubscriberDoesNotReduceOthers(t *testing.T) {
 	srv := testServer(t, nil)
-	tcpAddr := srv.Media().TCPAddr().String()
-	proxy := newStallProxy(t, tcpAddr)
-	_, serverPort, _ := net.SplitHostPort(tcpAddr)
-	proxyPort := strconv.Itoa(proxy.ln.Addr().(*net.TCPAddr).Port)
+	proxy := newTCPProxy(t, srv, 0, false)
 
 	pubC := dial(t, srv, client.Options{Username: "pub"})
 	join(t, pubC, "slow", "pub")
@@ -127,13 +25,7 @@ func TestSlowSubscriberDoesNotReduceOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	slow := dial(t, srv, client.Options{Username: "slow", ICE: client.ICEOptions{TCPOnly: true,
-		RewriteRemoteCandidate: func(c string) string {
-			if !strings.Contains(c, " tcp ") || !strings.Contains(c, " "+serverPort+" ") {
-				return "" // only the proxied ICE-TCP path
-			}
-			return strings.Replace(c, " "+serverPort+" ", " "+proxyPort+" ", 1)
-		}}})
+	slow := dial(t, srv, client.Options{Username: "slow", ICE: proxy.ice()})
 	join(t, slow, "slow", "slow")
 	fast := []*client.Client{dial(t, srv, client.Options{Username: "f1"}), dial(t, srv, client.Options{Username: "f2"})}
 	for i, f := range fast {
