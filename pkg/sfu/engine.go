@@ -231,11 +231,3 @@ func (e *Engine) TCPAddr() net.Addr {
 	}
 	return e.tcpLn.Addr()
 }
-
-// UDPAddrs returns the local addresses of the UDP mux (for logs and tests).
-func (e *Engine) UDPAddrs() []net.Addr {
-	if m, ok := e.udp.(*ice.MultiUDPMuxDefault); ok {
-		return m.GetListenAddresses()
-	}
-	return nil
-}

@@ -96,7 +96,6 @@ type forwarder struct {
 	closed     bool
 
 	received atomic.Uint64
-	done     chan struct{}
 
 	// hist answers subscribers' NACKs (video only: audio is not retransmitted).
 	hist *history
@@ -152,7 +151,6 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		pool:       pool,
 		log:        log,
 		requestPLI: pli,
-		done:       make(chan struct{}),
 	}
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = &history{}
@@ -187,7 +185,6 @@ func (f *forwarder) removeSink(s packetSink) {
 
 // run reads the track until it ends. It is the only reader of the track.
 func (f *forwarder) run() {
-	defer close(f.done)
 	isVideo := f.kind == webrtc.RTPCodecTypeVideo
 	for {
 		p := f.pool.get()

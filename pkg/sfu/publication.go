@@ -31,7 +31,6 @@ type publication struct {
 
 	sigMu     sync.Mutex
 	trickling bool
-	answer    string
 	early     []webrtc.ICECandidateInit
 }
 
@@ -165,7 +164,6 @@ func (pub *publication) start(offer string) (string, error) {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", fmt.Errorf("set publish answer: %w", err)
 	}
-	pub.answer = answer.SDP
 	pub.mu.Lock()
 	pub.tracksWant = len(answerTracks(answer.SDP))
 	pub.mu.Unlock()
