@@ -68,6 +68,11 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 	}
 	if st := srv.Media().Stats(); int64(st.Forwarded) < received || st.Received == 0 || st.Dropped != 0 {
 		t.Errorf("media stats %+v, want forwarded >= %d received by the subscribers and nothing dropped", st, received)
+	} else if st.UDP.Packets < st.Forwarded || st.UDP.Calls*5/4 > st.UDP.Packets || st.UDP.Errors != 0 {
+		// Frames go out batched: far fewer send calls than datagrams.
+		t.Errorf("media sockets sent %+v for %d forwarded packets, want them batched and no errors", st.UDP, st.Forwarded)
+	} else {
+		t.Logf("media sockets: %+v for %d forwarded packets", st.UDP, st.Forwarded)
 	}
 
 	for i, s := range subs {

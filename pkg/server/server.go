@@ -231,6 +231,13 @@ func (s *Server) routes() http.Handler {
 		Help: "RTP packets written to subscribers."}, func() float64 { return float64(s.engine.Stats().Forwarded) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
 		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_sent_datagrams_total",
+		Help: "Datagrams the media UDP sockets sent."}, func() float64 { return float64(s.engine.Stats().UDP.Packets) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_calls_total",
+		Help: "Send system calls of the media UDP sockets (batched: sendmmsg with UDP GSO)."},
+		func() float64 { return float64(s.engine.Stats().UDP.Calls) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
+		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	gatherers := prometheus.Gatherers{reg}
 	if s.turn != nil {
 		gatherers = append(gatherers, s.turn.Registry())

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/parley/parley/pkg/pionlog"
+	"github.com/parley/parley/pkg/udpbatch"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
@@ -51,6 +52,7 @@ type Engine struct {
 	pubAPI *webrtc.API
 	subAPI *webrtc.API
 	udp    ice.UDPMux
+	udpNet *batchNet
 	tcp    ice.TCPMux
 	tcpLn  net.Listener
 	pool   *packetPool
@@ -70,11 +72,15 @@ type Stats struct {
 	Forwarded uint64
 	// Dropped counts packets dropped on full subscriber queues.
 	Dropped uint64
+	// UDP counts the media UDP sockets' writes: datagrams, messages and
+	// system calls (batching makes calls far fewer than datagrams).
+	UDP udpbatch.Stats
 }
 
 // Stats sums the counters of every live and closed subscriber and track.
 func (e *Engine) Stats() Stats {
-	st := Stats{Received: e.retiredReceived.Load(), Forwarded: e.retiredSent.Load(), Dropped: e.retiredDropped.Load()}
+	st := Stats{Received: e.retiredReceived.Load(), Forwarded: e.retiredSent.Load(), Dropped: e.retiredDropped.Load(),
+		UDP: e.udpNet.stats()}
 	e.mu.Lock()
 	routers := make([]*Router, 0, len(e.routers))
 	for r := range e.routers {
@@ -118,7 +124,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 
 	var udpOpts []ice.UDPMuxFromPortOption
 	pionLogs := pionlog.Quiet(cfg.Logger.With("part", "pion"))
-	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
+	bn, err := newBatchNet(cfg.Logger.With("part", "udp"))
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces: %w", err)
+	}
+	e.udpNet = bn
+	udpOpts = append(udpOpts, ice.UDPMuxFromPortWithNet(bn), ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
 		ice.UDPMuxFromPortWithLogger(pionLogs.NewLogger("udpmux")))
 	if cfg.ListenIP != "" {
 		want := net.ParseIP(cfg.ListenIP)

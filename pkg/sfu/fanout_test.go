@@ -32,7 +32,8 @@ func (w *countWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // testSubscriber is a subscriber with only its queue and writer goroutine.
 func testSubscriber(queueSize int) *subscriber {
-	s := &subscriber{queue: make(chan queued, queueSize), done: make(chan struct{}), log: slog.New(slog.DiscardHandler)}
+	s := &subscriber{queue: make(chan queued, queueSize), flush: func() {}, done: make(chan struct{}),
+		log: slog.New(slog.DiscardHandler)}
 	s.wg.Add(1)
 	go s.writeLoop()
 	return s

@@ -37,6 +37,7 @@ type subscriber struct {
 	log  *slog.Logger
 
 	queue   chan queued
+	flush   func() // sends what the writes queued in the media sockets
 	done    chan struct{}
 	sent    atomic.Uint64
 	dropped atomic.Uint64
@@ -64,6 +65,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		peer:    peer,
 		log:     peer.log,
 		queue:   make(chan queued, queueSize),
+		flush:   peer.router.engine.udpNet.flush,
 		done:    make(chan struct{}),
 		tracks:  make(map[*forwarder]*downTrack),
 		streams: make(map[string]*streamState),
@@ -73,13 +75,30 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 	return s
 }
 
+// writeLoop is the subscriber's writer: the only goroutine that writes media
+// to its connection. The media sockets queue writes until flushed (udp.go);
+// the writer flushes once it has written what is queued, unless the last
+// packet left a video frame open: the frame's next packets are on their way
+// (a paced publisher spreads a frame over a few milliseconds), so the whole
+// frame goes out in one system call, or after udpbatch.FlushDelay at most.
+// A frame is not decodable before its last packet anyway.
 func (s *subscriber) writeLoop() {
 	defer s.wg.Done()
 	for {
 		select {
 		case q := <-s.queue:
-			q.d.write(q.p)
-			q.p.release()
+			frameOpen := s.write(q)
+			for more := true; more; {
+				select {
+				case q := <-s.queue:
+					frameOpen = s.write(q)
+				default:
+					more = false
+				}
+			}
+			if !frameOpen {
+				s.flush()
+			}
 		case <-s.done:
 			for {
 				select {
@@ -91,6 +110,15 @@ func (s *subscriber) writeLoop() {
 			}
 		}
 	}
+}
+
+// write writes one queued packet and reports whether it was a video packet
+// that does not end its frame.
+func (s *subscriber) write(q queued) (frameOpen bool) {
+	q.d.write(q.p)
+	frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+	q.p.release()
+	return frameOpen
 }
 
 func (s *subscriber) ensurePCLocked() error {

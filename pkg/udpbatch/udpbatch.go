@@ -1,0 +1,370 @@
+// Package udpbatch is a UDP socket whose writes are queued and sent in
+// batches: one sendmmsg system call per flush, and consecutive packets of equal
+// size to one address coalesced into one UDP GSO message (UDP_SEGMENT) that
+// the kernel splits back into datagrams.
+//
+// An SFU writes the same packet to many subscribers and several packets of a
+// video frame to each; one sendto per packet per subscriber is the largest
+// single cost of forwarding (docs/performance.md). With a Conn under the ICE
+// UDP mux, a subscriber's writer flushes once after each burst, so a frame to
+// one subscriber costs one message, and writes from other goroutines (ICE
+// checks, DTLS, RTCP) ride along or go out after at most FlushDelay.
+//
+// A Conn keeps at most QueueLen packets; a writer that finds the queue full
+// flushes it itself, so writers slow down rather than lose packets.
+package udpbatch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// MaxPacket is the largest datagram that is queued; larger ones are sent
+	// at once (after the queue, to keep their order).
+	MaxPacket = 1500
+	// QueueLen bounds the packets waiting for a flush.
+	QueueLen = 256
+	// FlushDelay bounds how long a queued packet waits when nobody flushes.
+	FlushDelay = time.Millisecond
+	// maxSegments is the kernel's UDP_MAX_SEGMENTS for GSO.
+	maxSegments = 64
+	// maxGSOBytes bounds one GSO message (an IP datagram's payload).
+	maxGSOBytes = 65000
+)
+
+type slot struct {
+	buf  [MaxPacket]byte
+	n    int
+	addr netip.AddrPort
+}
+
+// Stats are a Conn's write counters.
+type Stats struct {
+	// Packets counts datagrams handed to the kernel.
+	Packets uint64
+	// Messages counts messages (a GSO message carries several datagrams).
+	Messages uint64
+	// Calls counts send system calls.
+	Calls uint64
+	// Errors counts datagrams the kernel refused (they are dropped, as UDP would).
+	Errors uint64
+}
+
+// Conn wraps a *net.UDPConn. WriteTo, WriteToUDP, WriteToUDPAddrPort and
+// WriteToAddrPort queue; reads and the other methods are the socket's own.
+type Conn struct {
+	*net.UDPConn
+	log        *slog.Logger
+	writeBatch func([]ipv4.Message, int) (int, error)
+
+	mu     sync.Mutex
+	queue  *[QueueLen]slot
+	n      int
+	armed  bool
+	closed bool
+	timer  *time.Timer
+
+	// flushMu is held by the one goroutine sending; the fields below it
+	// belong to that goroutine.
+	flushMu sync.Mutex
+	spare   *[QueueLen]slot
+	order   []int
+	msgs    []ipv4.Message
+	bufs    [][]byte
+	addrs   []net.UDPAddr
+	oob     []byte
+
+	gso                            atomic.Bool
+	packets, messages, calls, errs atomic.Uint64
+}
+
+// New wraps c. Its writes are batched from now on; log receives the one-time
+// notices (GSO unavailable) and send errors at debug level.
+func New(c *net.UDPConn, log *slog.Logger) *Conn {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Conn{
+		UDPConn: c,
+		log:     log,
+		queue:   new([QueueLen]slot),
+		spare:   new([QueueLen]slot),
+		order:   make([]int, 0, QueueLen),
+		msgs:    make([]ipv4.Message, 0, QueueLen),
+		bufs:    make([][]byte, QueueLen),
+		addrs:   make([]net.UDPAddr, QueueLen),
+		oob:     make([]byte, QueueLen*unix.CmsgSpace(2)),
+	}
+	for i := range b.addrs {
+		b.addrs[i].IP = make(net.IP, 0, net.IPv6len)
+	}
+	if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
+		b.writeBatch = ipv6.NewPacketConn(c).WriteBatch
+	} else {
+		b.writeBatch = ipv4.NewPacketConn(c).WriteBatch
+	}
+	b.gso.Store(true)
+	b.timer = time.AfterFunc(time.Hour, b.timerFlush)
+	b.timer.Stop()
+	return b
+}
+
+// Stats returns the write counters.
+func (c *Conn) Stats() Stats {
+	return Stats{Packets: c.packets.Load(), Messages: c.messages.Load(), Calls: c.calls.Load(), Errors: c.errs.Load()}
+}
+
+// GSO reports whether writes still use UDP segmentation offload (it is turned
+// off for good when the kernel refuses it).
+func (c *Conn) GSO() bool { return c.gso.Load() }
+
+// ReadFromAddrPort reads a datagram (pion/ice uses it to read without allocating).
+func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+// WriteTo queues b for addr, a *net.UDPAddr.
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: fmt.Errorf("not a UDP address: %T", addr)}
+	}
+	return c.WriteToAddrPort(b, ua.AddrPort())
+}
+
+// WriteToUDP queues b for addr.
+func (c *Conn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	return c.WriteToAddrPort(b, addr.AddrPort())
+}
+
+// WriteToUDPAddrPort queues b for addr.
+func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.WriteToAddrPort(b, addr)
+}
+
+// errClosed is returned by writes after Close.
+var errClosed = net.ErrClosed
+
+// WriteToAddrPort queues a copy of b for addr and returns len(b). The packet
+// leaves at the next Flush, or after FlushDelay.
+func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if !addr.IsValid() {
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: errors.New("invalid destination address")}
+	}
+	if len(b) > MaxPacket {
+		c.flushMu.Lock()
+		defer c.flushMu.Unlock()
+		c.flushLocked()
+		return c.UDPConn.WriteToUDPAddrPort(b, addr)
+	}
+	c.mu.Lock()
+	for c.n == QueueLen && !c.closed {
+		// Full: send the queue from here rather than drop.
+		c.mu.Unlock()
+		c.flushMu.Lock()
+		c.flushLocked()
+		c.flushMu.Unlock()
+		c.mu.Lock()
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: errClosed}
+	}
+	s := &c.queue[c.n]
+	s.n = copy(s.buf[:], b)
+	s.addr = addr
+	c.n++
+	if !c.armed {
+		c.armed = true
+		c.timer.Reset(FlushDelay)
+	}
+	c.mu.Unlock()
+	return len(b), nil
+}
+
+func (c *Conn) timerFlush() {
+	c.mu.Lock()
+	c.armed = false
+	c.mu.Unlock()
+	c.Flush()
+}
+
+// Flush sends the queued packets. If another goroutine is sending, Flush
+// leaves the queue to it (it looks again when done) instead of waiting.
+func (c *Conn) Flush() {
+	for range 4 {
+		if !c.flushMu.TryLock() {
+			return
+		}
+		c.flushLocked()
+		c.flushMu.Unlock()
+		c.mu.Lock()
+		empty := c.n == 0
+		c.mu.Unlock()
+		if empty {
+			return
+		}
+	}
+	// Still busy after a few rounds: the timer picks up the rest.
+	c.mu.Lock()
+	if !c.armed && c.n > 0 {
+		c.armed = true
+		c.timer.Reset(FlushDelay)
+	}
+	c.mu.Unlock()
+}
+
+// flushLocked swaps the queue out and sends it; flushMu is held.
+func (c *Conn) flushLocked() {
+	c.mu.Lock()
+	n := c.n
+	if n == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.queue, c.spare = c.spare, c.queue
+	c.n = 0
+	c.mu.Unlock()
+	c.send(c.spare[:n])
+}
+
+// send writes slots with as few system calls as it can: grouped by
+// destination (keeping each destination's order), runs of equal-size packets
+// as GSO messages, every message in sendmmsg calls.
+func (c *Conn) send(slots []slot) {
+	c.order = c.order[:0]
+	for i := range slots {
+		c.order = append(c.order, i)
+	}
+	slices.SortStableFunc(c.order, func(a, b int) int { return slots[a].addr.Compare(slots[b].addr) })
+
+	gso := c.gso.Load()
+	c.msgs = c.msgs[:0]
+	nb := 0
+	for i := 0; i < len(c.order); {
+		first := &slots[c.order[i]]
+		size := first.n
+		j := i + 1
+		if gso {
+			total := size
+			for j < len(c.order) && j-i < maxSegments {
+				s := &slots[c.order[j]]
+				if s.addr != first.addr || s.n > size || total+s.n > maxGSOBytes {
+					break
+				}
+				total += s.n
+				j++
+				if s.n < size {
+					break // a shorter segment can only be the last
+				}
+			}
+		}
+		m := len(c.msgs)
+		bufs := c.bufs[nb : nb+j-i : nb+j-i]
+		for k := i; k < j; k++ {
+			s := &slots[c.order[k]]
+			bufs[k-i] = s.buf[:s.n]
+		}
+		nb += j - i
+		ua := &c.addrs[m]
+		ip := first.addr.Addr()
+		if ip.Is4() {
+			a4 := ip.As4()
+			ua.IP = append(ua.IP[:0], a4[:]...)
+		} else {
+			a16 := ip.As16()
+			ua.IP = append(ua.IP[:0], a16[:]...)
+		}
+		ua.Port = int(first.addr.Port())
+		msg := ipv4.Message{Buffers: bufs, Addr: ua}
+		if j-i > 1 {
+			msg.OOB = c.segmentCmsg(m, size)
+		}
+		c.msgs = append(c.msgs, msg)
+		i = j
+	}
+
+	msgs := c.msgs
+	for len(msgs) > 0 {
+		n, err := c.writeBatch(msgs, 0)
+		c.calls.Add(1)
+		if err == nil && n > 0 {
+			for _, m := range msgs[:n] {
+				c.messages.Add(1)
+				c.packets.Add(uint64(len(m.Buffers)))
+			}
+			msgs = msgs[n:]
+			continue
+		}
+		// The first message failed.
+		c.refused(&msgs[0], err)
+		msgs = msgs[1:]
+	}
+	clear(c.bufs[:nb])
+}
+
+// refused handles a message the kernel did not take. A GSO message is sent
+// again datagram by datagram, and GSO is turned off if the kernel cannot do it.
+func (c *Conn) refused(m *ipv4.Message, err error) {
+	if len(m.Buffers) > 1 {
+		if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOPROTOOPT) ||
+			errors.Is(err, syscall.EOPNOTSUPP) {
+			if c.gso.CompareAndSwap(true, false) {
+				c.log.Info("UDP segmentation offload unavailable, sending datagrams one by one in batches", "err", err)
+			}
+		}
+		ap := m.Addr.(*net.UDPAddr).AddrPort()
+		for _, b := range m.Buffers {
+			c.calls.Add(1)
+			if _, err := c.UDPConn.WriteToUDPAddrPort(b, ap); err != nil {
+				c.errs.Add(1)
+				c.log.Debug("udp send", "to", ap, "err", err)
+				continue
+			}
+			c.messages.Add(1)
+			c.packets.Add(1)
+		}
+		return
+	}
+	c.errs.Add(1)
+	c.log.Debug("udp send", "to", m.Addr, "err", err)
+}
+
+// segmentCmsg writes the UDP_SEGMENT control message for message m.
+func (c *Conn) segmentCmsg(m, size int) []byte {
+	space := unix.CmsgSpace(2)
+	b := c.oob[m*space : (m+1)*space]
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.SOL_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = uint16(size)
+	return b
+}
+
+// Close sends what is queued and closes the socket.
+func (c *Conn) Close() error {
+	c.Flush()
+	c.flushMu.Lock()
+	c.flushLocked()
+	c.mu.Lock()
+	c.closed = true
+	c.timer.Stop()
+	c.mu.Unlock()
+	c.flushMu.Unlock()
+	return c.UDPConn.Close()
+}

@@ -1,0 +1,279 @@
+package udpbatch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// receiver is a UDP socket on loopback that checks what arrives: packets
+// carry (receiver, index) and a length, and must arrive whole and in order.
+type receiver struct {
+	t    *testing.T
+	id   int
+	conn *net.UDPConn
+	got  atomic.Int64
+	errs chan error
+	done chan struct{}
+}
+
+func newReceiver(t *testing.T, id int) *receiver {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadBuffer(4 << 20)
+	r := &receiver{t: t, id: id, conn: c, errs: make(chan error, 1), done: make(chan struct{})}
+	go r.read()
+	t.Cleanup(func() { _ = c.Close(); <-r.done })
+	return r
+}
+
+func (r *receiver) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (r *receiver) read() {
+	defer close(r.done)
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.conn.Read(buf)
+		if err != nil {
+			return
+		}
+		want := packetFor(r.id, int(r.got.Load()), n)
+		if !bytes.Equal(buf[:n], want) {
+			select {
+			case r.errs <- fmt.Errorf("receiver %d packet %d: got %d bytes %x…, want %x…", r.id, r.got.Load(), n, buf[:min(n, 12)], want[:min(n, 12)]):
+			default:
+			}
+			return
+		}
+		r.got.Add(1)
+	}
+}
+
+// packetFor is the content of receiver id's packet i of size n.
+func packetFor(id, i, n int) []byte {
+	b := make([]byte, n)
+	binary.BigEndian.PutUint32(b, uint32(id))
+	binary.BigEndian.PutUint32(b[4:], uint32(i))
+	for k := 8; k < n; k++ {
+		b[k] = byte(id*31 + i*7 + k)
+	}
+	return b
+}
+
+// waitFor waits until every receiver has want[i] packets, or fails.
+func waitFor(t *testing.T, rs []*receiver, want []int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok := true
+		for i, r := range rs {
+			select {
+			case err := <-r.errs:
+				t.Fatal(err)
+			default:
+			}
+			if int(r.got.Load()) < want[i] {
+				ok = false
+			}
+		}
+		if ok {
+			for i, r := range rs {
+				if g := int(r.got.Load()); g != want[i] {
+					t.Fatalf("receiver %d got %d packets, sent %d", i, g, want[i])
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			got := make([]int64, len(rs))
+			for i, r := range rs {
+				got[i] = r.got.Load()
+			}
+			t.Fatalf("receivers got %v packets, sent %v", got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func newConn(t *testing.T) *Conn {
+	t.Helper()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = uc.SetWriteBuffer(4 << 20)
+	c := New(uc, nil)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestFramesToManyReceivers writes video-like frames (equal-size packets and
+// a shorter last one) to several receivers, interleaved, with flushes at
+// random points: every receiver gets its packets whole and in order, with
+// fewer system calls than packets and GSO messages carrying several.
+func TestFramesToManyReceivers(t *testing.T) {
+	c := newConn(t)
+	const nrecv = 6
+	rs := make([]*receiver, nrecv)
+	for i := range rs {
+		rs[i] = newReceiver(t, i)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	sent := make([]int, nrecv)
+	for frame := 0; frame < 60; frame++ {
+		// One frame to every receiver, in a shuffled order, packets of a
+		// frame sometimes interleaved between two receivers.
+		order := rng.Perm(nrecv)
+		for _, id := range order {
+			packets := 1 + rng.IntN(7)
+			size := 200 + rng.IntN(1000)
+			for p := 0; p < packets; p++ {
+				n := size
+				if p == packets-1 {
+					n = 50 + rng.IntN(size-49)
+				}
+				if _, err := c.WriteToAddrPort(packetFor(id, sent[id], n), rs[id].addr()); err != nil {
+					t.Fatal(err)
+				}
+				sent[id]++
+				if rng.IntN(10) == 0 {
+					other := order[rng.IntN(nrecv)]
+					if _, err := c.WriteToUDP(packetFor(other, sent[other], 300), net.UDPAddrFromAddrPort(rs[other].addr())); err != nil {
+						t.Fatal(err)
+					}
+					sent[other]++
+				}
+			}
+		}
+		c.Flush()
+		waitFor(t, rs, sent) // receivers keep up: no loss at their sockets
+	}
+	st := c.Stats()
+	total := 0
+	for _, n := range sent {
+		total += n
+	}
+	if st.Packets != uint64(total) || st.Errors != 0 {
+		t.Fatalf("stats %+v, sent %d packets", st, total)
+	}
+	if !c.GSO() {
+		t.Fatal("UDP GSO was turned off on loopback (it needs Linux 4.18 or later)")
+	}
+	if st.Calls >= st.Packets/4 || st.Messages >= st.Packets*2/3 {
+		t.Fatalf("writes were not batched: %+v", st)
+	}
+	t.Logf("%d packets in %d messages and %d system calls", st.Packets, st.Messages, st.Calls)
+}
+
+// TestUnflushedWritesGoOut: a packet nobody flushes leaves after FlushDelay.
+func TestUnflushedWritesGoOut(t *testing.T) {
+	c := newConn(t)
+	r := newReceiver(t, 0)
+	for i := range 3 {
+		if _, err := c.WriteTo(packetFor(0, i, 100), net.UDPAddrFromAddrPort(r.addr())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, []*receiver{r}, []int{3})
+}
+
+// TestFullQueueIsSentNotDropped writes three queues' worth without a flush.
+func TestFullQueueIsSentNotDropped(t *testing.T) {
+	c := newConn(t)
+	const nrecv = 8
+	rs := make([]*receiver, nrecv)
+	for i := range rs {
+		rs[i] = newReceiver(t, i)
+	}
+	sent := make([]int, nrecv)
+	for i := 0; i < 3*QueueLen; i++ {
+		id := i % nrecv
+		if _, err := c.WriteToAddrPort(packetFor(id, sent[id], 64), rs[id].addr()); err != nil {
+			t.Fatal(err)
+		}
+		sent[id]++
+	}
+	waitFor(t, rs, sent)
+}
+
+// TestConcurrentWriters: goroutines writing and flushing at once lose nothing
+// and keep each destination's order.
+func TestConcurrentWriters(t *testing.T) {
+	c := newConn(t)
+	const writers = 8
+	const perWriter = 600
+	rs := make([]*receiver, writers)
+	for i := range rs {
+		rs[i] = newReceiver(t, i)
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				if _, err := c.WriteToAddrPort(packetFor(w, i, 1100), rs[w].addr()); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%4 == 3 {
+					c.Flush()
+					// Stay within what a receiver's socket buffer holds.
+					for int(rs[w].got.Load()) < i-64 {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}
+			c.Flush()
+		})
+	}
+	wg.Wait()
+	want := make([]int, writers)
+	for i := range want {
+		want[i] = perWriter
+	}
+	waitFor(t, rs, want)
+}
+
+// TestLargeDatagramAndClose: a datagram above MaxPacket goes out after the
+// queued ones; writes after Close fail with net.ErrClosed.
+func TestLargeDatagramAndClose(t *testing.T) {
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(uc, nil)
+	r := newReceiver(t, 0)
+	if _, err := c.WriteToAddrPort(packetFor(0, 0, 500), r.addr()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.WriteToAddrPort(packetFor(0, 1, 3000), r.addr()); err != nil || n != 3000 {
+		t.Fatalf("large write: %d, %v", n, err)
+	}
+	if _, err := c.WriteToAddrPort(packetFor(0, 2, 500), r.addr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, []*receiver{r}, []int{3}) // Close sent the last one
+	if _, err := c.WriteToAddrPort(packetFor(0, 3, 500), r.addr()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after close: %v, want net.ErrClosed", err)
+	}
+	if _, err := c.WriteTo([]byte("x"), &net.TCPAddr{}); err == nil {
+		t.Fatal("a TCP address was accepted")
+	}
+}
