@@ -77,19 +77,20 @@ func (d *downTrack) StreamID() string { return d.fwd.streamID }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.fwd.kind }
 
 // enqueue implements packetSink.
-func (d *downTrack) enqueue(p *packet) bool {
+func (d *downTrack) enqueue(p *packet, wake bool) bool {
 	if d.bound.Load() == nil {
 		return false
 	}
-	select {
-	case d.sub.queue <- queued{d: d, p: p}:
-		return true
-	default:
+	if !d.sub.queue.push(queued{d: d, p: p}, wake) {
 		d.dropped.Add(1)
 		d.sub.dropped.Add(1)
 		return false
 	}
+	return true
 }
+
+// signal implements packetSink.
+func (d *downTrack) signal() { d.sub.queue.signal() }
 
 // write sends p to the subscriber. Called only by the subscriber's writer.
 func (d *downTrack) write(p *packet) {
@@ -129,7 +130,7 @@ func (d *downTrack) retransmit(nack *rtcp.TransportLayerNack) {
 	}
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
-			if p := h.get(seq); p != nil && !d.enqueue(p) {
+			if p := h.get(seq); p != nil && !d.enqueue(p, true) {
 				p.release()
 			}
 			return true

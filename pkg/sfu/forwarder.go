@@ -64,11 +64,19 @@ func (pp *packetPool) put(p *packet) {
 	}
 }
 
-// PacketSink receives a forwarder's packets. Enqueue must not block: it either
-// takes a reference (and releases it later) or drops.
+// packetSink receives a forwarder's packets. Enqueue must not block: it either
+// takes a reference (and releases it later) or drops. wake says the packet
+// ends a frame (or the frame before it), so the sink should send what it has;
+// signal asks the same without a packet.
 type packetSink interface {
-	enqueue(p *packet) bool
+	enqueue(p *packet, wake bool) bool
+	signal()
 }
+
+// frameBackstop is how long the packets of an unfinished video frame wait
+// before the sinks are woken anyway (the frame's last packet was lost, or the
+// publisher paces its packets over longer than this).
+const frameBackstop = 3 * time.Millisecond
 
 // keyframeInterval throttles keyframe requests to a publisher.
 const keyframeInterval = 500 * time.Millisecond
@@ -104,6 +112,14 @@ type forwarder struct {
 	// reader goroutine's scratch packet for it.
 	rec    atomic.Pointer[trackRecorder]
 	recPkt rtp.Packet
+
+	// Frame tracking for video, by the reader goroutine: sinks are woken at
+	// the end of each frame, or by backstop if it does not come.
+	frameOpen bool
+	frameTS   uint32
+	openSince atomic.Int64 // unix ns when the open frame began; 0 if none
+	backstop  *time.Timer
+	late      time.Duration // frameBackstop; tests shorten it
 }
 
 type trackRecorder struct {
@@ -154,6 +170,7 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 	}
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = &history{}
+		f.startBackstop(frameBackstop)
 	}
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
@@ -226,19 +243,53 @@ func (f *forwarder) run() {
 }
 
 // fanOut queues p to every sink without blocking; p goes back to the pool
-// when the last sink is done with it.
+// when the last sink is done with it. Sinks are woken at the end of a frame
+// (every audio packet is one), so a subscriber's writer runs once per frame.
 func (f *forwarder) fanOut(p *packet) {
+	wake := true
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		// A new timestamp while a frame is open: the open frame's end was lost.
+		wake = p.hdr.Marker || (f.frameOpen && p.hdr.Timestamp != f.frameTS)
+		opens := !p.hdr.Marker && (!f.frameOpen || p.hdr.Timestamp != f.frameTS)
+		f.frameOpen = !p.hdr.Marker
+		f.frameTS = p.hdr.Timestamp
+		switch {
+		case opens:
+			f.openSince.Store(time.Now().UnixNano())
+			f.backstop.Reset(f.late)
+		case !f.frameOpen:
+			f.openSince.Store(0)
+		}
+	}
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)
 	if f.hist != nil {
 		f.hist.add(p)
 	}
 	for _, s := range sinks {
-		if !s.enqueue(p) {
+		if !s.enqueue(p, wake) {
 			p.release()
 		}
 	}
 	p.release()
+}
+
+func (f *forwarder) startBackstop(late time.Duration) {
+	f.late = late
+	f.backstop = time.AfterFunc(time.Hour, f.frameLate)
+	f.backstop.Stop()
+}
+
+// frameLate runs frameBackstop after a frame began: if it is still open, the
+// sinks send what they have.
+func (f *forwarder) frameLate() {
+	since := f.openSince.Load()
+	if since == 0 || time.Since(time.Unix(0, since)) < f.late {
+		return
+	}
+	for _, s := range *f.sinks.Load() {
+		s.signal()
+	}
 }
 
 // requestKeyframe asks the publisher for a keyframe, at most once per
@@ -283,6 +334,9 @@ func (f *forwarder) close() {
 	f.closed = true
 	if f.pliTimer != nil {
 		f.pliTimer.Stop()
+	}
+	if f.backstop != nil {
+		f.backstop.Stop()
 	}
 	f.mu.Unlock()
 }

@@ -12,11 +12,6 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-type queued struct {
-	d *downTrack
-	p *packet
-}
-
 // streamState is what a subscriber knows of one remote stream.
 type streamState struct {
 	publisher   string
@@ -36,7 +31,7 @@ type subscriber struct {
 	peer *Peer
 	log  *slog.Logger
 
-	queue   chan queued
+	queue   *sendQueue
 	flush   func() // sends what the writes queued in the media sockets
 	done    chan struct{}
 	sent    atomic.Uint64
@@ -64,7 +59,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 	s := &subscriber{
 		peer:    peer,
 		log:     peer.log,
-		queue:   make(chan queued, queueSize),
+		queue:   newSendQueue(queueSize),
 		flush:   peer.router.engine.udpNet.flush,
 		done:    make(chan struct{}),
 		tracks:  make(map[*forwarder]*downTrack),
@@ -76,49 +71,35 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 }
 
 // writeLoop is the subscriber's writer: the only goroutine that writes media
-// to its connection. The media sockets queue writes until flushed (udp.go);
-// the writer flushes once it has written what is queued, unless the last
-// packet left a video frame open: the frame's next packets are on their way
-// (a paced publisher spreads a frame over a few milliseconds), so the whole
-// frame goes out in one system call, or after udpbatch.FlushDelay at most.
-// A frame is not decodable before its last packet anyway.
+// to its connection. Forwarders wake it at the end of each frame (queue.go);
+// it writes what is queued, then flushes the media sockets (udp.go), which
+// queue writes until flushed, so a frame to this subscriber leaves in one
+// system call. If the last packet left a video frame open (its end is late or
+// lost), the flush is left to the socket's timer: udpbatch.FlushDelay at most.
 func (s *subscriber) writeLoop() {
 	defer s.wg.Done()
+	batch := make([]queued, 0, len(s.queue.ring))
 	for {
 		select {
-		case q := <-s.queue:
-			frameOpen := s.write(q)
-			for more := true; more; {
-				select {
-				case q := <-s.queue:
-					frameOpen = s.write(q)
-				default:
-					more = false
-				}
+		case <-s.queue.wake:
+			batch = s.queue.drain(batch[:0])
+			frameOpen := false
+			for i, q := range batch {
+				q.d.write(q.p)
+				frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+				q.p.release()
+				batch[i] = queued{}
 			}
 			if !frameOpen {
 				s.flush()
 			}
 		case <-s.done:
-			for {
-				select {
-				case q := <-s.queue:
-					q.p.release()
-				default:
-					return
-				}
+			for _, q := range s.queue.drain(batch[:0]) {
+				q.p.release()
 			}
+			return
 		}
 	}
-}
-
-// write writes one queued packet and reports whether it was a video packet
-// that does not end its frame.
-func (s *subscriber) write(q queued) (frameOpen bool) {
-	q.d.write(q.p)
-	frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
-	q.p.release()
-	return frameOpen
 }
 
 func (s *subscriber) ensurePCLocked() error {
