@@ -36,11 +36,26 @@ var codecs = []webrtc.RTPCodecParameters{
 		RTCPFeedback: videoFeedback}, PayloadType: 45},
 }
 
-func registerCodecs(m *webrtc.MediaEngine) error {
+// registerCodecs registers the forwarded codecs. Publish connections offer
+// transport-wide congestion control feedback (the SFU reports what arrived, so
+// a browser's send-side bandwidth estimator adapts its bitrate); subscribe
+// connections do not: the SFU has no bandwidth estimator of its own yet
+// (simulcast layer selection will bring one), and the feedback would cost
+// every receiver and the SFU work per packet for nothing.
+func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 	for _, c := range codecs {
 		kind := webrtc.RTPCodecTypeVideo
 		if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
 			kind = webrtc.RTPCodecTypeAudio
+		}
+		if !publish {
+			fb := make([]webrtc.RTCPFeedback, 0, len(c.RTCPFeedback))
+			for _, f := range c.RTCPFeedback {
+				if f.Type != webrtc.TypeRTCPFBTransportCC {
+					fb = append(fb, f)
+				}
+			}
+			c.RTCPFeedback = fb
 		}
 		if err := m.RegisterCodec(c, kind); err != nil {
 			return err

@@ -168,10 +168,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 
 // newAPI builds the API for publish connections (receive side: NACK generator,
 // receiver reports, transport-wide CC feedback) or subscribe connections (send
-// side: NACK responder with a packet cache, sender reports, TWCC sequence numbers).
+// side: sender reports; NACKs are answered from each track's shared history).
 func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
+	if err := registerCodecs(m, publish); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
@@ -193,14 +193,12 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 		// NACKs are answered from each published track's shared history
 		// (history.go), not by pion's responder, which copies every packet
 		// once per subscriber.
+		// No transport-wide sequence numbers: see registerCodecs.
 		sr, err := report.NewSenderInterceptor()
 		if err != nil {
 			return nil, fmt.Errorf("sender reports: %w", err)
 		}
 		reg.Add(sr)
-		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
-			return nil, fmt.Errorf("twcc header extension: %w", err)
-		}
 	}
 
 	s := webrtc.SettingEngine{LoggerFactory: pionlog.Quiet(e.log.With("part", "pion"))}
