@@ -41,7 +41,11 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	}
 	_ = c.SetReadBuffer(udpSocketBuffer)
 	_ = c.SetWriteBuffer(udpSocketBuffer)
-	b := udpbatch.New(c, n.log.With("socket", c.LocalAddr().String()))
+	b, err := udpbatch.New(c, n.log.With("socket", c.LocalAddr().String()))
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	n.mu.Lock()
 	n.conns = append(n.conns, b)
 	n.mu.Unlock()

@@ -51,7 +51,10 @@ func BenchmarkSend(b *testing.B) {
 		report(b)
 	})
 	b.Run("gso-per-destination", func(b *testing.B) {
-		c := New(open(b), nil)
+		c, err := New(open(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
 		defer c.Close()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -67,7 +70,10 @@ func BenchmarkSend(b *testing.B) {
 		report(b)
 	})
 	b.Run("gso-sendmmsg-per-round", func(b *testing.B) {
-		c := New(open(b), nil)
+		c, err := New(open(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
 		defer c.Close()
 		b.ReportAllocs()
 		for b.Loop() {

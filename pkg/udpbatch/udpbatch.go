@@ -27,8 +27,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,8 +66,7 @@ type Stats struct {
 // WriteToAddrPort queue; reads and the other methods are the socket's own.
 type Conn struct {
 	*net.UDPConn
-	log        *slog.Logger
-	writeBatch func([]ipv4.Message, int) (int, error)
+	log *slog.Logger
 
 	mu     sync.Mutex
 	queue  *[QueueLen]slot
@@ -83,10 +80,20 @@ type Conn struct {
 	flushMu sync.Mutex
 	spare   *[QueueLen]slot
 	order   []int
-	msgs    []ipv4.Message
+	msgs    []message
 	bufs    [][]byte
-	addrs   []net.UDPAddr
+	iovs    []unix.Iovec
+	hdrs    []mmsghdr
+	sa4     []unix.RawSockaddrInet4
+	sa6     []unix.RawSockaddrInet6
 	oob     []byte
+
+	v6        bool // the socket is IPv6 (IPv4 destinations are v4-mapped)
+	raw       syscall.RawConn
+	sendFn    func(fd uintptr) bool
+	callHdrs  []mmsghdr
+	callN     int
+	callErrno syscall.Errno
 
 	gso                            atomic.Bool
 	packets, messages, calls, errs atomic.Uint64
@@ -94,33 +101,37 @@ type Conn struct {
 
 // New wraps c. Its writes are batched from now on; log receives the one-time
 // notices (GSO unavailable) and send errors at debug level.
-func New(c *net.UDPConn, log *slog.Logger) *Conn {
+func New(c *net.UDPConn, log *slog.Logger) (*Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("udp socket: %w", err)
 	}
 	b := &Conn{
 		UDPConn: c,
 		log:     log,
+		raw:     raw,
 		queue:   new([QueueLen]slot),
 		spare:   new([QueueLen]slot),
 		order:   make([]int, 0, QueueLen),
-		msgs:    make([]ipv4.Message, 0, QueueLen),
+		msgs:    make([]message, 0, QueueLen),
 		bufs:    make([][]byte, QueueLen),
-		addrs:   make([]net.UDPAddr, QueueLen),
+		iovs:    make([]unix.Iovec, QueueLen),
+		hdrs:    make([]mmsghdr, QueueLen),
+		sa4:     make([]unix.RawSockaddrInet4, QueueLen),
+		sa6:     make([]unix.RawSockaddrInet6, QueueLen),
 		oob:     make([]byte, QueueLen*unix.CmsgSpace(2)),
 	}
-	for i := range b.addrs {
-		b.addrs[i].IP = make(net.IP, 0, net.IPv6len)
-	}
-	if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
-		b.writeBatch = ipv6.NewPacketConn(c).WriteBatch
-	} else {
-		b.writeBatch = ipv4.NewPacketConn(c).WriteBatch
+	b.sendFn = b.sendOnFD
+	if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
+		b.v6 = true
 	}
 	b.gso.Store(true)
 	b.timer = time.AfterFunc(time.Hour, b.timerFlush)
 	b.timer.Stop()
-	return b
+	return b, nil
 }
 
 // Stats returns the write counters.
@@ -274,65 +285,129 @@ func (c *Conn) send(slots []slot) {
 			}
 		}
 		m := len(c.msgs)
-		bufs := c.bufs[nb : nb+j-i : nb+j-i]
+		h := &c.hdrs[m]
+		*h = mmsghdr{}
 		for k := i; k < j; k++ {
 			s := &slots[c.order[k]]
-			bufs[k-i] = s.buf[:s.n]
+			c.bufs[nb+k-i] = s.buf[:s.n]
+			c.iovs[nb+k-i].Base = &s.buf[0]
+			c.iovs[nb+k-i].SetLen(s.n)
 		}
-		nb += j - i
-		ua := &c.addrs[m]
-		ip := first.addr.Addr()
-		if ip.Is4() {
-			a4 := ip.As4()
-			ua.IP = append(ua.IP[:0], a4[:]...)
-		} else {
-			a16 := ip.As16()
-			ua.IP = append(ua.IP[:0], a16[:]...)
-		}
-		ua.Port = int(first.addr.Port())
-		msg := ipv4.Message{Buffers: bufs, Addr: ua}
+		h.hdr.Iov = &c.iovs[nb]
+		h.hdr.SetIovlen(j - i)
+		c.setName(m, first.addr)
 		if j-i > 1 {
-			msg.OOB = c.segmentCmsg(m, size)
+			oob := c.segmentCmsg(m, size)
+			h.hdr.Control = &oob[0]
+			h.hdr.SetControllen(len(oob))
 		}
-		c.msgs = append(c.msgs, msg)
+		c.msgs = append(c.msgs, message{bufs: c.bufs[nb : nb+j-i : nb+j-i], addr: first.addr})
+		nb += j - i
 		i = j
 	}
 
-	msgs := c.msgs
-	for len(msgs) > 0 {
-		n, err := c.writeBatch(msgs, 0)
+	for i := 0; i < len(c.msgs); {
+		n, err := c.sendmmsg(c.hdrs[i:len(c.msgs)])
 		c.calls.Add(1)
 		if err == nil && n > 0 {
-			for _, m := range msgs[:n] {
+			for _, m := range c.msgs[i : i+n] {
 				c.messages.Add(1)
-				c.packets.Add(uint64(len(m.Buffers)))
+				c.packets.Add(uint64(len(m.bufs)))
 			}
-			msgs = msgs[n:]
+			i += n
 			continue
 		}
 		// The first message failed.
-		c.refused(&msgs[0], err)
-		msgs = msgs[1:]
+		c.refused(&c.msgs[i], err)
+		i++
 	}
 	clear(c.bufs[:nb])
+	clear(c.iovs[:nb])
+}
+
+// message is one entry of a sendmmsg call: its datagrams (several for GSO)
+// and destination.
+type message struct {
+	bufs [][]byte
+	addr netip.AddrPort
+}
+
+// mmsghdr is struct mmsghdr of sendmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// setName points message m at addr.
+func (c *Conn) setName(m int, addr netip.AddrPort) {
+	h := &c.hdrs[m].hdr
+	ip := addr.Addr()
+	port := addr.Port()
+	if ip.Is4() && !c.v6 {
+		sa := &c.sa4[m]
+		sa.Family = unix.AF_INET
+		sa.Addr = ip.As4()
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		h.Name = (*byte)(unsafe.Pointer(sa))
+		h.Namelen = unix.SizeofSockaddrInet4
+		return
+	}
+	sa := &c.sa6[m]
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+	h.Name = (*byte)(unsafe.Pointer(sa))
+	h.Namelen = unix.SizeofSockaddrInet6
+}
+
+// sendmmsg sends hdrs with one system call and returns how many were sent.
+// It is a raw system call: it does not block (the socket is non-blocking;
+// when its buffer is full the poller waits), so the goroutine keeps its P and
+// the runtime neither hands the P to another thread nor wakes its monitor
+// for it, which a regular system call of this length makes it do.
+func (c *Conn) sendmmsg(hdrs []mmsghdr) (int, error) {
+	c.callHdrs = hdrs
+	err := c.raw.Write(c.sendFn)
+	n, errno := c.callN, c.callErrno
+	c.callHdrs = nil
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return n, nil
+}
+
+// sendOnFD is the raw connection's write callback (a method value made once,
+// so that a send allocates nothing).
+func (c *Conn) sendOnFD(fd uintptr) bool {
+	r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.callHdrs[0])),
+		uintptr(len(c.callHdrs)), 0, 0, 0)
+	if errno == unix.EAGAIN {
+		return false // wait until the socket is writable
+	}
+	c.callN, c.callErrno = int(r), errno
+	return true
 }
 
 // refused handles a message the kernel did not take. A GSO message is sent
 // again datagram by datagram, and GSO is turned off if the kernel cannot do it.
-func (c *Conn) refused(m *ipv4.Message, err error) {
-	if len(m.Buffers) > 1 {
+func (c *Conn) refused(m *message, err error) {
+	if len(m.bufs) > 1 {
 		if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOPROTOOPT) ||
 			errors.Is(err, syscall.EOPNOTSUPP) {
 			if c.gso.CompareAndSwap(true, false) {
 				c.log.Info("UDP segmentation offload unavailable, sending datagrams one by one in batches", "err", err)
 			}
 		}
-		ap := m.Addr.(*net.UDPAddr).AddrPort()
-		for _, b := range m.Buffers {
+		for _, b := range m.bufs {
 			c.calls.Add(1)
-			if _, err := c.UDPConn.WriteToUDPAddrPort(b, ap); err != nil {
+			if _, err := c.UDPConn.WriteToUDPAddrPort(b, m.addr); err != nil {
 				c.errs.Add(1)
-				c.log.Debug("udp send", "to", ap, "err", err)
+				c.log.Debug("udp send", "to", m.addr, "err", err)
 				continue
 			}
 			c.messages.Add(1)
@@ -341,7 +416,7 @@ func (c *Conn) refused(m *ipv4.Message, err error) {
 		return
 	}
 	c.errs.Add(1)
-	c.log.Debug("udp send", "to", m.Addr, "err", err)
+	c.log.Debug("udp send", "to", m.addr, "err", err)
 }
 
 // segmentCmsg writes the UDP_SEGMENT control message for message m.

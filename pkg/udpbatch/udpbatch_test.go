@@ -117,7 +117,10 @@ func newConn(t *testing.T) *Conn {
 		t.Fatal(err)
 	}
 	_ = uc.SetWriteBuffer(4 << 20)
-	c := New(uc, nil)
+	c, err := New(uc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -255,7 +258,10 @@ func TestLargeDatagramAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(uc, nil)
+	c, err := New(uc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := newReceiver(t, 0)
 	if _, err := c.WriteToAddrPort(packetFor(0, 0, 500), r.addr()); err != nil {
 		t.Fatal(err)
