@@ -524,13 +524,15 @@ func (p *Publication) pump(t *localTrack) {
 			if p.onSent != nil {
 				p.onSent(t.kind, pkt, time.Now())
 			}
+			// Recorded before the write: the SFU may deliver the packet
+			// before WriteRTP returns.
+			t.records.add(rec)
 			if err := t.track.WriteRTP(pkt); err != nil {
 				if errors.Is(err, io.ErrClosedPipe) {
 					return
 				}
 				p.c.log.Debug("write RTP", "stream", p.ID(), "err", err)
 			}
-			t.records.add(rec)
 			t.bytes.Add(int64(len(pkt.Payload)))
 		}
 		next = next.Add(dur)

@@ -86,6 +86,10 @@ type forwarder struct {
 	id       string // unique: stream id + "/" + track kind
 	streamID string
 	siblings int // tracks in the stream, this one included (from the publish answer)
+	// siblingCodecs are the MIME types of the stream's tracks (from the
+	// answer), so a subscriber knows what it cannot decode before every
+	// track's first packet has arrived.
+	siblingCodecs []string
 	track    *webrtc.TrackRemote
 	codec    webrtc.RTPCodecCapability
 	kind     webrtc.RTPCodecType

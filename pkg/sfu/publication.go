@@ -21,7 +21,8 @@ type publication struct {
 	log  *slog.Logger
 
 	mu         sync.Mutex
-	tracksWant int // tracks the answer accepted
+	tracksWant int      // tracks the answer accepted
+	codecs     []string // their codecs (MIME types), from the answer
 	forwarders []*forwarder
 	closed     bool
 	wg         sync.WaitGroup
@@ -165,7 +166,10 @@ func (pub *publication) start(offer string) (string, error) {
 		return "", fmt.Errorf("set publish answer: %w", err)
 	}
 	pub.mu.Lock()
-	pub.tracksWant = len(answerTracks(answer.SDP))
+	for _, t := range answerTracks(answer.SDP) {
+		pub.codecs = append(pub.codecs, t.Codec)
+	}
+	pub.tracksWant = len(pub.codecs)
 	pub.mu.Unlock()
 	return answer.SDP, nil
 }
@@ -214,6 +218,7 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		return
 	}
 	f.siblings = max(pub.tracksWant, 1)
+	f.siblingCodecs = pub.codecs
 	pub.forwarders = append(pub.forwarders, f)
 	pub.attachRecorderLocked(f)
 	pub.wg.Add(2)

@@ -121,9 +121,10 @@ func (s *subscriber) ensurePCLocked() error {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("subscribe connection", "state", st.String())
 		if st == webrtc.PeerConnectionStateConnected {
-			// Media written before SRTP was up was dropped: start every video
-			// track again at a fresh keyframe.
-			s.restartVideo()
+			// Video written before SRTP was up was dropped (and kept each
+			// track's gate shut), or lost while the path was down: ask
+			// for fresh keyframes.
+			s.refreshVideo()
 		}
 	})
 	s.pc = pc
@@ -143,10 +144,16 @@ func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 		s.streams[f.streamID] = st
 	}
 	st.expected = max(st.expected, f.siblings)
-	if !canDecode(s.peer.codecs, f.codec.MimeType) {
-		if !slices.Contains(st.unsupported, f.codec.MimeType) {
-			st.unsupported = append(st.unsupported, f.codec.MimeType)
+	// The first status names every codec of the stream this client cannot
+	// decode, including tracks whose first packet has not arrived yet.
+	for _, c := range append([]string{f.codec.MimeType}, f.siblingCodecs...) {
+		if c != "" && !canDecode(s.peer.codecs, c) && !slices.ContainsFunc(st.unsupported, func(u string) bool {
+			return strings.EqualFold(u, c)
+		}) {
+			st.unsupported = append(st.unsupported, c)
 		}
+	}
+	if !canDecode(s.peer.codecs, f.codec.MimeType) {
 		s.tracks[f] = nil // known, not sent
 		s.reportLocked()
 		return
@@ -305,12 +312,16 @@ func (s *subscriber) reportLocked() {
 	}
 }
 
-func (s *subscriber) restartVideo() {
+// refreshVideo asks the publishers of this subscriber's video for keyframes.
+// It leaves each track's keyframe gate as it is: a gate opens only on a
+// keyframe that really went out over SRTP, so an open gate means the
+// subscriber has a decodable stream, and shutting it would drop good frames
+// (the connection can report Connected after the first frames went out).
+func (s *subscriber) refreshVideo() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for f, d := range s.tracks {
 		if d != nil && f.kind == webrtc.RTPCodecTypeVideo {
-			d.needKeyframe.Store(true)
 			f.requestKeyframe()
 		}
 	}
