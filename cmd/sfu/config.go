@@ -29,6 +29,7 @@ type Config struct {
 	RoomIdleTimeout Duration `yaml:"room_idle_timeout"`
 	ReconnectGrace  Duration `yaml:"reconnect_grace"`
 	LogLevel        string   `yaml:"log_level"`
+	DebugAddr       string   `yaml:"debug_addr"`
 	Limits          Limits   `yaml:"limits"`
 	TURN            TURN     `yaml:"turn"`
 	RecordsDir      string   `yaml:"records_dir"`
@@ -162,6 +163,7 @@ var options = []option{
 	{flag: "room-idle-timeout", usage: "how long an empty room waits before it finalizes", set: durOpt(func(c *Config) *Duration { return &c.RoomIdleTimeout })},
 	{flag: "reconnect-grace", usage: "how long a participant whose connection dropped may resume", set: durOpt(func(c *Config) *Duration { return &c.ReconnectGrace })},
 	{flag: "log-level", usage: "debug, info, warn or error", set: strOpt(func(c *Config) *string { return &c.LogLevel })},
+	{flag: "debug-addr", usage: "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty: off)", set: strOpt(func(c *Config) *string { return &c.DebugAddr })},
 	{flag: "max-participants", usage: "participants per room (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxParticipants })},
 	{flag: "max-streams", usage: "streams per participant (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxStreams })},
 	{flag: "max-frame-bytes", usage: "largest signaling message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxFrameBytes })},

@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -61,6 +63,15 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	srv.Serve()
+	if cfg.DebugAddr != "" {
+		dbg, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			log.Error("cannot serve the profiler", "addr", cfg.DebugAddr, "err", err)
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+		defer dbg.Close()
+	}
 	log.Info("Parley is serving", "url", srv.URL()+"/", "udp_port", cfg.UDPPort, "tcp_port", cfg.TCPPort,
 		"public_ip", cfg.PublicIP)
 
@@ -144,4 +155,28 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 		sc.EmbedTURN = &tc
 	}
 	return sc, nil
+}
+
+// serveDebug serves Go's profiler on its own listener, apart from the public
+// HTTP server: it shows the process's internals, so it is off by default and
+// belongs on a private address.
+func serveDebug(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("profiler server", "err", err)
+		}
+	}()
+	log.Info("profiler serving", "pprof", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return srv, nil
 }

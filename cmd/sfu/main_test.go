@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +173,38 @@ func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the server did not exit after SIGTERM")
+	}
+}
+
+// The profiler is served only when asked, and only on its own address.
+func TestProfilerOnlyOnDebugAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := ln.Addr().String()
+	ln.Close()
+	bin := buildSFU(t)
+	_, base := startSFU(t, bin, "--debug-addr", debug)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + debug + "/debug/pprof/heap?debug=1"); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("profiler heap: %d %.80q", code, body)
+	}
+	if code, _ := get(base + "/debug/pprof/heap?debug=1"); code == 200 {
+		t.Error("the public address serves the profiler")
+	}
+	_, base = startSFU(t, bin)
+	if code, _ := get(base + "/debug/pprof/"); code == 200 {
+		t.Error("the profiler is served without --debug-addr")
 	}
 }
 
