@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 
+// defaultGCPercent is the garbage collector's target unless GOGC is set.
+const defaultGCPercent = 50
+
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "mix" {
 		return runMix(args[1:], getenv, stderr)
@@ -45,6 +49,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "sfu:", err)
 		return 2
+	}
+	if getenv("GOGC") == "" {
+		// Forwarding allocates next to nothing, so collections are rare and
+		// a lower percentage costs little CPU; it halves the garbage that
+		// session setup leaves in the heap (and in the resident memory).
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))

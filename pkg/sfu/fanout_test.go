@@ -223,9 +223,9 @@ func TestWritersWokenPerFrame(t *testing.T) {
 			return false
 		}
 	}
-	queued := func() int { return len(s.queue.drain(nil)) }
+	queuedN := func() int { return len(s.queue.drain(make([]queued, 0, 64))) }
 	defer func() {
-		for _, q := range s.queue.drain(nil) {
+		for _, q := range s.queue.drain(make([]queued, 0, 64)) {
 			q.p.release()
 		}
 	}()
@@ -245,7 +245,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 			t.Fatalf("packet %d (ts %d, marker %v): woken %v, want %v", i, st.ts, st.marker, got, st.wake)
 		}
 	}
-	if n := len(s.queue.drain(nil)); n != len(steps) {
+	if n := len(s.queue.drain(make([]queued, 0, 64))); n != len(steps) {
 		t.Fatalf("%d packets queued, want %d", n, len(steps))
 	}
 
@@ -257,7 +257,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("an unfinished frame never woke the writer")
 	}
-	if n := queued(); n != 1 {
+	if n := queuedN(); n != 1 {
 		t.Fatalf("%d packets queued, want 1", n)
 	}
 	f.close()
@@ -274,7 +274,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 			t.Fatalf("audio packet %d did not wake the writer", i)
 		}
 	}
-	for _, q := range as.queue.drain(nil) {
+	for _, q := range as.queue.drain(make([]queued, 0, 64)) {
 		q.p.release()
 	}
 }

@@ -58,10 +58,11 @@ func (s *sendQueue) signal() {
 	}
 }
 
-// drain moves every queued packet to dst (in order) and returns it.
+// drain moves queued packets to dst, in order, up to its capacity, and
+// returns it.
 func (s *sendQueue) drain(dst []queued) []queued {
 	s.mu.Lock()
-	for s.n > 0 {
+	for s.n > 0 && len(dst) < cap(dst) {
 		dst = append(dst, s.ring[s.head])
 		s.ring[s.head] = queued{}
 		s.head++

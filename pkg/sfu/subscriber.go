@@ -70,6 +70,9 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 	return s
 }
 
+// writeBatch is how many queued packets the writer takes at a time.
+const writeBatch = 64
+
 // writeLoop is the subscriber's writer: the only goroutine that writes media
 // to its connection. Forwarders wake it at the end of each frame (queue.go);
 // it writes what is queued, then flushes the media sockets (udp.go), which
@@ -78,26 +81,36 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 // lost), the flush is left to the socket's timer: udpbatch.FlushDelay at most.
 func (s *subscriber) writeLoop() {
 	defer s.wg.Done()
-	batch := make([]queued, 0, len(s.queue.ring))
+	batch := make([]queued, 0, writeBatch)
 	for {
 		select {
 		case <-s.queue.wake:
-			batch = s.queue.drain(batch[:0])
 			frameOpen := false
-			for i, q := range batch {
-				q.d.write(q.p)
-				frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
-				q.p.release()
-				batch[i] = queued{}
+			for {
+				batch = s.queue.drain(batch[:0])
+				if len(batch) == 0 {
+					break
+				}
+				for i, q := range batch {
+					q.d.write(q.p)
+					frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+					q.p.release()
+					batch[i] = queued{}
+				}
 			}
 			if !frameOpen {
 				s.flush()
 			}
 		case <-s.done:
-			for _, q := range s.queue.drain(batch[:0]) {
-				q.p.release()
+			for {
+				batch = s.queue.drain(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				for _, q := range batch {
+					q.p.release()
+				}
 			}
-			return
 		}
 	}
 }
