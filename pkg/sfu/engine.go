@@ -203,6 +203,9 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 
 	s := webrtc.SettingEngine{LoggerFactory: pionlog.Quiet(e.log.With("part", "pion"))}
 	s.SetICEUDPMux(e.udp)
+	// One view of the host's interfaces for every connection, instead of a
+	// netlink dump (and its memory) per ICE agent.
+	s.SetNet(e.udpNet)
 	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if e.tcp != nil {
 		s.SetICETCPMux(e.tcp)
