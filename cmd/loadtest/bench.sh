@@ -11,6 +11,8 @@
 #   MAX_WAIT                give up waiting for a quiet machine after this many seconds and run anyway (default 600)
 #   PERF_OUT                record a perf profile of the server into this file: PERF_SECONDS (default 20)
 #                           seconds starting PERF_DELAY (default 60) seconds after the server started
+#   PPROF_OUT               save a Go CPU profile of the server (its --debug-addr) into this file, over the same
+#                           PERF_SECONDS starting PERF_DELAY seconds after the server started
 #   OUT                     directory for the binaries and the server log (default a temporary directory)
 # The load tool's exit status is the script's.
 set -euo pipefail
@@ -35,6 +37,7 @@ free_port() { # proto: tcp or udp
 http_port=$(free_port tcp)
 tcp_port=$(free_port tcp)
 udp_port=$(free_port udp)
+debug_port=$(free_port tcp)
 
 pin_server=()
 pin_tool=()
@@ -42,7 +45,7 @@ pin_tool=()
 [[ -n ${TOOL_CPUS:-} ]] && pin_tool=(taskset -c "$TOOL_CPUS")
 
 "${pin_server[@]}" "$OUT/sfu" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
-	--tcp-port "$tcp_port" --max-participants 0 --log-level warn >"$OUT/sfu.log" 2>&1 &
+	--tcp-port "$tcp_port" --max-participants 0 --log-level warn --debug-addr "127.0.0.1:$debug_port" >"$OUT/sfu.log" 2>&1 &
 server=$!
 perf_pid=
 cleanup() {
@@ -64,6 +67,10 @@ if [[ -n ${PERF_OUT:-} ]]; then
 	(sleep "${PERF_DELAY:-60}" && exec perf record -F 499 -g -o "$PERF_OUT" -p "$server" -- sleep "${PERF_SECONDS:-20}") \
 		>/dev/null 2>&1 &
 	perf_pid=$!
+fi
+if [[ -n ${PPROF_OUT:-} ]]; then
+	(sleep "${PERF_DELAY:-60}" && exec curl -fsS -o "$PPROF_OUT" \
+		"http://127.0.0.1:$debug_port/debug/pprof/profile?seconds=${PERF_SECONDS:-20}") >/dev/null 2>&1 &
 fi
 
 rc=0
