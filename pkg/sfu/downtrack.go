@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -33,6 +34,7 @@ type downTrack struct {
 	// Touched only by the subscriber's writer goroutine.
 	hdr    rtp.Header
 	extBuf [4]rtp.Extension
+	sr     srState
 
 	dropped atomic.Uint64
 }
@@ -92,8 +94,9 @@ func (d *downTrack) enqueue(p *packet, wake bool) bool {
 // signal implements packetSink.
 func (d *downTrack) signal() { d.sub.queue.signal() }
 
-// write sends p to the subscriber. Called only by the subscriber's writer.
-func (d *downTrack) write(p *packet) {
+// write sends p to the subscriber, at now (the writer's batch time), and a
+// sender report when one is due. Called only by the subscriber's writer.
+func (d *downTrack) write(p *packet, now time.Time) {
 	b := d.bound.Load()
 	if b == nil {
 		return
@@ -118,6 +121,9 @@ func (d *downTrack) write(p *packet) {
 		d.needKeyframe.Store(false)
 	}
 	d.sub.sent.Add(1) // written by this subscriber's writer goroutine only: uncontended
+	if d.sr.sent(p, now) {
+		d.sendSenderReport(b.ssrc, now)
+	}
 }
 
 // retransmit answers a NACK from the track's shared history, through the

@@ -190,15 +190,11 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 			return nil, fmt.Errorf("twcc feedback: %w", err)
 		}
 	} else {
-		// NACKs are answered from each published track's shared history
-		// (history.go), not by pion's responder, which copies every packet
-		// once per subscriber.
-		// No transport-wide sequence numbers: see registerCodecs.
-		sr, err := report.NewSenderInterceptor()
-		if err != nil {
-			return nil, fmt.Errorf("sender reports: %w", err)
-		}
-		reg.Add(sr)
+		// No interceptors: NACKs are answered from each published track's
+		// shared history (history.go), not by pion's responder, which copies
+		// every packet once per subscriber; sender reports are written by the
+		// subscriber's writer with the publisher's clock (report.go); no
+		// transport-wide sequence numbers (see registerCodecs).
 	}
 
 	s := webrtc.SettingEngine{LoggerFactory: pionlog.Quiet(e.log.With("part", "pion"))}

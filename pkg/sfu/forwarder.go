@@ -90,11 +90,11 @@ type forwarder struct {
 	// answer), so a subscriber knows what it cannot decode before every
 	// track's first packet has arrived.
 	siblingCodecs []string
-	track    *webrtc.TrackRemote
-	codec    webrtc.RTPCodecCapability
-	kind     webrtc.RTPCodecType
-	pool     *packetPool
-	log      *slog.Logger
+	track         *webrtc.TrackRemote
+	codec         webrtc.RTPCodecCapability
+	kind          webrtc.RTPCodecType
+	pool          *packetPool
+	log           *slog.Logger
 
 	// requestPLI sends a PLI to the publisher.
 	requestPLI func(ssrc uint32)
@@ -108,6 +108,10 @@ type forwarder struct {
 	closed     bool
 
 	received atomic.Uint64
+
+	// pubClock is the publisher's RTP clock mapping from its last sender
+	// report, at the report's arrival.
+	pubClock atomic.Pointer[clockAnchor]
 
 	// hist answers subscribers' NACKs (video only: audio is not retransmitted).
 	hist *history
@@ -135,30 +139,25 @@ func (f *forwarder) setRecorder(r StreamRecorder, track int) {
 	f.rec.Store(&trackRecorder{r: r, track: track})
 }
 
-// onRTCP passes the publisher's sender reports for this track to the recorder.
+// onRTCP takes the publisher's sender reports for this track: their clock
+// mapping goes into the sender reports to subscribers (report.go), and to
+// the recorder.
 func (f *forwarder) onRTCP(b []byte) {
-	tr := f.rec.Load()
-	if tr == nil {
-		return
-	}
 	pkts, err := rtcp.Unmarshal(b)
 	if err != nil {
 		return
 	}
 	now := time.Now()
 	for _, p := range pkts {
-		if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(f.track.SSRC()) {
+		sr, ok := p.(*rtcp.SenderReport)
+		if !ok || sr.SSRC != uint32(f.track.SSRC()) {
+			continue
+		}
+		f.pubClock.Store(&clockAnchor{rtp: sr.RTPTime, at: now})
+		if tr := f.rec.Load(); tr != nil {
 			tr.r.SenderReport(tr.track, sr.SSRC, ntpTime(sr.NTPTime), sr.RTPTime, now)
 		}
 	}
-}
-
-// ntpTime converts a 64-bit NTP timestamp to time.
-func ntpTime(ntp uint64) time.Time {
-	const ntpToUnix = 2208988800
-	secs := int64(ntp>>32) - ntpToUnix
-	frac := (ntp & 0xffffffff) * 1e9 >> 32
-	return time.Unix(secs, int64(frac))
 }
 
 func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, log *slog.Logger, pli func(uint32)) *forwarder {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/webrtc/v4"
@@ -86,13 +87,14 @@ func (s *subscriber) writeLoop() {
 		select {
 		case <-s.queue.wake:
 			frameOpen := false
+			now := time.Now()
 			for {
 				batch = s.queue.drain(batch[:0])
 				if len(batch) == 0 {
 					break
 				}
 				for i, q := range batch {
-					q.d.write(q.p)
+					q.d.write(q.p, now)
 					frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
 					q.p.release()
 					batch[i] = queued{}
