@@ -99,6 +99,13 @@ func TestRunInProcess(t *testing.T) {
 	if want := (srvRep.End.CPUSeconds - srvRep.Start.CPUSeconds) * 1e6 / forwarded; math.Abs(srvRep.MicrosPerPacket-want) > 1e-6 {
 		t.Errorf("server µs per packet %.2f, want %.2f", srvRep.MicrosPerPacket, want)
 	}
+	// The server's own delay histogram: about one observation per receiver
+	// burst (a video frame or an audio packet), with ordered quantiles.
+	if d := srvRep; d.DelayObservations == 0 || d.DelayObservations > uint64(tot.Received) ||
+		d.DelayP50MS <= 0 || d.DelayP99MS < d.DelayP50MS || d.DelayP99MS > 1000 {
+		t.Errorf("server delay: %d observations for %d packets received, p50 %.3f ms, p99 %.3f ms",
+			d.DelayObservations, tot.Received, d.DelayP50MS, d.DelayP99MS)
+	}
 	if rep.Self.CPUCores <= 0 || rep.Self.MicrosPerPacket <= 0 {
 		t.Errorf("self %+v", rep.Self)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +29,53 @@ type ServerSample struct {
 	// subscriber queue.
 	Packets                      bool
 	Received, Forwarded, Dropped float64
+	// Delay is the server's parley_forward_delay_seconds histogram, when it
+	// exports one.
+	Delay []Bucket `json:"-"`
+}
+
+// Bucket is one cumulative histogram bucket: Count observations were at most
+// UpperBound.
+type Bucket struct {
+	UpperBound float64
+	Count      uint64
+}
+
+// delayQuantiles returns the p50 and p99 in milliseconds of the observations
+// made between two samples of a cumulative histogram, interpolating linearly
+// within buckets (as Prometheus' histogram_quantile does); ok is false when
+// there were none.
+func delayQuantiles(start, end []Bucket) (p50, p99 float64, n uint64, ok bool) {
+	if len(end) == 0 || len(start) != len(end) && len(start) != 0 {
+		return 0, 0, 0, false
+	}
+	delta := make([]Bucket, len(end))
+	for i, b := range end {
+		delta[i] = b
+		if len(start) > 0 {
+			delta[i].Count -= start[i].Count
+		}
+	}
+	n = delta[len(delta)-1].Count
+	if n == 0 {
+		return 0, 0, 0, false
+	}
+	q := func(phi float64) float64 {
+		rank := phi * float64(n)
+		lower, below := 0.0, uint64(0)
+		for _, b := range delta {
+			if float64(b.Count) >= rank {
+				if math.IsInf(b.UpperBound, 1) {
+					return lower * 1000 // beyond the last bound: report the bound
+				}
+				in := float64(b.Count - below)
+				return (lower + (b.UpperBound-lower)*(rank-float64(below))/in) * 1000
+			}
+			lower, below = b.UpperBound, b.Count
+		}
+		return lower * 1000
+	}
+	return q(0.5), q(0.99), n, true
 }
 
 // metricsClient scrapes a Prometheus text endpoint.
@@ -122,6 +170,14 @@ func parseMetrics(r io.Reader) (ServerSample, error) {
 	s.Forwarded, errs[1] = value("parley_forwarded_packets_total")
 	s.Dropped, errs[2] = value("parley_dropped_packets_total")
 	s.Packets = errs[0] == nil && errs[1] == nil && errs[2] == nil
+	if f := fams["parley_forward_delay_seconds"]; f != nil && len(f.GetMetric()) > 0 {
+		if h := f.GetMetric()[0].GetHistogram(); h != nil {
+			for _, b := range h.GetBucket() {
+				s.Delay = append(s.Delay, Bucket{UpperBound: b.GetUpperBound(), Count: b.GetCumulativeCount()})
+			}
+			s.Delay = append(s.Delay, Bucket{UpperBound: math.Inf(1), Count: h.GetSampleCount()})
+		}
+	}
 	return s, nil
 }
 

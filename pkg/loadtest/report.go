@@ -145,6 +145,13 @@ type ServerReport struct {
 	// its growth since the baseline over the connected sessions.
 	RSSMB            float64 `json:"rss_mb"`
 	MBPerParticipant float64 `json:"mb_per_participant"`
+	// DelayP50MS and DelayP99MS are quantiles of the server's own forwarding
+	// delay over the window (parley_forward_delay_seconds: from reading a
+	// publisher's packet to sending it, one observation per subscriber
+	// burst); DelayObservations is how many there were (0: not exported).
+	DelayP50MS        float64 `json:"forward_delay_p50_ms,omitempty"`
+	DelayP99MS        float64 `json:"forward_delay_p99_ms,omitempty"`
+	DelayObservations uint64  `json:"forward_delay_observations,omitempty"`
 }
 
 // UDPErrors are deltas of the host's UDP counters (/proc/net/snmp).
@@ -324,6 +331,9 @@ func (rep *Report) finish(c Config) {
 		if forwarded > 0 {
 			srv.MicrosPerPacket = cpu * 1e6 / forwarded
 		}
+		if p50, p99, n, ok := delayQuantiles(srv.Start.Delay, srv.End.Delay); ok {
+			srv.DelayP50MS, srv.DelayP99MS, srv.DelayObservations = p50, p99, n
+		}
 		srv.RSSMB = srv.End.RSSBytes / 1e6
 		if rep.Sessions.Connected > 0 {
 			srv.MBPerParticipant = (srv.End.RSSBytes - srv.Baseline.RSSBytes) / 1e6 / float64(rep.Sessions.Connected)
@@ -395,6 +405,10 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			s.CPUCores, s.MicrosPerPacket, s.RSSMB, s.Baseline.RSSBytes/1e6, s.MBPerParticipant)
 		if s.Start.Packets {
 			p("server packets\t%d forwarded, %d dropped at full subscriber queues (its own counters, same window)\n", s.Forwarded, s.Dropped)
+		}
+		if s.DelayObservations > 0 {
+			p("server delay\tp50 %.2f ms, p99 %.2f ms in the server, read to send (its histogram, %d bursts)\n",
+				s.DelayP50MS, s.DelayP99MS, s.DelayObservations)
 		}
 	} else {
 		p("server\tno figures: %s\n", rep.Server.Error)

@@ -101,3 +101,30 @@ func TestCheck(t *testing.T) {
 		t.Errorf("check: %v", p)
 	}
 }
+
+func TestDelayQuantiles(t *testing.T) {
+	inf := math.Inf(1)
+	start := []Bucket{{0.001, 10}, {0.002, 10}, {0.01, 10}, {inf, 10}}
+	// 100 more: 50 up to 1 ms, 40 in (1, 2] ms, 9 in (2, 10] ms, 1 beyond.
+	end := []Bucket{{0.001, 60}, {0.002, 100}, {0.01, 109}, {inf, 110}}
+	p50, p99, n, ok := delayQuantiles(start, end)
+	if !ok || n != 100 {
+		t.Fatalf("n %d, ok %v", n, ok)
+	}
+	// p50: rank 50, the end of the first bucket: 1 ms. p99: rank 99, the
+	// last of the (2, 10] bucket: 10 ms.
+	if math.Abs(p50-1) > 1e-9 || math.Abs(p99-10) > 1e-9 {
+		t.Errorf("p50 %.4f ms, p99 %.4f ms, want 1 and 10", p50, p99)
+	}
+	// Halfway into a bucket interpolates.
+	end2 := []Bucket{{0.001, 10}, {0.003, 110}, {0.01, 110}, {inf, 110}}
+	if p50, _, _, _ := delayQuantiles(start, end2); math.Abs(p50-2) > 1e-9 {
+		t.Errorf("p50 %.4f ms, want 2 (halfway through (1, 3] ms)", p50)
+	}
+	if _, _, _, ok := delayQuantiles(end, end); ok {
+		t.Error("no observations, but ok")
+	}
+	if _, _, _, ok := delayQuantiles(nil, nil); ok {
+		t.Error("no histogram, but ok")
+	}
+}

@@ -1,14 +1,18 @@
 package server_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/testmedia"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func TestForwardVP8AndOpus(t *testing.T) {
@@ -73,6 +77,11 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 		t.Errorf("media sockets sent %+v for %d forwarded packets, want them batched and no errors", st.UDP, st.Forwarded)
 	} else {
 		t.Logf("media sockets: %+v for %d forwarded packets", st.UDP, st.Forwarded)
+	}
+	// The forwarding delay histogram saw the bursts, with plausible values
+	// (loopback, two subscribers: well under 100 ms on average).
+	if n, sum := forwardDelay(t, srv); n < 50 || sum/float64(n) > 0.1 || sum <= 0 {
+		t.Errorf("parley_forward_delay_seconds: %d observations, %.4f s in all", n, sum)
 	}
 
 	for i, s := range subs {
@@ -148,4 +157,25 @@ func checkPackets(t *testing.T, who string, pub *client.Publication, tr *client.
 		t.Errorf("%s: %d of %d packets missing", who, missing, expected)
 	}
 	t.Logf("%s: %d packets received, %d of %d missing", who, len(recv), missing, expected)
+}
+
+// forwardDelay reads the count and sum of parley_forward_delay_seconds.
+func forwardDelay(t *testing.T, srv *server.Server) (uint64, float64) {
+	t.Helper()
+	resp, err := http.Get(srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fams["parley_forward_delay_seconds"]
+	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
+		t.Fatal("/metrics has no parley_forward_delay_seconds histogram")
+	}
+	h := f.GetMetric()[0].GetHistogram()
+	return h.GetSampleCount(), h.GetSampleSum()
 }

@@ -101,15 +101,17 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	engine *sfu.Engine
-	rooms  *room.Registry
-	hub    *signaling.Hub
-	http   *http.Server
-	ln     net.Listener
-	served chan error
-	turn   *turnserver.Server
-	recs   *recordings
-	mixes  *mixer.Queue
-	stop   context.CancelFunc // ends the mix queue's work
+	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
+	forwardDelay prometheus.Histogram
+	rooms        *room.Registry
+	hub          *signaling.Hub
+	http         *http.Server
+	ln           net.Listener
+	served       chan error
+	turn         *turnserver.Server
+	recs         *recordings
+	mixes        *mixer.Queue
+	stop         context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -150,6 +152,11 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.TURN.URLs) > 0 && cfg.Signaling.ICEServers == nil {
 		cfg.Signaling.ICEServers = cfg.TURN.iceServers
 	}
+	forwardDelay := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_forward_delay_seconds",
+		Help: "Time packets spend in the SFU, from the read of a publisher's packet to the send to a subscriber " +
+			"(the oldest packet of each burst to each subscriber).",
+		Buckets: []float64{.0002, .0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1}})
+	cfg.Media.ForwardDelay = forwardDelay
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
 		if turn != nil {
@@ -192,7 +199,7 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, mixes: mixes}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -238,6 +245,7 @@ func (s *Server) routes() http.Handler {
 		func() float64 { return float64(s.engine.Stats().UDP.Calls) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
+	reg.MustRegister(s.forwardDelay)
 	gatherers := prometheus.Gatherers{reg}
 	if s.turn != nil {
 		gatherers = append(gatherers, s.turn.Registry())

@@ -134,6 +134,7 @@ func (d *downTrack) retransmit(nack *rtcp.TransportLayerNack) {
 	if h == nil {
 		return
 	}
+	d.sub.resent.Store(true)
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
 			if p := h.get(seq); p != nil && !d.enqueue(p, true) {

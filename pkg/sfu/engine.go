@@ -41,6 +41,16 @@ type Config struct {
 	QueueSize int
 	// Logger receives the media plane's logs.
 	Logger *slog.Logger
+	// ForwardDelay, if set, observes in seconds how long packets spend in
+	// the SFU: from the read of a publisher's packet to the system call that
+	// sends it to a subscriber. One observation per subscriber per burst, for
+	// the burst's oldest packet (a prometheus.Histogram fits).
+	ForwardDelay Observer
+}
+
+// Observer takes one measurement.
+type Observer interface {
+	Observe(float64)
 }
 
 // Engine owns the shared parts of the media plane: the two webrtc APIs (one

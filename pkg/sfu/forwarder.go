@@ -25,6 +25,7 @@ type packet struct {
 	hdr      rtp.Header
 	payload  []byte
 	keyframe bool
+	arrived  time.Time // when the forwarder read it
 	refs     atomic.Int32
 	pool     *packetPool
 }
@@ -233,6 +234,7 @@ func (f *forwarder) run() {
 			continue
 		}
 		p.n = n
+		p.arrived = time.Now()
 		p.payload = p.buf[hl:end]
 		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
 		f.received.Add(1)

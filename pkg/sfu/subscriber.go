@@ -32,8 +32,12 @@ type subscriber struct {
 	peer *Peer
 	log  *slog.Logger
 
-	queue   *sendQueue
-	flush   func() // sends what the writes queued in the media sockets
+	queue *sendQueue
+	flush func()   // sends what the writes queued in the media sockets
+	delay Observer // forwarding delay, or nil
+	// resent says retransmissions were queued: the burst they are in is not
+	// a measure of the forwarding delay (their packets arrived long ago).
+	resent  atomic.Bool
 	done    chan struct{}
 	sent    atomic.Uint64
 	dropped atomic.Uint64
@@ -62,6 +66,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		log:     peer.log,
 		queue:   newSendQueue(queueSize),
 		flush:   peer.router.engine.udpNet.flush,
+		delay:   peer.router.engine.cfg.ForwardDelay,
 		done:    make(chan struct{}),
 		tracks:  make(map[*forwarder]*downTrack),
 		streams: make(map[string]*streamState),
@@ -88,10 +93,14 @@ func (s *subscriber) writeLoop() {
 		case <-s.queue.wake:
 			frameOpen := false
 			now := time.Now()
+			var oldest time.Time
 			for {
 				batch = s.queue.drain(batch[:0])
 				if len(batch) == 0 {
 					break
+				}
+				if oldest.IsZero() {
+					oldest = batch[0].p.arrived
 				}
 				for i, q := range batch {
 					q.d.write(q.p, now)
@@ -102,6 +111,9 @@ func (s *subscriber) writeLoop() {
 			}
 			if !frameOpen {
 				s.flush()
+				if s.delay != nil && !oldest.IsZero() && !s.resent.Swap(false) {
+					s.delay.Observe(time.Since(oldest).Seconds())
+				}
 			}
 		case <-s.done:
 			for {
