@@ -86,7 +86,11 @@ func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hu
 	}
 	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log,
 		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}
-	h.up = websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, CheckOrigin: cfg.CheckOrigin}
+	// Sessions are idle most of the time: the read side reuses the HTTP
+	// server's buffered reader (ReadBufferSize 0), and write buffers come
+	// from a pool only while a message is written, instead of 8 KB held
+	// by every connection.
+	h.up = websocket.Upgrader{WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{}, CheckOrigin: cfg.CheckOrigin}
 	if h.up.CheckOrigin == nil {
 		h.up.CheckOrigin = func(*http.Request) bool { return true }
 	}
