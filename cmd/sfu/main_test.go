@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -104,6 +103,14 @@ func buildSFU(t *testing.T) string {
 // it with its base URL (read from its log). It is killed when the test ends.
 func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, base, _ := startSFULog(t, bin, args...)
+	return cmd, base
+}
+
+// startSFULog is startSFU that also returns the log lines written before the
+// server said where it serves.
+func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0",
 		"--media-ip", "127.0.0.1"}, args...)...)
 	stderr, err := cmd.StderrPipe()
@@ -122,14 +129,16 @@ func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	lines := bufio.NewScanner(stderr)
 	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
 	var base string
+	var before []string
 	for lines.Scan() {
 		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
 			base = m[1]
 			break
 		}
+		before = append(before, lines.Text())
 	}
 	if base == "" {
-		t.Fatal("the server never said where it serves")
+		t.Fatalf("the server never said where it serves; its log:\n%s", strings.Join(before, "\n"))
 	}
 	go func() {
 		for lines.Scan() {
@@ -138,7 +147,7 @@ func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 			}
 		}
 	}()
-	return cmd, base
+	return cmd, base, before
 }
 
 func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
@@ -178,14 +187,18 @@ func TestSIGTERMEndsSessionsAndExitsZero(t *testing.T) {
 
 // The profiler is served only when asked, and only on its own address.
 func TestProfilerOnlyOnDebugAddr(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	debug := ln.Addr().String()
-	ln.Close()
 	bin := buildSFU(t)
-	_, base := startSFU(t, bin, "--debug-addr", debug)
+	_, base, logs := startSFULog(t, bin, "--debug-addr", "127.0.0.1:0")
+	var debug string
+	pprofRe := regexp.MustCompile(`pprof=http://([0-9.:]+)/debug/pprof/`)
+	for _, l := range logs {
+		if m := pprofRe.FindStringSubmatch(l); m != nil {
+			debug = m[1]
+		}
+	}
+	if debug == "" {
+		t.Fatalf("the server did not log its profiler's address; log:\n%s", strings.Join(logs, "\n"))
+	}
 	get := func(url string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(url)
