@@ -28,21 +28,38 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-// flowing waits until every track received more packets than it had.
+// flowing waits until every track received more packets than it had. If
+// they do not, it says where each track stands: packets, and the state of
+// the ICE and DTLS transports under it.
 func flowing(t *testing.T, ctx context.Context, what string, tracks []*RemoteTrack) {
 	t.Helper()
 	before := make([]int64, len(tracks))
 	for i, tr := range tracks {
 		before[i] = tr.Packets()
 	}
-	waitFor(t, ctx, what, func() bool {
+	for {
+		done := true
 		for i, tr := range tracks {
 			if tr.Packets() < before[i]+20 {
-				return false
+				done = false
 			}
 		}
-		return true
-	})
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			var b strings.Builder
+			for i, tr := range tracks {
+				fmt.Fprintf(&b, "\n  %s: %d packets before, %d now", tr.Kind(), before[i], tr.Packets())
+				if dt := tr.Receiver().Transport(); dt != nil {
+					fmt.Fprintf(&b, "; DTLS %s, ICE %s", dt.State(), dt.ICETransport().State())
+				}
+			}
+			t.Fatalf("timed out waiting for %s:%s", what, b.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // checkEcho checks that what a track received is what the publication sent.
