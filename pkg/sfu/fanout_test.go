@@ -66,6 +66,7 @@ func makePacket(pool *packetPool, seq uint16) *packet {
 	hl, _ := p.hdr.Unmarshal(p.buf[:p.n])
 	p.payload = p.buf[hl:p.n]
 	p.keyframe = true
+	p.arrived = time.Now()
 	return p
 }
 

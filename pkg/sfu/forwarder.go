@@ -251,21 +251,7 @@ func (f *forwarder) run() {
 // when the last sink is done with it. Sinks are woken at the end of a frame
 // (every audio packet is one), so a subscriber's writer runs once per frame.
 func (f *forwarder) fanOut(p *packet) {
-	wake := true
-	if f.kind == webrtc.RTPCodecTypeVideo {
-		// A new timestamp while a frame is open: the open frame's end was lost.
-		wake = p.hdr.Marker || (f.frameOpen && p.hdr.Timestamp != f.frameTS)
-		opens := !p.hdr.Marker && (!f.frameOpen || p.hdr.Timestamp != f.frameTS)
-		f.frameOpen = !p.hdr.Marker
-		f.frameTS = p.hdr.Timestamp
-		switch {
-		case opens:
-			f.openSince.Store(time.Now().UnixNano())
-			f.backstop.Reset(f.late)
-		case !f.frameOpen:
-			f.openSince.Store(0)
-		}
-	}
+	wake := f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p)
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)
 	if f.hist != nil {
@@ -277,6 +263,24 @@ func (f *forwarder) fanOut(p *packet) {
 		}
 	}
 	p.release()
+}
+
+// videoFrameEnds tracks the frames of a video track: it reports whether p
+// ends a frame, or shows that the open one's end was lost (a new timestamp),
+// and arms the backstop when p opens a frame.
+func (f *forwarder) videoFrameEnds(p *packet) bool {
+	newTS := p.hdr.Timestamp != f.frameTS
+	ends := p.hdr.Marker || (f.frameOpen && newTS)
+	opens := !p.hdr.Marker && (!f.frameOpen || newTS)
+	f.frameOpen, f.frameTS = !p.hdr.Marker, p.hdr.Timestamp
+	switch {
+	case opens:
+		f.openSince.Store(p.arrived.UnixNano())
+		f.backstop.Reset(f.late)
+	case !f.frameOpen:
+		f.openSince.Store(0)
+	}
+	return ends
 }
 
 func (f *forwarder) startBackstop(late time.Duration) {

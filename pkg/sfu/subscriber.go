@@ -91,29 +91,15 @@ func (s *subscriber) writeLoop() {
 	for {
 		select {
 		case <-s.queue.wake:
-			frameOpen := false
-			now := time.Now()
+			var frameOpen bool
 			var oldest time.Time
-			for {
-				batch = s.queue.drain(batch[:0])
-				if len(batch) == 0 {
-					break
-				}
-				if oldest.IsZero() {
-					oldest = batch[0].p.arrived
-				}
-				for i, q := range batch {
-					q.d.write(q.p, now)
-					frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
-					q.p.release()
-					batch[i] = queued{}
-				}
+			batch, frameOpen, oldest = s.writeQueued(batch)
+			if frameOpen {
+				continue // the socket's timer or the frame's end flushes
 			}
-			if !frameOpen {
-				s.flush()
-				if s.delay != nil && !oldest.IsZero() && !s.resent.Swap(false) {
-					s.delay.Observe(time.Since(oldest).Seconds())
-				}
+			s.flush()
+			if s.delay != nil && !oldest.IsZero() && !s.resent.Swap(false) {
+				s.delay.Observe(time.Since(oldest).Seconds())
 			}
 		case <-s.done:
 			for {
@@ -125,6 +111,27 @@ func (s *subscriber) writeLoop() {
 					q.p.release()
 				}
 			}
+		}
+	}
+}
+
+// writeQueued writes everything queued, batch by batch, and reports whether
+// the last packet left a video frame open and when the first one arrived.
+func (s *subscriber) writeQueued(batch []queued) (_ []queued, frameOpen bool, oldest time.Time) {
+	now := time.Now()
+	for {
+		batch = s.queue.drain(batch[:0])
+		if len(batch) == 0 {
+			return batch, frameOpen, oldest
+		}
+		if oldest.IsZero() {
+			oldest = batch[0].p.arrived
+		}
+		for i, q := range batch {
+			q.d.write(q.p, now)
+			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+			q.p.release()
+			batch[i] = queued{}
 		}
 	}
 }

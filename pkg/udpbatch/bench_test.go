@@ -32,60 +32,45 @@ func BenchmarkSend(b *testing.B) {
 		_ = uc.SetWriteBuffer(4 << 20)
 		return uc
 	}
-	report := func(b *testing.B) {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*dests*perFrame), "ns/packet")
+	// A variant writes with write and flushes after each destination's frame
+	// (perDest) and after each round (perRound).
+	type variant struct {
+		name              string
+		batched           bool
+		perDest, perRound bool
 	}
-	b.Run("sendto", func(b *testing.B) {
-		uc := open(b)
-		defer uc.Close()
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, a := range addrs {
-				for range perFrame {
-					if _, err := uc.WriteToUDPAddrPort(pkt, a); err != nil {
-						b.Fatal(err)
+	for _, v := range []variant{{name: "sendto"}, {name: "gso-per-destination", batched: true, perDest: true},
+		{name: "gso-sendmmsg-per-round", batched: true, perRound: true}} {
+		b.Run(v.name, func(b *testing.B) {
+			uc := open(b)
+			write, flush := uc.WriteToUDPAddrPort, func() {}
+			if v.batched {
+				c, err := New(uc, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				write, flush = c.WriteToAddrPort, c.Flush
+			} else {
+				defer uc.Close()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, a := range addrs {
+					for range perFrame {
+						if _, err := write(pkt, a); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if v.perDest {
+						flush()
 					}
 				}
-			}
-		}
-		report(b)
-	})
-	b.Run("gso-per-destination", func(b *testing.B) {
-		c, err := New(open(b), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, a := range addrs {
-				for range perFrame {
-					if _, err := c.WriteToAddrPort(pkt, a); err != nil {
-						b.Fatal(err)
-					}
-				}
-				c.Flush()
-			}
-		}
-		report(b)
-	})
-	b.Run("gso-sendmmsg-per-round", func(b *testing.B) {
-		c, err := New(open(b), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, a := range addrs {
-				for range perFrame {
-					if _, err := c.WriteToAddrPort(pkt, a); err != nil {
-						b.Fatal(err)
-					}
+				if v.perRound {
+					flush()
 				}
 			}
-			c.Flush()
-		}
-		report(b)
-	})
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*dests*perFrame), "ns/packet")
+		})
+	}
 }

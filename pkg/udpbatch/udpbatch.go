@@ -167,9 +167,6 @@ func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	return c.WriteToAddrPort(b, addr)
 }
 
-// errClosed is returned by writes after Close.
-var errClosed = net.ErrClosed
-
 // WriteToAddrPort queues a copy of b for addr and returns len(b). The packet
 // leaves at the next Flush, or after FlushDelay.
 func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
@@ -186,14 +183,12 @@ func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	for c.n == QueueLen && !c.closed {
 		// Full: send the queue from here rather than drop.
 		c.mu.Unlock()
-		c.flushMu.Lock()
-		c.flushLocked()
-		c.flushMu.Unlock()
+		c.flushWait()
 		c.mu.Lock()
 	}
 	if c.closed {
 		c.mu.Unlock()
-		return 0, &net.OpError{Op: "write", Net: "udp", Err: errClosed}
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: net.ErrClosed}
 	}
 	s := &c.queue[c.n]
 	s.n = copy(s.buf[:], b)
@@ -237,6 +232,13 @@ func (c *Conn) Flush() {
 		c.timer.Reset(FlushDelay)
 	}
 	c.mu.Unlock()
+}
+
+// flushWait sends the queue, waiting for a send in progress to end first.
+func (c *Conn) flushWait() {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	c.flushLocked()
 }
 
 // flushLocked swaps the queue out and sends it; flushMu is held.
@@ -310,10 +312,12 @@ func (c *Conn) send(slots []slot) {
 		n, err := c.sendmmsg(c.hdrs[i:len(c.msgs)])
 		c.calls.Add(1)
 		if err == nil && n > 0 {
+			packets := 0
 			for _, m := range c.msgs[i : i+n] {
-				c.messages.Add(1)
-				c.packets.Add(uint64(len(m.bufs)))
+				packets += len(m.bufs)
 			}
+			c.messages.Add(uint64(n))
+			c.packets.Add(uint64(packets))
 			i += n
 			continue
 		}
@@ -433,13 +437,10 @@ func (c *Conn) segmentCmsg(m, size int) []byte {
 
 // Close sends what is queued and closes the socket.
 func (c *Conn) Close() error {
-	c.Flush()
-	c.flushMu.Lock()
-	c.flushLocked()
 	c.mu.Lock()
-	c.closed = true
+	c.closed = true // no write queues after this
 	c.timer.Stop()
 	c.mu.Unlock()
-	c.flushMu.Unlock()
+	c.flushWait()
 	return c.UDPConn.Close()
 }

@@ -42,6 +42,16 @@ func newReceiver(t *testing.T, id int) *receiver {
 	return r
 }
 
+// newReceivers starts n receivers, with ids 0 to n-1.
+func newReceivers(t *testing.T, n int) []*receiver {
+	t.Helper()
+	rs := make([]*receiver, n)
+	for i := range rs {
+		rs[i] = newReceiver(t, i)
+	}
+	return rs
+}
+
 func (r *receiver) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 func (r *receiver) read() {
@@ -132,10 +142,7 @@ func newConn(t *testing.T) *Conn {
 func TestFramesToManyReceivers(t *testing.T) {
 	c := newConn(t)
 	const nrecv = 6
-	rs := make([]*receiver, nrecv)
-	for i := range rs {
-		rs[i] = newReceiver(t, i)
-	}
+	rs := newReceivers(t, nrecv)
 	rng := rand.New(rand.NewPCG(1, 2))
 	sent := make([]int, nrecv)
 	for frame := 0; frame < 60; frame++ {
@@ -199,10 +206,7 @@ func TestUnflushedWritesGoOut(t *testing.T) {
 func TestFullQueueIsSentNotDropped(t *testing.T) {
 	c := newConn(t)
 	const nrecv = 8
-	rs := make([]*receiver, nrecv)
-	for i := range rs {
-		rs[i] = newReceiver(t, i)
-	}
+	rs := newReceivers(t, nrecv)
 	sent := make([]int, nrecv)
 	for i := 0; i < 3*QueueLen; i++ {
 		id := i % nrecv
@@ -220,10 +224,7 @@ func TestConcurrentWriters(t *testing.T) {
 	c := newConn(t)
 	const writers = 8
 	const perWriter = 600
-	rs := make([]*receiver, writers)
-	for i := range rs {
-		rs[i] = newReceiver(t, i)
-	}
+	rs := newReceivers(t, writers)
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
