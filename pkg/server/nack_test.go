@@ -40,19 +40,9 @@ func TestNACKRepairsPublisherLoss(t *testing.T) {
 	}
 	// What the subscriber got against what was sent, over the range it saw.
 	recv := tracks[0].ReceivedPackets()
-	got := map[uint16]bool{}
-	for _, r := range recv {
-		got[r.Seq] = true
-	}
-	missing, expected := 0, 0
-	for _, s := range pub.SentPackets("video") {
-		if s.Seq-recv[0].Seq < 0x8000 && recv[len(recv)-1].Seq-s.Seq < 0x8000 {
-			expected++
-			if !got[s.Seq] {
-				missing++
-			}
-		}
-	}
+	missing, expected := missingPackets(t, pub.SentPackets("video"), recv, func(s client.PacketRecord) bool {
+		return recv[len(recv)-1].Seq-s.Seq < 0x8000
+	})
 	t.Logf("proxy dropped %d video packets, the SFU NACKed %d, the subscriber misses %d of %d", dropped, pub.NACKs("video"), missing, expected)
 	if missing*100 > expected {
 		t.Errorf("the subscriber misses %d of %d packets despite NACKs (the proxy dropped %d)", missing, expected, dropped)
@@ -84,23 +74,34 @@ func TestNACKRepairsSubscriberLoss(t *testing.T) {
 		t.Fatalf("the proxy dropped only %d packets", dropped)
 	}
 	// Leave the last half second out: its retransmissions may be on the way.
-	recv := tracks[0].ReceivedPackets()
-	got := map[uint16]bool{}
+	cutoff := time.Now().Add(-500 * time.Millisecond)
+	missing, expected := missingPackets(t, pub.SentPackets("video"), tracks[0].ReceivedPackets(), func(s client.PacketRecord) bool {
+		return s.SentAt.Before(cutoff)
+	})
+	t.Logf("proxy dropped %d video packets to the subscriber, which misses %d of %d", dropped, missing, expected)
+	if missing*100 > expected {
+		t.Errorf("the subscriber misses %d of %d packets: NACKs were not answered (the proxy dropped %d)", missing, expected, dropped)
+	}
+}
+
+// missingPackets counts the sent packets from the first one received on that
+// also pass until, and how many of them were not received.
+func missingPackets(t *testing.T, sent, recv []client.PacketRecord, until func(client.PacketRecord) bool) (missing, expected int) {
+	t.Helper()
+	if len(recv) == 0 {
+		t.Fatal("the subscriber received nothing")
+	}
+	got := make(map[uint16]bool, len(recv))
 	for _, r := range recv {
 		got[r.Seq] = true
 	}
-	cutoff := time.Now().Add(-500 * time.Millisecond)
-	missing, expected := 0, 0
-	for _, s := range pub.SentPackets("video") {
-		if s.Seq-recv[0].Seq < 0x8000 && s.SentAt.Before(cutoff) {
+	for _, s := range sent {
+		if s.Seq-recv[0].Seq < 0x8000 && until(s) {
 			expected++
 			if !got[s.Seq] {
 				missing++
 			}
 		}
 	}
-	t.Logf("proxy dropped %d video packets to the subscriber, which misses %d of %d", dropped, missing, expected)
-	if missing*100 > expected {
-		t.Errorf("the subscriber misses %d of %d packets: NACKs were not answered (the proxy dropped %d)", missing, expected, dropped)
-	}
+	return missing, expected
 }
