@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
 	"github.com/pion/webrtc/v4"
@@ -28,7 +29,8 @@ type Session struct {
 	conn   *websocket.Conn
 	id     string
 	log    *slog.Logger
-	out    chan []byte
+	out    *queue.FIFO[[]byte]
+	wake   chan struct{} // one pending wake-up for the write goroutine
 	done   chan struct{}
 	closed sync.Once
 	wg     sync.WaitGroup
@@ -49,7 +51,8 @@ func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
 		conn:    conn,
 		id:      id,
 		log:     h.log.With("session", id, "remote", remote),
-		out:     make(chan []byte, h.cfg.SendQueue),
+		out:     queue.New[[]byte](h.cfg.SendQueue),
+		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst),
 		// A browser trickles a few dozen candidates per connection at once.
@@ -68,10 +71,17 @@ func (s *Session) send(v any) {
 	}
 	select {
 	case <-s.done:
-	case s.out <- b:
+		return
 	default:
-		s.log.Warn("session cannot keep up with its events; closing it", "queued", len(s.out))
+	}
+	if !s.out.Push(b) {
+		s.log.Warn("session cannot keep up with its events; closing it", "queued", s.out.Limit())
 		s.close()
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -118,14 +128,27 @@ func (s *Session) writeLoop() {
 	cfg := s.hub.cfg
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
-	write := func(b []byte) error {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		return s.conn.WriteMessage(websocket.TextMessage, b)
+	batch := make([][]byte, 0, 16)
+	// writeQueued sends everything queued, in order.
+	writeQueued := func() error {
+		for {
+			batch = s.out.Drain(batch[:0])
+			if len(batch) == 0 {
+				return nil
+			}
+			for i, b := range batch {
+				batch[i] = nil
+				_ = s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for {
 		select {
-		case b := <-s.out:
-			if err := write(b); err != nil {
+		case <-s.wake:
+			if err := writeQueued(); err != nil {
 				s.close()
 				_ = s.conn.Close()
 				return
@@ -138,17 +161,9 @@ func (s *Session) writeLoop() {
 			}
 		case <-s.done:
 			// Flush what is queued (the last words: DISCONNECTED, FAILED), then close.
-			for {
-				select {
-				case b := <-s.out:
-					if write(b) != nil {
-						_ = s.conn.Close()
-						return
-					}
-					continue
-				default:
-				}
-				break
+			if writeQueued() != nil {
+				_ = s.conn.Close()
+				return
 			}
 			_ = s.conn.WriteControl(websocket.CloseMessage,
 				websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
