@@ -83,7 +83,7 @@ func (d *downTrack) enqueue(p *packet, wake bool) bool {
 	if d.bound.Load() == nil {
 		return false
 	}
-	if !d.sub.queue.push(queued{d: d, p: p}, wake) {
+	if !d.sub.push(queued{d: d, p: p}, wake) {
 		d.dropped.Add(1)
 		d.sub.dropped.Add(1)
 		return false
@@ -92,7 +92,7 @@ func (d *downTrack) enqueue(p *packet, wake bool) bool {
 }
 
 // signal implements packetSink.
-func (d *downTrack) signal() { d.sub.queue.signal() }
+func (d *downTrack) signal() { d.sub.wake() }
 
 // write sends p to the subscriber, at now (the writer's batch time), and a
 // sender report when one is due. Called only by the subscriber's writer.
@@ -137,12 +137,13 @@ func (d *downTrack) retransmit(nack *rtcp.TransportLayerNack) {
 	d.sub.resent.Store(true)
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
-			if p := h.get(seq); p != nil && !d.enqueue(p, true) {
+			if p := h.get(seq); p != nil && !d.enqueue(p, false) {
 				p.release()
 			}
 			return true
 		})
 	}
+	d.sub.wake()
 }
 
 // readRTCP handles the subscriber's feedback for this track: keyframe

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,8 @@ type Engine struct {
 	tcp    ice.TCPMux
 	tcpLn  net.Listener
 	pool   *packetPool
+	// writers write every subscriber's media (writers.go).
+	writers *writerPool
 
 	mu      sync.Mutex
 	routers map[*Router]struct{}
@@ -161,6 +164,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("open ICE-TCP port %d: %w (choose another with --tcp-port, or 0 to disable)", cfg.TCPPort, err)
 		}
 		e.tcpLn = ln
+		// WriteBufferSize gives each TCP connection a bounded buffer and a
+		// goroutine that drains it into the socket: a write never blocks (the
+		// subscribers' writers rely on it, writers.go); a full buffer drops.
 		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 64, WriteBufferSize: 4 << 20,
 			Logger: pionLogs.NewLogger("tcpmux")})
 	}
@@ -173,6 +179,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	e.writers = newWriterPool(runtime.GOMAXPROCS(0), bn.flush, cfg.ForwardDelay)
 	return e, nil
 }
 
@@ -238,6 +245,9 @@ func (e *Engine) Close() error {
 	}
 	if e.udp != nil {
 		errs = append(errs, e.udp.Close())
+	}
+	if e.writers != nil {
+		e.writers.close()
 	}
 	return errors.Join(errs...)
 }

@@ -3,11 +3,14 @@ package sfu
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/queue"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -30,18 +33,22 @@ func (w *countWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 
 func (w *countWriter) Write(b []byte) (int, error) { return len(b), nil }
 
-// testSubscriber is a subscriber with only its queue and writer goroutine.
-func testSubscriber(queueSize int) *subscriber {
-	s := &subscriber{queue: newSendQueue(queueSize), flush: func() {}, done: make(chan struct{}),
-		log: slog.New(slog.DiscardHandler)}
-	s.wg.Add(1)
-	go s.writeLoop()
-	return s
+// testWriters is a writer pool whose flushes are counted; it stops with the test.
+func testWriters(t testing.TB, n int) (*writerPool, *atomic.Int64) {
+	var flushes atomic.Int64
+	wp := newWriterPool(n, func() { flushes.Add(1) }, nil)
+	t.Cleanup(wp.close)
+	return wp, &flushes
 }
 
-func testForwarder(pool *packetPool) *forwarder {
+// testSubscriber is a subscriber with only its queue, on a writer of wp.
+func testSubscriber(wp *writerPool, queueSize int) *subscriber {
+	return &subscriber{queue: queue.New[queued](queueSize), writer: wp.assign(), log: slog.New(slog.DiscardHandler)}
+}
+
+func testForwarder(pool *packetPool, wp *writerPool) *forwarder {
 	f := &forwarder{id: "st-test/audio", streamID: "st-test", kind: webrtc.RTPCodecTypeAudio,
-		codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, pool: pool}
+		codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, pool: pool, wakeWriters: wp.signal}
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
 	return f
@@ -70,30 +77,48 @@ func makePacket(pool *packetPool, seq uint16) *packet {
 	return p
 }
 
-// A subscriber whose connection blocks must not reduce what the others get:
-// its queue fills and drops while the others receive every packet.
-func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+// A subscriber whose queue overflows (here: it asks for every packet of the
+// track's history again and again, as a receiver on a very lossy link would)
+// loses only its own packets: the others, on the same writers, receive every
+// packet.
+func TestQueueOverflowIsTheSubscribersOwn(t *testing.T) {
 	pool := newPacketPool()
-	f := testForwarder(pool)
-	const queue, total = 64, 5000
+	wp, _ := testWriters(t, 2)
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo // video keeps a history for NACKs
+	f.hist = &history{}
+	f.startBackstop(time.Hour)
+	defer f.close()
+	defer f.releaseHistory()
+	const queueLen, total = 64, 3000
 
 	var fast []*countWriter
 	var subs []*subscriber
-	for i := 0; i < 3; i++ {
-		s := testSubscriber(queue)
+	for range 3 {
+		s := testSubscriber(wp, queueLen)
 		w := &countWriter{}
-		attach(f, s, w)
+		attach(f, s, w).needKeyframe.Store(false)
 		fast = append(fast, w)
 		subs = append(subs, s)
 	}
-	slowSub := testSubscriber(queue)
-	slow := &countWriter{block: make(chan struct{})}
-	slowTrack := attach(f, slowSub, slow)
+	lossy := testSubscriber(wp, queueLen)
+	lossyTrack := attach(f, lossy, &countWriter{})
+	lossyTrack.needKeyframe.Store(false)
+	subs = append(subs, lossy)
 
+	all := &rtcp.TransportLayerNack{}
 	for i := 0; i < total; i++ {
-		f.fanOut(makePacket(pool, uint16(i)))
-		if i%queue == queue-1 {
-			// Pace like media does, so that the fast writers keep up.
+		// Every packet is a frame of its own (marker set).
+		p := makePacket(pool, uint16(i))
+		p.hdr.Marker = true
+		f.fanOut(p)
+		if i%50 == 49 {
+			// NACK the last 200 packets: 3× the queue.
+			all.Nacks = rtcp.NackPairsFromSequenceNumbers(seqRange(uint16(i-199), 200))
+			lossyTrack.retransmit(all)
+		}
+		if i%queueLen == queueLen-1 {
+			// Pace like media does, so that the writers keep up.
 			waitFor(t, func() bool {
 				for _, w := range fast {
 					if w.packets.Load() < uint64(i+1) {
@@ -112,19 +137,16 @@ func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
 		}
 		return true
 	})
-	for i, w := range fast {
-		if got := w.packets.Load(); got != total {
-			t.Errorf("fast subscriber %d got %d packets, want %d", i, got, total)
+	for i, s := range subs[:3] {
+		if d := s.dropped.Load(); d != 0 {
+			t.Errorf("subscriber %d dropped %d packets", i, d)
 		}
 	}
-	// Its writer holds at most one drained queue while the queue fills again.
-	if d := slowTrack.dropped.Load(); d < total-2*queue {
-		t.Errorf("slow subscriber dropped %d packets, want at least %d (its queue holds %d, its writer as many)", d, total-2*queue, queue)
+	if d := lossy.dropped.Load(); d == 0 {
+		t.Error("the NACKing subscriber's queue never overflowed: the test did not take")
 	}
-	close(slow.block)
-	for _, s := range append(subs, slowSub) {
-		close(s.done)
-		s.wg.Wait()
+	for _, s := range subs {
+		s.stopWriting()
 	}
 }
 
@@ -139,6 +161,61 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// seqRange returns n sequence numbers from first.
+func seqRange(first uint16, n int) []uint16 {
+	seqs := make([]uint16, n)
+	for i := range seqs {
+		seqs[i] = first + uint16(i)
+	}
+	return seqs
+}
+
+// A frame to many subscribers is written in one pass per writer, and the
+// media sockets are flushed once per pass, not once per subscriber.
+func TestWritersFlushOncePerFrame(t *testing.T) {
+	pool := newPacketPool()
+	wp, flushes := testWriters(t, 1)
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo
+	f.startBackstop(time.Hour)
+	defer f.close()
+	const subsN, frames, perFrame = 100, 20, 5
+	var writers []*countWriter
+	var subs []*subscriber
+	for range subsN {
+		s := testSubscriber(wp, 256)
+		w := &countWriter{}
+		attach(f, s, w).needKeyframe.Store(false)
+		writers = append(writers, w)
+		subs = append(subs, s)
+	}
+	seq := uint16(0)
+	for fr := range frames {
+		for k := range perFrame {
+			p := videoPacket(pool, seq, uint32(fr)*3000, k == perFrame-1)
+			seq++
+			f.fanOut(p)
+		}
+		waitFor(t, func() bool {
+			for _, w := range writers {
+				if w.packets.Load() < uint64((fr+1)*perFrame) {
+					return false
+				}
+			}
+			return flushes.Load() > int64(fr)
+		})
+	}
+	// A pass starts once a frame's end woke the writer, with every
+	// subscriber ready; a writer still looking for work after the last
+	// frame's pass may catch part of them first, and pass twice.
+	if n := flushes.Load(); n < frames || n > 2*frames {
+		t.Fatalf("%d frames to %d subscribers: %d flushes, want %d to %d", frames, subsN, n, frames, 2*frames)
+	}
+	for _, s := range subs {
+		s.stopWriting()
+	}
+}
+
 // BenchmarkFanOut measures the forwarding path per packet: hand-off from the
 // publisher's reader to N subscriber queues, and each subscriber's writer
 // rewriting the header and handing the packet to its connection's writer
@@ -147,11 +224,12 @@ func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			pool := newPacketPool()
-			f := testForwarder(pool)
+			wp, _ := testWriters(b, runtime.GOMAXPROCS(0))
+			f := testForwarder(pool, wp)
 			var subs []*subscriber
 			var writers []*countWriter
 			for i := 0; i < n; i++ {
-				s := testSubscriber(1024)
+				s := testSubscriber(wp, 1024)
 				w := &countWriter{}
 				attach(f, s, w)
 				subs = append(subs, s)
@@ -190,8 +268,7 @@ func BenchmarkFanOut(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/forwarded-pkt")
 			for _, s := range subs {
-				close(s.done)
-				s.wg.Wait()
+				s.stopWriting()
 			}
 			wg.Wait()
 		})
@@ -211,25 +288,37 @@ func videoPacket(pool *packetPool, seq uint16, ts uint32, marker bool) *packet {
 // stays open; every audio packet wakes them.
 func TestWritersWokenPerFrame(t *testing.T) {
 	pool := newPacketPool()
-	f := testForwarder(pool)
+	// A writer with no goroutine: the test takes its wake-ups.
+	w := &writer{wake: make(chan struct{}, 1)}
+	wp := &writerPool{workers: []*writer{w}}
+	w.pool = wp
+	f := testForwarder(pool, wp)
 	f.kind = webrtc.RTPCodecTypeVideo
 	f.startBackstop(time.Hour)
-	s := &subscriber{queue: newSendQueue(64)}
+	s := &subscriber{queue: queue.New[queued](64), writer: w}
 	attach(f, s, &countWriter{})
+	// woken reports whether the writer was woken with s ready, and resets both.
 	woken := func() bool {
 		select {
-		case <-s.queue.wake:
-			return true
+		case <-w.wake:
 		default:
 			return false
 		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		ready := len(w.ready) == 1 && w.ready[0] == s
+		w.ready, w.pending = nil, false
+		s.scheduled.Store(false)
+		return ready
 	}
-	queuedN := func() int { return len(s.queue.drain(make([]queued, 0, 64))) }
-	defer func() {
-		for _, q := range s.queue.drain(make([]queued, 0, 64)) {
+	drain := func(s *subscriber) int {
+		batch := s.queue.Drain(make([]queued, 0, 64))
+		for _, q := range batch {
 			q.p.release()
 		}
-	}()
+		return len(batch)
+	}
+	defer drain(s)
 	steps := []struct {
 		ts     uint32
 		marker bool
@@ -246,36 +335,37 @@ func TestWritersWokenPerFrame(t *testing.T) {
 			t.Fatalf("packet %d (ts %d, marker %v): woken %v, want %v", i, st.ts, st.marker, got, st.wake)
 		}
 	}
-	if n := len(s.queue.drain(make([]queued, 0, 64))); n != len(steps) {
+	if n := drain(s); n != len(steps) {
 		t.Fatalf("%d packets queued, want %d", n, len(steps))
 	}
 
 	// A frame that never ends wakes the writer after the backstop.
 	f.startBackstop(5 * time.Millisecond)
 	f.fanOut(videoPacket(pool, 100, 9000, false))
-	select {
-	case <-s.queue.wake:
-	case <-time.After(5 * time.Second):
-		t.Fatal("an unfinished frame never woke the writer")
-	}
-	if n := queuedN(); n != 1 {
+	waitFor(t, woken)
+	if n := drain(s); n != 1 {
 		t.Fatalf("%d packets queued, want 1", n)
 	}
 	f.close()
 
 	// Audio: every packet.
-	a := testForwarder(pool)
-	as := &subscriber{queue: newSendQueue(64)}
+	a := testForwarder(pool, wp)
+	as := &subscriber{queue: queue.New[queued](64), writer: w}
 	attach(a, as, &countWriter{})
 	for i := range 3 {
 		a.fanOut(makePacket(pool, uint16(i)))
 		select {
-		case <-as.queue.wake:
+		case <-w.wake:
+			w.mu.Lock()
+			if len(w.ready) != 1 || w.ready[0] != as {
+				t.Fatalf("audio packet %d: %d subscribers ready, want the one", i, len(w.ready))
+			}
+			w.ready, w.pending = nil, false
+			as.scheduled.Store(false)
+			w.mu.Unlock()
 		default:
 			t.Fatalf("audio packet %d did not wake the writer", i)
 		}
 	}
-	for _, q := range as.queue.drain(make([]queued, 0, 64)) {
-		q.p.release()
-	}
+	drain(as)
 }

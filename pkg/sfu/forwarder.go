@@ -67,8 +67,10 @@ func (pp *packetPool) put(p *packet) {
 
 // packetSink receives a forwarder's packets. Enqueue must not block: it either
 // takes a reference (and releases it later) or drops. wake says the packet
-// ends a frame (or the frame before it), so the sink should send what it has;
-// signal asks the same without a packet.
+// ends a frame (or the frame before it), so the sink should send what it has:
+// it marks itself ready on its writer, and the forwarder wakes the writers
+// once the packet is queued to every sink. signal asks a sink to send what it
+// has now, without a packet.
 type packetSink interface {
 	enqueue(p *packet, wake bool) bool
 	signal()
@@ -96,6 +98,8 @@ type forwarder struct {
 	kind          webrtc.RTPCodecType
 	pool          *packetPool
 	log           *slog.Logger
+	// wakeWriters wakes the writers of the sinks that enqueue made ready.
+	wakeWriters func()
 
 	// requestPLI sends a PLI to the publisher.
 	requestPLI func(ssrc uint32)
@@ -161,16 +165,18 @@ func (f *forwarder) onRTCP(b []byte) {
 	}
 }
 
-func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, log *slog.Logger, pli func(uint32)) *forwarder {
+func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, writers *writerPool, log *slog.Logger,
+	pli func(uint32)) *forwarder {
 	f := &forwarder{
-		id:         streamID + "/" + track.Kind().String(),
-		streamID:   streamID,
-		track:      track,
-		codec:      track.Codec().RTPCodecCapability,
-		kind:       track.Kind(),
-		pool:       pool,
-		log:        log,
-		requestPLI: pli,
+		id:          streamID + "/" + track.Kind().String(),
+		streamID:    streamID,
+		track:       track,
+		codec:       track.Codec().RTPCodecCapability,
+		kind:        track.Kind(),
+		pool:        pool,
+		log:         log,
+		wakeWriters: writers.signal,
+		requestPLI:  pli,
 	}
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = &history{}
@@ -248,8 +254,9 @@ func (f *forwarder) run() {
 }
 
 // fanOut queues p to every sink without blocking; p goes back to the pool
-// when the last sink is done with it. Sinks are woken at the end of a frame
-// (every audio packet is one), so a subscriber's writer runs once per frame.
+// when the last sink is done with it. At the end of a frame (every audio
+// packet is one) the writers are woken, once for all the sinks, so each
+// writer runs once per frame.
 func (f *forwarder) fanOut(p *packet) {
 	wake := f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p)
 	sinks := *f.sinks.Load()
@@ -263,6 +270,9 @@ func (f *forwarder) fanOut(p *packet) {
 		}
 	}
 	p.release()
+	if wake {
+		f.wakeWriters()
+	}
 }
 
 // videoFrameEnds tracks the frames of a video track: it reports whether p

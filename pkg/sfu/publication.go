@@ -207,7 +207,7 @@ func (pub *publication) reoffer(offer string) (string, error) {
 func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	e := pub.peer.router.engine
 	ssrcPC := pub.pc
-	f := newForwarder(pub.id, track, e.pool, pub.log, func(ssrc uint32) {
+	f := newForwarder(pub.id, track, e.pool, e.writers, pub.log, func(ssrc uint32) {
 		if err := ssrcPC.WriteRTCP(pliPacket(ssrc)); err != nil {
 			pub.log.Debug("send PLI", "err", err)
 		}

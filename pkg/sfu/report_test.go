@@ -12,7 +12,7 @@ import (
 // retransmissions out of the mapping but not out of the counts.
 func TestSenderReportClock(t *testing.T) {
 	pool := newPacketPool()
-	f := testForwarder(pool) // Opus, 48 kHz
+	f := testForwarder(pool, &writerPool{}) // Opus, 48 kHz
 	f.codec.ClockRate = 48000
 	d := newDownTrack(f, &subscriber{})
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/queue"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -26,22 +27,25 @@ type streamState struct {
 
 // subscriber is a participant's subscribe connection: the SFU offers, the
 // client answers, and offers are serialized (one outstanding at a time), so
-// there is no glare. Its writer goroutine is the only one that writes media
-// to the connection.
+// there is no glare. Its media is written by its writer (writers.go), one
+// pass at a time: the only code that writes media to the connection.
 type subscriber struct {
 	peer *Peer
 	log  *slog.Logger
 
-	queue *sendQueue
-	flush func()   // sends what the writes queued in the media sockets
-	delay Observer // forwarding delay, or nil
+	queue  *queue.FIFO[queued]
+	writer *writer
+	// scheduled says the subscriber is on its writer's ready list.
+	scheduled atomic.Bool
+	// writeMu is held while the writer writes to this subscriber; close
+	// takes it to wait for a pass in progress.
+	writeMu sync.Mutex
 	// resent says retransmissions were queued: the burst they are in is not
 	// a measure of the forwarding delay (their packets arrived long ago).
 	resent  atomic.Bool
-	done    chan struct{}
 	sent    atomic.Uint64
 	dropped atomic.Uint64
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the tracks' RTCP readers
 
 	mu          sync.Mutex
 	pc          *webrtc.PeerConnection
@@ -61,68 +65,50 @@ type subscriber struct {
 }
 
 func newSubscriber(peer *Peer, queueSize int) *subscriber {
-	s := &subscriber{
+	return &subscriber{
 		peer:    peer,
 		log:     peer.log,
-		queue:   newSendQueue(queueSize),
-		flush:   peer.router.engine.udpNet.flush,
-		delay:   peer.router.engine.cfg.ForwardDelay,
-		done:    make(chan struct{}),
+		queue:   queue.New[queued](queueSize),
+		writer:  peer.router.engine.writers.assign(),
 		tracks:  make(map[*forwarder]*downTrack),
 		streams: make(map[string]*streamState),
 	}
-	s.wg.Add(1)
-	go s.writeLoop()
-	return s
 }
 
 // writeBatch is how many queued packets the writer takes at a time.
 const writeBatch = 64
 
-// writeLoop is the subscriber's writer: the only goroutine that writes media
-// to its connection. Forwarders wake it at the end of each frame (queue.go);
-// it writes what is queued, then flushes the media sockets (udp.go), which
-// queue writes until flushed, so a frame to this subscriber leaves in one
-// system call. If the last packet left a video frame open (its end is late or
-// lost), the flush is left to the socket's timer: udpbatch.FlushDelay at most.
-func (s *subscriber) writeLoop() {
-	defer s.wg.Done()
-	batch := make([]queued, 0, writeBatch)
-	for {
-		select {
-		case <-s.queue.wake:
-			var frameOpen bool
-			var oldest time.Time
-			batch, frameOpen, oldest = s.writeQueued(batch)
-			if frameOpen {
-				continue // the socket's timer or the frame's end flushes
-			}
-			s.flush()
-			if s.delay != nil && !oldest.IsZero() && !s.resent.Swap(false) {
-				s.delay.Observe(time.Since(oldest).Seconds())
-			}
-		case <-s.done:
-			for {
-				batch = s.queue.drain(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				for _, q := range batch {
-					q.p.release()
-				}
-			}
-		}
+// push queues q. With wake, the subscriber is marked ready on its writer,
+// which its caller then wakes (a forwarder wakes the writers once per frame,
+// after queueing it to every subscriber). It reports false when the queue is
+// full (or closed): the writer is woken to send what is queued.
+func (s *subscriber) push(q queued, wake bool) bool {
+	if !s.queue.Push(q) {
+		s.wake()
+		return false
 	}
+	if wake {
+		s.writer.schedule(s)
+	}
+	return true
 }
 
-// writeQueued writes everything queued, batch by batch, and reports whether
-// the last packet left a video frame open and when the first one arrived.
-func (s *subscriber) writeQueued(batch []queued) (_ []queued, frameOpen bool, oldest time.Time) {
-	now := time.Now()
+// wake marks the subscriber ready and wakes its writer now.
+func (s *subscriber) wake() {
+	s.writer.schedule(s)
+	s.writer.signal()
+}
+
+// writeQueued writes everything queued, batch by batch, at now (the pass's
+// time), and reports whether the last packet left a video frame open and
+// when the first one arrived. Only the subscriber's writer calls it.
+func (s *subscriber) writeQueued(batch []queued, now time.Time) (frameOpen bool, oldest time.Time) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	for {
-		batch = s.queue.drain(batch[:0])
+		batch = s.queue.Drain(batch[:0])
 		if len(batch) == 0 {
-			return batch, frameOpen, oldest
+			return frameOpen, oldest
 		}
 		if oldest.IsZero() {
 			oldest = batch[0].p.arrived
@@ -410,8 +396,8 @@ func (s *subscriber) addCandidate(c webrtc.ICECandidateInit) error {
 	return nil
 }
 
-// close stops forwarding and closes the connection; it waits for the
-// subscriber's goroutines.
+// close stops forwarding and closes the connection; it waits for a write
+// in progress.
 func (s *subscriber) close() {
 	s.mu.Lock()
 	if s.closed {
@@ -431,10 +417,20 @@ func (s *subscriber) close() {
 			s.log.Debug("close subscribe connection", "err", err)
 		}
 	}
-	close(s.done)
+	s.stopWriting()
 	s.wg.Wait()
 	sent, dropped := s.stats()
 	s.peer.router.engine.retire(Stats{Forwarded: sent, Dropped: dropped})
+}
+
+// stopWriting lets the queued packets go and waits for a write in progress:
+// nothing is written, or counted, after it returns.
+func (s *subscriber) stopWriting() {
+	for _, q := range s.queue.Close(nil) {
+		q.p.release()
+	}
+	s.writeMu.Lock()
+	s.writeMu.Unlock() //nolint:staticcheck // an empty critical section: waits for the writer
 }
 
 // stats returns the packets this subscriber's writer sent and its queue dropped.

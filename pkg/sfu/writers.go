@@ -1,0 +1,162 @@
+package sfu
+
+import (
+	"sync"
+	"time"
+)
+
+// queued is one packet for one of a subscriber's tracks.
+type queued struct {
+	d *downTrack
+	p *packet
+}
+
+// writerPool runs every subscriber's writes on a few goroutines, one per
+// CPU, instead of one goroutine per subscriber. A forwarder queues a frame
+// to each of its subscribers and marks them ready on their writer (the
+// subscriber's share of the pool); at the frame's end it wakes the writers
+// once, not once per subscriber. A writer then writes the frame to every
+// ready subscriber and flushes the media sockets once: a frame to 200
+// subscribers costs a couple of wake-ups and a few sendmmsg calls, where one
+// goroutine per subscriber cost 200 of each (docs/performance.md).
+//
+// This relies on writes that do not block: UDP goes to the batching socket
+// (udp.go), which queues and sends without waiting on any one receiver;
+// ICE-TCP goes to pion's bounded write buffer of each TCP connection
+// (TCPMuxParams.WriteBufferSize in engine.go), which refuses a packet when
+// full, a goroutine per TCP connection draining it into the socket. A slow
+// subscriber loses its own packets, never the writer's time
+// (pkg/server TestSlowSubscriberDoesNotReduceOthers stalls an ICE-TCP one).
+type writerPool struct {
+	workers []*writer
+	next    int
+	nextMu  sync.Mutex
+	flush   func()   // sends what the media sockets queued
+	delay   Observer // forwarding delay, or nil
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// writer is one goroutine of the pool and the subscribers ready on it.
+type writer struct {
+	pool *writerPool
+	wake chan struct{} // one pending wake-up
+
+	mu      sync.Mutex
+	ready   []*subscriber
+	pending bool // ready is not empty
+}
+
+func newWriterPool(n int, flush func(), delay Observer) *writerPool {
+	p := &writerPool{flush: flush, delay: delay, done: make(chan struct{})}
+	for range max(n, 1) {
+		w := &writer{pool: p, wake: make(chan struct{}, 1)}
+		p.workers = append(p.workers, w)
+		p.wg.Add(1)
+		go w.run()
+	}
+	return p
+}
+
+// assign returns the writer for a new subscriber, in turn.
+func (p *writerPool) assign() *writer {
+	p.nextMu.Lock()
+	defer p.nextMu.Unlock()
+	w := p.workers[p.next%len(p.workers)]
+	p.next++
+	return w
+}
+
+// signal wakes every writer that has subscribers ready.
+func (p *writerPool) signal() {
+	for _, w := range p.workers {
+		w.mu.Lock()
+		pending := w.pending
+		w.mu.Unlock()
+		if pending {
+			w.signal()
+		}
+	}
+}
+
+// close stops the writers. Subscribers must be closed first.
+func (p *writerPool) close() {
+	close(p.done)
+	p.wg.Wait()
+}
+
+// schedule marks s ready to write; the caller wakes the writer (signal).
+func (w *writer) schedule(s *subscriber) {
+	if s.scheduled.Swap(true) {
+		return // already ready
+	}
+	w.mu.Lock()
+	w.ready = append(w.ready, s)
+	w.pending = true
+	w.mu.Unlock()
+}
+
+// signal wakes the writer, or leaves it a wake-up if it is busy.
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) run() {
+	defer w.pool.wg.Done()
+	var ready []*subscriber
+	oldest := make([]time.Time, 0, 64)
+	batch := make([]queued, 0, writeBatch)
+	for {
+		select {
+		case <-w.wake:
+		case <-w.pool.done:
+			return
+		}
+		for {
+			w.mu.Lock()
+			ready, w.ready = w.ready, ready[:0]
+			w.pending = false
+			w.mu.Unlock()
+			if len(ready) == 0 {
+				break
+			}
+			oldest = w.pass(ready, batch, oldest[:0])
+			clear(ready)
+		}
+	}
+}
+
+// pass writes what each ready subscriber has queued, then flushes the media
+// sockets once, unless every subscriber was left inside a video frame whose
+// end has not come (the sockets' timer, or the frame's end, flushes then).
+// It observes each subscriber's forwarding delay after the flush.
+func (w *writer) pass(ready []*subscriber, batch []queued, oldest []time.Time) []time.Time {
+	now := time.Now()
+	flush := false
+	for _, s := range ready {
+		s.scheduled.Store(false) // a packet queued from here on schedules s again
+		frameOpen, first := s.writeQueued(batch, now)
+		if frameOpen {
+			first = time.Time{}
+		} else {
+			flush = true
+		}
+		oldest = append(oldest, first)
+	}
+	if !flush {
+		return oldest
+	}
+	w.pool.flush()
+	if w.pool.delay == nil {
+		return oldest
+	}
+	for i, s := range ready {
+		if !oldest[i].IsZero() && !s.resent.Swap(false) {
+			w.pool.delay.Observe(time.Since(oldest[i]).Seconds())
+		}
+	}
+	return oldest
+}
