@@ -171,7 +171,8 @@ func seqRange(first uint16, n int) []uint16 {
 }
 
 // A frame to many subscribers is written in one pass per writer, and the
-// media sockets are flushed once per pass, not once per subscriber.
+// media sockets are flushed once per flushEvery packets, not once per
+// subscriber.
 func TestWritersFlushOncePerFrame(t *testing.T) {
 	pool := newPacketPool()
 	wp, flushes := testWriters(t, 1)
@@ -206,10 +207,13 @@ func TestWritersFlushOncePerFrame(t *testing.T) {
 		})
 	}
 	// A pass starts once a frame's end woke the writer, with every
-	// subscriber ready; a writer still looking for work after the last
-	// frame's pass may catch part of them first, and pass twice.
-	if n := flushes.Load(); n < frames || n > 2*frames {
-		t.Fatalf("%d frames to %d subscribers: %d flushes, want %d to %d", frames, subsN, n, frames, 2*frames)
+	// subscriber ready, and flushes every flushEvery packets and at its end;
+	// a writer still looking for work after the last frame's pass may catch
+	// part of the subscribers first, and pass twice (one more flush).
+	most := frames * (subsN*perFrame/flushEvery + 2)
+	if n := flushes.Load(); n < frames || n > int64(most) {
+		t.Fatalf("%d frames of %d packets to %d subscribers: %d flushes, want %d to %d (one per %d packets, not one per subscriber)",
+			frames, perFrame, subsN, n, frames, most, flushEvery)
 	}
 	for _, s := range subs {
 		s.stopWriting()

@@ -100,16 +100,18 @@ func (s *subscriber) wake() {
 }
 
 // writeQueued writes everything queued, batch by batch, at now (the pass's
-// time), and reports whether the last packet left a video frame open and
-// when the first one arrived. Only the subscriber's writer calls it.
-func (s *subscriber) writeQueued(batch []queued, now time.Time) (frameOpen bool, oldest time.Time) {
+// time), and reports how many packets it took, whether the last one left a
+// video frame open and when the first one arrived. Only the subscriber's
+// writer calls it.
+func (s *subscriber) writeQueued(batch []queued, now time.Time) (n int, frameOpen bool, oldest time.Time) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	for {
 		batch = s.queue.Drain(batch[:0])
 		if len(batch) == 0 {
-			return frameOpen, oldest
+			return n, frameOpen, oldest
 		}
+		n += len(batch)
 		if oldest.IsZero() {
 			oldest = batch[0].p.arrived
 		}

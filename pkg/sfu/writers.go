@@ -129,34 +129,49 @@ func (w *writer) run() {
 	}
 }
 
-// pass writes what each ready subscriber has queued, then flushes the media
-// sockets once, unless every subscriber was left inside a video frame whose
-// end has not come (the sockets' timer, or the frame's end, flushes then).
-// It observes each subscriber's forwarding delay after the flush.
+// flushEvery is how many packets a pass writes before it flushes the media
+// sockets: the first subscribers of a long pass need not wait for the last,
+// and a flush still sends dozens of packets in one system call.
+const flushEvery = 64
+
+// pass writes what each ready subscriber has queued and flushes the media
+// sockets every flushEvery packets and at the end, unless every subscriber
+// since the last flush was left inside a video frame whose end has not come
+// (the sockets' timer, or the frame's end, flushes then). After each flush it
+// observes the forwarding delay of the subscribers it sent.
 func (w *writer) pass(ready []*subscriber, batch []queued, oldest []time.Time) []time.Time {
 	now := time.Now()
-	flush := false
-	for _, s := range ready {
+	from, written, flush := 0, 0, false
+	for i, s := range ready {
 		s.scheduled.Store(false) // a packet queued from here on schedules s again
-		frameOpen, first := s.writeQueued(batch, now)
+		n, frameOpen, first := s.writeQueued(batch, now)
 		if frameOpen {
 			first = time.Time{}
 		} else {
 			flush = true
 		}
 		oldest = append(oldest, first)
+		if written += n; flush && written >= flushEvery {
+			w.flush(ready[from:i+1], oldest[from:i+1])
+			from, written, flush = i+1, 0, false
+		}
 	}
-	if !flush {
-		return oldest
+	if flush {
+		w.flush(ready[from:], oldest[from:])
 	}
+	return oldest
+}
+
+// flush sends what the media sockets queued and observes, for each of
+// subs, how long its oldest packet spent in the SFU.
+func (w *writer) flush(subs []*subscriber, oldest []time.Time) {
 	w.pool.flush()
 	if w.pool.delay == nil {
-		return oldest
+		return
 	}
-	for i, s := range ready {
+	for i, s := range subs {
 		if !oldest[i].IsZero() && !s.resent.Swap(false) {
 			w.pool.delay.Observe(time.Since(oldest[i]).Seconds())
 		}
 	}
-	return oldest
 }
