@@ -251,6 +251,12 @@ func (c *Conn) flushLocked() {
 	}
 	c.queue, c.spare = c.spare, c.queue
 	c.n = 0
+	if c.armed {
+		// Nothing is left for the timer: a timer that fires runs a goroutine
+		// (time.AfterFunc), which cost more than stopping it.
+		c.armed = false
+		c.timer.Stop()
+	}
 	c.mu.Unlock()
 	c.send(c.spare[:n])
 }
@@ -263,7 +269,9 @@ func (c *Conn) send(slots []slot) {
 	for i := range slots {
 		c.order = append(c.order, i)
 	}
-	slices.SortStableFunc(c.order, func(a, b int) int { return slots[a].addr.Compare(slots[b].addr) })
+	if !grouped(slots) {
+		slices.SortStableFunc(c.order, func(a, b int) int { return slots[a].addr.Compare(slots[b].addr) })
+	}
 
 	gso := c.gso.Load()
 	c.msgs = c.msgs[:0]
@@ -344,6 +352,34 @@ type mmsghdr struct {
 }
 
 // setName points message m at addr.
+// groupedRuns is the most runs of one destination grouped looks through
+// before it leaves the question to the sort.
+const groupedRuns = 32
+
+// grouped reports whether each destination's packets are already one run
+// (the SFU writes a subscriber's packets together), so that the sort can be
+// skipped. It gives up, reporting false, past groupedRuns runs.
+func grouped(slots []slot) bool {
+	var heads [groupedRuns]netip.AddrPort
+	runs := 0
+	for i := range slots {
+		if i > 0 && slots[i].addr == slots[i-1].addr {
+			continue
+		}
+		if runs == groupedRuns {
+			return false
+		}
+		for _, h := range heads[:runs] {
+			if h == slots[i].addr {
+				return false // a destination seen before, after another
+			}
+		}
+		heads[runs] = slots[i].addr
+		runs++
+	}
+	return true
+}
+
 func (c *Conn) setName(m int, addr netip.AddrPort) {
 	h := &c.hdrs[m].hdr
 	ip := addr.Addr()

@@ -284,3 +284,60 @@ func TestLargeDatagramAndClose(t *testing.T) {
 		t.Fatal("a TCP address was accepted")
 	}
 }
+
+// grouped tells packets already grouped by destination (the sort is then
+// skipped) from interleaved ones, and gives up past groupedRuns runs.
+func TestGrouped(t *testing.T) {
+	addr := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port) }
+	slots := func(ports ...uint16) []slot {
+		s := make([]slot, len(ports))
+		for i, p := range ports {
+			s[i].addr = addr(p)
+		}
+		return s
+	}
+	many := make([]uint16, groupedRuns+1)
+	for i := range many {
+		many[i] = uint16(1000 + i)
+	}
+	for _, tc := range []struct {
+		name string
+		s    []slot
+		want bool
+	}{
+		{"empty", nil, true},
+		{"runs", slots(1, 1, 2, 2, 2, 3), true},
+		{"one back", slots(1, 2, 1), false},
+		{"late repeat", slots(1, 1, 2, 3, 3, 2), false},
+		{"all distinct, at the limit", slots(many[:groupedRuns]...), true},
+		{"past the limit", slots(many...), false},
+	} {
+		if got := grouped(tc.s); got != tc.want {
+			t.Errorf("%s: grouped %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A flush that empties the queue disarms the fallback timer, so it does not
+// fire (and start a goroutine) for nothing.
+func TestFlushDisarmsTimer(t *testing.T) {
+	c := newConn(t)
+	r := newReceiver(t, 0)
+	if _, err := c.WriteToAddrPort(packetFor(0, 0, 100), r.addr()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	armed := c.armed
+	c.mu.Unlock()
+	if !armed {
+		t.Fatal("a queued packet did not arm the timer")
+	}
+	c.Flush()
+	c.mu.Lock()
+	armed = c.armed
+	c.mu.Unlock()
+	if armed {
+		t.Fatal("the timer is still armed after a flush emptied the queue")
+	}
+	waitFor(t, []*receiver{r}, []int{1})
+}
