@@ -21,8 +21,8 @@ type binding struct {
 
 // downTrack is one published track as sent to one subscriber. It implements
 // webrtc.TrackLocal, so the subscribe connection binds it to the negotiated
-// SSRC and payload type, and packetSink, queueing packets to its subscriber's
-// writer goroutine.
+// SSRC and payload type, and packetSink, queueing packets to its subscriber
+// for its writer (writers.go).
 type downTrack struct {
 	fwd    *forwarder
 	sub    *subscriber
@@ -31,7 +31,7 @@ type downTrack struct {
 	bound        atomic.Pointer[binding]
 	needKeyframe atomic.Bool
 
-	// Touched only by the subscriber's writer goroutine.
+	// Touched only by the subscriber's writer, under the subscriber's writeMu.
 	hdr    rtp.Header
 	extBuf [4]rtp.Extension
 	sr     srState
@@ -120,7 +120,7 @@ func (d *downTrack) write(p *packet, now time.Time) {
 	if gated {
 		d.needKeyframe.Store(false)
 	}
-	d.sub.sent.Add(1) // written by this subscriber's writer goroutine only: uncontended
+	d.sub.sent.Add(1) // written by this subscriber's writer only: uncontended
 	if d.sr.sent(p, now) {
 		d.sendSenderReport(b.ssrc, now)
 	}

@@ -44,8 +44,8 @@ type Config struct {
 	Logger *slog.Logger
 	// ForwardDelay, if set, observes in seconds how long packets spend in
 	// the SFU: from the read of a publisher's packet to the system call that
-	// sends it to a subscriber. One observation per subscriber per burst, for
-	// the burst's oldest packet (a prometheus.Histogram fits).
+	// sends it to a subscriber. One observation per subscriber per writer
+	// pass, for the oldest packet the pass sent it (a prometheus.Histogram fits).
 	ForwardDelay Observer
 }
 
