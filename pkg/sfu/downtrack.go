@@ -159,6 +159,9 @@ func (d *downTrack) readRTCP() {
 			}
 			return
 		}
+		if !carriesFeedback(buf[:n]) {
+			continue // receiver reports, SDES: nothing to act on, nothing to parse
+		}
 		pkts, err := rtcp.Unmarshal(buf[:n])
 		if err != nil {
 			continue
@@ -172,4 +175,27 @@ func (d *downTrack) readRTCP() {
 			}
 		}
 	}
+}
+
+// carriesFeedback reports whether a compound RTCP packet holds feedback the
+// SFU acts on: transport-layer (NACK) or payload-specific (PLI, FIR). Every
+// receiver sends a receiver report per track each second; skipping their
+// parse (rtcp.Unmarshal allocates per packet) leaves the SFU nothing to
+// collect for them.
+func carriesFeedback(b []byte) bool {
+	for len(b) >= 4 {
+		var h rtcp.Header
+		if err := h.Unmarshal(b); err != nil {
+			return false
+		}
+		n := (int(h.Length) + 1) * 4
+		if n > len(b) {
+			return false // truncated
+		}
+		if h.Type == rtcp.TypeTransportSpecificFeedback || h.Type == rtcp.TypePayloadSpecificFeedback {
+			return true
+		}
+		b = b[n:]
+	}
+	return false
 }

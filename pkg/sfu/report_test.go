@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -57,6 +58,42 @@ func TestNTPRoundTrip(t *testing.T) {
 	for _, tm := range []time.Time{time.Unix(0, 0), time.Date(2026, 11, 25, 7, 30, 0, 123456789, time.UTC)} {
 		if back := ntpTime(toNTP(tm)); back.Sub(tm).Abs() > time.Microsecond {
 			t.Errorf("%v -> %v", tm, back)
+		}
+	}
+}
+
+// Only compound RTCP packets with NACK, PLI or FIR are parsed by a
+// subscriber's RTCP reader.
+func TestCarriesFeedback(t *testing.T) {
+	rr := &rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2}}}
+	sdes := &rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 1,
+		Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "x"}}}}}
+	pli := &rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 2}
+	fir := &rtcp.FullIntraRequest{SenderSSRC: 1, MediaSSRC: 2, FIR: []rtcp.FIREntry{{SSRC: 2}}}
+	nack := &rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 2, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{5, 7})}
+	marshal := func(pkts ...rtcp.Packet) []byte {
+		b, err := rtcp.Marshal(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withPLI := marshal(rr, sdes, pli)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"receiver report and SDES", marshal(rr, sdes), false},
+		{"PLI after a receiver report", withPLI, true},
+		{"FIR", marshal(fir), true},
+		{"NACK", marshal(rr, nack), true},
+		{"truncated before the PLI", withPLI[:len(withPLI)-4], false},
+		{"empty", nil, false},
+		{"not RTCP", []byte{0, 1, 2, 3, 4, 5, 6, 7}, false},
+	} {
+		if got := carriesFeedback(tc.b); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
