@@ -192,6 +192,14 @@ type fakeSession struct {
 	dirty       bool
 	restart     bool
 	closed      bool
+	// Like Parley's server: the subscribe offer goes out before the
+	// candidates gathered for it (sigMu), and the client's candidates that
+	// overtake its answer (it trickles as soon as it sets the answer) wait
+	// for the answer (early), instead of landing on the ICE generation an
+	// ICE restart is about to replace.
+	sigMu          sync.Mutex
+	awaitingAnswer bool
+	early          []webrtc.ICECandidateInit
 }
 
 func (s *fakeSession) attach(conn *websocket.Conn) {
@@ -333,6 +341,13 @@ func (s *fakeSession) handle(env protocol.Envelope, data []byte) bool {
 			s.fail(id, "answer", protocol.CodeInvalidSDP, err.Error())
 			return true
 		}
+		s.mu.Lock()
+		early := s.early
+		s.early, s.awaitingAnswer = nil, false
+		s.mu.Unlock()
+		for _, c := range early {
+			_ = pc.AddICECandidate(c)
+		}
 		s.send(&protocol.Reply{Type: protocol.TypeReply, ID: id})
 		s.mu.Lock()
 		again := s.dirty
@@ -353,14 +368,19 @@ func (s *fakeSession) handle(env protocol.Envelope, data []byte) bool {
 		if m.Candidate == nil {
 			return true
 		}
+		init := webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate, SDPMid: m.Candidate.SDPMid, SDPMLineIndex: m.Candidate.SDPMLineIndex}
 		s.mu.Lock()
 		pc := s.subPC
 		if m.Target == protocol.TargetPublish {
 			pc = s.pubs[m.Stream]
+		} else if s.awaitingAnswer {
+			s.early = append(s.early, init)
+			s.mu.Unlock()
+			return true
 		}
 		s.mu.Unlock()
 		if pc != nil {
-			_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate, SDPMid: m.Candidate.SDPMid, SDPMLineIndex: m.Candidate.SDPMLineIndex})
+			_ = pc.AddICECandidate(init)
 		}
 	default:
 		s.fail(id, env.Type, protocol.CodeUnknownType, "unknown type "+env.Type)
@@ -497,6 +517,13 @@ func (s *fakeSession) addSubTrack(stream, name string, local *webrtc.TrackLocalS
 			return false
 		}
 		pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+			if c != nil {
+				// pion calls this inside SetLocalDescription (under sigMu)
+				// only for pooled candidates (there is no pool here) and for
+				// the nil that ends gathering: only real ones wait.
+				s.sigMu.Lock()
+				defer s.sigMu.Unlock()
+			}
 			s.send(&protocol.Candidate{Type: protocol.TypeCandidate, Target: protocol.TargetSubscribe, Candidate: localCandidate(c)})
 		})
 		pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -550,6 +577,8 @@ func (s *fakeSession) offer() {
 		streams[k] = v
 	}
 	s.mu.Unlock()
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
 	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
 	if err != nil {
 		return
@@ -557,5 +586,8 @@ func (s *fakeSession) offer() {
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return
 	}
+	s.mu.Lock()
+	s.awaitingAnswer = true
+	s.mu.Unlock()
 	s.send(&protocol.SDP{Type: protocol.TypeOffer, SDP: offer.SDP, Streams: streams})
 }

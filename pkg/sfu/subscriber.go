@@ -133,6 +133,10 @@ func (s *subscriber) ensurePCLocked() error {
 		return fmt.Errorf("new subscribe connection: %w", err)
 	}
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		// pion calls this synchronously inside SetLocalDescription (under
+		// sigMu) for pooled candidates, which there are none of (no
+		// ICECandidatePoolSize), and for the nil that ends gathering, which
+		// returns here: only candidates gathered later take sigMu.
 		if c == nil {
 			return
 		}
