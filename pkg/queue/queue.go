@@ -61,10 +61,15 @@ func (q *FIFO[T]) grow() {
 // Drain moves queued items to dst, oldest first, until dst is full (its
 // capacity) or the queue is empty, and returns dst.
 func (q *FIFO[T]) Drain(dst []T) []T {
-	var zero T
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.n > 0 && len(dst) < cap(dst) {
+	return q.popLocked(dst, cap(dst)-len(dst))
+}
+
+// popLocked moves up to n queued items to dst, oldest first.
+func (q *FIFO[T]) popLocked(dst []T, n int) []T {
+	var zero T
+	for ; q.n > 0 && n > 0; n-- {
 		dst = append(dst, q.ring[q.head])
 		q.ring[q.head] = zero
 		q.head++
@@ -89,13 +94,7 @@ func (q *FIFO[T]) Close(dst []T) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	for ; q.n > 0; q.n-- {
-		dst = append(dst, q.ring[q.head])
-		q.head++
-		if q.head == len(q.ring) {
-			q.head = 0
-		}
-	}
+	dst = q.popLocked(dst, q.n)
 	q.ring, q.head = nil, 0
 	return dst
 }

@@ -311,7 +311,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		ready := len(w.ready) == 1 && w.ready[0] == s
-		w.ready, w.pending = nil, false
+		w.ready = nil
 		s.scheduled.Store(false)
 		return ready
 	}
@@ -364,7 +364,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 			if len(w.ready) != 1 || w.ready[0] != as {
 				t.Fatalf("audio packet %d: %d subscribers ready, want the one", i, len(w.ready))
 			}
-			w.ready, w.pending = nil, false
+			w.ready = nil
 			as.scheduled.Store(false)
 			w.mu.Unlock()
 		default:

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,8 +30,7 @@ type queued struct {
 // (pkg/server TestSlowSubscriberDoesNotReduceOthers stalls an ICE-TCP one).
 type writerPool struct {
 	workers []*writer
-	next    int
-	nextMu  sync.Mutex
+	next    atomic.Uint64
 	flush   func()   // sends what the media sockets queued
 	delay   Observer // forwarding delay, or nil
 	done    chan struct{}
@@ -42,9 +42,8 @@ type writer struct {
 	pool *writerPool
 	wake chan struct{} // one pending wake-up
 
-	mu      sync.Mutex
-	ready   []*subscriber
-	pending bool // ready is not empty
+	mu    sync.Mutex
+	ready []*subscriber
 }
 
 func newWriterPool(n int, flush func(), delay Observer) *writerPool {
@@ -60,18 +59,14 @@ func newWriterPool(n int, flush func(), delay Observer) *writerPool {
 
 // assign returns the writer for a new subscriber, in turn.
 func (p *writerPool) assign() *writer {
-	p.nextMu.Lock()
-	defer p.nextMu.Unlock()
-	w := p.workers[p.next%len(p.workers)]
-	p.next++
-	return w
+	return p.workers[(p.next.Add(1)-1)%uint64(len(p.workers))]
 }
 
 // signal wakes every writer that has subscribers ready.
 func (p *writerPool) signal() {
 	for _, w := range p.workers {
 		w.mu.Lock()
-		pending := w.pending
+		pending := len(w.ready) > 0
 		w.mu.Unlock()
 		if pending {
 			w.signal()
@@ -92,7 +87,6 @@ func (w *writer) schedule(s *subscriber) {
 	}
 	w.mu.Lock()
 	w.ready = append(w.ready, s)
-	w.pending = true
 	w.mu.Unlock()
 }
 
@@ -118,7 +112,6 @@ func (w *writer) run() {
 		for {
 			w.mu.Lock()
 			ready, w.ready = w.ready, ready[:0]
-			w.pending = false
 			w.mu.Unlock()
 			if len(ready) == 0 {
 				break
