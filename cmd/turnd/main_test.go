@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/testlog"
 	"go.uber.org/goleak"
 )
 
@@ -188,24 +188,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logField finds msg in JSON log lines and returns one of its fields.
 func logField(logs, msg, field string) string {
 	sc := bufio.NewScanner(strings.NewReader(logs))
@@ -256,7 +238,7 @@ var testArgs = []string{
 func TestRunServesMetricsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, testArgs, envFrom(nil), io.Discard, logs) }()
 
@@ -301,7 +283,7 @@ func TestSignalsExitZero(t *testing.T) {
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testlog.Buffer{}
 			cmd := exec.Command(bin, testArgs...)
 			cmd.Stderr = logs
 			cmd.Env = []string{"PATH=/usr/bin:/bin"}

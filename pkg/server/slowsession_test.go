@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,35 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/testlog"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/server"
 )
-
-// lockedBuffer is a bytes.Buffer for a logger written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSlowSessionIsClosed: a session that stops reading its WebSocket while
 // messages for it keep coming is closed once its bounded outgoing queue is
 // full (the server does not hold ever more for it), and the sessions
 // sending to it carry on.
 func TestSlowSessionIsClosed(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	const queue = 16
 	srv := testServer(t, func(c *server.Config) {
 		c.Signaling.SendQueue = queue

@@ -1,7 +1,6 @@
 package turnserver
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,10 +19,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/testlog"
 	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
@@ -45,24 +44,6 @@ var testUsers = map[string]string{
 	"carol": "carol-password",
 }
 
-// logBuffer collects a server's logs; it is printed when the test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testConfig is a server on 127.0.0.1 only, with free ports everywhere.
 func testConfig() Config {
 	c := DefaultConfig()
@@ -80,9 +61,9 @@ func allowLoopback(c *Config) {
 	c.AllowPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 }
 
-func startServer(t testing.TB, cfg Config) (*Server, *logBuffer) {
+func startServer(t testing.TB, cfg Config) (*Server, *testlog.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: testLogLevel}))
 	}
