@@ -110,6 +110,10 @@ type Options struct {
 	// server sends, as received, before the client handles it (for tests that
 	// check the wire format). It must not block; it may keep the slice.
 	OnFrame func(frame []byte)
+	// SubscribeDTLSServer answers the server's subscribe offers as the DTLS
+	// server (a=setup:passive) instead of the client, as some WebRTC stacks
+	// do; tests use it to make the server the DTLS client.
+	SubscribeDTLSServer bool
 	// Header is sent with the WebSocket handshake (an Origin, a cookie…).
 	Header http.Header
 	// Dialer dials the WebSocket; nil uses a copy of websocket.DefaultDialer.

@@ -183,6 +183,11 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 	}
 	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if subscribe && c.opts.SubscribeDTLSServer {
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+			return nil, fmt.Errorf("dtls role: %w", err)
+		}
+	}
 	if ico.DisconnectedTimeout != 0 || ico.FailedTimeout != 0 || ico.KeepAliveInterval != 0 {
 		dis, fail, keep := ico.DisconnectedTimeout, ico.FailedTimeout, ico.KeepAliveInterval
 		if dis == 0 {

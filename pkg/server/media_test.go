@@ -78,6 +78,11 @@ func checkForwarding(t *testing.T, video, audio client.Source, wantVideo, wantAu
 	} else {
 		t.Logf("media sockets: %+v for %d forwarded packets", st.UDP, st.Forwarded)
 	}
+	// Both subscribers' RTP went the direct way (encrypted by the SFU with
+	// keys of their own handshakes: pion's clients decrypted every packet).
+	if st := srv.Media().Stats(); st.DirectSubscribers != len(subs) || st.PionSubscribers != 0 {
+		t.Errorf("subscribe connections: %d direct, %d through pion; want %d direct", st.DirectSubscribers, st.PionSubscribers, len(subs))
+	}
 	// The forwarding delay histogram saw the bursts, with plausible values
 	// (loopback, two subscribers: well under 100 ms on average).
 	if n, sum := forwardDelay(t, srv); n < 50 || sum/float64(n) > 0.1 || sum <= 0 {
@@ -178,4 +183,40 @@ func forwardDelay(t *testing.T, srv *server.Server) (uint64, float64) {
 	}
 	h := f.GetMetric()[0].GetHistogram()
 	return h.GetSampleCount(), h.GetSampleSum()
+}
+
+// TestServerAsDTLSClientSendsThroughPion: a subscriber's stack answers as
+// the DTLS server, so the SFU cannot read the SRTP keys of its handshake:
+// its RTP goes through pion's SRTP session instead, and it receives every
+// packet just as a subscriber on the direct path beside it does.
+func TestServerAsDTLSClientSendsThroughPion(t *testing.T) {
+	srv := testServer(t, nil)
+	a := dial(t, srv, client.Options{Username: "a"})
+	join(t, a, "dtls", "a")
+	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
+		t.Fatal(err)
+	}
+	direct := dial(t, srv, client.Options{Username: "direct"})
+	join(t, direct, "dtls", "direct")
+	viaPion := dial(t, srv, client.Options{Username: "pion", SubscribeDTLSServer: true})
+	join(t, viaPion, "dtls", "pion")
+	for _, c := range []*client.Client{direct, viaPion} {
+		if _, err := c.WaitRemoteTracks(ctxT(t, 10*time.Second), 2); err != nil {
+			t.Fatalf("remote tracks: %v", err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	st := srv.Media().Stats()
+	if st.DirectSubscribers != 1 || st.PionSubscribers != 1 {
+		t.Errorf("subscribe connections: %d direct, %d through pion; want 1 and 1", st.DirectSubscribers, st.PionSubscribers)
+	}
+	for who, c := range map[string]*client.Client{"direct": direct, "pion": viaPion} {
+		for _, tr := range c.RemoteTracks() {
+			checkPackets(t, who+"/"+tr.Kind(), pub, tr)
+		}
+	}
 }

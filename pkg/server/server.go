@@ -236,6 +236,17 @@ func (s *Server) routes() http.Handler {
 		Help: "RTP packets received from publishers."}, func() float64 { return float64(s.engine.Stats().Received) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_forwarded_packets_total",
 		Help: "RTP packets written to subscribers."}, func() float64 { return float64(s.engine.Stats().Forwarded) }))
+	for _, via := range []string{"direct", "pion"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_subscribe_connections",
+			Help:        "Live subscribe connections, by how their RTP is sent: encrypted by Parley on its media socket (direct) or through pion's SRTP session (pion).",
+			ConstLabels: prometheus.Labels{"rtp": via}}, func() float64 {
+			st := s.engine.Stats()
+			if via == "direct" {
+				return float64(st.DirectSubscribers)
+			}
+			return float64(st.PionSubscribers)
+		}))
+	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
 		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_sent_datagrams_total",

@@ -50,6 +50,10 @@ func TestSlowSubscriberDoesNotReduceOthers(t *testing.T) {
 	if slowVideo.Packets() == 0 {
 		t.Fatal("the slow subscriber never received media through the proxy")
 	}
+	// Its ICE-TCP connection is on the direct path too.
+	if st := srv.Media().Stats(); st.DirectSubscribers != 3 || st.PionSubscribers != 0 {
+		t.Errorf("subscribe connections: %d direct, %d through pion; want all 3 direct", st.DirectSubscribers, st.PionSubscribers)
+	}
 
 	proxy.stall()
 	time.Sleep(300 * time.Millisecond)

@@ -95,11 +95,13 @@ func (d *downTrack) enqueue(p *packet, wake bool) bool {
 func (d *downTrack) signal() { d.sub.wake() }
 
 // write sends p to the subscriber, at now (the writer's batch time), and a
-// sender report when one is due. Called only by the subscriber's writer.
-func (d *downTrack) write(p *packet, now time.Time) {
+// sender report when one is due. Called only by the subscriber's writer,
+// with its scratch buffer.
+func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 	b := d.bound.Load()
-	if b == nil {
-		return
+	out := d.sub.out.Load()
+	if b == nil || out == nil {
+		return // not negotiated, or the connection is not up yet
 	}
 	gated := d.needKeyframe.Load()
 	if gated && !p.keyframe {
@@ -112,9 +114,13 @@ func (d *downTrack) write(p *packet, now time.Time) {
 	// here. The subscribe connection's interceptors add their own.
 	d.hdr.Extension = false
 	d.hdr.Extensions = d.extBuf[:0]
-	// Pion drops writes (0 bytes, no error) until the connection's SRTP is
-	// up: only a keyframe that was really sent opens the gate.
-	if n, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil || n == 0 {
+	if out.viaPion {
+		// Pion drops writes (0 bytes, no error) until the connection's
+		// SRTP is up: only a keyframe that was really sent opens the gate.
+		if n, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil || n == 0 {
+			return
+		}
+	} else if err := out.writeRTP(&d.hdr, p.payload, sc); err != nil {
 		return
 	}
 	if gated {

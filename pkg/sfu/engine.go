@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 
 	"github.com/parley/parley/pkg/pionlog"
+	"github.com/parley/parley/pkg/srtpkeys"
 	"github.com/parley/parley/pkg/udpbatch"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -54,14 +55,16 @@ type Observer interface {
 	Observe(float64)
 }
 
-// Engine owns the shared parts of the media plane: the two webrtc APIs (one
-// for publish connections, one for subscribe connections, each with the
-// interceptors its direction needs) and the UDP and TCP muxes.
+// Engine owns the shared parts of the media plane: the webrtc API of publish
+// connections, what every subscribe connection's API is made of (each has
+// its own, to recover its SRTP keys: direct.go), and the UDP and TCP muxes.
 type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	pubAPI *webrtc.API
-	subAPI *webrtc.API
+	// sub is the subscribe connections' media engine and settings; subAPI
+	// makes one connection's API from them.
+	sub    apiParts
 	udp    ice.UDPMux
 	udpNet *batchNet
 	tcp    ice.TCPMux
@@ -88,6 +91,10 @@ type Stats struct {
 	// UDP counts the media UDP sockets' writes: datagrams, messages and
 	// system calls (batching makes calls far fewer than datagrams).
 	UDP udpbatch.Stats
+	// DirectSubscribers and PionSubscribers count the live subscribe
+	// connections that send RTP on the direct path and through pion's SRTP
+	// session (direct.go).
+	DirectSubscribers, PionSubscribers int
 }
 
 // Stats sums the counters of every live and closed subscriber and track.
@@ -106,6 +113,11 @@ func (e *Engine) Stats() Stats {
 				sent, dropped := p.sub.stats()
 				st.Forwarded += sent
 				st.Dropped += dropped
+				if out := p.sub.out.Load(); out != nil && out.viaPion {
+					st.PionSubscribers++
+				} else if out != nil {
+					st.DirectSubscribers++
+				}
 			}
 			for _, pub := range p.publications() {
 				for _, f := range pub.tracks() {
@@ -171,11 +183,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 			Logger: pionLogs.NewLogger("tcpmux")})
 	}
 
-	if e.pubAPI, err = e.newAPI(true); err != nil {
+	pub, err := e.newAPIParts(true)
+	if err != nil {
 		e.Close()
 		return nil, err
 	}
-	if e.subAPI, err = e.newAPI(false); err != nil {
+	e.pubAPI = pub.api()
+	if e.sub, err = e.newAPIParts(false); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -183,28 +197,51 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// newAPI builds the API for publish connections (receive side: NACK generator,
-// receiver reports, transport-wide CC feedback) or subscribe connections (send
-// side: sender reports; NACKs are answered from each track's shared history).
-func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
+// apiParts are what a webrtc.API is made of.
+type apiParts struct {
+	media    *webrtc.MediaEngine // copied by each peer connection
+	registry *interceptor.Registry
+	settings webrtc.SettingEngine
+}
+
+func (a apiParts) api() *webrtc.API {
+	return webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(a.registry),
+		webrtc.WithSettingEngine(a.settings))
+}
+
+// subAPI returns an API for one subscribe connection, whose DTLS handshake
+// keys goes to keys. A connection of its own, because pion's DTLS hooks
+// are per SettingEngine; a few hundred bytes, next to the connection's
+// hundreds of kilobytes.
+func (e *Engine) subAPI(keys *srtpkeys.Capture) *webrtc.API {
+	parts := e.sub
+	keys.Install(&parts.settings)
+	return parts.api()
+}
+
+// newAPIParts builds the API parts for publish connections (receive side:
+// NACK generator, receiver reports, transport-wide CC feedback) or subscribe
+// connections (send side: sender reports; NACKs are answered from each
+// track's shared history).
+func (e *Engine) newAPIParts(publish bool) (apiParts, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, publish); err != nil {
-		return nil, fmt.Errorf("register codecs: %w", err)
+		return apiParts{}, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
 	if publish {
 		gen, err := nack.NewGeneratorInterceptor()
 		if err != nil {
-			return nil, fmt.Errorf("nack generator: %w", err)
+			return apiParts{}, fmt.Errorf("nack generator: %w", err)
 		}
 		reg.Add(gen)
 		rr, err := report.NewReceiverInterceptor()
 		if err != nil {
-			return nil, fmt.Errorf("receiver reports: %w", err)
+			return apiParts{}, fmt.Errorf("receiver reports: %w", err)
 		}
 		reg.Add(rr)
 		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
-			return nil, fmt.Errorf("twcc feedback: %w", err)
+			return apiParts{}, fmt.Errorf("twcc feedback: %w", err)
 		}
 	} else {
 		// No interceptors: NACKs are answered from each published track's
@@ -231,7 +268,7 @@ func (e *Engine) newAPI(publish bool) (*webrtc.API, error) {
 		s.SetNAT1To1IPs(e.cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
 	s.SetLite(false)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
+	return apiParts{media: m, registry: reg, settings: s}, nil
 }
 
 // Close releases the media ports. Routers must be closed first.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parley/parley/pkg/srtpkeys"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
@@ -33,7 +34,7 @@ func TestTransportCCOnlyOnPublish(t *testing.T) {
 		return o.SDP
 	}
 	pub := offer(e.pubAPI, webrtc.RTPTransceiverDirectionRecvonly)
-	sub := offer(e.subAPI, webrtc.RTPTransceiverDirectionSendonly)
+	sub := offer(e.subAPI(&srtpkeys.Capture{}), webrtc.RTPTransceiverDirectionSendonly)
 	if !strings.Contains(pub, "transport-cc") || !strings.Contains(pub, "transport-wide-cc") {
 		t.Errorf("publish side lacks transport-cc:\n%s", pub)
 	}

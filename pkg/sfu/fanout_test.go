@@ -43,7 +43,9 @@ func testWriters(t testing.TB, n int) (*writerPool, *atomic.Int64) {
 
 // testSubscriber is a subscriber with only its queue, on a writer of wp.
 func testSubscriber(wp *writerPool, queueSize int) *subscriber {
-	return &subscriber{queue: queue.New[queued](queueSize), writer: wp.assign(), log: slog.New(slog.DiscardHandler)}
+	s := &subscriber{queue: queue.New[queued](queueSize), writer: wp.assign(), log: slog.New(slog.DiscardHandler)}
+	s.out.Store(&sendPath{viaPion: true}) // the binding's writer counts
+	return s
 }
 
 func testForwarder(pool *packetPool, wp *writerPool) *forwarder {

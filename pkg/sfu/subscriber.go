@@ -11,6 +11,8 @@ import (
 
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
+	"github.com/parley/parley/pkg/srtpkeys"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -46,6 +48,15 @@ type subscriber struct {
 	sent    atomic.Uint64
 	dropped atomic.Uint64
 	wg      sync.WaitGroup // the tracks' RTCP readers
+
+	// out is how RTP leaves (direct.go): nil until the connection is up.
+	out atomic.Pointer[sendPath]
+	// keys captures the connection's DTLS secrets, for srtp.
+	keys *srtpkeys.Capture
+	// pathMu orders changes of out; srtp and pathClosed are under it.
+	pathMu     sync.Mutex
+	srtp       *srtp.Context
+	pathClosed bool
 
 	mu          sync.Mutex
 	pc          *webrtc.PeerConnection
@@ -102,8 +113,8 @@ func (s *subscriber) wake() {
 // writeQueued writes everything queued, batch by batch, at now (the pass's
 // time), and reports how many packets it took, whether the last one left a
 // video frame open and when the first one arrived. Only the subscriber's
-// writer calls it.
-func (s *subscriber) writeQueued(batch []queued, now time.Time) (n int, frameOpen bool, oldest time.Time) {
+// writer calls it, with its scratch buffer.
+func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch) (n int, frameOpen bool, oldest time.Time) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	for {
@@ -116,7 +127,7 @@ func (s *subscriber) writeQueued(batch []queued, now time.Time) (n int, frameOpe
 			oldest = batch[0].p.arrived
 		}
 		for i, q := range batch {
-			q.d.write(q.p, now)
+			q.d.write(q.p, now, sc)
 			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
 			q.p.release()
 			batch[i] = queued{}
@@ -128,10 +139,15 @@ func (s *subscriber) ensurePCLocked() error {
 	if s.pc != nil {
 		return nil
 	}
-	pc, err := s.peer.router.engine.subAPI.NewPeerConnection(webrtc.Configuration{})
+	s.keys = &srtpkeys.Capture{}
+	pc, err := s.peer.router.engine.subAPI(s.keys).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fmt.Errorf("new subscribe connection: %w", err)
 	}
+	ice := pc.SCTP().Transport().ICETransport()
+	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+		s.reroute(ice, pair, false)
+	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		// pion calls this synchronously inside SetLocalDescription (under
 		// sigMu) for pooled candidates, which there are none of (no
@@ -147,6 +163,11 @@ func (s *subscriber) ensurePCLocked() error {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("subscribe connection", "state", st.String())
 		if st == webrtc.PeerConnectionStateConnected {
+			pair, err := ice.GetSelectedCandidatePair()
+			if err != nil {
+				s.log.Debug("selected candidate pair", "err", err)
+			}
+			s.reroute(ice, pair, true)
 			// Video written before SRTP was up was dropped (and kept each
 			// track's gate shut), or lost while the path was down: ask
 			// for fresh keyframes.
@@ -155,6 +176,44 @@ func (s *subscriber) ensurePCLocked() error {
 	})
 	s.pc = pc
 	return nil
+}
+
+// reroute sends the connection's RTP on pair from now on. The first time
+// the connection is up (connected), it decides how RTP is sent for the
+// connection's life: directly when its SRTP keys were recovered, through
+// pion otherwise (direct.go). Pair changes before that are left to it.
+func (s *subscriber) reroute(ice *webrtc.ICETransport, pair *webrtc.ICECandidatePair, connected bool) {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	if s.pathClosed {
+		return
+	}
+	if cur := s.out.Load(); cur != nil && cur.viaPion {
+		return
+	}
+	if s.srtp == nil {
+		if !connected {
+			return
+		}
+		ctx, err := s.keys.LocalContext()
+		if err != nil {
+			s.log.Info("subscribe connection sends RTP through pion's SRTP session", "reason", err)
+			s.out.Store(&sendPath{viaPion: true})
+			return
+		}
+		s.srtp = ctx
+	}
+	params, err := ice.GetLocalParameters()
+	if err != nil {
+		s.log.Debug("local ICE parameters", "err", err)
+	}
+	p, err := s.peer.router.engine.route(pair, s.srtp, params.UsernameFragment)
+	if err != nil {
+		s.log.Warn("subscribe connection: media cannot be sent on its candidate pair", "err", err)
+	} else {
+		s.log.Debug("subscribe connection sends RTP directly", "local", pair.Local.String(), "remote", pair.Remote.String())
+	}
+	s.out.Swap(p).close()
 }
 
 // addForwarder starts sending f's track to this subscriber.
@@ -424,6 +483,10 @@ func (s *subscriber) close() {
 		}
 	}
 	s.stopWriting()
+	s.pathMu.Lock()
+	s.pathClosed = true
+	s.out.Swap(nil).close()
+	s.pathMu.Unlock()
 	s.wg.Wait()
 	sent, dropped := s.stats()
 	s.peer.router.engine.retire(Stats{Forwarded: sent, Dropped: dropped})

@@ -3,6 +3,7 @@ package sfu
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/parley/parley/pkg/udpbatch"
@@ -50,6 +51,18 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	n.conns = append(n.conns, b)
 	n.mu.Unlock()
 	return b, nil
+}
+
+// conn returns the media socket bound to ip, or nil.
+func (n *batchNet) conn(ip netip.Addr) *udpbatch.Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.AddrPort().Addr().Unmap() == ip {
+			return c
+		}
+	}
+	return nil
 }
 
 // flush sends what the media sockets have queued.

@@ -103,6 +103,7 @@ func (w *writer) run() {
 	var ready []*subscriber
 	oldest := make([]time.Time, 0, 64)
 	batch := make([]queued, 0, writeBatch)
+	sc := newSendScratch()
 	for {
 		select {
 		case <-w.wake:
@@ -116,7 +117,7 @@ func (w *writer) run() {
 			if len(ready) == 0 {
 				break
 			}
-			oldest = w.pass(ready, batch, oldest[:0])
+			oldest = w.pass(ready, batch, oldest[:0], sc)
 			clear(ready)
 		}
 	}
@@ -132,12 +133,12 @@ const flushEvery = 64
 // since the last flush was left inside a video frame whose end has not come
 // (the sockets' timer, or the frame's end, flushes then). After each flush it
 // observes the forwarding delay of the subscribers it sent.
-func (w *writer) pass(ready []*subscriber, batch []queued, oldest []time.Time) []time.Time {
+func (w *writer) pass(ready []*subscriber, batch []queued, oldest []time.Time, sc *sendScratch) []time.Time {
 	now := time.Now()
 	from, written, flush := 0, 0, false
 	for i, s := range ready {
 		s.scheduled.Store(false) // a packet queued from here on schedules s again
-		n, frameOpen, first := s.writeQueued(batch, now)
+		n, frameOpen, first := s.writeQueued(batch, now, sc)
 		if frameOpen {
 			first = time.Time{}
 		} else {
