@@ -37,6 +37,11 @@ func TestThreePeopleMeeting(t *testing.T) {
 			}
 		}
 	}
+	// Chromium decoded what the SFU encrypted itself: every subscribe
+	// connection is on the direct send path, none through pion's session.
+	if st := srv.Media().Stats(); st.DirectSubscribers != len(pages) || st.PionSubscribers != 0 {
+		t.Errorf("subscribe connections: %d direct, %d through pion; want all %d direct", st.DirectSubscribers, st.PionSubscribers, len(pages))
+	}
 	if dir := os.Getenv("PARLEY_SCREENSHOT_DIR"); dir != "" {
 		pages[0].screenshot(filepath.Join(dir, "meeting.png"))
 	}
