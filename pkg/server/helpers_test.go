@@ -146,3 +146,17 @@ func errCode(err error) string {
 	}
 	return ""
 }
+
+// publishCamera publishes VP8 and Opus from c and waits until the stream is
+// PUBLISHING.
+func publishCamera(t *testing.T, c *client.Client) *client.Publication {
+	t.Helper()
+	pub, err := c.Publish(ctxT(t, 60*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
+		t.Fatalf("publisher status: %v (now %s)", err, pub.Status())
+	}
+	return pub
+}

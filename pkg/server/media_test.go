@@ -193,13 +193,7 @@ func TestServerAsDTLSClientSendsThroughPion(t *testing.T) {
 	srv := testServer(t, nil)
 	a := dial(t, srv, client.Options{Username: "a"})
 	join(t, a, "dtls", "a")
-	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
-		t.Fatal(err)
-	}
+	pub := publishCamera(t, a)
 	direct := dial(t, srv, client.Options{Username: "direct"})
 	join(t, direct, "dtls", "direct")
 	viaPion := dial(t, srv, client.Options{Username: "pion", SubscribeDTLSServer: true})

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/client"
-	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/rtcp"
 )
 
@@ -27,13 +26,7 @@ func TestSenderReportsToSubscribers(t *testing.T) {
 	srv := testServer(t, nil)
 	a := dial(t, srv, client.Options{Username: "a"})
 	join(t, a, "reports", "a")
-	pub, err := a.Publish(ctxT(t, 10*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
-		t.Fatal(err)
-	}
+	pub := publishCamera(t, a)
 	b := dial(t, srv, client.Options{Username: "b"})
 	join(t, b, "reports", "b")
 	tracks, err := b.WaitRemoteTracks(ctxT(t, 10*time.Second), 2)

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/client"
-	"github.com/parley/parley/pkg/protocol"
 )
 
 // TestSlowSubscriberDoesNotReduceOthers: one subscriber's connection stops
@@ -17,13 +16,7 @@ func TestSlowSubscriberDoesNotReduceOthers(t *testing.T) {
 
 	pubC := dial(t, srv, client.Options{Username: "pub"})
 	join(t, pubC, "slow", "pub")
-	pub, err := pubC.Publish(ctxT(t, 60*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitStatus(ctxT(t, 10*time.Second), protocol.StreamPublishing); err != nil {
-		t.Fatal(err)
-	}
+	pub := publishCamera(t, pubC)
 
 	slow := dial(t, srv, client.Options{Username: "slow", ICE: proxy.ice()})
 	join(t, slow, "slow", "slow")
