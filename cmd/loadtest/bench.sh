@@ -13,6 +13,10 @@
 #                           seconds starting PERF_DELAY (default 60) seconds after the server started
 #   PPROF_OUT               save a Go CPU profile of the server (its --debug-addr) into this file, over the same
 #                           PERF_SECONDS starting PERF_DELAY seconds after the server started
+#   HEAP_OUT                save a heap profile of the server (live objects, after a GC) into this file, and its
+#                           /metrics (Go's memory statistics among them) and goroutines into HEAP_OUT.metrics and
+#                           HEAP_OUT.goroutines, PERF_DELAY
+#                           seconds after the server started (GODEBUG=memprofilerate=4096 in the environment gives finer samples)
 #   OUT                     directory for the binaries and the server log (default a temporary directory)
 # The load tool's exit status is the script's.
 set -euo pipefail
@@ -71,6 +75,12 @@ fi
 if [[ -n ${PPROF_OUT:-} ]]; then
 	(sleep "${PERF_DELAY:-60}" && exec curl -fsS -o "$PPROF_OUT" \
 		"http://127.0.0.1:$debug_port/debug/pprof/profile?seconds=${PERF_SECONDS:-20}") >/dev/null 2>&1 &
+fi
+
+if [[ -n ${HEAP_OUT:-} ]]; then
+	(sleep "${PERF_DELAY:-60}" && curl -fsS -o "$HEAP_OUT" "http://127.0.0.1:$debug_port/debug/pprof/heap?gc=1" &&
+		curl -fsS -o "$HEAP_OUT.goroutines" "http://127.0.0.1:$debug_port/debug/pprof/goroutine?debug=1" &&
+		exec curl -fsS -o "$HEAP_OUT.metrics" "http://127.0.0.1:$http_port/metrics") >/dev/null 2>&1 &
 fi
 
 rc=0

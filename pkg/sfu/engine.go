@@ -179,7 +179,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 		// WriteBufferSize gives each TCP connection a bounded buffer and a
 		// goroutine that drains it into the socket: a write never blocks (the
 		// subscribers' writers rely on it, writers.go); a full buffer drops.
-		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 64, WriteBufferSize: 4 << 20,
+		// ReadBufferSize is the packets queued between a TCP connection's
+		// reader and ICE: a full queue holds the reader back (TCP's own flow
+		// control), it loses nothing, and every connection has one, even
+		// those on UDP, as each gathers an ICE-TCP candidate: 8 entries
+		// instead of 64 are 3 KB less per participant.
+		e.tcp = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: ln, ReadBufferSize: 8, WriteBufferSize: 4 << 20,
 			Logger: pionLogs.NewLogger("tcpmux")})
 	}
 
