@@ -99,6 +99,7 @@ func (c *Capture) Write(p []byte) (int, error) {
 			c.line = append(c.line, p[:i]...)
 			c.parseLine(c.line)
 		}
+		clear(c.line) // it held the master secret in hex
 		c.line = c.line[:0]
 		p = p[i+1:]
 	}
@@ -132,13 +133,18 @@ type Keys struct {
 }
 
 // LocalKeys computes the server's SRTP write keys (RFC 5764 section 4.2) and
-// clears the captured master secret. It returns ErrIncomplete before the
+// clears the captured master secret, whatever the outcome: it is called
+// once, when the connection is up. It returns ErrIncomplete before the
 // handshake has finished, or when this side was the DTLS client (there is no
 // ServerHello of ours to read then), and an error for a cipher suite or
 // protection profile it does not know.
 func (c *Capture) LocalKeys() (Keys, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() {
+		clear(c.master)
+		c.master = nil
+	}()
 	if !c.haveHello || len(c.master) == 0 {
 		return Keys{}, ErrIncomplete
 	}
@@ -151,8 +157,6 @@ func (c *Capture) LocalKeys() (Keys, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(exporter{c: c, hash: h}, false); err != nil {
 		return Keys{}, fmt.Errorf("srtpkeys: SRTP profile %#04x: %w", uint16(c.profile), err)
 	}
-	clear(c.master)
-	c.master = nil
 	return Keys{Profile: profile, MasterKey: cfg.Keys.LocalMasterKey, MasterSalt: cfg.Keys.LocalMasterSalt}, nil
 }
 

@@ -182,6 +182,14 @@ func TestClientSideIsIncomplete(t *testing.T) {
 	if _, err := c.LocalKeys(); !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("keys without a ServerHello: %v, want ErrIncomplete", err)
 	}
+	if c.master != nil {
+		t.Error("the master secret is kept after LocalKeys")
+	}
+	for _, b := range c.line[:cap(c.line)] {
+		if b != 0 {
+			t.Fatal("the key log line is kept in memory")
+		}
+	}
 }
 
 // The key log writer takes lines split across writes, ignores malformed and
