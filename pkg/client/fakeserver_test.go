@@ -39,6 +39,32 @@ type fakeServer struct {
 	parts    map[string]*fakeSession // by resume token
 
 	tcpMux ice.TCPMux // ICE-TCP only, when set
+
+	rrMu sync.Mutex
+	rrs  map[uint32][]rtcp.ReceptionReport // report blocks received, by media SSRC
+}
+
+// noteReports keeps the receiver report blocks of RTCP from a client.
+func (fs *fakeServer) noteReports(pkts []rtcp.Packet) {
+	fs.rrMu.Lock()
+	defer fs.rrMu.Unlock()
+	if fs.rrs == nil {
+		fs.rrs = map[uint32][]rtcp.ReceptionReport{}
+	}
+	for _, p := range pkts {
+		if rr, ok := p.(*rtcp.ReceiverReport); ok {
+			for _, b := range rr.Reports {
+				fs.rrs[b.SSRC] = append(fs.rrs[b.SSRC], b)
+			}
+		}
+	}
+}
+
+// receiverReports returns the report blocks received for a media SSRC.
+func (fs *fakeServer) receiverReports(ssrc uint32) []rtcp.ReceptionReport {
+	fs.rrMu.Lock()
+	defer fs.rrMu.Unlock()
+	return append([]rtcp.ReceptionReport(nil), fs.rrs[ssrc]...)
 }
 
 // newFakeServerTCP is a fake server whose peer connections use only passive
@@ -545,9 +571,11 @@ func (s *fakeSession) addSubTrack(stream, name string, local *webrtc.TrackLocalS
 	go func() { // RTCP must be read for NACK and PLI handling
 		defer s.wg.Done()
 		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
 				return
 			}
+			s.fs.noteReports(pkts)
 		}
 	}()
 	s.renegotiate()

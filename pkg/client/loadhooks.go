@@ -2,10 +2,13 @@ package client
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // Hooks for load testing (pkg/loadtest): packet observers that cost no
@@ -55,6 +58,69 @@ func (t *RemoteTrack) readLight(c *Client) {
 			t.observe(&pkt, now)
 		}
 	}
+}
+
+// reportInterval is how often a light receiver sends receiver reports, as
+// pion's report interceptor does.
+const reportInterval = time.Second
+
+// lightReports sends a light receiver's RTCP receiver reports until stop is
+// closed: every reportInterval one RR with a report block per remote track of
+// pc (highest sequence number, losses), from the counters its readers keep.
+// It stands in for pion's receiver-report interceptor, which locks and
+// updates its statistics on every packet (about an eighth of a load-testing
+// receiver's CPU), so that the server still gets a report per track each
+// second, as from a browser.
+func (s *subscriber) lightReports(pc *webrtc.PeerConnection, stop <-chan struct{}) {
+	tick := time.NewTicker(reportInterval)
+	defer tick.Stop()
+	type last struct{ maxSeq, packets int64 }
+	prev := map[*RemoteTrack]last{}
+	rr := &rtcp.ReceiverReport{SSRC: rand.Uint32()}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		rr.Reports = rr.Reports[:0]
+		for _, t := range s.c.RemoteTracks() {
+			if t.pc != pc {
+				continue
+			}
+			t.mu.Lock()
+			have, maxSeq, packets, gaps := t.haveSeq, t.maxSeq, t.packets, t.gaps
+			t.mu.Unlock()
+			if !have {
+				continue
+			}
+			p := prev[t]
+			prev[t] = last{maxSeq, packets}
+			rr.Reports = append(rr.Reports, rtcp.ReceptionReport{
+				SSRC:               uint32(t.track.SSRC()),
+				FractionLost:       fractionLost(maxSeq-p.maxSeq, packets-p.packets, p.packets == 0),
+				TotalLost:          uint32(min(max(gaps, 0), 0x7fffff)),
+				LastSequenceNumber: uint32(maxSeq),
+			})
+			if len(rr.Reports) == 31 { // the most an RR carries
+				break
+			}
+		}
+		if len(rr.Reports) == 0 {
+			continue
+		}
+		if err := pc.WriteRTCP([]rtcp.Packet{rr}); err != nil {
+			s.c.log.Debug("receiver report not sent", "err", err)
+		}
+	}
+}
+
+// fractionLost is RFC 3550's fraction lost over an interval, in 1/256.
+func fractionLost(expected, received int64, first bool) uint8 {
+	if first || expected <= 0 || received >= expected {
+		return 0
+	}
+	return uint8(min((expected-received)*256/expected, 255))
 }
 
 // Media is a media file read and parsed once (IVF or Ogg Opus), from which any

@@ -291,6 +291,60 @@ func TestCloseWhilePublishing(t *testing.T) {
 	}
 }
 
+// TestLightReceiverReports: a light receiver has no report interceptor, yet
+// it sends a receiver report for each of its tracks every second, whose
+// highest sequence number follows what its reader got, with no loss counted
+// on loopback; it stops with the connection.
+func TestLightReceiverReports(t *testing.T) {
+	fs := newFakeServer(t)
+	ctx := testCtx(t, 30*time.Second)
+	c, err := Dial(ctx, fs.url(), Options{Username: "alice", LightReceiver: true, NegotiateNACK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx, JoinOptions{Room: "r", Codecs: []string{"audio/opus", "video/VP8"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, PublishOptions{Video: mustIVFLoop(t, testmedia.VP8IVF), Audio: NewSilenceOpusSource()}); err != nil {
+		t.Fatal(err)
+	}
+	tracks, err := c.WaitRemoteTracks(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowing(t, ctx, "media", tracks)
+	time.Sleep(3 * reportInterval)
+	for _, tr := range tracks {
+		ssrc := uint32(tr.track.SSRC())
+		reports := fs.receiverReports(ssrc)
+		if len(reports) < 2 {
+			t.Fatalf("%s: %d receiver reports in %v, want one a second", tr.Kind(), len(reports), 3*reportInterval)
+		}
+		tr.mu.Lock()
+		maxSeq := uint32(tr.maxSeq)
+		tr.mu.Unlock()
+		last := reports[len(reports)-1]
+		if last.LastSequenceNumber > maxSeq || maxSeq-last.LastSequenceNumber > 200 {
+			t.Errorf("%s: report says highest seq %d, the reader got %d", tr.Kind(), last.LastSequenceNumber, maxSeq)
+		}
+		if reports[0].LastSequenceNumber >= last.LastSequenceNumber {
+			t.Errorf("%s: highest seq did not advance across reports: %d then %d", tr.Kind(), reports[0].LastSequenceNumber, last.LastSequenceNumber)
+		}
+		if last.TotalLost != 0 || last.FractionLost != 0 {
+			t.Errorf("%s: loss reported on loopback: %+v", tr.Kind(), last)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(fs.receiverReports(uint32(tracks[0].track.SSRC())))
+	time.Sleep(2 * reportInterval)
+	if m := len(fs.receiverReports(uint32(tracks[0].track.SSRC()))); m != n {
+		t.Errorf("%d reports after Close", m-n)
+	}
+}
+
 // tcpProxy forwards TCP connections to a target and counts the bytes.
 type tcpProxy struct {
 	l     net.Listener

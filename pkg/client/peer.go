@@ -153,9 +153,8 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 			return nil, fmt.Errorf("nack responder: %w", err)
 		}
 		ir.Add(responder)
-		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-			return nil, fmt.Errorf("rtcp reports: %w", err)
-		}
+		// No report interceptors: the subscriber sends the receiver
+		// reports itself (lightReports), without a per-packet hook.
 		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 			return nil, fmt.Errorf("twcc: %w", err)
 		}

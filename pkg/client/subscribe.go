@@ -38,6 +38,9 @@ type subscriber struct {
 	current      map[string]bool      // stream ids of the last offer
 	pendingCands []webrtc.ICECandidateInit
 	closed       bool
+	// stopReports ends the light receiver's report loop of pc (nil: none).
+	stopReports chan struct{}
+	reports     sync.WaitGroup
 }
 
 func newSubscriber(c *Client) *subscriber {
@@ -101,12 +104,18 @@ func (s *subscriber) closePC() {
 	s.pc = nil
 	s.pendingCands = nil
 	s.current = map[string]bool{}
+	stop := s.stopReports
+	s.stopReports = nil
 	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+	}
 	if pc != nil {
 		if err := pc.Close(); err != nil {
 			s.c.log.Debug("close subscribe connection", "err", err)
 		}
 	}
+	s.reports.Wait()
 }
 
 func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
@@ -177,7 +186,7 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 		c.log.Debug("subscribe connection state", "state", st.String())
 	})
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		s.onTrack(track, receiver)
+		s.onTrack(pc, track, receiver)
 	})
 	s.mu.Lock()
 	if s.closed {
@@ -186,6 +195,15 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 		return nil, ErrClosed
 	}
 	s.pc = pc
+	if c.opts.LightReceiver {
+		stop := make(chan struct{})
+		s.stopReports = stop
+		s.reports.Add(1)
+		go func() {
+			defer s.reports.Done()
+			s.lightReports(pc, stop)
+		}()
+	}
 	s.mu.Unlock()
 	return pc, nil
 }
@@ -208,14 +226,14 @@ func (s *subscriber) handleCandidate(cand *protocol.ICECandidate) {
 	}
 }
 
-func (s *subscriber) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+func (s *subscriber) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	sid := track.StreamID()
 	s.mu.Lock()
 	pub, at := s.publisher[sid], s.subscribedAt[sid]
 	s.mu.Unlock()
 	c := s.c
 	rt := &RemoteTrack{
-		track: track, receiver: receiver, streamID: sid, publisher: pub,
+		track: track, receiver: receiver, pc: pc, streamID: sid, publisher: pub,
 		kind: track.Kind().String(), codec: track.Codec().MimeType,
 		subscribedAt: at, done: make(chan struct{}), light: c.opts.LightReceiver,
 	}
@@ -313,6 +331,7 @@ func (c *Client) waitReading() bool {
 type RemoteTrack struct {
 	track        *webrtc.TrackRemote
 	receiver     *webrtc.RTPReceiver
+	pc           *webrtc.PeerConnection // the subscribe connection it came on
 	streamID     string
 	publisher    string
 	kind         string
