@@ -169,6 +169,23 @@ func (r probeResult) packetTimes(kind string) []float64 {
 	return ts
 }
 
+// keyTimes returns the pts of a stream kind's keyframe packets.
+func (r probeResult) keyTimes(kind string) map[float64]bool {
+	idx := -1
+	for _, s := range r.Streams {
+		if s.CodecType == kind {
+			idx = s.Index
+		}
+	}
+	keys := map[float64]bool{}
+	for _, p := range r.Packets {
+		if p.StreamIndex == idx && strings.Contains(p.Flags, "K") {
+			keys[fsec(p.PtsTime)] = true
+		}
+	}
+	return keys
+}
+
 func (r probeResult) stream(kind string) *probeStream {
 	for i := range r.Streams {
 		if r.Streams[i].CodecType == kind {

@@ -17,15 +17,21 @@ type jbPacket struct {
 // jitterBuffer puts one SSRC's packets back in sequence order. A missing
 // packet is waited for until the first packet held after it is maxWait old
 // (by arrival time), then given up as lost. It holds at most len(slots)
-// packets; a sequence jump beyond that flushes it.
+// packets; a sequence jump beyond that flushes it. The first packets of a
+// sequence are held for maxWait too, so that one sent before the first to
+// arrive (reordered, or resent after a NACK) becomes the start instead of
+// being dropped as late: the first keyframe and the first audio frame are
+// as safe as any other.
 type jitterBuffer struct {
 	slots   []*jbPacket
 	mask    int64
 	maxWait time.Duration
 
 	started bool
-	next    int64 // next sequence number to release
-	highest int64 // highest sequence number seen
+	primed  bool      // releasing: the start hold is over
+	startAt time.Time // arrival of the first packet
+	next    int64     // next sequence number to release
+	highest int64     // highest sequence number seen
 	held    int
 
 	late, dup, lost uint64
@@ -53,8 +59,11 @@ func (j *jitterBuffer) unwrap(seq uint16) int64 {
 // before it were given up.
 func (j *jitterBuffer) push(p *jbPacket, release func(p *jbPacket, lost bool)) bool {
 	if !j.started {
-		j.started = true
+		j.started, j.primed, j.startAt = true, false, p.arrival
 		j.next, j.highest = p.ext, p.ext
+	}
+	if !j.primed && p.ext < j.next && j.highest-p.ext < int64(len(j.slots)) {
+		j.next = p.ext // sent before the first to arrive: the sequence starts here
 	}
 	if p.ext < j.next && j.next-p.ext <= int64(len(j.slots)) {
 		j.late++
@@ -69,6 +78,7 @@ func (j *jitterBuffer) push(p *jbPacket, release func(p *jbPacket, lost bool)) b
 		j.lost++
 		j.slots[p.ext&j.mask] = p
 		j.held = 1
+		j.primed = true // a restarted sequence is not held: what came before is gone
 		j.pop(p.arrival, release, true)
 		return true
 	}
@@ -87,6 +97,12 @@ func (j *jitterBuffer) push(p *jbPacket, release func(p *jbPacket, lost bool)) b
 
 // pop releases what is ready at time now. lostFirst marks the first release as after a loss.
 func (j *jitterBuffer) pop(now time.Time, release func(*jbPacket, bool), lostFirst bool) {
+	if !j.primed {
+		if now.Sub(j.startAt) < j.maxWait {
+			return
+		}
+		j.primed = true
+	}
 	lost := lostFirst
 	for j.held > 0 {
 		s := j.slots[j.next&j.mask]
@@ -145,6 +161,6 @@ func (j *jitterBuffer) reset() {
 	for i := range j.slots {
 		j.slots[i] = nil
 	}
-	j.started = false
+	j.started, j.primed = false, false
 	j.held = 0
 }

@@ -314,12 +314,15 @@ func maxGap(ts []float64, from float64) (gap, at float64) {
 func TestAdverseInput(t *testing.T) {
 	t.Run("5% loss, NACK resends, reordering", func(t *testing.T) {
 		var sent, lost atomic.Int64
+		var gone []lostPacket // lost for good: never resent
+		var sim *simPub
 		file, w := recordOne(t, vp8Opus, 6*time.Second, func(p *simPub) {
+			sim = p
 			p.addTrack(vp8Source(t, small), 20*time.Millisecond)
 			p.addTrack(opusSource(t), 20*time.Millisecond)
 			p.jitter = 25 * time.Millisecond // reorders packets sent close together
 			p.lockstep = true                // keyframe requests answered 5 ms later, deterministically
-			p.lose = func(*rtp.Packet) (bool, time.Duration) {
+			p.lose = func(pk *rtp.Packet) (bool, time.Duration) {
 				sent.Add(1)
 				if p.rng.Float64() >= 0.05 {
 					return false, 0
@@ -328,6 +331,7 @@ func TestAdverseInput(t *testing.T) {
 				if p.rng.Float64() < 0.5 {
 					return true, 150 * time.Millisecond // resent after a NACK
 				}
+				gone = append(gone, p.lostPacket(pk))
 				return true, 0
 			}
 		})
@@ -335,12 +339,32 @@ func TestAdverseInput(t *testing.T) {
 			t.Fatalf("decode with loss: %s", msg)
 		}
 		r := probe(t, file, true)
-		nv, na := len(r.packetTimes("video")), len(r.packetTimes("audio"))
-		t.Logf("lost %d of %d packets; file has %d video frames (of 180), %d audio (of 300); %d keyframe requests",
-			lost.Load(), sent.Load(), nv, na, w.Stats().KeyframeRequests)
-		if nv < 100 || na < 270 { // lockstep makes this deterministic (114 and 287 today)
-			t.Errorf("too little survived: %d video, %d audio frames", nv, na)
+		video, audio := r.packetTimes("video"), r.packetTimes("audio")
+		var goneVideo []lostPacket
+		var goneAudio []float64
+		for _, g := range gone {
+			if g.track == 0 {
+				goneVideo = append(goneVideo, g)
+			} else {
+				goneAudio = append(goneAudio, g.at.Seconds())
+			}
 		}
+		t.Logf("lost %d of %d packets, %d for good (%d audio); file has %d video frames (of 180), %d audio (of 300); %d keyframe requests",
+			lost.Load(), sent.Load(), len(gone), len(goneAudio), len(video), len(audio), w.Stats().KeyframeRequests)
+		t.Logf("video lost for good %v, audio %v", goneVideo, goneAudio)
+		// Every Opus packet is a frame of its own: all but those lost for
+		// good are in the file (the resent ones came within the jitter delay).
+		if want := 300 - len(goneAudio); len(audio) != want {
+			t.Errorf("%d audio frames in the file, want 300 - %d lost = %d", len(audio), len(goneAudio), want)
+			prev := 0.0
+			for _, a := range audio {
+				if a-prev > 0.03 {
+					t.Logf("audio hole %.3f .. %.3f", prev, a)
+				}
+				prev = a
+			}
+		}
+		assertLossRecovery(t, r, goneVideo, sim.keyReqs, 1.0/30, 6)
 	})
 
 	for _, sr := range []bool{true, false} {
@@ -647,5 +671,96 @@ func TestAV1ToWebM(t *testing.T) {
 	}
 	if n := len(r.packetTimes("video")); n < 55 {
 		t.Errorf("%d AV1 frames, want about 60", n)
+	}
+}
+
+// assertLossRecovery checks the video of a file against the capture times
+// (s) of the packets lost for good and the times the sender got keyframe
+// requests. Every hole in the file starts at such a loss (packets merely
+// reordered, at the start too, make none) and ends at a keyframe.
+// For every loss that the hole outlasts, the writer asked for a keyframe once
+// it gave the packet up (its jitter delay after the next frames came) or as
+// soon as its throttle let it; the file resumes with the keyframe that answers
+// the last request.
+func assertLossRecovery(t *testing.T, r probeResult, losses []lostPacket, requests []time.Duration, frameDur, end float64) {
+	t.Helper()
+	const (
+		delay    = 0.020         // network delay: a frame's pts is its capture time plus this
+		giveUp   = 0.300 + 0.150 // Options.JitterDelay's default, plus the next frames' arrival, network delay and jitter
+		resume   = 0.100         // from a request to the keyframe in the file: the sender's next frame, the delay
+		throttle = 0.500         // keyframeRequestInterval
+		slack    = 0.010
+	)
+	frames, keys := r.packetTimes("video"), r.keyTimes("video")
+	if len(frames) == 0 {
+		t.Fatal("no video in the file")
+	}
+	req := make([]float64, len(requests))
+	for i, r := range requests {
+		req[i] = r.Seconds()
+	}
+	t.Logf("keyframe requests at %v", req)
+	sort.Float64s(frames)
+	// The frame before the first and the one after the last that the sender
+	// captured bound the holes at either end.
+	prev := delay - frameDur
+	for _, b := range append(frames, end+delay) {
+		a := prev
+		prev = b
+		if b-a < 1.5*frameDur {
+			continue
+		}
+		var in []lostPacket // losses in the frames after a
+		for _, l := range losses {
+			if at := l.at.Seconds(); at+delay > a+frameDur/2 && at+delay < b {
+				in = append(in, l)
+			}
+		}
+		t.Logf("hole %.3f .. %.3f, losses at %v", a, b, in)
+		next := func(l lostPacket) (float64, bool) { // the first request that can answer l, before b
+			k := sort.SearchFloat64s(req, l.step.Seconds()+1e-6)
+			if k == len(req) || req[k] > b {
+				return 0, false
+			}
+			return req[k], true
+		}
+		switch {
+		case b > end:
+			if len(in) == 0 || in[len(in)-1].at.Seconds()+giveUp+resume < end {
+				t.Errorf("video stops at %.3f s, before the end at %.0f s", a, end)
+			}
+			continue
+		case !keys[b]:
+			t.Errorf("video resumes at %.3f s after a hole from %.3f, on a frame that is not a keyframe", b, a)
+			continue
+		case len(in) == 0:
+			t.Errorf("video hole from %.3f to %.3f s without a packet lost for good in it", a, b)
+			continue
+		}
+		for _, lp := range in {
+			l := lp.at.Seconds()
+			due := l + giveUp
+			if b <= due+resume+slack {
+				continue // a keyframe came before the writer gave the packet up
+			}
+			rq, ok := next(lp)
+			if !ok {
+				t.Errorf("hole %.3f .. %.3f: no keyframe request after the loss at %.3f", a, b, l)
+				continue
+			}
+			if k := sort.SearchFloat64s(req, rq); k > 0 {
+				due = max(due, req[k-1]+throttle+resume)
+			}
+			if rq > due+slack {
+				t.Errorf("keyframe request at %.3f s, %.0f ms after the loss at %.3f s: later than the jitter delay or the throttle explains",
+					rq, (rq-l)*1000, l)
+			}
+		}
+		last := in[len(in)-1].at.Seconds()
+		if rq, ok := next(in[len(in)-1]); ok && b > rq+resume+slack {
+			t.Errorf("video resumes at %.3f s, %.0f ms after the keyframe request at %.3f s", b, (b-rq)*1000, rq)
+		} else if !ok && b > last+giveUp+resume+slack {
+			t.Errorf("video resumes at %.3f s, %.0f ms after the loss at %.3f s, without a keyframe request", b, (b-last)*1000, last)
+		}
 	}
 }

@@ -91,6 +91,8 @@ type simPub struct {
 	order      int
 	nextSR     time.Duration
 	onSample   func(track int, at time.Duration) // before each sample is packetized
+	keyReqs    []time.Duration                   // room times at which keyframe requests reached the sender
+	now        time.Duration                     // the current step
 	// switchAt swaps a track's source at a room time.
 	switches []sourceSwitch
 }
@@ -176,6 +178,7 @@ func (p *simPub) run(until time.Duration) {
 		p.nextSR = p.srFrom
 	}
 	for now := p.startAt; now < until; now += step {
+		p.now = now
 		if p.ssrcChange > 0 && now >= p.ssrcChange {
 			p.ssrcChange = 0
 			for _, tr := range p.tracks {
@@ -193,6 +196,7 @@ func (p *simPub) run(until time.Duration) {
 			}
 		}
 		if p.keyReq.Swap(false) {
+			p.keyReqs = append(p.keyReqs, now)
 			for _, tr := range p.tracks {
 				if ks, ok := tr.src.(client.KeyframeSource); ok && tr.video {
 					ks.RequestKeyframe()
@@ -295,4 +299,23 @@ func (p *simPub) deliver(now time.Duration) {
 // fataler is the part of testing.TB the simulator needs (a crash child has no T).
 type fataler interface {
 	Fatalf(format string, args ...any)
+}
+
+// lostPacket is a packet the simulated network lost for good.
+type lostPacket struct {
+	track int
+	at    time.Duration // capture time of its frame (room time)
+	step  time.Duration // the simulator's step that sent it: requests before or at it came too early to change it
+}
+
+// lostPacket identifies pk's track and the capture time of its frame.
+func (p *simPub) lostPacket(pk *rtp.Packet) lostPacket {
+	for i, tr := range p.tracks {
+		if tr.ssrc == pk.SSRC {
+			ticks := int64(int32(pk.Timestamp - tr.ts0))
+			return lostPacket{track: i, at: tr.base + time.Duration(ticks*int64(time.Second)/tr.clock), step: p.now}
+		}
+	}
+	p.t.Fatalf("lost packet of unknown SSRC %d", pk.SSRC)
+	return lostPacket{}
 }

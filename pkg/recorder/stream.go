@@ -17,7 +17,7 @@ import (
 // maxPayload bounds one RTP payload the recorder accepts.
 const maxPayload = 16 << 10
 
-// keyframeRequestInterval throttles RequestKeyframe (arrival time).
+// keyframeRequestInterval throttles RequestKeyframe (input time: the latest arrival).
 const keyframeRequestInterval = 500 * time.Millisecond
 
 // maxHeldFrames bounds the frames waiting in the interleaver.
@@ -59,6 +59,7 @@ type StreamWriter struct {
 	endMs       int64
 	lastInput   time.Time
 	idleDone    bool
+	inputAt     time.Time // the latest arrival: the writer's clock for the keyframe request throttle
 	keyReqAt    time.Time
 	keyReqOK    bool
 	writeErr    error
@@ -296,6 +297,9 @@ func (w *StreamWriter) handle(it item) {
 	}
 	p.ext = t.jb.unwrap(p.seq)
 	now := p.arrival // p may be released (and reused) inside push
+	if now.After(w.inputAt) {
+		w.inputAt = now
+	}
 	release := func(q *jbPacket, lost bool) {
 		t.asm.push(q, lost, func(f *frameOut) { w.onFrame(t, f) })
 		w.free(q)
@@ -359,11 +363,17 @@ func (w *StreamWriter) roomTime(t *track, ts uint32, arrival time.Time) time.Dur
 	return t.anchAt + time.Duration(float64(t.extTS-t.anchExt)*1e9/t.clock)
 }
 
-func (w *StreamWriter) requestKeyframe(at time.Time) {
+// requestKeyframe asks the sender for a keyframe, at most once per
+// keyframeRequestInterval of input time. The throttle runs on the latest
+// arrival, not on the arrival of the frame that needs the keyframe: a frame
+// leaves the jitter buffer up to its delay after it came, and frames behind a
+// resent packet come out of arrival order.
+func (w *StreamWriter) requestKeyframe() {
 	if w.info.RequestKeyframe == nil {
 		return
 	}
-	if w.keyReqOK && at.Sub(w.keyReqAt) < keyframeRequestInterval && at.Sub(w.keyReqAt) >= 0 {
+	at := w.inputAt
+	if w.keyReqOK && at.Sub(w.keyReqAt) < keyframeRequestInterval {
 		return
 	}
 	w.keyReqOK, w.keyReqAt = true, at
@@ -382,13 +392,13 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 		switch {
 		case t.needKey:
 			if !f.key {
-				w.requestKeyframe(f.arrival)
+				w.requestKeyframe()
 				return
 			}
 			t.needKey = false
 		case f.gap && !f.key && !picContinues(t.lastPicID, f.picID):
 			t.needKey = true
-			w.requestKeyframe(f.arrival)
+			w.requestKeyframe()
 			return
 		}
 		t.lastPicID = f.picID

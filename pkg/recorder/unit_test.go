@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -13,7 +14,8 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// The jitter buffer reorders across the 16-bit sequence wrap, drops
+// The jitter buffer reorders across the 16-bit sequence wrap, holds the
+// start so that a packet sent before the first to arrive is not lost, drops
 // duplicates and late packets, and gives a gap up after maxWait.
 func TestJitterBufferWrapAndLoss(t *testing.T) {
 	j := newJitterBuffer(64, 300*time.Millisecond)
@@ -32,32 +34,32 @@ func TestJitterBufferWrapAndLoss(t *testing.T) {
 		j.push(p, rel)
 		j.pop(p.arrival, rel, false)
 	}
-	// 65533, 65535, 65534, 1, 0 (reordered across the wrap), 1 again (duplicate).
-	for i, s := range []uint16{65533, 65535, 65534, 1, 0, 1} {
+	// 65534 first, then 65533 (sent before it), 65535, 1, 0 (reordered
+	// across the wrap), 1 again (duplicate): all held for the start.
+	for i, s := range []uint16{65534, 65533, 65535, 1, 0, 1} {
 		push(s, time.Duration(i)*time.Millisecond)
 	}
-	want := []uint16{65533, 65534, 65535, 0, 1}
-	if len(out) != len(want) {
-		t.Fatalf("released %v, want %v", out, want)
+	if len(out) != 0 {
+		t.Fatalf("released %v during the start hold", out)
 	}
-	for i := range want {
-		if out[i] != want[i] {
-			t.Fatalf("released %v, want %v", out, want)
-		}
-	}
-	// 2 is lost: 3 waits until it is 300 ms old.
+	// 2 is lost: 3 waits until it is 300 ms old; the start is held as long.
 	push(3, 10*time.Millisecond)
 	push(4, 200*time.Millisecond)
-	if len(out) != 5 {
-		t.Fatalf("released %v before the wait ended", out)
+	if len(out) != 0 {
+		t.Fatalf("released %v during the start hold", out)
 	}
-	push(5, 320*time.Millisecond)
+	push(4, 300*time.Millisecond) // a duplicate, after the start hold
+	want := []uint16{65533, 65534, 65535, 0, 1}
+	if fmt.Sprint(out) != fmt.Sprint(want) || len(lossAt) != 0 || j.dup != 2 {
+		t.Fatalf("released %v (losses before %v, %d duplicates), want %v", out, lossAt, j.dup, want)
+	}
+	push(5, 310*time.Millisecond)
 	if len(out) != 8 || len(lossAt) != 1 || lossAt[0] != 3 {
 		t.Fatalf("released %v, losses before %v", out, lossAt)
 	}
 	// 2 arrives after it was given up: late, dropped.
 	push(2, 330*time.Millisecond)
-	if len(out) != 8 || j.late != 2 { // the duplicate 1 came after 1 was released: late too
+	if len(out) != 8 || j.late != 1 {
 		t.Fatalf("late packet released: %v (late %d dup %d)", out, j.late, j.dup)
 	}
 	// A restart of the sequence far away: released at once, marked as a loss.
