@@ -10,6 +10,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -109,8 +110,9 @@ func codecPreferences(c webrtc.RTPCodecCapability) ([]webrtc.RTPCodecParameters,
 // newPeerConnection builds a peer connection with the client's ICE settings:
 // for a publish connection (subscribe false) every codec and a transport-wide
 // sequence number on outgoing packets; for the subscribe connection the join's
-// codecs and, with LightReceiver, no NACK generator.
-func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, error) {
+// codecs and, with LightReceiver, no NACK generator. With arrivals, its UDP
+// sockets note when RTP packets arrive there.
+func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrtc.PeerConnection, error) {
 	me := &webrtc.MediaEngine{}
 	codecs := codecTable()
 	if subscribe {
@@ -182,6 +184,13 @@ func (c *Client) newPeerConnection(subscribe bool) (*webrtc.PeerConnection, erro
 	}
 	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if arrivals != nil {
+		n, err := stdnet.NewNet()
+		if err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+		se.SetNet(&arrivalNet{Net: n, log: arrivals})
+	}
 	if subscribe && c.opts.SubscribeDTLSServer {
 		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 			return nil, fmt.Errorf("dtls role: %w", err)

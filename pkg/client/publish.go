@@ -88,7 +88,7 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 	if kind == "" {
 		kind = protocol.KindCamera
 	}
-	pc, err := c.newPeerConnection(false)
+	pc, err := c.newPeerConnection(false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

@@ -172,7 +172,11 @@ func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
 
 func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 	c := s.c
-	pc, err := c.newPeerConnection(true)
+	var arrivals *arrivalLog
+	if c.opts.OnRemoteTrack != nil { // someone observes packets: stamp their arrival
+		arrivals = newArrivalLog()
+	}
+	pc, err := c.newPeerConnection(true, arrivals)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +190,7 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 		c.log.Debug("subscribe connection state", "state", st.String())
 	})
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		s.onTrack(pc, track, receiver)
+		s.onTrack(pc, arrivals, track, receiver)
 	})
 	s.mu.Lock()
 	if s.closed {
@@ -226,14 +230,14 @@ func (s *subscriber) handleCandidate(cand *protocol.ICECandidate) {
 	}
 }
 
-func (s *subscriber) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+func (s *subscriber) onTrack(pc *webrtc.PeerConnection, arrivals *arrivalLog, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	sid := track.StreamID()
 	s.mu.Lock()
 	pub, at := s.publisher[sid], s.subscribedAt[sid]
 	s.mu.Unlock()
 	c := s.c
 	rt := &RemoteTrack{
-		track: track, receiver: receiver, pc: pc, streamID: sid, publisher: pub,
+		track: track, receiver: receiver, pc: pc, arrivals: arrivals, streamID: sid, publisher: pub,
 		kind: track.Kind().String(), codec: track.Codec().MimeType,
 		subscribedAt: at, done: make(chan struct{}), light: c.opts.LightReceiver,
 	}
@@ -332,6 +336,7 @@ type RemoteTrack struct {
 	track        *webrtc.TrackRemote
 	receiver     *webrtc.RTPReceiver
 	pc           *webrtc.PeerConnection // the subscribe connection it came on
+	arrivals     *arrivalLog            // pc's socket arrival stamps (nil: none)
 	streamID     string
 	publisher    string
 	kind         string
@@ -451,7 +456,7 @@ func (t *RemoteTrack) read(c *Client) {
 		now := time.Now()
 		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, now)
 		if t.observe != nil {
-			t.observe(pkt, now)
+			t.observe(pkt, now, t.arrivedAt(pkt))
 		}
 	}
 }

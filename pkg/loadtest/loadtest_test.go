@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,13 @@ func TestRunInProcess(t *testing.T) {
 	l := rep.Latency
 	if l.N != tot.Received || l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max || l.Max > 1000 {
 		t.Errorf("latency %+v", l)
+	}
+	// Every packet had its arrival at the receiver's socket stamped by the
+	// kernel (Linux), before the reader got it: no quantile of the socket
+	// latency is above the reader's.
+	r := rep.ReaderLatency
+	if (runtime.GOOS == "linux" && tot.Unstamped != 0) || r.N != tot.Received || l.P50 > r.P50 || l.P99 > r.P99 || l.Max > r.Max {
+		t.Errorf("%d packets without a socket arrival time; latency to the socket %+v, to the reader %+v", tot.Unstamped, l, r)
 	}
 	if rep.Join.N != subscribers+1 || rep.Join.P50 <= 0 || rep.FirstFrame.N != subscribers || rep.FirstFrame.P50 <= 0 ||
 		rep.FirstFrame.Max > 15000 {

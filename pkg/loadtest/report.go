@@ -30,9 +30,16 @@ type Report struct {
 	// Totals adds the streams up.
 	Totals Totals `json:"totals"`
 	// Latency is the forwarding latency of every packet received in the
-	// window: from just before the publisher's write to the receiver's read
-	// (both in this process: client send path + server + client receive path).
+	// window: from just before the publisher's write to the packet's arrival
+	// at the receiver's socket (the kernel's receive timestamp; both in this
+	// process: client send path + server + loopback). It leaves out the
+	// receivers' own path in this process, which queues behind every other
+	// receiver of the tool (ReaderLatency has it).
 	Latency Quantiles `json:"latency"`
+	// ReaderLatency is the same up to the receiver's reader getting the
+	// packet: Latency plus the client's receive path (ICE, SRTP, pion's
+	// buffers), run for every receiver on this machine's cores.
+	ReaderLatency Quantiles `json:"reader_latency"`
 	// Server is the server's CPU and memory from its /metrics.
 	Server ServerReport `json:"server"`
 	// Self is this process's CPU in the window.
@@ -115,6 +122,9 @@ type Totals struct {
 	// Unmatched packets were received but their send time was unknown (a
 	// server that rewrote sequence numbers would show here).
 	Unmatched int64 `json:"unmatched"`
+	// Unstamped packets had no socket arrival time: Latency counts them at
+	// the reader (an upper bound).
+	Unstamped int64 `json:"unstamped"`
 	NACKs     int64 `json:"nacks"`
 	PLIs      int64 `json:"plis"`
 	// ReceivedPerSecond is Received over the window.
@@ -190,7 +200,7 @@ func (e *engine) collect(rep *Report, before, after counters) {
 		jitters   []float64
 	}
 	byKey := map[streamKey]*agg{}
-	var all histogram
+	var all, allRead histogram
 	for _, s := range e.sessions {
 		if s.joinTime > 0 {
 			joins = append(joins, s.joinTime)
@@ -239,13 +249,15 @@ func (e *engine) collect(rep *Report, before, after counters) {
 				a = &agg{}
 				byKey[r.key] = a
 			}
-			n, lat, jit := r.snapshot()
+			sn := r.snapshot()
 			a.receivers++
-			a.received += n
-			a.lat.merge(&lat)
-			a.jitters = append(a.jitters, jit)
-			all.merge(&lat)
+			a.received += sn.received
+			a.lat.merge(&sn.lat)
+			a.jitters = append(a.jitters, sn.jitterMS)
+			all.merge(&sn.lat)
+			allRead.merge(&sn.read)
 			rep.Totals.Unmatched += r.unmatched.Load()
+			rep.Totals.Unstamped += sn.unstamped
 		}
 	}
 	if len(sr.FailedBy) == 0 {
@@ -254,6 +266,7 @@ func (e *engine) collect(rep *Report, before, after counters) {
 	rep.Join = exactQuantiles(joins)
 	rep.FirstFrame = exactQuantiles(firsts)
 	rep.Latency = all.summary()
+	rep.ReaderLatency = allRead.summary()
 
 	for _, s := range e.sessions {
 		for _, st := range s.sent {
@@ -342,6 +355,9 @@ func (rep *Report) finish(c Config) {
 	if c.SameProcess {
 		rep.Notes = append(rep.Notes, "the server runs in the load tool's process: its CPU and memory include the load tool's")
 	}
+	if rep.Totals.Unstamped > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packets received had no socket arrival time; latency counts them at the reader", rep.Totals.Unstamped))
+	}
 	if rep.Totals.Unmatched > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packets received could not be matched to a sent packet", rep.Totals.Unmatched))
 	}
@@ -399,7 +415,10 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			u.RcvbufErrors, u.SndbufErrors, u.InErrors)
 	}
 	p("publisher RTCP\t%d NACKed packets, %d keyframe requests\n", t.NACKs, t.PLIs)
-	p("latency\tp50 %.2f ms, p99 %.2f ms, max %.2f ms\n", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
+	p("latency\tp50 %.2f ms, p99 %.2f ms, max %.2f ms, publisher's write to the receivers' sockets\n",
+		rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
+	p("\tp50 %.2f ms, p99 %.2f ms, max %.2f ms to the receivers' readers (adds this tool's receive path)\n",
+		rep.ReaderLatency.P50, rep.ReaderLatency.P99, rep.ReaderLatency.Max)
 	if s := rep.Server; s.Available {
 		p("server\t%.3f cores, %.2f µs CPU per forwarded packet, RSS %.1f MB (%.1f before the run), %.3f MB per participant\n",
 			s.CPUCores, s.MicrosPerPacket, s.RSSMB, s.Baseline.RSSBytes/1e6, s.MBPerParticipant)

@@ -195,17 +195,20 @@ type recvTrack struct {
 	unmatched atomic.Int64 // packets whose send time is unknown
 
 	mu          sync.Mutex
-	received    int64 // packets sent in the window and received
-	lat         histogram
-	jitter      float64 // RFC 3550 interarrival jitter, in RTP clock units
+	received    int64     // packets sent in the window and received
+	lat         histogram // send → arrival at the receiver's socket
+	read        histogram // send → the receiver's reader
+	unstamped   int64     // packets without a socket arrival time (lat has the reader's)
+	jitter      float64   // RFC 3550 interarrival jitter, in RTP clock units
 	lastTransit float64
 	haveTransit bool
 }
 
 type streamKey struct{ streamID, kind string }
 
-// observe is the client's PacketReceivedFunc for this track.
-func (r *recvTrack) observe(pkt *rtp.Packet, at time.Time) {
+// observe is the client's PacketReceivedFunc for this track. at is when the
+// reader got pkt, arrived when it reached the socket (zero: unknown).
+func (r *recvTrack) observe(pkt *rtp.Packet, at, arrived time.Time) {
 	r.total.Add(1)
 	if !r.measured.Load() {
 		return
@@ -226,12 +229,20 @@ func (r *recvTrack) observe(pkt *rtp.Packet, at time.Time) {
 	if !r.win.contains(sent) {
 		return
 	}
-	recv := at.Sub(r.base)
+	read := at.Sub(r.base)
+	recv, stamped := read, !arrived.IsZero()
+	if stamped {
+		recv = arrived.Sub(r.base)
+	}
 	// RFC 3550 A.8: transit = arrival - RTP timestamp, both in clock units.
 	transit := recv.Seconds()*r.clock - float64(pkt.Timestamp)
 	r.mu.Lock()
 	r.received++
 	r.lat.add(recv - sent)
+	r.read.add(read - sent)
+	if !stamped {
+		r.unstamped++
+	}
 	if r.haveTransit {
 		d := transit - r.lastTransit
 		// The RTP timestamp wrapped.
@@ -246,11 +257,19 @@ func (r *recvTrack) observe(pkt *rtp.Packet, at time.Time) {
 	r.mu.Unlock()
 }
 
+// recvSnapshot is what a track got in the window.
+type recvSnapshot struct {
+	received, unstamped int64
+	lat, read           histogram
+	jitterMS            float64
+}
+
 // snapshot returns what the track got in the window.
-func (r *recvTrack) snapshot() (received int64, lat histogram, jitterMS float64) {
+func (r *recvTrack) snapshot() recvSnapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.received, r.lat, r.jitter / r.clock * 1000
+	return recvSnapshot{received: r.received, unstamped: r.unstamped, lat: r.lat, read: r.read,
+		jitterMS: r.jitter / r.clock * 1000}
 }
 
 // firstMedia is when the track's first frame arrived: for video the start of

@@ -50,17 +50,27 @@ func TestWindowCounting(t *testing.T) {
 	for i, at := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 1999 * time.Millisecond, 2 * time.Second} {
 		pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(65534 + i), Timestamp: uint32(i * 3000)}, Payload: []byte{1, 2, 3}}
 		st.record(pkt, base.Add(at))
-		r.observe(pkt, base.Add(at+3*time.Millisecond))
+		arrived := base.Add(at + time.Millisecond) // at the socket 1 ms after the send
+		if i == 2 {
+			arrived = time.Time{} // unknown: counted at the reader
+		}
+		r.observe(pkt, base.Add(at+3*time.Millisecond), arrived)
 	}
 	// An unknown packet.
-	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7}}, base.Add(1500*time.Millisecond))
-	n, lat, _ := r.snapshot()
-	if st.winPackets.Load() != 2 || n != 2 || st.packets.Load() != 4 || r.unmatched.Load() != 1 || r.total.Load() != 5 {
+	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7}}, base.Add(1500*time.Millisecond), time.Time{})
+	sn := r.snapshot()
+	if st.winPackets.Load() != 2 || sn.received != 2 || st.packets.Load() != 4 || r.unmatched.Load() != 1 || r.total.Load() != 5 {
 		t.Fatalf("window packets %d, received %d, sent %d, unmatched %d, total %d",
-			st.winPackets.Load(), n, st.packets.Load(), r.unmatched.Load(), r.total.Load())
+			st.winPackets.Load(), sn.received, st.packets.Load(), r.unmatched.Load(), r.total.Load())
 	}
-	if q := lat.quantile(0.5); q < 2900*time.Microsecond || q > 3100*time.Microsecond {
-		t.Errorf("latency %v, want 3 ms", q)
+	near := func(got, want time.Duration) bool {
+		return got > want-100*time.Microsecond && got < want+100*time.Microsecond
+	}
+	if q := sn.read.quantile(0.5); !near(q, 3*time.Millisecond) || sn.read.n != 2 {
+		t.Errorf("reader latency %v over %d packets, want 3 ms over 2", q, sn.read.n)
+	}
+	if lo, hi := sn.lat.quantile(0), sn.lat.quantile(1); !near(lo, time.Millisecond) || !near(hi, 3*time.Millisecond) || sn.unstamped != 1 {
+		t.Errorf("socket latency %v..%v with %d unstamped, want 1 ms, and 3 ms for the unstamped one", lo, hi, sn.unstamped)
 	}
 }
 

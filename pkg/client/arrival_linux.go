@@ -1,0 +1,97 @@
+package client
+
+import (
+	"net"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/pion/transport/v5"
+	"golang.org/x/sys/unix"
+)
+
+// arrivalNet is a transport.Net whose UDP sockets stamp RTP arrivals in log.
+// Everything else is the wrapped Net's.
+type arrivalNet struct {
+	transport.Net
+	log *arrivalLog
+}
+
+// ListenUDP opens the socket and asks the kernel for receive timestamps. A
+// socket that cannot have them is returned as it is: its packets are then
+// stamped when the reader gets them.
+func (n *arrivalNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	udp, ok := c.(*net.UDPConn)
+	if !ok {
+		return c, nil
+	}
+	raw, err := udp.SyscallConn()
+	if err != nil {
+		return c, nil //nolint:nilerr // no stamps, still a socket
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil || serr != nil {
+		return c, nil //nolint:nilerr // no stamps, still a socket
+	}
+	return &arrivalConn{UDPConn: udp, log: n.log}, nil
+}
+
+// arrivalConn reads with the kernel's receive timestamp and notes RTP
+// arrivals. pion's ICE reads a candidate's socket from one goroutine, so one
+// control-message buffer serves every read. Writes are the UDPConn's.
+type arrivalConn struct {
+	*net.UDPConn
+	log *arrivalLog
+	oob [64]byte
+}
+
+// ReadFromAddrPort is what pion's ICE reads with.
+func (c *arrivalConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, oobn, _, addr, err := c.UDPConn.ReadMsgUDPAddrPort(b, c.oob[:])
+	if err == nil {
+		if at, ok := kernelStamp(c.oob[:oobn]); ok {
+			c.log.noteRTP(b[:n], at)
+		}
+	}
+	return n, addr, err
+}
+
+// ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
+func (c *arrivalConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(addr), nil
+}
+
+// kernelStamp finds SCM_TIMESTAMPNS in a control message buffer and returns
+// it on the monotonic clock: the kernel's stamp is wall-clock time, so it is
+// taken as an age against a fresh time.Now (both wall clock, microseconds
+// apart), and that age is subtracted from Now's monotonic reading.
+func kernelStamp(oob []byte) (time.Time, bool) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			return time.Time{}, false
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS &&
+			int(h.Len) >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+			now := time.Now()
+			age := now.Sub(time.Unix(ts.Sec, ts.Nsec))
+			if age < 0 {
+				age = 0
+			}
+			return now.Add(-age), true
+		}
+		oob = oob[min(unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0)), len(oob)):]
+	}
+	return time.Time{}, false
+}
