@@ -1,6 +1,7 @@
 package client
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,40 +20,86 @@ import (
 // SRTP packet, and note (SSRC, sequence number) → stamp in an arrivalLog; the
 // track's reader looks its packet up there.
 
-// arrivalSlots is the number of packets an arrivalLog remembers per
-// connection: far more than a reader lags behind its socket.
-const arrivalSlots = 1024
+// arrivalTracks bounds the tracks (SSRCs) an arrivalLog stamps per
+// connection; packets of more are not stamped.
+const arrivalTracks = 64
+
+// arrivalSlots is the number of packets an arrivalLog remembers per track:
+// far more than a reader lags behind its socket (256 video packets are two
+// seconds of a 1 Mbit/s stream).
+const arrivalSlots = 256
 
 // arrivalLog maps recently arrived RTP packets of one connection to their
-// arrival times. The socket's read goroutine writes it and the tracks'
-// readers read it, without locks: a slot whose key changed while it was read
-// is reported as unknown.
+// arrival times, with a ring of slots per SSRC so that one track's packets
+// never push out another's. The socket's read goroutine writes it and the
+// tracks' readers read it, without locks on the way of a packet: a slot whose
+// key changed while it was read is reported as unknown.
 type arrivalLog struct {
-	epoch time.Time // times are stored as offsets from it (monotonic)
+	epoch  time.Time // times are stored as offsets from it (monotonic)
+	mu     sync.Mutex // adding a track
+	tracks [arrivalTracks]atomic.Pointer[arrivalRing]
+	last   atomic.Pointer[arrivalRing] // the writer's last track, checked first
+}
+
+type arrivalRing struct {
+	ssrc  uint32
 	slots [arrivalSlots]arrivalSlot
 }
 
 type arrivalSlot struct {
-	key atomic.Uint64 // 1<<63 | ssrc<<16 | seq; 0 when empty
+	seq atomic.Uint32 // 1<<16 | sequence number; 0 when empty
 	at  atomic.Int64  // arrival, in ns after epoch
 }
 
 func newArrivalLog() *arrivalLog { return &arrivalLog{epoch: time.Now()} }
 
-func arrivalKey(ssrc uint32, seq uint16) uint64 { return 1<<63 | uint64(ssrc)<<16 | uint64(seq) }
-
-func (l *arrivalLog) slot(ssrc uint32, seq uint16) *arrivalSlot {
-	// Tracks of one connection have distinct SSRCs and advance their
-	// sequence numbers together, so spread them apart.
-	return &l.slots[(uint32(seq)+ssrc*0x9e3779b1)%arrivalSlots]
+// ring returns ssrc's ring, adding it if add is set and there is room.
+func (l *arrivalLog) ring(ssrc uint32, add bool) *arrivalRing {
+	if r := l.last.Load(); r != nil && r.ssrc == ssrc {
+		return r
+	}
+	for i := range l.tracks {
+		r := l.tracks[i].Load()
+		if r == nil {
+			break
+		}
+		if r.ssrc == ssrc {
+			if add {
+				l.last.Store(r)
+			}
+			return r
+		}
+	}
+	if !add {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.tracks {
+		r := l.tracks[i].Load()
+		if r == nil {
+			r = &arrivalRing{ssrc: ssrc}
+			l.tracks[i].Store(r)
+			l.last.Store(r)
+			return r
+		}
+		if r.ssrc == ssrc {
+			return r
+		}
+	}
+	return nil
 }
 
 // note records that the packet (ssrc, seq) arrived at at.
 func (l *arrivalLog) note(ssrc uint32, seq uint16, at time.Time) {
-	s := l.slot(ssrc, seq)
-	s.key.Store(0) // a reader between the two stores sees no key, not a wrong time
+	r := l.ring(ssrc, true)
+	if r == nil {
+		return
+	}
+	s := &r.slots[seq%arrivalSlots]
+	s.seq.Store(0) // a reader between the two stores sees no key, not a wrong time
 	s.at.Store(int64(at.Sub(l.epoch)))
-	s.key.Store(arrivalKey(ssrc, seq))
+	s.seq.Store(1<<16 | uint32(seq))
 }
 
 // lookup returns when the packet (ssrc, seq) arrived, if it is still known.
@@ -60,13 +107,17 @@ func (l *arrivalLog) lookup(ssrc uint32, seq uint16) (time.Time, bool) {
 	if l == nil {
 		return time.Time{}, false
 	}
-	s := l.slot(ssrc, seq)
-	k := arrivalKey(ssrc, seq)
-	if s.key.Load() != k {
+	r := l.ring(ssrc, false)
+	if r == nil {
+		return time.Time{}, false
+	}
+	s := &r.slots[seq%arrivalSlots]
+	k := 1<<16 | uint32(seq)
+	if s.seq.Load() != k {
 		return time.Time{}, false
 	}
 	at := s.at.Load()
-	if s.key.Load() != k {
+	if s.seq.Load() != k {
 		return time.Time{}, false
 	}
 	return l.epoch.Add(time.Duration(at)), true

@@ -7,7 +7,7 @@ import (
 
 // The arrival log finds a packet by SSRC and sequence number, tells a packet
 // it never saw or has forgotten from one it knows, and ignores RTCP, STUN
-// and DTLS datagrams.
+// and DTLS datagrams. Each track keeps its own recent packets.
 func TestArrivalLog(t *testing.T) {
 	l := newArrivalLog()
 	t0 := time.Now()
@@ -40,6 +40,20 @@ func TestArrivalLog(t *testing.T) {
 	}
 	if at, ok := l.lookup(0x11223344, arrivalSlots-1); !ok || at.Sub(t0) != time.Second {
 		t.Errorf("latest packet: %v %v", at, ok)
+	}
+	// ... but not another track's.
+	if _, ok := l.lookup(0x55667788, 65535); !ok {
+		t.Error("one track's packets pushed out another's")
+	}
+	// Tracks past the limit are not stamped; those before still are.
+	for ssrc := range uint32(arrivalTracks) {
+		l.noteRTP(rtpPkt(0x1000+ssrc, 1, 96), t0)
+	}
+	if _, ok := l.lookup(0x1000+arrivalTracks-3, 1); !ok {
+		t.Error("a track within the limit was not stamped")
+	}
+	if _, ok := l.lookup(0x1000+arrivalTracks-1, 1); ok {
+		t.Error("a track past the limit was stamped")
 	}
 	var none *arrivalLog
 	if _, ok := none.lookup(1, 1); ok {
