@@ -35,7 +35,7 @@ const arrivalSlots = 256
 // tracks' readers read it, without locks on the way of a packet: a slot whose
 // key changed while it was read is reported as unknown.
 type arrivalLog struct {
-	epoch  time.Time // times are stored as offsets from it (monotonic)
+	epoch  time.Time  // times are stored as offsets from it (monotonic)
 	mu     sync.Mutex // adding a track
 	tracks [arrivalTracks]atomic.Pointer[arrivalRing]
 	last   atomic.Pointer[arrivalRing] // the writer's last track, checked first
