@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/parley/parley/pkg/udpbatch"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
@@ -19,7 +20,8 @@ import (
 // writer, SRTP session, DTLS/SRTP mux and ICE conn: about a third of the CPU
 // per forwarded packet (docs/performance.md). pion still does everything
 // else on the connection: ICE (checks, consent, restarts), DTLS, RTCP both
-// ways (sender reports go through its SRTCP session).
+// ways, but for the sender reports, which the writer encrypts with the same
+// context and queues with the media (report.go).
 //
 // Once a connection's keys are known, every RTP packet it sends goes this
 // way, on UDP or ICE-TCP, whatever the pair becomes after ICE restarts: one
@@ -48,8 +50,9 @@ type sendPath struct {
 
 // sendScratch is a writer's buffer for encrypting one packet.
 type sendScratch struct {
-	buf []byte
-	hdr rtp.Header // EncryptRTP's parse of the packet, kept apart from the shared packets' headers
+	buf     []byte
+	hdr     rtp.Header  // EncryptRTP's parse of the packet, kept apart from the shared packets' headers
+	rtcpHdr rtcp.Header // EncryptRTCP's
 }
 
 // srtpOverhead bounds what SRTP adds to a packet (an authentication tag).
@@ -79,6 +82,31 @@ func (o *sendPath) writeRTP(h *rtp.Header, payload []byte, sc *sendScratch) erro
 	if err != nil {
 		return fmt.Errorf("srtp encrypt: %w", err)
 	}
+	return o.send(enc)
+}
+
+// writeRTCP encrypts an RTCP compound packet and queues it on the path's
+// socket. The context's SRTCP index counts per SSRC: the SFU's only RTCP to
+// a subscriber, the sender reports of its tracks' SSRCs, goes this way for
+// the connection's whole life once the path is direct, so the receiver's
+// replay window sees one sequence of indexes.
+func (o *sendPath) writeRTCP(raw []byte, sc *sendScratch) error {
+	if o.udp == nil && o.tcp == nil {
+		return errNoRoute
+	}
+	if len(raw)+srtpOverhead > len(sc.buf) {
+		return fmt.Errorf("rtcp packet of %d bytes is too large", len(raw))
+	}
+	n := copy(sc.buf, raw)
+	enc, err := o.srtp.EncryptRTCP(sc.buf, sc.buf[:n], &sc.rtcpHdr)
+	if err != nil {
+		return fmt.Errorf("srtcp encrypt: %w", err)
+	}
+	return o.send(enc)
+}
+
+// send queues an encrypted packet on the path's socket.
+func (o *sendPath) send(enc []byte) (err error) {
 	if o.udp != nil {
 		_, err = o.udp.WriteToAddrPort(enc, o.to)
 	} else {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/udpbatch"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
@@ -89,6 +90,47 @@ func TestDirectPathSendsSRTP(t *testing.T) {
 		t.Error("a packet larger than the scratch buffer was accepted")
 	}
 	if err := (&sendPath{srtp: testContext(t)}).writeRTP(&h, payload, sc); !errors.Is(err, errNoRoute) {
+		t.Errorf("a path without a socket: %v, want errNoRoute", err)
+	}
+}
+
+// Sender reports on the direct path are SRTCP that the receiver's context
+// opens, report after report (each with the next SRTCP index: a replayed
+// index would be refused).
+func TestDirectPathSendsSRTCP(t *testing.T) {
+	b, r := loopbackPair(t)
+	p := &sendPath{srtp: testContext(t), udp: b, to: r.LocalAddr().(*net.UDPAddr).AddrPort()}
+	recv := testContext(t)
+	sc := newSendScratch()
+	buf := make([]byte, 2048)
+	for i := range 3 {
+		sr := &rtcp.SenderReport{SSRC: 0xabc, NTPTime: uint64(i+1) << 32, RTPTime: uint32(90000 * i), PacketCount: uint32(100 * i), OctetCount: 1}
+		raw, err := sr.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.writeRTCP(raw, sc); err != nil {
+			t.Fatal(err)
+		}
+		b.Flush()
+		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatalf("report %d: %v", i, err)
+		}
+		plain, err := recv.DecryptRTCP(nil, buf[:n], nil)
+		if err != nil {
+			t.Fatalf("report %d: %v", i, err)
+		}
+		pkts, err := rtcp.Unmarshal(plain)
+		if err != nil || len(pkts) != 1 {
+			t.Fatalf("report %d: %v %v", i, pkts, err)
+		}
+		if got, ok := pkts[0].(*rtcp.SenderReport); !ok || got.SSRC != sr.SSRC || got.NTPTime != sr.NTPTime || got.RTPTime != sr.RTPTime || got.PacketCount != sr.PacketCount {
+			t.Fatalf("report %d arrived as %+v, sent %+v", i, pkts[0], sr)
+		}
+	}
+	if err := (&sendPath{srtp: testContext(t)}).writeRTCP([]byte{0x80, 200, 0, 1, 0, 0, 0, 1}, sc); !errors.Is(err, errNoRoute) {
 		t.Errorf("a path without a socket: %v, want errNoRoute", err)
 	}
 }

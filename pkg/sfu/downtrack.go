@@ -128,7 +128,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 	}
 	d.sub.sent.Add(1) // written by this subscriber's writer only: uncontended
 	if d.sr.sent(p, now) {
-		d.sendSenderReport(b.ssrc, now)
+		d.sendSenderReport(b.ssrc, now, out, sc)
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 // the last forwarded packet's timestamp at the time it was written (as pion's
 // sender-report interceptor does). The subscriber's writer sends the reports,
 // about once a second per track, in the same flush as the media: no goroutine,
-// timer or lock per subscriber.
+// timer or lock per subscriber, and on the direct send path (direct.go) no
+// trip through pion's SRTCP session and ICE conn either.
 
 // senderReportInterval is how often each track to a subscriber gets a report.
 const senderReportInterval = time.Second
@@ -70,9 +71,22 @@ func (d *downTrack) senderReport(ssrc uint32, now time.Time) *rtcp.SenderReport 
 		PacketCount: d.sr.packets, OctetCount: d.sr.octets}
 }
 
-// sendSenderReport writes d's report; it goes out with the writer's flush.
-func (d *downTrack) sendSenderReport(ssrc uint32, now time.Time) {
+// sendSenderReport writes d's report on the subscriber's path out; it goes
+// out with the writer's flush. On the direct path the writer encrypts it, as
+// the media; otherwise pion's SRTCP session does.
+func (d *downTrack) sendSenderReport(ssrc uint32, now time.Time, out *sendPath, sc *sendScratch) {
 	d.sr.next = now.Add(senderReportInterval)
+	sr := d.senderReport(ssrc, now)
+	if !out.viaPion {
+		raw, err := sr.Marshal()
+		if err == nil {
+			err = out.writeRTCP(raw, sc)
+		}
+		if err != nil {
+			d.sub.log.Debug("sender report", "track", d.fwd.id, "err", err)
+		}
+		return
+	}
 	var t *webrtc.DTLSTransport
 	if s := d.sender; s != nil {
 		t = s.Transport()
@@ -80,7 +94,7 @@ func (d *downTrack) sendSenderReport(ssrc uint32, now time.Time) {
 	if t == nil {
 		return
 	}
-	if _, err := t.WriteRTCP([]rtcp.Packet{d.senderReport(ssrc, now)}); err != nil {
+	if _, err := t.WriteRTCP([]rtcp.Packet{sr}); err != nil {
 		d.sub.log.Debug("sender report", "track", d.fwd.id, "err", err)
 	}
 }
