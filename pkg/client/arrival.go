@@ -136,6 +136,6 @@ func (l *arrivalLog) noteRTP(b []byte, at time.Time) {
 
 // arrivedAt is when pkt reached the track's connection's socket (zero where unknown).
 func (t *RemoteTrack) arrivedAt(pkt *rtp.Packet) time.Time {
-	at, _ := t.arrivals.lookup(pkt.SSRC, pkt.SequenceNumber)
+	at, _ := t.conn.arrivals.lookup(pkt.SSRC, pkt.SequenceNumber)
 	return at
 }

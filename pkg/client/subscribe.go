@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
@@ -186,11 +187,16 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 			c.log.Debug("subscribe candidate not sent", "err", err)
 		}
 	})
+	conn := &subConn{arrivals: arrivals}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		c.log.Debug("subscribe connection state", "state", st.String())
+		if st == webrtc.PeerConnectionStateConnected {
+			now := time.Now()
+			conn.connectedAt.CompareAndSwap(nil, &now)
+		}
 	})
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		s.onTrack(pc, arrivals, track, receiver)
+		s.onTrack(pc, conn, track, receiver)
 	})
 	s.mu.Lock()
 	if s.closed {
@@ -230,14 +236,14 @@ func (s *subscriber) handleCandidate(cand *protocol.ICECandidate) {
 	}
 }
 
-func (s *subscriber) onTrack(pc *webrtc.PeerConnection, arrivals *arrivalLog, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+func (s *subscriber) onTrack(pc *webrtc.PeerConnection, conn *subConn, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	sid := track.StreamID()
 	s.mu.Lock()
 	pub, at := s.publisher[sid], s.subscribedAt[sid]
 	s.mu.Unlock()
 	c := s.c
 	rt := &RemoteTrack{
-		track: track, receiver: receiver, pc: pc, arrivals: arrivals, streamID: sid, publisher: pub,
+		track: track, receiver: receiver, pc: pc, conn: conn, streamID: sid, publisher: pub,
 		kind: track.Kind().String(), codec: track.Codec().MimeType,
 		subscribedAt: at, done: make(chan struct{}), light: c.opts.LightReceiver,
 	}
@@ -336,7 +342,7 @@ type RemoteTrack struct {
 	track        *webrtc.TrackRemote
 	receiver     *webrtc.RTPReceiver
 	pc           *webrtc.PeerConnection // the subscribe connection it came on
-	arrivals     *arrivalLog            // pc's socket arrival stamps (nil: none)
+	conn         *subConn               // what the tracks of pc share
 	streamID     string
 	publisher    string
 	kind         string
@@ -357,6 +363,21 @@ type RemoteTrack struct {
 	lastTS          uint32
 	regressions     int64
 	gaps            int64
+}
+
+// subConn is what the tracks of one subscribe connection share.
+type subConn struct {
+	arrivals    *arrivalLog // socket arrival stamps (nil: none)
+	connectedAt atomic.Pointer[time.Time]
+}
+
+// ConnectedAt is when the track's subscribe connection first reached the
+// connected state (ICE and DTLS up), or zero.
+func (t *RemoteTrack) ConnectedAt() time.Time {
+	if at := t.conn.connectedAt.Load(); at != nil {
+		return *at
+	}
+	return time.Time{}
 }
 
 // StreamID is the room stream id (the track's msid).
