@@ -62,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.AudioPublishers, "audio-publishers", 0, "publishers per room of an Opus-only stream")
 	fs.IntVar(&c.Subscribers, "subscribers", 10, "receive-only participants per room (they receive every stream of the room)")
 	fs.BoolVar(&c.PublishersSubscribe, "publishers-subscribe", false, "publishers also receive every other stream of their room (a meeting)")
+	fs.BoolVar(&c.NoSocketStamps, "no-socket-stamps", false, "receivers take no kernel receive timestamps: latency is measured to their readers only, for a little less of this tool's CPU per packet")
 	fs.BoolVar(&c.NoNACK, "no-nack", false, `receivers negotiate no "nack" (default: they negotiate it as browsers do, and never send one; the server's NACK history is per published track, so this no longer changes its cost)`)
 	fs.IntVar(&c.VideoBitrate, "video-bitrate", 1_000_000, "video bitrate in bit/s of the generated VP8")
 	fs.StringVar(&o.size, "video-size", "640x360", "video resolution WIDTHxHEIGHT")

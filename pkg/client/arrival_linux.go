@@ -3,7 +3,6 @@ package client
 import (
 	"net"
 	"net/netip"
-	"time"
 	"unsafe"
 
 	"github.com/pion/transport/v5"
@@ -71,27 +70,20 @@ func (c *arrivalConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, net.UDPAddrFromAddrPort(addr), nil
 }
 
-// kernelStamp finds SCM_TIMESTAMPNS in a control message buffer and returns
-// it on the monotonic clock: the kernel's stamp is wall-clock time, so it is
-// taken as an age against a fresh time.Now (both wall clock, microseconds
-// apart), and that age is subtracted from Now's monotonic reading.
-func kernelStamp(oob []byte) (time.Time, bool) {
+// kernelStamp finds SCM_TIMESTAMPNS in a control message buffer: the
+// kernel's receive time, wall clock, in ns since 1970.
+func kernelStamp(oob []byte) (int64, bool) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
-			return time.Time{}, false
+			return 0, false
 		}
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS &&
 			int(h.Len) >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
 			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
-			now := time.Now()
-			age := now.Sub(time.Unix(ts.Sec, ts.Nsec))
-			if age < 0 {
-				age = 0
-			}
-			return now.Add(-age), true
+			return ts.Nano(), true
 		}
 		oob = oob[min(unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0)), len(oob)):]
 	}
-	return time.Time{}, false
+	return 0, false
 }

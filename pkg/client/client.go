@@ -106,6 +106,11 @@ type Options struct {
 	// reader starts; the function it returns (nil: none) then observes every
 	// packet the reader gets (load testing: count and time packets without records).
 	OnRemoteTrack func(t *RemoteTrack) PacketReceivedFunc
+	// StampArrivals makes the subscribe connection's UDP sockets take the
+	// kernel's receive timestamp of every RTP packet (Linux), which
+	// PacketReceivedFunc gets as arrivedAt: when the packet reached the
+	// socket, before this client's own receive path.
+	StampArrivals bool
 	// OnFrame, when set, is called by the reader goroutine with every frame the
 	// server sends, as received, before the client handles it (for tests that
 	// check the wire format). It must not block; it may keep the slice.

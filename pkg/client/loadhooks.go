@@ -23,7 +23,8 @@ type PacketSentFunc func(kind string, pkt *rtp.Packet, sentAt time.Time)
 // PacketReceivedFunc observes a packet a remote track's reader got, after the
 // track's counters are updated: receivedAt is when the reader got it,
 // arrivedAt when it reached the connection's socket (the kernel's receive
-// timestamp; zero where unknown: not Linux, ICE-TCP, or too long ago). It runs
+// timestamp, with Options.StampArrivals; zero where unknown: not asked for,
+// not Linux, ICE-TCP, or too long ago). It runs
 // on the reader goroutine: it must be quick and must not keep pkt (with
 // Options.LightReceiver its buffers are reused).
 type PacketReceivedFunc func(pkt *rtp.Packet, receivedAt, arrivedAt time.Time)
@@ -58,7 +59,7 @@ func (t *RemoteTrack) readLight(c *Client) {
 		now := time.Now()
 		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, now)
 		if t.observe != nil {
-			t.observe(&pkt, now, t.arrivedAt(&pkt))
+			t.observe(&pkt, now, t.arrivedAt(&pkt, now))
 		}
 	}
 }

@@ -174,7 +174,7 @@ func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
 func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 	c := s.c
 	var arrivals *arrivalLog
-	if c.opts.OnRemoteTrack != nil { // someone observes packets: stamp their arrival
+	if c.opts.StampArrivals {
 		arrivals = newArrivalLog()
 	}
 	pc, err := c.newPeerConnection(true, arrivals)
@@ -477,7 +477,7 @@ func (t *RemoteTrack) read(c *Client) {
 		now := time.Now()
 		t.onPacket(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload, now)
 		if t.observe != nil {
-			t.observe(pkt, now, t.arrivedAt(pkt))
+			t.observe(pkt, now, t.arrivedAt(pkt, now))
 		}
 	}
 }

@@ -58,6 +58,11 @@ type Config struct {
 	// sending a NACK), so the server keeps its per-subscriber retransmission
 	// cache and its CPU and memory figures are a browser audience's.
 	NoNACK bool
+	// NoSocketStamps makes receivers take no kernel receive timestamps:
+	// latency is then measured to their readers only (Report.Latency equals
+	// Report.ReaderLatency), and each received packet costs this process a
+	// little less (docs/performance.md has the figure).
+	NoSocketStamps bool
 
 	// VideoBitrate (bit/s, default 1 Mbit/s), Width×Height (default 640×360)
 	// and FPS (default 30) shape the generated VP8 file.

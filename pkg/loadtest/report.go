@@ -66,6 +66,7 @@ type Shape struct {
 	Video               string  `json:"video"`
 	RampRate            float64 `json:"ramp_per_second"`
 	NACK                bool    `json:"nack_negotiated"`
+	SocketStamps        bool    `json:"socket_stamps"`
 	SameProcess         bool    `json:"same_process"`
 }
 
@@ -182,7 +183,7 @@ type SelfReport struct {
 func (e *engine) collect(rep *Report, before, after counters) {
 	c := e.cfg
 	rep.Shape = Shape{URL: c.URL, Rooms: c.Rooms, VideoPublishers: c.VideoPublishers, AudioPublishers: c.AudioPublishers,
-		Subscribers: c.Subscribers, PublishersSubscribe: c.PublishersSubscribe, RampRate: c.RampRate, SameProcess: c.SameProcess, NACK: !c.NoNACK,
+		Subscribers: c.Subscribers, PublishersSubscribe: c.PublishersSubscribe, RampRate: c.RampRate, SameProcess: c.SameProcess, NACK: !c.NoNACK, SocketStamps: !c.NoSocketStamps,
 		Video: fmt.Sprintf("VP8 %dx%d %d fps %d kbit/s", c.Width, c.Height, c.FPS, c.VideoBitrate/1000)}
 	win := time.Duration(e.win.end.Load() - e.win.start.Load())
 	rep.WindowSeconds = win.Seconds()
@@ -355,7 +356,10 @@ func (rep *Report) finish(c Config) {
 	if c.SameProcess {
 		rep.Notes = append(rep.Notes, "the server runs in the load tool's process: its CPU and memory include the load tool's")
 	}
-	if rep.Totals.Unstamped > 0 {
+	switch {
+	case c.NoSocketStamps:
+		rep.Notes = append(rep.Notes, "--no-socket-stamps: latency is measured to the receivers' readers")
+	case rep.Totals.Unstamped > 0:
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d packets received had no socket arrival time; latency counts them at the reader", rep.Totals.Unstamped))
 	}
 	if rep.Totals.Unmatched > 0 {

@@ -348,7 +348,8 @@ func (e *engine) runSession(sctx context.Context, s *session, sem chan struct{},
 	defer cancel()
 	start := time.Now()
 	c, err := client.Dial(jctx, e.cfg.URL, client.Options{
-		Username: s.name, LightReceiver: true, NegotiateNACK: !e.cfg.NoNACK, Logger: e.cfg.ClientLogger.With("session", s.room+"/"+s.name),
+		Username: s.name, LightReceiver: true, NegotiateNACK: !e.cfg.NoNACK, StampArrivals: !e.cfg.NoSocketStamps,
+		Logger:        e.cfg.ClientLogger.With("session", s.room+"/"+s.name),
 		OnRemoteTrack: func(rt *client.RemoteTrack) client.PacketReceivedFunc { return e.onRemoteTrack(s, rt) },
 	})
 	if err != nil {
