@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -318,6 +319,11 @@ func (s *subscriber) negotiateLocked() {
 		return
 	}
 	offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: s.restart})
+	if errors.Is(err, webrtc.ErrConnectionClosed) {
+		// Closing: pion marks the connection closed before its state says so.
+		s.log.Debug("no subscribe offer: the connection is closing")
+		return
+	}
 	if err != nil {
 		s.log.Error("create subscribe offer", "err", err)
 		return
