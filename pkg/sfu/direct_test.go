@@ -50,30 +50,42 @@ func loopbackPair(t testing.TB) (*udpbatch.Conn, *net.UDPConn) {
 	return b, r
 }
 
-// What the direct path sends is SRTP that the receiver's context opens into
-// the packet as written, across a sequence number wrap.
-func TestDirectPathSendsSRTP(t *testing.T) {
+// directLoopback is a direct path on a loopback socket pair, the
+// receiver's SRTP context, and next, which flushes the path and returns the
+// datagram that arrived at the receiver.
+func directLoopback(t *testing.T) (p *sendPath, recv *srtp.Context, next func() []byte) {
+	t.Helper()
 	b, r := loopbackPair(t)
-	p := &sendPath{srtp: testContext(t), udp: b, to: r.LocalAddr().(*net.UDPAddr).AddrPort()}
-	recv := testContext(t)
-	sc := newSendScratch()
-	payload := bytes.Repeat([]byte("vp8 "), 250)
-	h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 65534, Timestamp: 3000, SSRC: 0xabc, Marker: true}
+	p = &sendPath{srtp: testContext(t), udp: b, to: r.LocalAddr().(*net.UDPAddr).AddrPort()}
 	buf := make([]byte, 2048)
-	for i := range 4 {
-		if err := p.writeRTP(&h, payload, sc); err != nil {
-			t.Fatal(err)
-		}
+	return p, testContext(t), func() []byte {
+		t.Helper()
 		b.Flush()
 		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := r.Read(buf)
 		if err != nil {
-			t.Fatalf("packet %d: %v", i, err)
+			t.Fatal(err)
 		}
-		if bytes.Contains(buf[:n], payload[:16]) {
+		return buf[:n]
+	}
+}
+
+// What the direct path sends is SRTP that the receiver's context opens into
+// the packet as written, across a sequence number wrap.
+func TestDirectPathSendsSRTP(t *testing.T) {
+	p, recv, next := directLoopback(t)
+	sc := newSendScratch()
+	payload := bytes.Repeat([]byte("vp8 "), 250)
+	h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 65534, Timestamp: 3000, SSRC: 0xabc, Marker: true}
+	for i := range 4 {
+		if err := p.writeRTP(&h, payload, sc); err != nil {
+			t.Fatal(err)
+		}
+		wire := next()
+		if bytes.Contains(wire, payload[:16]) {
 			t.Fatal("the payload went out in the clear")
 		}
-		plain, err := recv.DecryptRTP(nil, buf[:n], nil)
+		plain, err := recv.DecryptRTP(nil, wire, nil)
 		if err != nil {
 			t.Fatalf("packet %d (seq %d): %v", i, h.SequenceNumber, err)
 		}
@@ -98,11 +110,8 @@ func TestDirectPathSendsSRTP(t *testing.T) {
 // opens, report after report (each with the next SRTCP index: a replayed
 // index would be refused).
 func TestDirectPathSendsSRTCP(t *testing.T) {
-	b, r := loopbackPair(t)
-	p := &sendPath{srtp: testContext(t), udp: b, to: r.LocalAddr().(*net.UDPAddr).AddrPort()}
-	recv := testContext(t)
+	p, recv, next := directLoopback(t)
 	sc := newSendScratch()
-	buf := make([]byte, 2048)
 	for i := range 3 {
 		sr := &rtcp.SenderReport{SSRC: 0xabc, NTPTime: uint64(i+1) << 32, RTPTime: uint32(90000 * i), PacketCount: uint32(100 * i), OctetCount: 1}
 		raw, err := sr.Marshal()
@@ -112,13 +121,7 @@ func TestDirectPathSendsSRTCP(t *testing.T) {
 		if err := p.writeRTCP(raw, sc); err != nil {
 			t.Fatal(err)
 		}
-		b.Flush()
-		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, err := r.Read(buf)
-		if err != nil {
-			t.Fatalf("report %d: %v", i, err)
-		}
-		plain, err := recv.DecryptRTCP(nil, buf[:n], nil)
+		plain, err := recv.DecryptRTCP(nil, next(), nil)
 		if err != nil {
 			t.Fatalf("report %d: %v", i, err)
 		}
