@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/transport/v5"
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +61,15 @@ func (c *arrivalConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	}
 	return n, addr, err
 }
+
+// WriteToAddrPort makes arrivalConn an ice.AddrPortReaderWriter, so that
+// pion's ICE reads it with ReadFromAddrPort (no address allocated per
+// datagram) as it reads a bare *net.UDPConn.
+func (c *arrivalConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.UDPConn.WriteToUDPAddrPort(b, addr)
+}
+
+var _ ice.AddrPortReaderWriter = (*arrivalConn)(nil)
 
 // ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
 func (c *arrivalConn) ReadFrom(b []byte) (int, net.Addr, error) {
