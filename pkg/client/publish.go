@@ -35,6 +35,19 @@ type PublishOptions struct {
 	Record bool
 	// OnPacketSent, when set, observes every packet just before it is written.
 	OnPacketSent PacketSentFunc
+	// Padding makes the video track send RTP padding as browsers do (tests).
+	Padding Padding
+}
+
+// Padding is RTP padding a video track sends, as a browser does: padding-only
+// packets on the media SSRC while it probes its uplink, and padding after a
+// packet's payload.
+type Padding struct {
+	// AfterFrame is how many padding-only packets follow each frame.
+	AfterFrame int
+	// Every, with Bytes, pads every Every-th media packet with Bytes bytes
+	// (1 to 255) after its payload.
+	Every, Bytes int
 }
 
 // Publication is a published stream: one publish peer connection with a
@@ -49,6 +62,7 @@ type Publication struct {
 	connected chan struct{}
 	closeOnce sync.Once
 	onSent    PacketSentFunc
+	padding   Padding
 
 	mu           sync.Mutex
 	id           string
@@ -98,6 +112,12 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 		connected: make(chan struct{}),
 		statusCh:  make(chan struct{}),
 		onSent:    o.OnPacketSent,
+		padding:   o.Padding,
+	}
+	if b := o.Padding.Bytes; o.Padding.Every > 0 && (b < 1 || b > 255) {
+		cancel()
+		_ = pc.Close()
+		return nil, fmt.Errorf("publish: padding of %d bytes: want 1 to 255", b)
 	}
 	var connOnce sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -496,6 +516,7 @@ func (p *Publication) pump(t *localTrack) {
 	<-timer.C
 	next := time.Now()
 	var lastKeyframe time.Time
+	sent := 0 // media packets, for Padding.Every
 	for {
 		if t.kfWanted.Load() && time.Since(lastKeyframe) >= keyframeInterval {
 			t.kfWanted.Store(false)
@@ -513,9 +534,25 @@ func (p *Publication) pump(t *localTrack) {
 			return
 		}
 		now := time.Now()
-		for _, pkt := range pk.Packetize(data, rtpc.advance(dur)) {
+		pkts := pk.Packetize(data, rtpc.advance(dur))
+		if isVideo && p.padding.AfterFrame > 0 && len(pkts) > 0 {
+			// With the frame's timestamp, as a browser's: pion's would be
+			// the next frame's, which moves its sender reports' clock.
+			ts := pkts[len(pkts)-1].Timestamp
+			for _, pad := range pk.GeneratePadding(uint32(p.padding.AfterFrame)) {
+				pad.Timestamp = ts
+				pkts = append(pkts, pad)
+			}
+		}
+		for _, pkt := range pkts {
+			padOnly := len(pkt.Payload) == 0
+			if isVideo && !padOnly && p.padding.Every > 0 {
+				if sent++; sent%p.padding.Every == 0 {
+					pkt.Header.Padding, pkt.Header.PaddingSize = true, byte(p.padding.Bytes)
+				}
+			}
 			rec := PacketRecord{
-				Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Marker: pkt.Marker,
+				Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Marker: pkt.Marker, Padding: padOnly,
 				PayloadHash: HashPayload(pkt.Payload), PayloadSize: len(pkt.Payload), SentAt: now,
 			}
 			if isVideo {

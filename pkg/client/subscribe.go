@@ -486,7 +486,7 @@ func (t *RemoteTrack) onPacket(seq uint16, ts uint32, marker bool, payload []byt
 	kf := t.kind == webrtc.RTPCodecTypeVideo.String() && codec.IsKeyframe(t.codec, payload)
 	if !t.light {
 		t.records.add(PacketRecord{
-			Seq: seq, Timestamp: ts, Marker: marker, Keyframe: kf,
+			Seq: seq, Timestamp: ts, Marker: marker, Keyframe: kf, Padding: len(payload) == 0,
 			PayloadHash: HashPayload(payload), PayloadSize: len(payload), ReceivedAt: now,
 		})
 	}

@@ -22,19 +22,23 @@ type binding struct {
 // downTrack is one published track as sent to one subscriber. It implements
 // webrtc.TrackLocal, so the subscribe connection binds it to the negotiated
 // SSRC and payload type, and packetSink, queueing packets to its subscriber
-// for its writer (writers.go).
+// for its writer (writers.go). It numbers what it sends itself (rewrite.go).
 type downTrack struct {
 	fwd    *forwarder
 	sub    *subscriber
 	sender *webrtc.RTPSender
 
-	bound        atomic.Pointer[binding]
+	bound atomic.Pointer[binding]
+	// needKeyframe says the track was (re)bound: video starts again at a
+	// keyframe that really went out.
 	needKeyframe atomic.Bool
 
 	// Touched only by the subscriber's writer, under the subscriber's writeMu.
-	hdr    rtp.Header
-	extBuf [4]rtp.Extension
-	sr     srState
+	hdr      rtp.Header
+	extBuf   [4]rtp.Extension
+	sr       srState
+	rw       rewriter
+	lastSent time.Time // when the newest packet went out
 
 	dropped atomic.Uint64
 }
@@ -94,6 +98,10 @@ func (d *downTrack) enqueue(p *packet, wake bool) bool {
 // signal implements packetSink.
 func (d *downTrack) signal() { d.sub.wake() }
 
+// fillPadding is the padding of a padding-only packet the SFU sends where
+// the receiver already sees a gap (rewrite.go: fill).
+const fillPadding = 4
+
 // write sends p to the subscriber, at now (the writer's batch time), and a
 // sender report when one is due. Called only by the subscriber's writer,
 // with its scratch buffer.
@@ -103,58 +111,123 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 	if b == nil || out == nil {
 		return // not negotiated, or the connection is not up yet
 	}
-	gated := d.needKeyframe.Load()
-	if gated && !p.keyframe {
+	first := false
+	if !d.rw.started || d.needKeyframe.Load() {
+		// Start on a packet the receiver can begin with: a keyframe's
+		// first packet for video (audio packets all are).
+		if p.padding || !p.keyframe {
+			return
+		}
+		d.rw.start(d.fwd, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+		first = true
+	}
+	seq, ts, v := d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, p.padding)
+	if v == drop {
 		return
 	}
+	if !d.send(b, out, p, seq, ts, v == fill, now, sc) {
+		if first {
+			// Pion drops writes (0 bytes, no error) until the connection's
+			// SRTP is up: only a keyframe that really went out starts the
+			// track.
+			d.rw.stop()
+		}
+		return
+	}
+	if first {
+		d.needKeyframe.Store(false)
+	}
+}
+
+// ticksSince is the time since the newest packet went out, in the track's
+// clock (0 before any).
+func (d *downTrack) ticksSince(now time.Time) uint32 {
+	if d.lastSent.IsZero() {
+		return 0
+	}
+	return uint32(now.Sub(d.lastSent).Seconds() * float64(d.fwd.codec.ClockRate))
+}
+
+// send writes p with the subscriber's sequence number seq and timestamp ts:
+// its payload without the publisher's padding, or, with pad or for a
+// padding-only packet, a padding-only packet. It reports whether the packet
+// went out.
+func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts uint32, pad bool, now time.Time, sc *sendScratch) bool {
 	d.hdr = p.hdr
 	d.hdr.SSRC = b.ssrc
 	d.hdr.PayloadType = b.pt
+	d.hdr.SequenceNumber = seq
+	d.hdr.Timestamp = ts
 	// Header extension ids are per connection: the publisher's mean nothing
-	// here. The subscribe connection's interceptors add their own.
+	// here.
 	d.hdr.Extension = false
 	d.hdr.Extensions = d.extBuf[:0]
-	if out.viaPion {
-		// Pion drops writes (0 bytes, no error) until the connection's
-		// SRTP is up: only a keyframe that was really sent opens the gate.
-		if n, err := b.ws.WriteRTP(&d.hdr, p.payload); err != nil || n == 0 {
-			return
-		}
-	} else if err := out.writeRTP(&d.hdr, p.payload, sc); err != nil {
-		return
+	// The publisher's padding (alignment, or its own probing) is not
+	// forwarded: it would cost the subscriber's link and carries nothing.
+	d.hdr.Padding, d.hdr.PaddingSize = false, 0
+	payload := p.payload
+	if pad || p.padding {
+		payload = nil
+		d.hdr.Padding, d.hdr.PaddingSize, d.hdr.Marker = true, fillPadding, false
 	}
-	if gated {
-		d.needKeyframe.Store(false)
+	if out.viaPion {
+		if n, err := b.ws.WriteRTP(&d.hdr, payload); err != nil || n == 0 {
+			return false
+		}
+	} else if err := out.writeRTP(&d.hdr, payload, sc); err != nil {
+		return false
 	}
 	d.sub.sent.Add(1) // written by this subscriber's writer only: uncontended
-	if d.sr.sent(p, now) {
+	d.lastSent = now
+	if d.sr.sent(seq, ts, len(payload), now) {
 		d.sendSenderReport(b.ssrc, now, out, sc)
 	}
+	return true
 }
 
-// retransmit answers a NACK from the track's shared history, through the
-// subscriber's queue like any packet (so it never blocks and keeps order
-// with the writer).
-func (d *downTrack) retransmit(nack *rtcp.TransportLayerNack) {
-	h := d.fwd.hist
-	if h == nil {
-		return
+// resend answers a subscriber's NACK of the sequence numbers in pair: each
+// is mapped back to the publisher's number and sent again from the track's
+// shared history, if it is still there. It reports how many went out.
+// Called only by the subscriber's writer.
+func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) int {
+	b := d.bound.Load()
+	out := d.sub.out.Load()
+	if b == nil || out == nil {
+		return 0
 	}
-	d.sub.resent.Store(true)
-	for _, pair := range nack.Nacks {
-		pair.Range(func(seq uint16) bool {
-			if p := h.get(seq); p != nil && !d.enqueue(p, false) {
-				p.release()
-			}
-			return true
-		})
+	n := 0
+	for i := range 17 {
+		if i > 0 && pair.LostPackets&(1<<(i-1)) == 0 {
+			continue
+		}
+		seq := pair.PacketID + uint16(i)
+		src, in, tsOff, ok := d.rw.lookup(seq)
+		if !ok || src.hist == nil {
+			continue
+		}
+		p := src.hist.get(in)
+		if p == nil {
+			continue
+		}
+		if d.send(b, out, p, seq, p.hdr.Timestamp+tsOff, false, now, sc) {
+			n++
+		}
+		p.release()
 	}
-	d.sub.wake()
+	return n
+}
+
+// nack hands a subscriber's NACK to its writer, which answers it from the
+// track's history (resend). Audio is not retransmitted.
+func (d *downTrack) nack(pkt *rtcp.TransportLayerNack) {
+	if d.fwd.hist != nil {
+		d.sub.queueNACK(d, pkt.Nacks)
+	}
 }
 
 // readRTCP handles the subscriber's feedback for this track: keyframe
-// requests go to the publisher (throttled) and NACKs are answered from the
-// track's history. It ends when the sender stops.
+// requests go to the publisher (throttled) and NACKs to the writer. It ends
+// when the sender stops.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, maxPacket)
 	for {
@@ -177,7 +250,7 @@ func (d *downTrack) readRTCP() {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.fwd.requestKeyframe()
 			case *rtcp.TransportLayerNack:
-				d.retransmit(pkt)
+				d.nack(pkt)
 			}
 		}
 	}

@@ -78,6 +78,7 @@ type Engine struct {
 	// Totals of closed subscribers and publications, so the counters in
 	// Stats never go back when a participant leaves.
 	retiredSent, retiredDropped, retiredReceived atomic.Uint64
+	retiredNACKed, retiredRetransmitted          atomic.Uint64
 }
 
 // Stats are the media plane's packet counters since start.
@@ -88,6 +89,9 @@ type Stats struct {
 	Forwarded uint64
 	// Dropped counts packets dropped on full subscriber queues.
 	Dropped uint64
+	// NACKed counts the sequence numbers subscribers asked for again, and
+	// Retransmitted the packets sent again for them.
+	NACKed, Retransmitted uint64
 	// UDP counts the media UDP sockets' writes: datagrams, messages and
 	// system calls (batching makes calls far fewer than datagrams).
 	UDP udpbatch.Stats
@@ -100,7 +104,7 @@ type Stats struct {
 // Stats sums the counters of every live and closed subscriber and track.
 func (e *Engine) Stats() Stats {
 	st := Stats{Received: e.retiredReceived.Load(), Forwarded: e.retiredSent.Load(), Dropped: e.retiredDropped.Load(),
-		UDP: e.udpNet.stats()}
+		NACKed: e.retiredNACKed.Load(), Retransmitted: e.retiredRetransmitted.Load(), UDP: e.udpNet.stats()}
 	e.mu.Lock()
 	routers := make([]*Router, 0, len(e.routers))
 	for r := range e.routers {
@@ -110,9 +114,11 @@ func (e *Engine) Stats() Stats {
 	for _, r := range routers {
 		for _, p := range r.peerList() {
 			if p.sub != nil {
-				sent, dropped := p.sub.stats()
-				st.Forwarded += sent
-				st.Dropped += dropped
+				ss := p.sub.stats()
+				st.Forwarded += ss.Forwarded
+				st.Dropped += ss.Dropped
+				st.NACKed += ss.NACKed
+				st.Retransmitted += ss.Retransmitted
 				if out := p.sub.out.Load(); out != nil && out.viaPion {
 					st.PionSubscribers++
 				} else if out != nil {
@@ -135,6 +141,8 @@ func (e *Engine) retire(st Stats) {
 	e.retiredSent.Add(st.Forwarded)
 	e.retiredDropped.Add(st.Dropped)
 	e.retiredReceived.Add(st.Received)
+	e.retiredNACKed.Add(st.NACKed)
+	e.retiredRetransmitted.Add(st.Retransmitted)
 }
 
 // NewEngine opens the media ports and builds the webrtc APIs.

@@ -25,6 +25,7 @@ type packet struct {
 	hdr      rtp.Header
 	payload  []byte
 	keyframe bool
+	padding  bool      // padding only: no payload (a bandwidth probe)
 	arrived  time.Time // when the forwarder read it
 	refs     atomic.Int32
 	pool     *packetPool
@@ -230,19 +231,25 @@ func (f *forwarder) run() {
 		}
 		end := n
 		p.hdr.PaddingSize = 0
-		if p.hdr.Padding && n > hl {
-			p.hdr.PaddingSize = p.buf[n-1]
+		if p.hdr.Padding {
+			if n > hl {
+				p.hdr.PaddingSize = p.buf[n-1]
+			}
 			end -= int(p.hdr.PaddingSize)
+			if p.hdr.PaddingSize == 0 || end < hl {
+				f.pool.put(p) // malformed padding
+				continue
+			}
 		}
-		if end <= hl || (p.hdr.Padding && p.hdr.PaddingSize == 0) {
-			// Padding only (bandwidth probing) or malformed: nothing to forward.
-			f.pool.put(p)
-			continue
-		}
+		// A padding-only packet (a browser probing its uplink; or one with
+		// no payload at all) goes on to the downTracks and the recorder,
+		// which leave it out without a gap in their sequence numbers
+		// (rewrite.go).
 		p.n = n
 		p.arrived = time.Now()
 		p.payload = p.buf[hl:end]
-		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
+		p.padding = end == hl
+		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
 		f.received.Add(1)
 		if tr := f.rec.Load(); tr != nil {
 			f.recPkt.Header = p.hdr
@@ -258,7 +265,8 @@ func (f *forwarder) run() {
 // packet is one) the writers are woken, once for all the sinks, so each
 // writer runs once per frame.
 func (f *forwarder) fanOut(p *packet) {
-	wake := f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p)
+	// Padding belongs to no frame: it neither ends nor opens one.
+	wake := !p.padding && (f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p))
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)
 	if f.hist != nil {

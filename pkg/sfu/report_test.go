@@ -19,16 +19,16 @@ func TestSenderReportClock(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 	p := makePacket(pool, 100) // timestamp 96000
-	if !d.sr.sent(p, t0) {
+	if !d.sr.sent(p.hdr.SequenceNumber, p.hdr.Timestamp, len(p.payload), t0) {
 		t.Fatal("the first packet does not make a report due")
 	}
 	d.sr.next = t0.Add(senderReportInterval)
 	old := makePacket(pool, 90) // a retransmission: counted, but not the clock's anchor
 	old.hdr.Timestamp = 1000
-	if d.sr.sent(old, t0.Add(10*time.Millisecond)) {
+	if d.sr.sent(old.hdr.SequenceNumber, old.hdr.Timestamp, len(old.payload), t0.Add(10*time.Millisecond)) {
 		t.Fatal("a report is due again within the interval")
 	}
-	if !d.sr.sent(makePacket(pool, 101), t0.Add(time.Second)) {
+	if !d.sr.sent(101, 101*960, 160, t0.Add(time.Second)) {
 		t.Fatal("no report due after the interval")
 	}
 
@@ -45,6 +45,12 @@ func TestSenderReportClock(t *testing.T) {
 	if sr := d.senderReport(77, at); sr.RTPTime != 5_000_000+14400 {
 		t.Errorf("with the publisher's clock: RTP %d, want %d", sr.RTPTime, 5_000_000+14400)
 	}
+	// A downTrack whose timestamps carry an offset reports in its own.
+	d.rw.tsOff = 1000
+	if sr := d.senderReport(77, at); sr.RTPTime != 5_000_000+14400+1000 {
+		t.Errorf("with a timestamp offset of 1000: RTP %d, want %d", sr.RTPTime, 5_000_000+14400+1000)
+	}
+	d.rw.tsOff = 0
 	// Video clock, and wrap-around.
 	f.codec.ClockRate = 90000
 	f.kind = webrtc.RTPCodecTypeVideo

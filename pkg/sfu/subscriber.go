@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/srtpkeys"
+	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -43,12 +45,17 @@ type subscriber struct {
 	// writeMu is held while the writer writes to this subscriber; close
 	// takes it to wait for a pass in progress.
 	writeMu sync.Mutex
-	// resent says retransmissions were queued: the burst they are in is not
-	// a measure of the forwarding delay (their packets arrived long ago).
-	resent  atomic.Bool
 	sent    atomic.Uint64
 	dropped atomic.Uint64
 	wg      sync.WaitGroup // the tracks' RTCP readers
+
+	// NACKs from the tracks' RTCP readers, for the writer to answer
+	// (downTrack.resend): the writer owns the sequence numbering.
+	nackMu        sync.Mutex
+	nacks, spare  []pendingNACK
+	nackPending   atomic.Bool
+	nacked        atomic.Uint64 // sequence numbers the subscriber NACKed
+	retransmitted atomic.Uint64 // packets sent again for them
 
 	// out is how RTP leaves (direct.go): nil until the connection is up.
 	out atomic.Pointer[sendPath]
@@ -90,6 +97,55 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 // writeBatch is how many queued packets the writer takes at a time.
 const writeBatch = 64
 
+// pendingNACK is a NACKed range of one of the subscriber's tracks.
+type pendingNACK struct {
+	d    *downTrack
+	pair rtcp.NackPair
+}
+
+// maxPendingNACKs bounds the NACKed ranges waiting for the writer (each
+// names up to 17 packets); a subscriber NACKing faster than its writer
+// answers loses the excess, and asks again.
+const maxPendingNACKs = 64
+
+// queueNACK hands NACKed ranges of d to the writer.
+func (s *subscriber) queueNACK(d *downTrack, pairs []rtcp.NackPair) {
+	s.nackMu.Lock()
+	for _, pr := range pairs {
+		s.nacked.Add(uint64(1 + bits.OnesCount16(uint16(pr.LostPackets))))
+		if len(s.nacks) == maxPendingNACKs {
+			continue
+		}
+		if s.nacks == nil {
+			s.nacks = make([]pendingNACK, 0, maxPendingNACKs)
+		}
+		s.nacks = append(s.nacks, pendingNACK{d: d, pair: pr})
+	}
+	s.nackMu.Unlock()
+	s.nackPending.Store(true)
+	s.wake()
+}
+
+// answerNACKs sends again what the subscriber NACKed, before its queued
+// packets (the receiver is waiting for these), and reports how many packets
+// went out. Only the writer calls it.
+func (s *subscriber) answerNACKs(now time.Time, sc *sendScratch) int {
+	s.nackMu.Lock()
+	list := s.nacks
+	s.nacks, s.spare = s.spare[:0], nil
+	s.nackMu.Unlock()
+	n := 0
+	for i, pn := range list {
+		n += pn.d.resend(pn.pair, now, sc)
+		list[i] = pendingNACK{}
+	}
+	s.retransmitted.Add(uint64(n))
+	s.nackMu.Lock()
+	s.spare = list[:0]
+	s.nackMu.Unlock()
+	return n
+}
+
 // push queues q. With wake, the subscriber is marked ready on its writer,
 // which its caller then wakes (a forwarder wakes the writers once per frame,
 // after queueing it to every subscriber). It reports false when the queue is
@@ -118,6 +174,9 @@ func (s *subscriber) wake() {
 func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch) (n int, frameOpen bool, oldest time.Time) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.nackPending.Swap(false) {
+		n += s.answerNACKs(now, sc)
+	}
 	for {
 		batch = s.queue.Drain(batch[:0])
 		if len(batch) == 0 {
@@ -129,7 +188,7 @@ func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch)
 		}
 		for i, q := range batch {
 			q.d.write(q.p, now, sc)
-			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker && !q.p.padding
 			q.p.release()
 			batch[i] = queued{}
 		}
@@ -494,8 +553,7 @@ func (s *subscriber) close() {
 	s.out.Swap(nil).close()
 	s.pathMu.Unlock()
 	s.wg.Wait()
-	sent, dropped := s.stats()
-	s.peer.router.engine.retire(Stats{Forwarded: sent, Dropped: dropped})
+	s.peer.router.engine.retire(s.stats())
 }
 
 // stopWriting lets the queued packets go and waits for a write in progress:
@@ -508,7 +566,8 @@ func (s *subscriber) stopWriting() {
 	s.writeMu.Unlock() //nolint:staticcheck // an empty critical section: waits for the writer
 }
 
-// stats returns the packets this subscriber's writer sent and its queue dropped.
-func (s *subscriber) stats() (sent, dropped uint64) {
-	return s.sent.Load(), s.dropped.Load()
+// stats returns the subscriber's packet counters.
+func (s *subscriber) stats() Stats {
+	return Stats{Forwarded: s.sent.Load(), Dropped: s.dropped.Load(), NACKed: s.nacked.Load(),
+		Retransmitted: s.retransmitted.Load()}
 }
