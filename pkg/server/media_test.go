@@ -190,9 +190,11 @@ type matched struct {
 	// first and last are the indexes of the first and last received.
 	media       []client.PacketRecord
 	first, last int
-	// seqOff and tsOff take a sent packet's numbers to the received ones.
-	seqOff   uint16
-	tsOff    uint32
+	// seqOff and tsOff take the first received packet's numbers as sent
+	// to the received ones; drift is the sequence number offset at the last
+	// (packets left out in between make it differ).
+	seqOff, drift uint16
+	tsOff         uint32
 	expected int // media packets from first to last
 	missing  int // of them, not received
 }
@@ -268,6 +270,9 @@ func matchPackets(t *testing.T, who string, sent, recv []client.PacketRecord) ma
 		seen[int(j)] = true
 	}
 	m.last = m.first + int(newest)
+	if m.last < len(m.media) {
+		m.drift = newestSeq - m.media[m.last].Seq
+	}
 	for j := m.first; j <= m.last && j < len(m.media); j++ {
 		m.expected++
 		if !seen[j] {

@@ -73,6 +73,46 @@ func TestPaddingLeavesNoGap(t *testing.T) {
 	t.Logf("the publisher sent %d padding-only video packets; %d packets NACKed by subscribers", padding, st.NACKed)
 }
 
+// TestNACKsMapToPublisherNumbers: a publisher sends padding between its
+// frames, so a subscriber's numbers drift from the publisher's; 5 % of the
+// video packets to the subscriber are lost. Its NACKs, in its own numbers,
+// are answered with the right packets: it ends up with (almost) every media
+// packet, each carrying the payload sent there.
+func TestNACKsMapToPublisherNumbers(t *testing.T) {
+	srv := testServer(t, nil)
+	proxy := newTCPProxy(t, srv, 20, true)
+	pubC := dial(t, srv, client.Options{Username: "pub"})
+	join(t, pubC, "padnack", "pub")
+	sub := dial(t, srv, client.Options{Username: "sub", ICE: proxy.ice()})
+	join(t, sub, "padnack", "sub")
+	pub, err := pubC.Publish(ctxT(t, 30*time.Second), client.PublishOptions{Video: vp8Source(t), Padding: probing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks, err := sub.WaitRemoteTracks(ctxT(t, 10*time.Second), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	dropped := proxy.droppedPackets()
+	if dropped < 10 {
+		t.Fatalf("the proxy dropped only %d packets", dropped)
+	}
+	m := matchPackets(t, "sub/video", pub.SentPackets("video"), tracks[0].ReceivedPackets())
+	st := srv.Media().Stats()
+	t.Logf("proxy dropped %d video packets; the subscriber NACKed %d, %d sent again; it misses %d of %d (its numbers %d behind the publisher's)",
+		dropped, st.NACKed, st.Retransmitted, m.missing, m.expected, -int16(m.drift))
+	if st.NACKed == 0 || st.Retransmitted*2 < uint64(dropped) {
+		t.Errorf("%d packets lost, %d NACKed, %d sent again", dropped, st.NACKed, st.Retransmitted)
+	}
+	if m.missing*100 > m.expected {
+		t.Errorf("the subscriber misses %d of %d packets despite NACKs (the proxy dropped %d)", m.missing, m.expected, dropped)
+	}
+	if m.drift == 0 {
+		t.Error("the subscriber's numbers are the publisher's: the padding did not move them, the test did not take")
+	}
+}
+
 // TestRecordingWithPaddingKeepsEveryFrame: H.264 and AV1 payloads do not
 // say which packet starts a frame, so a recorder that sees a gap before a
 // frame must give the frame up. A publisher that sends padding-only packets
