@@ -195,8 +195,8 @@ type matched struct {
 	// (packets left out in between make it differ).
 	seqOff, drift uint16
 	tsOff         uint32
-	expected int // media packets from first to last
-	missing  int // of them, not received
+	expected      int // media packets from first to last
+	missing       int // of them, not received
 }
 
 // matchPackets maps recv onto the media packets of sent (padding-only ones
