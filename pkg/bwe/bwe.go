@@ -67,7 +67,12 @@ type Estimator struct {
 	// entry is seq<<48 | size<<36 | cluster<<32 | send µs (low 32 bits).
 	hist   [historySize]atomic.Uint64
 	target atomic.Int64
-	rtt    atomic.Int64 // ns; 0 unknown
+	rtt    atomic.Int64 // ns, from receiver reports; 0 unknown
+	// fbRTT is a round trip measured from the feedback, for receivers
+	// whose reports carry none: from a packet's send to the feedback's
+	// arrival, less how long after the packet the feedback's last packet
+	// arrived (the feedback is sent soon after), the least of a feedback.
+	fbRTT atomic.Int64
 
 	mu       sync.Mutex
 	fb       feedbackReader
@@ -109,8 +114,14 @@ func New(cfg Config, now time.Time) *Estimator {
 // Target is the estimate in bits per second.
 func (e *Estimator) Target() int { return int(e.target.Load()) }
 
-// RTT is the last round-trip time given to SetRTT (0: none yet).
-func (e *Estimator) RTT() time.Duration { return time.Duration(e.rtt.Load()) }
+// RTT is the path's round-trip time: the last one given to SetRTT (from
+// receiver reports), else one measured from the feedback (0: none yet).
+func (e *Estimator) RTT() time.Duration {
+	if d := e.rtt.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return time.Duration(e.fbRTT.Load())
+}
 
 // SetRTT gives the path's round-trip time (from receiver reports).
 func (e *Estimator) SetRTT(d time.Duration) {
@@ -151,7 +162,8 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 	}
 	e.feedbacks++
 	nowUs := e.us(now)
-	var lastArr, lastSend int64
+	var lastArr, lastSend, maxArr int64
+	minSince := int64(math.MaxInt64) // least of now - send - arrival, µs
 	err := e.fb.each(func(seq uint16, received bool, arrUs int64) bool {
 		ext := int64(seq)
 		if e.started {
@@ -181,6 +193,8 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 		}
 		e.acked(arrUs, size)
 		lastArr = arrUs
+		maxArr = max(maxArr, arrUs)
+		minSince = min(minSince, nowUs-sendUs-arrUs)
 		if e.delay.packet(sendUs, arrUs, size) && e.delay.state == usageOver {
 			e.overuses++
 		}
@@ -191,6 +205,13 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 	}
 	if lastArr != 0 {
 		e.lastArrUs = lastArr
+		// now - send - (maxArr - arr), least over the packets.
+		if rtt := time.Duration(minSince+maxArr) * time.Microsecond; rtt > 0 && rtt < 10*time.Second {
+			if old := e.fbRTT.Load(); old > 0 {
+				rtt = time.Duration(0.8*float64(old) + 0.2*float64(rtt))
+			}
+			e.fbRTT.Store(int64(rtt))
+		}
 	}
 	e.evaluateProbes(lastSend, now)
 	e.control(now)

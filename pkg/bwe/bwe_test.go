@@ -178,6 +178,11 @@ func TestEstimateHoldsWhenAppLimited(t *testing.T) {
 	if s.e.Stats().Overuses != 0 {
 		t.Error("overuse on an idle link")
 	}
+	// No receiver reports: the round trip measured from the feedback, at
+	// least the path's 40 ms, at most that and the feedback interval.
+	if rtt := s.e.RTT(); rtt < 40*time.Millisecond || rtt > 150*time.Millisecond {
+		t.Errorf("round trip %v from the feedback, want 40 to 150 ms", rtt)
+	}
 }
 
 // Probing finds spare capacity: a sender held at 300 kbit/s that wants

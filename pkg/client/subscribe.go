@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley/parley/pkg/codec"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -269,6 +270,55 @@ func (s *subscriber) onTrack(pc *webrtc.PeerConnection, conn *subConn, track *we
 		}
 		rt.read(c)
 	}()
+	if !rt.light {
+		// Read the receiver's RTCP, as a browser does: pion's report
+		// interceptor sees the sender reports only then (its receiver
+		// reports answer them, so the server learns the round trip).
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			rt.readRTCP()
+		}()
+	}
+}
+
+// SenderReport is an RTCP sender report a remote track got, and when.
+type SenderReport struct {
+	*rtcp.SenderReport
+	At time.Time
+}
+
+// maxSenderReports is how many sender reports a RemoteTrack keeps.
+const maxSenderReports = 64
+
+// readRTCP reads the track's RTCP until the receiver stops, keeping its
+// sender reports.
+func (t *RemoteTrack) readRTCP() {
+	for {
+		pkts, _, err := t.receiver.ReadRTCP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(t.track.SSRC()) {
+				t.mu.Lock()
+				if len(t.srs) == maxSenderReports {
+					t.srs = append(t.srs[:0], t.srs[1:]...)
+				}
+				t.srs = append(t.srs, SenderReport{SenderReport: sr, At: now})
+				t.mu.Unlock()
+			}
+		}
+	}
+}
+
+// SenderReports returns the last sender reports (at most 64) the track got,
+// oldest first; none with Options.LightReceiver.
+func (t *RemoteTrack) SenderReports() []SenderReport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]SenderReport(nil), t.srs...)
 }
 
 // SubscribePeerConnection is the subscribe peer connection (nil before the
@@ -363,6 +413,7 @@ type RemoteTrack struct {
 	lastTS          uint32
 	regressions     int64
 	gaps            int64
+	srs             []SenderReport
 }
 
 // subConn is what the tracks of one subscribe connection share.

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -17,6 +19,9 @@ type binding struct {
 	ssrc uint32
 	pt   uint8
 	ws   webrtc.TrackLocalWriter
+	// twcc is the transport-wide sequence number's header extension id;
+	// 0 when the subscriber did not negotiate it.
+	twcc uint8
 }
 
 // downTrack is one published track as sent to one subscriber. It implements
@@ -36,10 +41,18 @@ type downTrack struct {
 	// Touched only by the subscriber's writer, under the subscriber's writeMu.
 	hdr      rtp.Header
 	extBuf   [4]rtp.Extension
+	twccBuf  [2]byte
 	sr       srState
 	rw       rewriter
 	lastSent time.Time // when the newest packet went out
+	// resent remembers when recent sequence numbers were sent again, so a
+	// NACK repeated within a round trip does not send a packet twice.
+	resent [64]struct {
+		seq uint16
+		at  time.Time
+	}
 
+	rx      rxStats // what the subscriber's receiver reports say
 	dropped atomic.Uint64
 }
 
@@ -55,7 +68,13 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if !ok {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
-	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()})
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()}
+	for _, x := range ctx.HeaderExtensions() {
+		if x.URI == sdp.TransportCCURI && x.ID > 0 && x.ID < 15 {
+			b.twcc = uint8(x.ID)
+		}
+	}
+	d.bound.Store(b)
 	if d.fwd.kind == webrtc.RTPCodecTypeVideo {
 		d.needKeyframe.Store(true)
 		d.fwd.requestKeyframe()
@@ -137,6 +156,9 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 	if first {
 		d.needKeyframe.Store(false)
 	}
+	if p.hdr.Marker && v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo {
+		d.sub.probePad(d, b, out, now, sc) // a frame's end: room for probe padding
+	}
 }
 
 // ticksSince is the time since the newest packet went out, in the track's
@@ -170,6 +192,20 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts ui
 		payload = nil
 		d.hdr.Padding, d.hdr.PaddingSize, d.hdr.Marker = true, fillPadding, false
 	}
+	return d.sendRTP(b, out, payload, now, sc)
+}
+
+// sendRTP writes d.hdr (numbered, with its SSRC and payload type) and
+// payload, stamped with the connection's next transport-wide sequence number
+// when negotiated, and tells the bandwidth estimator. It reports whether the
+// packet went out.
+func (d *downTrack) sendRTP(b *binding, out *sendPath, payload []byte, now time.Time, sc *sendScratch) bool {
+	s := d.sub
+	tw := s.twccSeq
+	if b.twcc != 0 {
+		binary.BigEndian.PutUint16(d.twccBuf[:], tw)
+		_ = d.hdr.SetExtension(b.twcc, d.twccBuf[:])
+	}
 	if out.viaPion {
 		if n, err := b.ws.WriteRTP(&d.hdr, payload); err != nil || n == 0 {
 			return false
@@ -177,9 +213,16 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts ui
 	} else if err := out.writeRTP(&d.hdr, payload, sc); err != nil {
 		return false
 	}
-	d.sub.sent.Add(1) // written by this subscriber's writer only: uncontended
+	size := d.hdr.MarshalSize() + len(payload) + int(d.hdr.PaddingSize)
+	s.wireBytes += int64(size)
+	if b.twcc != 0 {
+		s.twccSeq++
+		s.bwe.Sent(tw, size, now, s.probe.cluster)
+	}
+	s.sent.Add(1) // written by this subscriber's writer only: uncontended
+	s.sentBytes.Add(uint64(len(payload)))
 	d.lastSent = now
-	if d.sr.sent(seq, ts, len(payload), now) {
+	if d.sr.sent(d.hdr.SequenceNumber, d.hdr.Timestamp, len(payload), now) {
 		d.sendSenderReport(b.ssrc, now, out, sc)
 	}
 	return true
@@ -187,7 +230,9 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts ui
 
 // resend answers a subscriber's NACK of the sequence numbers in pair: each
 // is mapped back to the publisher's number and sent again from the track's
-// shared history, if it is still there. It reports how many went out.
+// shared history, if it is still there, can still arrive in time to be of
+// use, was not sent again within the last round trip, and fits the
+// subscriber's retransmission budget (rtx). It reports how many went out.
 // Called only by the subscriber's writer.
 func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) int {
 	b := d.bound.Load()
@@ -195,6 +240,8 @@ func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) i
 	if b == nil || out == nil {
 		return 0
 	}
+	rtt := d.sub.bwe.RTT()
+	maxAge := rtxMaxAge(rtt)
 	n := 0
 	for i := range 17 {
 		if i > 0 && pair.LostPackets&(1<<(i-1)) == 0 {
@@ -205,11 +252,21 @@ func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) i
 		if !ok || src.hist == nil {
 			continue
 		}
+		slot := &d.resent[seq%uint16(len(d.resent))]
+		if slot.seq == seq && !slot.at.IsZero() && now.Sub(slot.at) < max(rtt, 20*time.Millisecond) {
+			continue // sent again already; it may still be on its way
+		}
 		p := src.hist.get(in)
 		if p == nil {
 			continue
 		}
-		if d.send(b, out, p, seq, p.hdr.Timestamp+tsOff, false, now, sc) {
+		switch {
+		case now.Sub(p.arrived) > maxAge:
+			d.sub.rtxLate.Add(1) // it would come too late to be of use
+		case !d.sub.rtx.take(len(p.payload)+40, d.sub.bwe.Target(), now):
+			d.sub.rtxOver.Add(1) // over the budget: the link is busy enough
+		case d.send(b, out, p, seq, p.hdr.Timestamp+tsOff, false, now, sc):
+			slot.seq, slot.at = seq, now
 			n++
 		}
 		p.release()
@@ -217,19 +274,57 @@ func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) i
 	return n
 }
 
+// rtxMaxAge is how old a packet may be and still be worth sending again
+// over a path of round trip rtt: a receiver waits for a missing packet
+// about a round trip and a jitter allowance beyond its expected arrival.
+func rtxMaxAge(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return time.Second // not known yet
+	}
+	return min(max(rtt+250*time.Millisecond, 300*time.Millisecond), time.Second)
+}
+
+// rtxShare is the part of a subscriber's estimate its retransmissions may use.
+const rtxShare = 0.25
+
+// rtxBudget is a token bucket of bytes that refills at rtxShare of the
+// estimate and holds 200 ms of it (at least a few packets).
+type rtxBudget struct {
+	tokens float64
+	at     time.Time
+}
+
+func (r *rtxBudget) take(size, estimate int, now time.Time) bool {
+	rate := rtxShare * float64(estimate) / 8 // bytes per second
+	capacity := max(rate*0.2, 3*1300)
+	if r.at.IsZero() {
+		r.tokens = capacity
+	} else {
+		r.tokens = min(capacity, r.tokens+rate*now.Sub(r.at).Seconds())
+	}
+	r.at = now
+	if r.tokens < float64(size) {
+		return false
+	}
+	r.tokens -= float64(size)
+	return true
+}
+
 // nack hands a subscriber's NACK to its writer, which answers it from the
 // track's history (resend). Audio is not retransmitted.
-func (d *downTrack) nack(pkt *rtcp.TransportLayerNack) {
+func (d *downTrack) nack(pairs []rtcp.NackPair) {
 	if d.fwd.hist != nil {
-		d.sub.queueNACK(d, pkt.Nacks)
+		d.sub.queueNACK(d, pairs)
 	}
 }
 
-// readRTCP handles the subscriber's feedback for this track: keyframe
-// requests go to the publisher (throttled) and NACKs to the writer. It ends
-// when the sender stops.
+// readRTCP handles the subscriber's feedback for this track (rtcpin.go):
+// keyframe requests go to the publisher (throttled), NACKs to the writer,
+// receiver reports and transport-wide CC feedback to the bandwidth
+// estimate. It ends when the sender stops.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, maxPacket)
+	nacks := make([]rtcp.NackPair, 0, 64)
 	for {
 		n, _, err := d.sender.Read(buf)
 		if err != nil {
@@ -238,43 +333,6 @@ func (d *downTrack) readRTCP() {
 			}
 			return
 		}
-		if !carriesFeedback(buf[:n]) {
-			continue // receiver reports, SDES: nothing to act on, nothing to parse
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, pkt := range pkts {
-			switch pkt := pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.fwd.requestKeyframe()
-			case *rtcp.TransportLayerNack:
-				d.nack(pkt)
-			}
-		}
+		nacks = d.onRTCP(buf[:n], time.Now(), nacks)
 	}
-}
-
-// carriesFeedback reports whether a compound RTCP packet holds feedback the
-// SFU acts on: transport-layer (NACK) or payload-specific (PLI, FIR). Every
-// receiver sends a receiver report per track each second; skipping their
-// parse (rtcp.Unmarshal allocates per packet) leaves the SFU nothing to
-// collect for them.
-func carriesFeedback(b []byte) bool {
-	for len(b) >= 4 {
-		var h rtcp.Header
-		if err := h.Unmarshal(b); err != nil {
-			return false
-		}
-		n := (int(h.Length) + 1) * 4
-		if n > len(b) {
-			return false // truncated
-		}
-		if h.Type == rtcp.TypeTransportSpecificFeedback || h.Type == rtcp.TypePayloadSpecificFeedback {
-			return true
-		}
-		b = b[n:]
-	}
-	return false
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/pionlog"
 	"github.com/parley/parley/pkg/srtpkeys"
 	"github.com/parley/parley/pkg/udpbatch"
@@ -43,6 +44,8 @@ type Config struct {
 	QueueSize int
 	// Logger receives the media plane's logs.
 	Logger *slog.Logger
+	// Estimate bounds each subscribe connection's bandwidth estimate.
+	Estimate bwe.Config
 	// ForwardDelay, if set, observes in seconds how long packets spend in
 	// the SFU: from the read of a publisher's packet to the system call that
 	// sends it to a subscriber. One observation per subscriber per writer
@@ -79,6 +82,7 @@ type Engine struct {
 	// Stats never go back when a participant leaves.
 	retiredSent, retiredDropped, retiredReceived atomic.Uint64
 	retiredNACKed, retiredRetransmitted          atomic.Uint64
+	retiredRtxLate, retiredRtxOver               atomic.Uint64
 }
 
 // Stats are the media plane's packet counters since start.
@@ -90,8 +94,12 @@ type Stats struct {
 	// Dropped counts packets dropped on full subscriber queues.
 	Dropped uint64
 	// NACKed counts the sequence numbers subscribers asked for again, and
-	// Retransmitted the packets sent again for them.
-	NACKed, Retransmitted uint64
+	// Retransmitted the packets sent again for them; RetransmitLate those
+	// not sent again because they could not arrive in time to be of use,
+	// RetransmitOverBudget because the subscriber's retransmission budget
+	// was spent.
+	NACKed, Retransmitted                uint64
+	RetransmitLate, RetransmitOverBudget uint64
 	// UDP counts the media UDP sockets' writes: datagrams, messages and
 	// system calls (batching makes calls far fewer than datagrams).
 	UDP udpbatch.Stats
@@ -104,7 +112,8 @@ type Stats struct {
 // Stats sums the counters of every live and closed subscriber and track.
 func (e *Engine) Stats() Stats {
 	st := Stats{Received: e.retiredReceived.Load(), Forwarded: e.retiredSent.Load(), Dropped: e.retiredDropped.Load(),
-		NACKed: e.retiredNACKed.Load(), Retransmitted: e.retiredRetransmitted.Load(), UDP: e.udpNet.stats()}
+		NACKed: e.retiredNACKed.Load(), Retransmitted: e.retiredRetransmitted.Load(),
+		RetransmitLate: e.retiredRtxLate.Load(), RetransmitOverBudget: e.retiredRtxOver.Load(), UDP: e.udpNet.stats()}
 	e.mu.Lock()
 	routers := make([]*Router, 0, len(e.routers))
 	for r := range e.routers {
@@ -119,6 +128,8 @@ func (e *Engine) Stats() Stats {
 				st.Dropped += ss.Dropped
 				st.NACKed += ss.NACKed
 				st.Retransmitted += ss.Retransmitted
+				st.RetransmitLate += ss.RetransmitLate
+				st.RetransmitOverBudget += ss.RetransmitOverBudget
 				if out := p.sub.out.Load(); out != nil && out.viaPion {
 					st.PionSubscribers++
 				} else if out != nil {
@@ -135,6 +146,25 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
+// Subscribers describes every live subscribe connection.
+func (e *Engine) Subscribers() []SubscriberStats {
+	e.mu.Lock()
+	routers := make([]*Router, 0, len(e.routers))
+	for r := range e.routers {
+		routers = append(routers, r)
+	}
+	e.mu.Unlock()
+	var out []SubscriberStats
+	for _, r := range routers {
+		for _, p := range r.peerList() {
+			if p.sub != nil {
+				out = append(out, p.sub.snapshot(r.session, p.name))
+			}
+		}
+	}
+	return out
+}
+
 // retire adds a closed subscriber's or track's counters to the totals
 // (a scrape during a close may see them briefly missing).
 func (e *Engine) retire(st Stats) {
@@ -143,6 +173,8 @@ func (e *Engine) retire(st Stats) {
 	e.retiredReceived.Add(st.Received)
 	e.retiredNACKed.Add(st.NACKed)
 	e.retiredRetransmitted.Add(st.Retransmitted)
+	e.retiredRtxLate.Add(st.RetransmitLate)
+	e.retiredRtxOver.Add(st.RetransmitOverBudget)
 }
 
 // NewEngine opens the media ports and builds the webrtc APIs.
@@ -260,8 +292,11 @@ func (e *Engine) newAPIParts(publish bool) (apiParts, error) {
 		// No interceptors: NACKs are answered from each published track's
 		// shared history (history.go), not by pion's responder, which copies
 		// every packet once per subscriber; sender reports are written by the
-		// subscriber's writer with the publisher's clock (report.go); no
-		// transport-wide sequence numbers (see registerCodecs).
+		// subscriber's writer with the publisher's clock (report.go); the
+		// writer stamps the transport-wide sequence numbers where it writes
+		// each packet, and the RTCP readers feed the receiver's feedback to
+		// the connection's estimator (pkg/bwe), on the direct send path and
+		// on pion's alike.
 	}
 
 	s := webrtc.SettingEngine{LoggerFactory: pionlog.Quiet(e.log.With("part", "pion"))}

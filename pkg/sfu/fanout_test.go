@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -43,7 +44,8 @@ func testWriters(t testing.TB, n int) (*writerPool, *atomic.Int64) {
 
 // testSubscriber is a subscriber with only its queue, on a writer of wp.
 func testSubscriber(wp *writerPool, queueSize int) *subscriber {
-	s := &subscriber{queue: queue.New[queued](queueSize), writer: wp.assign(), log: slog.New(slog.DiscardHandler)}
+	s := &subscriber{queue: queue.New[queued](queueSize), writer: wp.assign(), log: slog.New(slog.DiscardHandler),
+		bwe: bwe.New(bwe.Config{}, time.Now())}
 	s.out.Store(&sendPath{viaPion: true}) // the binding's writer counts
 	return s
 }
@@ -58,7 +60,7 @@ func testForwarder(pool *packetPool, wp *writerPool) *forwarder {
 
 func attach(f *forwarder, s *subscriber, w *countWriter) *downTrack {
 	d := newDownTrack(f, s)
-	d.bound.Store(&binding{ssrc: 1234, pt: 111, ws: w})
+	d.bound.Store(&binding{ssrc: 1234, pt: 111, ws: w, twcc: 3}) // stamped and reported to the estimator, as negotiated
 	f.addSink(d)
 	return d
 }
@@ -118,7 +120,7 @@ func TestNACKStormIsTheSubscribersOwn(t *testing.T) {
 		if i%50 == 49 {
 			// NACK the last 200 packets: 3× the queue.
 			all.Nacks = rtcp.NackPairsFromSequenceNumbers(seqRange(uint16(i-199), 200))
-			lossyTrack.nack(all)
+			lossyTrack.nack(all.Nacks)
 		}
 		if i%queueLen == queueLen-1 {
 			// Pace like media does, so that the writers keep up.

@@ -95,6 +95,7 @@ type forwarder struct {
 	// track's first packet has arrived.
 	siblingCodecs []string
 	track         *webrtc.TrackRemote
+	ssrc          uint32 // the track's
 	codec         webrtc.RTPCodecCapability
 	kind          webrtc.RTPCodecType
 	pool          *packetPool
@@ -156,7 +157,7 @@ func (f *forwarder) onRTCP(b []byte) {
 	now := time.Now()
 	for _, p := range pkts {
 		sr, ok := p.(*rtcp.SenderReport)
-		if !ok || sr.SSRC != uint32(f.track.SSRC()) {
+		if !ok || sr.SSRC != f.ssrc {
 			continue
 		}
 		f.pubClock.Store(&clockAnchor{rtp: sr.RTPTime, at: now})
@@ -172,6 +173,7 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		id:          streamID + "/" + track.Kind().String(),
 		streamID:    streamID,
 		track:       track,
+		ssrc:        uint32(track.SSRC()),
 		codec:       track.Codec().RTPCodecCapability,
 		kind:        track.Kind(),
 		pool:        pool,
@@ -333,7 +335,7 @@ func (f *forwarder) requestKeyframe() {
 	since := time.Since(f.lastPLI)
 	if since >= keyframeInterval {
 		f.lastPLI = time.Now()
-		f.requestPLI(uint32(f.track.SSRC()))
+		f.requestPLI(f.ssrc)
 		return
 	}
 	f.pliPending = true
@@ -345,7 +347,7 @@ func (f *forwarder) requestKeyframe() {
 			return
 		}
 		f.lastPLI = time.Now()
-		f.requestPLI(uint32(f.track.SSRC()))
+		f.requestPLI(f.ssrc)
 	})
 }
 

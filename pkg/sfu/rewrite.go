@@ -30,11 +30,16 @@ const holeWindow = 64
 // seqBase keeps extended sequence numbers far from zero.
 const seqBase = 1 << 32
 
-// offsetPoint says that from inStart on (extended publisher sequence numbers
-// of src), a packet's number is in + seqOff and its timestamp ts + tsOff.
+// offsetPoint says that from inStart up to inEnd (extended publisher
+// sequence numbers of src), a packet's number is in + seqOff and its
+// timestamp ts + tsOff. The newest point is open (inEnd 0: up to the newest
+// packet); a point is closed where a packet was left out, a packet inserted
+// or the source left, so an outgoing number that maps past its end is one
+// the SFU inserted, never a publisher's packet.
 type offsetPoint struct {
 	src     *forwarder
 	inStart int64
+	inEnd   int64
 	seqOff  int64
 	tsOff   uint32
 }
@@ -80,15 +85,19 @@ const (
 // (a simulcast layer, whose timestamps start elsewhere).
 func (r *rewriter) start(src *forwarder, seq uint16, ts uint32, elapsed uint32) {
 	in := int64(seq) + seqBase
-	prev := r.src
+	prev, prevHigh := r.src, r.highIn
+	r.closeNewest(r.highIn + 1)
 	r.started, r.src, r.highIn, r.missing = true, src, in-1, 0
+	// The next number is the one after everything numbered so far, places
+	// of packets still missing included (the receiver may yet NACK them).
+	nextOut := max(r.lastOut, prevHigh+r.seqOff) + 1
 	switch {
 	case !r.sent:
 		r.seqOff, r.tsOff = 0, 0
 	case src == prev:
-		r.seqOff = r.lastOut + 1 - in
+		r.seqOff = nextOut - in
 	default:
-		r.seqOff = r.lastOut + 1 - in
+		r.seqOff = nextOut - in
 		r.tsOff = r.lastTS + max(elapsed, 1) - ts
 	}
 	r.push(offsetPoint{src: src, inStart: in, seqOff: r.seqOff, tsOff: r.tsOff})
@@ -97,12 +106,21 @@ func (r *rewriter) start(src *forwarder, seq uint16, ts uint32, elapsed uint32) 
 // stop forgets the source: the next packet starts numbering again.
 func (r *rewriter) stop() { r.started = false }
 
+// push adds a point after closing the newest at p.inStart.
 func (r *rewriter) push(p offsetPoint) {
+	r.closeNewest(p.inStart)
 	if r.np > 0 {
 		r.head = (r.head + 1) % rewritePoints
 	}
 	r.points[r.head] = p
 	r.np = min(r.np+1, rewritePoints)
+}
+
+// closeNewest ends the newest point at end, if it is open.
+func (r *rewriter) closeNewest(end int64) {
+	if p := r.newest(); r.np > 0 && p.inEnd == 0 {
+		p.inEnd = end
+	}
 }
 
 // newest returns the newest point.
@@ -129,10 +147,11 @@ func (r *rewriter) next(seq uint16, ts uint32, leaveOut bool) (uint16, uint32, v
 		r.highIn = in
 		if leaveOut {
 			r.seqOff--
-			if p := r.newest(); p.src == r.src && p.inStart == in {
+			if p := r.newest(); p.src == r.src && p.inStart == in && p.inEnd == 0 {
 				// Nothing was numbered since the last point: move it on.
 				p.inStart, p.seqOff = in+1, r.seqOff
 			} else {
+				r.closeNewest(in)
 				r.push(offsetPoint{src: r.src, inStart: in + 1, seqOff: r.seqOff, tsOff: r.tsOff})
 			}
 			return 0, 0, drop
@@ -155,7 +174,29 @@ func (r *rewriter) next(seq uint16, ts uint32, leaveOut bool) (uint16, uint32, v
 	if leaveOut {
 		v = fill
 	}
-	return uint16(in + p.seqOff), ts + p.tsOff, v
+	out := in + p.seqOff
+	r.lastOut = max(r.lastOut, out)
+	return uint16(out), ts + p.tsOff, v
+}
+
+// insert numbers a packet the SFU adds after everything numbered so far
+// (padding that probes the subscriber's link): the number the next packet
+// in order would have had (after the places of missing ones too), the last
+// timestamp. Later packets move on by one. It fails before anything was
+// sent.
+func (r *rewriter) insert() (uint16, uint32, bool) {
+	if !r.started || !r.sent {
+		return 0, 0, false
+	}
+	out := r.highIn + 1 + r.seqOff
+	r.seqOff++
+	if p := r.newest(); p.src == r.src && p.inStart == r.highIn+1 && p.inEnd == 0 {
+		p.seqOff = r.seqOff // nothing numbered since it began: its numbers move on
+	} else {
+		r.push(offsetPoint{src: r.src, inStart: r.highIn + 1, seqOff: r.seqOff, tsOff: r.tsOff})
+	}
+	r.lastOut = out
+	return uint16(out), r.lastTS, true
 }
 
 // pointAt returns the point in force at in (of the current source), or nil.
@@ -166,6 +207,9 @@ func (r *rewriter) pointAt(in int64) *offsetPoint {
 			return nil
 		}
 		if p.inStart <= in {
+			if p.inEnd != 0 && in >= p.inEnd {
+				return nil // a packet left out
+			}
 			return p
 		}
 	}
@@ -174,8 +218,8 @@ func (r *rewriter) pointAt(in int64) *offsetPoint {
 
 // lookup maps an outgoing sequence number (a subscriber's NACK) to the
 // source and publisher sequence number it was sent for, with the timestamp
-// offset it was sent with. It fails for a number not sent yet or older than
-// the points kept.
+// offset it was sent with. It fails for a number not sent yet, one the SFU
+// inserted, or one older than the points kept.
 func (r *rewriter) lookup(out uint16) (src *forwarder, in uint16, tsOff uint32, ok bool) {
 	if !r.sent {
 		return nil, 0, 0, false
@@ -186,9 +230,14 @@ func (r *rewriter) lookup(out uint16) (src *forwarder, in uint16, tsOff uint32, 
 	}
 	for i := range r.np {
 		p := &r.points[(r.head-i+rewritePoints)%rewritePoints]
-		if p.outStart() <= ext {
-			return p.src, uint16(ext - p.seqOff), p.tsOff, true
+		if p.outStart() > ext {
+			continue
 		}
+		in := ext - p.seqOff
+		if end := p.inEnd; (end != 0 && in >= end) || (end == 0 && in > r.highIn) {
+			return nil, 0, 0, false // not a publisher's packet
+		}
+		return p.src, uint16(in), p.tsOff, true
 	}
 	return nil, 0, 0, false
 }

@@ -2,9 +2,12 @@ package sfu
 
 import (
 	"bytes"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/bwe"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -231,5 +234,226 @@ func TestDownTrackNumbersAndResends(t *testing.T) {
 	}
 	for _, q := range s.queue.Close(nil) {
 		q.p.release()
+	}
+}
+
+// Padding the SFU adds (probes) takes the next numbers: later packets move
+// on past it, and a NACK of an added number maps to nothing, on the current
+// source and on one left since.
+func TestRewriterInserts(t *testing.T) {
+	var r rewriter
+	a, b := &forwarder{}, &forwarder{}
+	if _, _, ok := r.insert(); ok {
+		t.Fatal("inserted before anything was sent")
+	}
+	r.start(a, 100, 1000, 0)
+	r.next(100, 1000, false)
+	r.next(101, 1000, false)
+	for i := range 3 {
+		seq, ts, ok := r.insert()
+		if !ok || seq != 102+uint16(i) || ts != 1000 {
+			t.Fatalf("insert %d: %d at %d (%v), want %d at 1000", i, seq, ts, ok, 102+i)
+		}
+	}
+	if out, _, _ := r.next(102, 4000, false); out != 105 {
+		t.Fatalf("the packet after the inserts: %d, want 105", out)
+	}
+	r.next(103, 4000, true) // left out
+	r.insert()              // 106
+	if out, _, _ := r.next(104, 4000, false); out != 107 {
+		t.Fatalf("after a packet left out and an insert: %d, want 107", out)
+	}
+	r.insert() // 108
+	r.start(b, 9000, 50, 3000)
+	if out, _, _ := r.next(9000, 50, false); out != 109 {
+		t.Fatalf("the new source starts at %d, want 109", out)
+	}
+	for out, want := range map[uint16]int{100: 100, 101: 101, 102: -1, 103: -1, 104: -1, 105: 102, 106: -1, 107: 104, 108: -1, 109: 9000} {
+		s, in, _, ok := r.lookup(out)
+		if want < 0 {
+			if ok {
+				t.Errorf("NACK of inserted %d maps to %d", out, in)
+			}
+			continue
+		}
+		if !ok || int(in) != want || (want == 9000) != (s == b) {
+			t.Errorf("NACK of %d maps to %d (ok %v), want %d", out, in, ok, want)
+		}
+	}
+}
+
+// A random mix of what a downTrack meets — packets left out, lost, late,
+// duplicated, padding inserted, switches to another source — keeps the
+// numbering sound: every outgoing number is used once, and every number maps
+// back to what was sent with it (a NACK of an inserted one to nothing, a gap
+// to a publisher packet that did not come in order, never to one left out).
+func TestRewriterRandom(t *testing.T) {
+	for seed := range uint64(30) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		var r rewriter
+		type pub struct {
+			src  int
+			seq  uint16
+			drop bool
+		}
+		srcs := []*forwarder{{}}
+		cur := 0
+		next := uint16(rng.IntN(65536))
+		var pending []pub         // sent by the publisher, not yet arrived
+		byOut := map[uint16]pub{} // outgoing number -> what was sent with it (src -1: inserted)
+		onTime := map[pub]bool{}  // came in order
+		deliver := func(ev pub) {
+			if ev.src != cur {
+				return // another source's: the downTrack does not give it
+			}
+			if !r.started || r.src != srcs[cur] {
+				r.start(srcs[cur], ev.seq, 0, 3000)
+			}
+			out, _, v := r.next(ev.seq, 0, ev.drop)
+			if v == drop {
+				return
+			}
+			if prev, dup := byOut[out]; dup {
+				t.Fatalf("seed %d: out %d used for %+v and for %+v", seed, out, prev, ev)
+			}
+			if (v == fill) != ev.drop {
+				t.Fatalf("seed %d: %+v: verdict %d", seed, ev, v)
+			}
+			byOut[out] = ev
+		}
+		for range 6000 {
+			if rng.IntN(700) == 0 {
+				srcs = append(srcs, &forwarder{})
+				cur++
+				next = uint16(rng.IntN(65536))
+			}
+			ev := pub{src: cur, seq: next, drop: rng.IntN(5) == 0}
+			next++
+			switch x := rng.IntN(100); {
+			case x < 5: // lost
+			case x < 12:
+				pending = append(pending, ev) // arrives late
+			default:
+				onTime[ev] = true
+				deliver(ev)
+				if rng.IntN(30) == 0 {
+					deliver(ev) // a duplicate
+				}
+			}
+			if len(pending) > 0 && rng.IntN(3) == 0 {
+				k := rng.IntN(len(pending))
+				deliver(pending[k])
+				pending = append(pending[:k], pending[k+1:]...)
+			}
+			if r.sent && rng.IntN(40) == 0 {
+				for range 1 + rng.IntN(3) {
+					out, _, ok := r.insert()
+					if !ok {
+						t.Fatal("insert failed")
+					}
+					if prev, dup := byOut[out]; dup {
+						t.Fatalf("seed %d: inserted out %d already used for %+v", seed, out, prev)
+					}
+					byOut[out] = pub{src: -1}
+				}
+			}
+		}
+		// As far back as the points kept reach.
+		oldest := r.points[(r.head-r.np+1+rewritePoints)%rewritePoints].outStart()
+		checked := 0
+		for ext := oldest; ext <= r.lastOut; ext++ {
+			out := uint16(ext)
+			checked++
+			s, in, _, ok := r.lookup(out)
+			want, used := byOut[out]
+			switch {
+			case used && want.src == -1:
+				if ok {
+					t.Fatalf("seed %d: NACK of inserted %d maps to %d", seed, out, in)
+				}
+			case used:
+				if !ok || in != want.seq || s != srcs[want.src] {
+					t.Fatalf("seed %d: NACK of %d maps to %d (ok %v), sent for %+v", seed, out, in, ok, want)
+				}
+			case ok:
+				// A gap: the receiver NACKs it. It is the place of a
+				// publisher packet lost, late or still on its way, never
+				// of one that came in order.
+				k := slices.Index(srcs, s)
+				if onTime[pub{src: k, seq: in, drop: true}] || onTime[pub{src: k, seq: in}] {
+					t.Fatalf("seed %d: gap at out %d is publisher packet %d of source %d, which came in order", seed, out, in, k)
+				}
+			}
+		}
+		if checked < 100 {
+			t.Fatalf("seed %d: only %d numbers checked", seed, checked)
+		}
+	}
+}
+
+// A subscriber held below what it wants probes its link: right after its
+// video frames' ends, padding-only packets that pad its traffic up to the
+// probe's rate, numbered in line with the media (no gap, no number twice),
+// for the probe's duration; a NACK of one maps to nothing.
+func TestProbePadding(t *testing.T) {
+	pool := newPacketPool()
+	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo
+	f.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	s := testSubscriber(wp, 64)
+	s.wanted.Store(5_000_000) // more than the estimate's initial 1 Mbit/s
+	w := &recordWriter{}
+	d := newDownTrack(f, s)
+	d.bound.Store(&binding{ssrc: 99, pt: 96, ws: w, twcc: 2})
+	sc := newSendScratch()
+	now := time.Now()
+	seq := uint16(1000)
+	var all []*packet
+	for frame := range 12 { // 400 ms of 30 fps
+		for k := range 3 {
+			p := videoPacket(pool, seq, uint32(frame)*3000, k == 2)
+			p.refs.Store(1)
+			all = append(all, p)
+			d.write(p, now, sc)
+			seq++
+		}
+		now = now.Add(33 * time.Millisecond)
+	}
+	padding, media := 0, 0
+	var padBytes int
+	for i, p := range w.pkts {
+		if i > 0 && p.SequenceNumber != w.pkts[i-1].SequenceNumber+1 {
+			t.Fatalf("packet %d: seq %d after %d", i, p.SequenceNumber, w.pkts[i-1].SequenceNumber)
+		}
+		if len(p.Payload) == 0 {
+			if !p.Padding || p.PaddingSize != 255 {
+				t.Fatalf("packet %d: empty payload without padding", i)
+			}
+			if prev := w.pkts[i-1]; !prev.Marker && len(prev.Payload) > 0 {
+				t.Fatalf("padding (packet %d) inside a frame", i)
+			}
+			if _, _, _, ok := d.rw.lookup(p.SequenceNumber); ok {
+				t.Errorf("a NACK of padding %d maps to a packet", p.SequenceNumber)
+			}
+			padding++
+			padBytes += 12 + 4 + 255
+			continue
+		}
+		media++
+		if p.Padding {
+			t.Fatalf("packet %d: media with padding", i)
+		}
+	}
+	probeBps := float64(padBytes*8) / bwe.ProbeDuration.Seconds()
+	t.Logf("%d media packets, %d padding (%.0f kbit/s over the probe), probe state %+v", media, padding, probeBps/1000, s.probe)
+	if media != 36 || padding == 0 || probeBps < 500_000 {
+		t.Errorf("%d media and %d padding packets: the probe padded %.0f bit/s", media, padding, probeBps)
+	}
+	if s.probe.cluster != 0 {
+		t.Error("the probe cluster did not end")
+	}
+	for _, p := range all {
+		p.release()
 	}
 }

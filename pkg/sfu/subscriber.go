@@ -11,10 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/srtpkeys"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -56,6 +58,23 @@ type subscriber struct {
 	nackPending   atomic.Bool
 	nacked        atomic.Uint64 // sequence numbers the subscriber NACKed
 	retransmitted atomic.Uint64 // packets sent again for them
+	// NACKed packets not sent again: too old to arrive in time, or over
+	// the retransmission budget.
+	rtxLate, rtxOver atomic.Uint64
+	sentBytes        atomic.Uint64 // payload bytes sent
+
+	// bwe estimates the connection's bandwidth from the receiver's
+	// feedback; the writer stamps each packet with the next transport-wide
+	// sequence number (twccSeq) and reports it sent.
+	bwe       *bwe.Estimator
+	twccSeq   uint16     // the writer's
+	wireBytes int64      // the writer's: bytes sent, headers and padding included
+	rtx       rtxBudget  // the writer's
+	probe     probeState // the writer's
+	// wanted is what the subscriber would receive if its estimate
+	// allowed, bits/s (the layer allocation sets it; 0: nothing held back).
+	wanted atomic.Int64
+	probed atomic.Uint64 // padding packets sent to probe
 
 	// out is how RTP leaves (direct.go): nil until the connection is up.
 	out atomic.Pointer[sendPath]
@@ -91,6 +110,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		writer:  peer.router.engine.writers.assign(),
 		tracks:  make(map[*forwarder]*downTrack),
 		streams: make(map[string]*streamState),
+		bwe:     bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
 	}
 }
 
@@ -569,5 +589,122 @@ func (s *subscriber) stopWriting() {
 // stats returns the subscriber's packet counters.
 func (s *subscriber) stats() Stats {
 	return Stats{Forwarded: s.sent.Load(), Dropped: s.dropped.Load(), NACKed: s.nacked.Load(),
-		Retransmitted: s.retransmitted.Load()}
+		Retransmitted: s.retransmitted.Load(), RetransmitLate: s.rtxLate.Load(), RetransmitOverBudget: s.rtxOver.Load()}
+}
+
+// probeState is the writer's probe cluster in progress, if any.
+type probeState struct {
+	cluster uint8     // 0: none
+	goal    int       // bits/s to pad up to
+	start   time.Time // when the cluster began
+	until   time.Time // when it ends
+	base    int64     // wireBytes when it began
+	asked   time.Time // when the estimator was last asked for a cluster
+}
+
+// probeAsk is how often a writer asks the estimator whether to probe.
+const probeAsk = 100 * time.Millisecond
+
+// probeMaxPad bounds the padding packets sent after one frame.
+const probeMaxPad = 40
+
+// probePad pads the subscriber's traffic up to a probe cluster's rate: when
+// the subscriber receives less than it wants (wanted, set by the layer
+// allocation), the estimator may start a cluster; its padding goes out on
+// d right after the end of one of d's frames (padding inside a frame could
+// split it for a receiver), with numbers of its own (rewriter.insert).
+// Only the writer calls it.
+func (s *subscriber) probePad(d *downTrack, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
+	p := &s.probe
+	if p.cluster == 0 {
+		w := s.wanted.Load()
+		if w == 0 || now.Sub(p.asked) < probeAsk {
+			return
+		}
+		p.asked = now
+		c, goal := s.bwe.Probe(int(w), now)
+		if c == 0 {
+			return
+		}
+		*p = probeState{cluster: c, goal: goal, start: now, until: now.Add(bwe.ProbeDuration), base: s.wireBytes, asked: now}
+	}
+	// What the cluster is due by the next frame (about 20 ms ahead, so its
+	// rate is met between frames), less what went out since it began.
+	due := int64(float64(p.goal)/8*(now.Sub(p.start)+20*time.Millisecond).Seconds()) - (s.wireBytes - p.base)
+	for n := 0; due > 0 && n < probeMaxPad; n++ {
+		seq, ts, ok := d.rw.insert()
+		if !ok {
+			break
+		}
+		d.hdr = rtp.Header{Version: 2, Padding: true, PaddingSize: 255, SequenceNumber: seq, Timestamp: ts,
+			SSRC: b.ssrc, PayloadType: b.pt, Extensions: d.extBuf[:0]}
+		before := s.wireBytes
+		if !d.sendRTP(b, out, nil, now, sc) {
+			break
+		}
+		s.probed.Add(1)
+		due -= s.wireBytes - before
+	}
+	if !now.Before(p.until) {
+		s.bwe.EndProbe(p.cluster, now)
+		p.cluster = 0
+	}
+}
+
+// SubscriberStats describe one subscribe connection.
+type SubscriberStats struct {
+	// Session is the room session, Participant the subscriber's name.
+	Session, Participant string
+	// Direct says its RTP goes on the direct send path (else through
+	// pion's SRTP session; neither before the connection is up).
+	Direct bool
+	// Estimate is the connection's bandwidth estimate.
+	Estimate bwe.Stats
+	// Counters are the connection's packet counters.
+	Counters Stats
+	// SentBytes counts the payload bytes sent.
+	SentBytes uint64
+	// Probes counts the padding packets sent to probe the link.
+	Probes uint64
+	// Tracks are the tracks it receives.
+	Tracks []TrackStats
+}
+
+// TrackStats describe a track as one subscriber receives it, from its
+// receiver reports.
+type TrackStats struct {
+	StreamID, Kind string
+	// FractionLost is the loss over the last report's interval.
+	FractionLost float64
+	// TotalLost counts the packets the receiver misses in all.
+	TotalLost int
+	// Jitter is the interarrival jitter the receiver measured.
+	Jitter time.Duration
+	// RTT is the round trip measured from its last report (0: none yet).
+	RTT time.Duration
+	// Reports counts the receiver reports about the track.
+	Reports uint64
+}
+
+func (s *subscriber) snapshot(session, name string) SubscriberStats {
+	st := SubscriberStats{Session: session, Participant: name, Estimate: s.bwe.Stats(), Counters: s.stats(),
+		SentBytes: s.sentBytes.Load(), Probes: s.probed.Load()}
+	if out := s.out.Load(); out != nil && !out.viaPion {
+		st.Direct = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for f, d := range s.tracks {
+		if d == nil {
+			continue
+		}
+		ts := TrackStats{StreamID: f.streamID, Kind: f.kind.String(), FractionLost: float64(d.rx.fractionLost.Load()) / 256,
+			TotalLost: int(d.rx.totalLost.Load()), RTT: time.Duration(d.rx.rtt.Load()), Reports: d.rx.reports.Load()}
+		if c := f.codec.ClockRate; c > 0 {
+			ts.Jitter = time.Duration(float64(d.rx.jitter.Load()) / float64(c) * float64(time.Second))
+		}
+		st.Tracks = append(st.Tracks, ts)
+	}
+	slices.SortFunc(st.Tracks, func(a, b TrackStats) int { return strings.Compare(a.StreamID+a.Kind, b.StreamID+b.Kind) })
+	return st
 }
