@@ -66,7 +66,8 @@ type Estimator struct {
 	// hist is written by Sent (the sender) and read by OnFeedback: each
 	// entry is seq<<48 | size<<36 | cluster<<32 | send µs (low 32 bits).
 	hist   [historySize]atomic.Uint64
-	target atomic.Int64
+	target   atomic.Int64
+	measured atomic.Bool
 	rtt    atomic.Int64 // ns, from receiver reports; 0 unknown
 	// fbRTT is a round trip measured from the feedback, for receivers
 	// whose reports carry none: from a packet's send to the feedback's
@@ -113,6 +114,11 @@ func New(cfg Config, now time.Time) *Estimator {
 
 // Target is the estimate in bits per second.
 func (e *Estimator) Target() int { return int(e.target.Load()) }
+
+// Measured reports whether the estimate rests on the receiver's word yet
+// (a few feedback packets, a REMB or a receiver report's loss), not only on
+// Config.Initial.
+func (e *Estimator) Measured() bool { return e.measured.Load() }
 
 // RTT is the path's round-trip time: the last one given to SetRTT (from
 // receiver reports), else one measured from the feedback (0: none yet).
@@ -161,6 +167,9 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 		return false
 	}
 	e.feedbacks++
+	if e.feedbacks >= 5 {
+		e.measured.Store(true)
+	}
 	nowUs := e.us(now)
 	var lastArr, lastSend, maxArr int64
 	minSince := int64(math.MaxInt64) // least of now - send - arrival, µs
@@ -351,6 +360,7 @@ func (e *Estimator) OnReceiverLoss(p float64, now time.Time) {
 		return
 	}
 	e.lastLoss = p
+	e.measured.Store(true)
 	switch {
 	case p > lossHigh:
 		e.rate *= 1 - 0.5*p
@@ -365,6 +375,7 @@ func (e *Estimator) OnREMB(bps float64, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.remb, e.rembAt = bps, now
+	e.measured.Store(true)
 	e.publish(now)
 }
 

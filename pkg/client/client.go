@@ -196,7 +196,7 @@ type Client struct {
 	tracksChanged chan struct{} // closed and replaced when a remote track is added
 }
 
-type streamState struct{ status, reason string }
+type streamState struct{ status, reason, video string }
 
 type result struct {
 	data []byte
@@ -622,7 +622,11 @@ func (c *Client) onEvent(ev protocol.Event) {
 		c.mu.Unlock()
 	case protocol.EventStreamStatus:
 		c.mu.Lock()
-		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason}
+		video := c.streamStatus[ev.StreamID].video
+		if ev.Video != "" {
+			video = ev.Video
+		}
+		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason, video}
 		p := c.pubByID[ev.StreamID]
 		c.mu.Unlock()
 		if p != nil {
@@ -815,6 +819,24 @@ func (c *Client) StreamStatus(streamID string) (status, reason string) {
 	defer c.mu.Unlock()
 	s := c.streamStatus[streamID]
 	return s.status, s.reason
+}
+
+// VideoPaused reports whether the server paused the video of a remote
+// stream for this client (its link cannot carry it), and why.
+func (c *Client) VideoPaused(streamID string) (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.streamStatus[streamID]
+	return s.video == protocol.VideoPaused, s.reason
+}
+
+// SetTiles tells the server how this client shows remote streams' video:
+// each tile's size in device pixels, and whether it is visible (tiles).
+func (c *Client) SetTiles(ctx context.Context, tiles []protocol.Tile) error {
+	if _, err := c.Request(ctx, &protocol.Tiles{Type: protocol.TypeTiles, Tiles: tiles}); err != nil {
+		return fmt.Errorf("tiles: %w", err)
+	}
+	return nil
 }
 
 // Publications returns the client's live publications.

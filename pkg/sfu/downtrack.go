@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +56,25 @@ type downTrack struct {
 
 	rx      rxStats // what the subscriber's receiver reports say
 	dropped atomic.Uint64
+
+	// Layers (alloc.go): target is the track (simulcast layer) to send,
+	// chosen by the allocation, nil while the video is paused; sending is
+	// the one the writer sends now (nil before its first keyframe and
+	// while paused). The writer switches to the target at the target's
+	// next keyframe. layerMu orders changes of the tracks d is a sink of
+	// (attached).
+	target  atomic.Pointer[forwarder]
+	sending atomic.Pointer[forwarder]
+	// carrier is the layer a video paused for lack of bandwidth stays a
+	// sink of: after its frames the writer may send probe padding, so the
+	// estimate can show the link recovered.
+	carrier  atomic.Pointer[forwarder]
+	layerMu  sync.Mutex
+	attached []*forwarder
+	lastPLI  atomic.Int64 // unix ns of the subscriber's last keyframe request passed on
+	// shortSince is when the allocation found that not even the lowest
+	// layer fits (zero: it fits); the allocation's, under its lock.
+	shortSince time.Time
 }
 
 func newDownTrack(f *forwarder, s *subscriber) *downTrack {
@@ -77,7 +98,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.bound.Store(b)
 	if d.fwd.kind == webrtc.RTPCodecTypeVideo {
 		d.needKeyframe.Store(true)
-		d.fwd.requestKeyframe()
+		if t := d.target.Load(); t != nil {
+			t.requestKeyframe()
+		}
 	}
 	return c, nil
 }
@@ -130,14 +153,30 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 	if b == nil || out == nil {
 		return // not negotiated, or the connection is not up yet
 	}
-	first := false
-	if !d.rw.started || d.needKeyframe.Load() {
-		// Start on a packet the receiver can begin with: a keyframe's
-		// first packet for video (audio packets all are).
-		if p.padding || !p.keyframe {
+	src, target := p.src, d.target.Load()
+	if target == nil {
+		// Paused (alloc.go): nothing goes out, and d stops being a sink of
+		// the track it was sending; the numbering stays where it is. A
+		// video paused for lack of bandwidth may carry probe padding.
+		d.sending.Store(nil)
+		if c := d.carrier.Load(); c != nil && c == src {
+			if p.hdr.Marker && d.sub.wanted.Load() > 0 {
+				d.padPaused(p, b, out, now, sc)
+			}
 			return
 		}
-		d.rw.start(d.fwd, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+		d.detachUnlessWanted(src)
+		return
+	}
+	sending := d.sending.Load()
+	first := false
+	if src != sending || !d.rw.started || d.needKeyframe.Load() {
+		// Start, resume, or switch to another layer: only at the first
+		// packet of a keyframe of the target (audio packets all are).
+		if src != target || p.padding || !p.keyframe {
+			return
+		}
+		d.rw.start(src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
 		first = true
 	}
 	seq, ts, v := d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, p.padding)
@@ -150,14 +189,132 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 			// SRTP is up: only a keyframe that really went out starts the
 			// track.
 			d.rw.stop()
+			d.sending.Store(nil)
 		}
 		return
 	}
 	if first {
 		d.needKeyframe.Store(false)
+		if src != sending {
+			d.sending.Store(src)
+			d.detachUnlessWanted(sending)
+		}
 	}
 	if p.hdr.Marker && v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo {
 		d.sub.probePad(d, b, out, now, sc) // a frame's end: room for probe padding
+	}
+}
+
+// setTarget makes t (a layer of d's published track; nil: none, the video
+// pauses) the track to send. d becomes a sink of t, and t is asked for a
+// keyframe to switch at; the layer a pending switch was for is left. It
+// reports whether the target changed.
+func (d *downTrack) setTarget(t *forwarder) bool {
+	d.layerMu.Lock()
+	old := d.target.Swap(t)
+	if old == t {
+		d.layerMu.Unlock()
+		return false
+	}
+	if t != nil {
+		d.attachLocked(t)
+	}
+	if old != nil && old != d.sending.Load() && old != d.carrier.Load() {
+		d.detachLocked(old)
+	}
+	d.layerMu.Unlock()
+	if t != nil && t != d.sending.Load() {
+		t.requestKeyframe()
+	}
+	return true
+}
+
+// detachUnlessWanted stops d being a sink of f unless f is its target or
+// the track it sends.
+func (d *downTrack) detachUnlessWanted(f *forwarder) {
+	if f == nil {
+		return
+	}
+	d.layerMu.Lock()
+	defer d.layerMu.Unlock()
+	if f != d.target.Load() && f != d.sending.Load() && f != d.carrier.Load() {
+		d.detachLocked(f)
+	}
+}
+
+// padPaused lets a paused video carry probe padding after the frame p ends:
+// its numbering follows the carrier (without sending the frame) so the
+// padding takes numbers after whatever the subscriber got last.
+func (d *downTrack) padPaused(p *packet, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
+	if !d.rw.started || d.rw.src != p.src {
+		d.rw.start(p.src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+	}
+	d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
+	d.sub.probePad(d, b, out, now, sc)
+}
+
+// setCarrier makes c (nil: none) the layer a paused d stays a sink of.
+func (d *downTrack) setCarrier(c *forwarder) {
+	d.layerMu.Lock()
+	defer d.layerMu.Unlock()
+	old := d.carrier.Swap(c)
+	if c != nil {
+		d.attachLocked(c)
+	}
+	if old != nil && old != c && old != d.target.Load() && old != d.sending.Load() {
+		d.detachLocked(old)
+	}
+}
+
+// detachAll stops d being a sink of any track (the track was removed, or
+// the subscriber closes).
+func (d *downTrack) detachAll() {
+	d.layerMu.Lock()
+	defer d.layerMu.Unlock()
+	d.target.Store(nil)
+	d.carrier.Store(nil)
+	for _, f := range d.attached {
+		f.removeSink(d)
+	}
+	d.attached = nil
+}
+
+func (d *downTrack) attachLocked(f *forwarder) {
+	if !slices.Contains(d.attached, f) {
+		d.attached = append(d.attached, f)
+		f.addSink(d)
+	}
+}
+
+func (d *downTrack) detachLocked(f *forwarder) {
+	if i := slices.Index(d.attached, f); i >= 0 {
+		d.attached = slices.Delete(d.attached, i, i+1)
+		f.removeSink(d)
+	}
+}
+
+// subscriberPLIInterval is how often one subscriber's keyframe requests for
+// a track are passed on: a receiver on a bad link asks again and again, and
+// every keyframe costs the publisher and all the others bandwidth.
+const subscriberPLIInterval = time.Second
+
+// keyframe passes the subscriber's keyframe request on to the layer it
+// receives (or is switching to), at most once per subscriberPLIInterval;
+// the layer's own throttle limits what all subscribers ask together.
+func (d *downTrack) keyframe(now time.Time) {
+	f := d.sending.Load()
+	if f == nil {
+		f = d.target.Load()
+	}
+	if f == nil {
+		return
+	}
+	last := d.lastPLI.Load()
+	if last != 0 && now.Sub(time.Unix(0, last)) < subscriberPLIInterval {
+		return
+	}
+	if d.lastPLI.CompareAndSwap(last, now.UnixNano()) {
+		f.requestKeyframe()
 	}
 }
 
@@ -333,6 +490,8 @@ func (d *downTrack) readRTCP() {
 			}
 			return
 		}
-		nacks = d.onRTCP(buf[:n], time.Now(), nacks)
+		now := time.Now()
+		nacks = d.onRTCP(buf[:n], now, nacks)
+		d.sub.maybeAllocate(now) // the estimate may have moved
 	}
 }

@@ -137,7 +137,7 @@ func (e *Engine) Stats() Stats {
 				}
 			}
 			for _, pub := range p.publications() {
-				for _, f := range pub.tracks() {
+				for _, f := range pub.allForwarders() {
 					st.Received += f.received.Load()
 				}
 			}
@@ -184,6 +184,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 512
+	}
+	if cfg.Estimate.Initial <= 0 {
+		// Optimistic: a subscriber gets what it asks for from the start,
+		// and the estimate comes down within a second or two on a link
+		// that cannot carry it (a pessimistic start would make everyone
+		// wait for probing to climb).
+		cfg.Estimate.Initial = 2_500_000
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool(), routers: make(map[*Router]struct{})}
 
@@ -287,6 +294,11 @@ func (e *Engine) newAPIParts(publish bool) (apiParts, error) {
 		reg.Add(rr)
 		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
 			return apiParts{}, fmt.Errorf("twcc feedback: %w", err)
+		}
+		// Simulcast: the layers of a track are told apart by their RTP
+		// stream id (a=rid, and its header extension).
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return apiParts{}, fmt.Errorf("simulcast header extensions: %w", err)
 		}
 	} else {
 		// No interceptors: NACKs are answered from each published track's

@@ -84,6 +84,7 @@ func TestSubscriberRTCP(t *testing.T) {
 	s := testSubscriber(wp, 16)
 	d := newDownTrack(f, s)
 	d.bound.Store(&binding{ssrc: 4242, pt: 96, ws: &countWriter{}})
+	d.target.Store(f)
 	now := time.Now()
 	// The report answers a sender report sent 150 ms ago and held 50 ms.
 	sentSR := toNTP(now.Add(-150 * time.Millisecond))

@@ -146,6 +146,7 @@ func (r *rewriter) next(seq uint16, ts uint32, leaveOut bool) (uint16, uint32, v
 		}
 		r.highIn = in
 		if leaveOut {
+			r.lastTS = ts + r.tsOff // what an inserted packet is stamped with
 			r.seqOff--
 			if p := r.newest(); p.src == r.src && p.inStart == in && p.inEnd == 0 {
 				// Nothing was numbered since the last point: move it on.
@@ -182,12 +183,13 @@ func (r *rewriter) next(seq uint16, ts uint32, leaveOut bool) (uint16, uint32, v
 // insert numbers a packet the SFU adds after everything numbered so far
 // (padding that probes the subscriber's link): the number the next packet
 // in order would have had (after the places of missing ones too), the last
-// timestamp. Later packets move on by one. It fails before anything was
-// sent.
+// timestamp. Later packets move on by one. It fails before numbering
+// started.
 func (r *rewriter) insert() (uint16, uint32, bool) {
-	if !r.started || !r.sent {
+	if !r.started {
 		return 0, 0, false
 	}
+	r.sent = true
 	out := r.highIn + 1 + r.seqOff
 	r.seqOff++
 	if p := r.newest(); p.src == r.src && p.inStart == r.highIn+1 && p.inEnd == 0 {

@@ -186,6 +186,7 @@ func TestDownTrackNumbersAndResends(t *testing.T) {
 	w := &recordWriter{}
 	d := newDownTrack(f, s)
 	d.bound.Store(&binding{ssrc: 99, pt: 96, ws: w})
+	d.target.Store(f)
 	sc := newSendScratch()
 	now := time.Now()
 	mk := func(seq uint16, pad bool, padBytes byte) *packet {
@@ -195,6 +196,7 @@ func TestDownTrackNumbersAndResends(t *testing.T) {
 			p.padding, p.keyframe = true, false
 		}
 		p.hdr.Padding, p.hdr.PaddingSize = pad || padBytes > 0, padBytes
+		p.src = f
 		return p
 	}
 	var sent, all []*packet
@@ -244,7 +246,7 @@ func TestRewriterInserts(t *testing.T) {
 	var r rewriter
 	a, b := &forwarder{}, &forwarder{}
 	if _, _, ok := r.insert(); ok {
-		t.Fatal("inserted before anything was sent")
+		t.Fatal("inserted before numbering started")
 	}
 	r.start(a, 100, 1000, 0)
 	r.next(100, 1000, false)
@@ -406,6 +408,7 @@ func TestProbePadding(t *testing.T) {
 	w := &recordWriter{}
 	d := newDownTrack(f, s)
 	d.bound.Store(&binding{ssrc: 99, pt: 96, ws: w, twcc: 2})
+	d.target.Store(f)
 	sc := newSendScratch()
 	now := time.Now()
 	seq := uint16(1000)
@@ -414,6 +417,7 @@ func TestProbePadding(t *testing.T) {
 		for k := range 3 {
 			p := videoPacket(pool, seq, uint32(frame)*3000, k == 2)
 			p.refs.Store(1)
+			p.src = f
 			all = append(all, p)
 			d.write(p, now, sc)
 			seq++

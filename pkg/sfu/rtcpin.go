@@ -74,7 +74,7 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 		case rtcpPSFB:
 			switch count {
 			case fmtPLI, fmtFIR:
-				d.fwd.requestKeyframe()
+				d.keyframe(now)
 			case fmtREMB:
 				if bps, ok := parseREMB(pkt); ok {
 					d.sub.bwe.OnREMB(bps, now)

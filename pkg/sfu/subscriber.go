@@ -30,6 +30,7 @@ type streamState struct {
 	negotiated  bool     // the tracks are in an answered offer
 	status      string   // last status reported
 	reason      string
+	videoPaused bool // the allocation paused its video (alloc.go)
 }
 
 // subscriber is a participant's subscribe connection: the SFU offers, the
@@ -75,6 +76,7 @@ type subscriber struct {
 	// allowed, bits/s (the layer allocation sets it; 0: nothing held back).
 	wanted atomic.Int64
 	probed atomic.Uint64 // padding packets sent to probe
+	alloc  allocState
 
 	// out is how RTP leaves (direct.go): nil until the connection is up.
 	out atomic.Pointer[sendPath]
@@ -299,9 +301,16 @@ func (s *subscriber) reroute(ice *webrtc.ICETransport, pair *webrtc.ICECandidate
 // addForwarder starts sending f's track to this subscriber.
 func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	added := s.addForwarderLocked(f, publisher)
+	s.mu.Unlock()
+	if added {
+		s.reallocate()
+	}
+}
+
+func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 	if s.closed || s.tracks[f] != nil || f.isClosed() {
-		return
+		return false
 	}
 	st := s.streams[f.streamID]
 	if st == nil {
@@ -321,29 +330,31 @@ func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 	if !canDecode(s.peer.codecs, f.codec.MimeType) {
 		s.tracks[f] = nil // known, not sent
 		s.reportLocked()
-		return
+		return false
 	}
 	if err := s.ensurePCLocked(); err != nil {
 		s.log.Error("subscribe connection", "err", err)
-		return
+		return false
 	}
 	d := newDownTrack(f, s)
 	sender, err := s.pc.AddTrack(d)
 	if err != nil {
 		s.log.Error("add track to subscribe connection", "track", f.id, "err", err)
-		return
+		return false
 	}
 	d.sender = sender
 	s.tracks[f] = d
 	st.tracks++
 	st.negotiated = false
-	f.addSink(d)
+	// The lowest layer until the allocation (right after) picks one.
+	d.setTarget(f.layers.list()[0])
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		d.readRTCP()
 	}()
 	s.negotiateLocked()
+	return true
 }
 
 // removeForwarder stops sending f's track.
@@ -357,7 +368,7 @@ func (s *subscriber) removeForwarder(f *forwarder) {
 	delete(s.tracks, f)
 	st := s.streams[f.streamID]
 	if d != nil {
-		f.removeSink(d)
+		d.detachAll()
 		if s.pc != nil && !s.closed {
 			if err := s.pc.RemoveTrack(d.sender); err != nil {
 				s.log.Debug("remove track", "track", f.id, "err", err)
@@ -491,8 +502,11 @@ func (s *subscriber) refreshVideo() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for f, d := range s.tracks {
-		if d != nil && f.kind == webrtc.RTPCodecTypeVideo {
-			f.requestKeyframe()
+		if d == nil || f.kind != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		if t := d.target.Load(); t != nil {
+			t.requestKeyframe()
 		}
 	}
 }
@@ -555,9 +569,9 @@ func (s *subscriber) close() {
 		return
 	}
 	s.closed = true
-	for f, d := range s.tracks {
+	for _, d := range s.tracks {
 		if d != nil {
-			f.removeSink(d)
+			d.detachAll()
 		}
 	}
 	pc := s.pc
