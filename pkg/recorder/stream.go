@@ -53,8 +53,8 @@ type StreamWriter struct {
 	file atomic.Pointer[string]
 
 	// Owned by the goroutine.
-	idx         int        // the stream's manifest entry, once the file exists
-	ended       bool       // the file could not be made or the session stopped: nothing more is written
+	idx         int  // the stream's manifest entry, once the file exists
+	ended       bool // the file could not be made or the session stopped: nothing more is written
 	tracks      []*track
 	mkv         *mkvWriter // nil until the first frame is ready
 	held        frameHeap
