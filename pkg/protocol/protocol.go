@@ -51,6 +51,24 @@ const (
 	EventMessage      = "MESSAGE"
 	EventFailed       = "FAILED"
 	EventStreamStatus = "STREAM_STATUS"
+	// EventRecording reports the room session's recording: STARTED when its
+	// first file is made (the first recorded media arrived), STOPPED when a
+	// limit ended it. Each participant in the room gets a signed link to the
+	// session's recording page (RecordingURL).
+	EventRecording = "RECORDING"
+)
+
+// Recording statuses (RECORDING's status).
+const (
+	RecordingStarted = "STARTED"
+	RecordingStopped = "STOPPED"
+)
+
+// Why a recording stopped before the room session ended (RECORDING STOPPED's reason).
+const (
+	RecordingQuotaDuration = "QUOTA_DURATION" // the room session recorded as long as the server allows
+	RecordingQuotaBytes    = "QUOTA_BYTES"    // the room session's files reached the server's size quota
+	RecordingDiskLow       = "DISK_LOW"       // the server's free disk space fell below its floor
 )
 
 // Stream statuses (Flashphoner's STREAM_STATUS).
@@ -289,8 +307,14 @@ type Event struct {
 	Stream *StreamInfo `json:"stream,omitempty"`
 	// UNPUBLISHED, STREAM_STATUS
 	StreamID string `json:"streamId,omitempty"`
-	// STREAM_STATUS
+	// STREAM_STATUS, RECORDING
 	Status string `json:"status,omitempty"`
+
+	// RECORDING: the recording page of this room session, a path on the
+	// server with a signature ("/recordings.html?session=…&expires=…&sig=…"),
+	// readable until RecordingExpires (Unix ms) without a token.
+	RecordingURL     string `json:"recordingUrl,omitempty"`
+	RecordingExpires int64  `json:"recordingExpires,omitempty"`
 
 	// MESSAGE
 	From    string `json:"from,omitempty"`
@@ -299,7 +323,7 @@ type Event struct {
 	TS      int64  `json:"ts,omitempty"`
 	Private bool   `json:"private,omitempty"`
 
-	// LEFT, FAILED, STREAM_STATUS
+	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
 }
 
