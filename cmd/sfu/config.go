@@ -38,7 +38,97 @@ type Config struct {
 	MixerConfig     string   `yaml:"mixer_config"`
 	MixHook         string   `yaml:"mix_hook"`
 	MixWorkers      int      `yaml:"mix_workers"`
+
+	// Who reads the recordings, and how much a room session records
+	// (docs/security.md "Recordings", docs/recording.md).
+	Recordings          string   `yaml:"recordings"`            // private (default) or public
+	RecordingsURLSecret string   `yaml:"recordings_url_secret"` // signs the recordings' links; empty: random per start
+	RecordingsLinkTTL   Duration `yaml:"recordings_link_ttl"`
+	RecordingsURLTTL    Duration `yaml:"recordings_url_ttl"`
+	RecordMaxDuration   Duration `yaml:"record_max_duration"`
+	RecordMaxBytes      ByteSize `yaml:"record_max_bytes"`
+	RecordMinFree       ByteSize `yaml:"record_min_free"`
 }
+
+// Recordings access modes.
+const (
+	recordingsPrivate = "private"
+	recordingsPublic  = "public"
+)
+
+// ByteSize is a size in bytes, written as 1073741824, 1GiB, 500MB, 2G…
+type ByteSize int64
+
+// parseByteSize reads a size: a whole number with an optional unit: B; k, M,
+// G, T or KiB, MiB, GiB, TiB (powers of 1024); KB, MB, GB, TB (powers of 1000).
+func parseByteSize(v string) (ByteSize, error) {
+	s := strings.TrimSpace(v)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || i == 0 {
+		return 0, fmt.Errorf("%q is not a size (write e.g. 500MB, 2GiB or a number of bytes)", v)
+	}
+	units := map[string]int64{"": 1, "B": 1, "k": 1 << 10, "K": 1 << 10, "KiB": 1 << 10, "M": 1 << 20, "MiB": 1 << 20,
+		"G": 1 << 30, "GiB": 1 << 30, "T": 1 << 40, "TiB": 1 << 40, "KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+	mul, ok := units[strings.TrimSpace(s[i:])]
+	if !ok {
+		return 0, fmt.Errorf("%q: unknown unit %q (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)", v, strings.TrimSpace(s[i:]))
+	}
+	if n > (1<<63-1)/mul {
+		return 0, fmt.Errorf("%q is too large", v)
+	}
+	return ByteSize(n * mul), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+func sizeOpt(p func(*Config) *ByteSize) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := parseByteSize(v)
+		if err != nil {
+			return err
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
+// recordingsOptions are the recordings' settings, kept apart for merging.
+var recordingsOptions = []option{
+	{flag: "recordings", usage: "who reads recordings without a token: private (admin or record token, or a signed link) or public (anyone)",
+		set: func(c *Config, v string) error {
+			if v != recordingsPrivate && v != recordingsPublic {
+				return fmt.Errorf("%q: write private or public", v)
+			}
+			c.Recordings = v
+			return nil
+		}},
+	{flag: "recordings-url-secret", usage: "secret (32+ bytes) that signs the recordings' links; set it so links outlive a restart (empty: random per start)",
+		set: strOpt(func(c *Config) *string { return &c.RecordingsURLSecret })},
+	{flag: "recordings-link-ttl", usage: "how long the link each participant of a recorded meeting gets stays valid",
+		set: durOpt(func(c *Config) *Duration { return &c.RecordingsLinkTTL })},
+	{flag: "recordings-url-ttl", usage: "how long the signed file URLs that /api/recordings answers stay valid (never past the token)",
+		set: durOpt(func(c *Config) *Duration { return &c.RecordingsURLTTL })},
+	{flag: "record-max-duration", usage: "recorded time per room session (0: no limit)",
+		set: durOpt(func(c *Config) *Duration { return &c.RecordMaxDuration })},
+	{flag: "record-max-bytes", usage: "bytes of recordings per room session, e.g. 2GiB (0: no limit)",
+		set: sizeOpt(func(c *Config) *ByteSize { return &c.RecordMaxBytes })},
+	{flag: "record-min-free", usage: "free disk space below which recordings stop (and do not start), e.g. 1GiB (0: no floor)",
+		set: sizeOpt(func(c *Config) *ByteSize { return &c.RecordMinFree })},
+}
+
+func init() { options = append(options, recordingsOptions...) }
 
 // TURN tells clients about TURN servers and can run one in this process.
 type TURN struct {
@@ -88,6 +178,11 @@ func defaultConfig() Config {
 		RecordsDir: "records",
 		Mix:        true,
 		MixWorkers: 1,
+
+		Recordings:        recordingsPrivate,
+		RecordingsLinkTTL: Duration(72 * time.Hour),
+		RecordingsURLTTL:  Duration(6 * time.Hour),
+		RecordMinFree:     1 << 30,
 	}
 }
 
@@ -293,6 +388,9 @@ func (c Config) validate() error {
 	if c.MixWorkers < 1 {
 		return errors.New("mix_workers must be at least 1")
 	}
+	if err := c.validateRecordings(); err != nil {
+		return err
+	}
 	if len(c.TURN.URLs) > 0 && c.TURN.Secret == "" && !c.TURN.Embed {
 		return errors.New("turn.urls needs turn.secret, the REST secret your TURN server shares (coturn's static-auth-secret)")
 	}
@@ -308,6 +406,22 @@ func (c Config) validate() error {
 		if c.TURN.RelayIP != "" && net.ParseIP(c.TURN.RelayIP) == nil {
 			return fmt.Errorf("turn.relay_ip %q is not an IP address", c.TURN.RelayIP)
 		}
+	}
+	return nil
+}
+
+func (c Config) validateRecordings() error {
+	if c.Recordings != recordingsPrivate && c.Recordings != recordingsPublic {
+		return fmt.Errorf("recordings %q: write private or public", c.Recordings)
+	}
+	if c.RecordingsURLSecret != "" && len(c.RecordingsURLSecret) < 32 {
+		return errors.New("recordings_url_secret needs at least 32 bytes (make one with `openssl rand -base64 32`)")
+	}
+	if c.RecordingsLinkTTL <= 0 || c.RecordingsURLTTL <= 0 {
+		return errors.New("recordings_link_ttl and recordings_url_ttl must be positive")
+	}
+	if c.RecordMaxBytes < 0 || c.RecordMinFree < 0 {
+		return errors.New("record_max_bytes and record_min_free cannot be negative")
 	}
 	return nil
 }

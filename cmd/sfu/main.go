@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
@@ -68,6 +69,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "sfu:", err)
 		return 2
+	}
+	if cfg.RecordsDir != "" && cfg.RecordingsURLSecret == "" {
+		log.Info("the recordings' signed links end with this process; set recordings_url_secret to keep them valid across restarts")
 	}
 	srv, err := server.New(scfg)
 	if err != nil {
@@ -140,6 +144,13 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	sc := server.Config{Addr: cfg.Addr, Mix: mix, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
 		Signaling: sig, Web: webapp.FS, Logger: log, RecordsDir: cfg.RecordsDir,
 		TURN: server.TURNConfig{URLs: cfg.TURN.URLs, Secret: cfg.TURN.Secret, TTL: time.Duration(cfg.TURN.TTL)}}
+	sc.Recordings = server.RecordingsConfig{Public: cfg.Recordings == recordingsPublic,
+		LinkTTL: time.Duration(cfg.RecordingsLinkTTL), URLTTL: time.Duration(cfg.RecordingsURLTTL),
+		MaxDuration: time.Duration(cfg.RecordMaxDuration), MaxBytes: int64(cfg.RecordMaxBytes),
+		MinFreeBytes: int64(cfg.RecordMinFree)}
+	if cfg.RecordingsURLSecret != "" {
+		sc.Auth.URLs = auth.NewURLSigner([]byte(cfg.RecordingsURLSecret))
+	}
 	if cfg.TURN.Embed {
 		tc := turnserver.DefaultConfig()
 		tc.Listen = cfg.TURN.Listen

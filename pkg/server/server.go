@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -48,8 +49,12 @@ type Config struct {
 	// empty disables recording.
 	RecordsDir string
 	// Mix, when set, mixes every finished recording into one file (pkg/mixer)
-	// and runs its hook; the queue keeps its jobs in <RecordsDir>/.mixjobs.
+	// and runs its hook; the queue keeps its jobs in <RecordsDir>/.mixjobs
+	// (never served).
 	Mix *MixConfig
+	// Recordings says who may read the recordings (private unless Public)
+	// and bounds what a room session records.
+	Recordings RecordingsConfig
 	// EmbedTURN, when set, runs a TURN server (pkg/turnserver) in this
 	// process; TURN.Secret becomes its REST secret and, when TURN.URLs is
 	// empty, its address is announced.
@@ -135,6 +140,8 @@ type Server struct {
 	turn         *turnserver.Server
 	recs         *recordings
 	mixes        *mixer.Queue
+	records      *os.Root // the records directory, read through it only
+	recordsAbs   string   // its absolute path (the mix queue's jobs name manifests by it)
 	stop         context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
@@ -189,50 +196,67 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	rooms := room.NewRegistry(cfg.Rooms, cfg.Logger.With("part", "room"))
-	var recs *recordings
-	var mixes *mixer.Queue
-	if cfg.RecordsDir != "" {
-		if cfg.Mix != nil {
-			var err error
-			mixes, err = mixer.NewQueue(mixer.QueueConfig{Dir: filepath.Join(cfg.RecordsDir, ".mixjobs"),
-				Workers: cfg.Mix.Workers, Hook: cfg.Mix.Hook, Settings: cfg.Mix.Settings,
-				Logger: cfg.Logger.With("part", "mixer")})
-			if err != nil {
-				if turn != nil {
-					_ = turn.Close()
-				}
-				_ = engine.Close()
-				return nil, fmt.Errorf("mix queue: %w", err)
-			}
-		}
-		recs = newRecordings(cfg.RecordsDir, cfg.Logger.With("part", "recorder"), func(manifest string) {
-			if mixes == nil {
-				return
-			}
-			if job, err := mixes.Enqueue(manifest); err != nil {
-				cfg.Logger.Error("queue the mix", "manifest", manifest, "err", err)
-			} else {
-				cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
-			}
-		})
-		cfg.Signaling.OnRouter = recs.attach
+	if cfg.Auth.URLs == nil {
+		cfg.Auth.URLs = auth.NewURLSigner(nil)
 	}
-	// The hub's finalize hook closes the room's router (and so its streams'
-	// files) before the recordings' hook closes the recording session.
-	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
-	if recs != nil {
-		rooms.OnFinalize(recs.finalized)
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
-		recs: recs, mixes: mixes}
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		_ = engine.Close()
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, served: make(chan error, 1), turn: turn}
+	fail := func(err error) (*Server, error) {
 		if turn != nil {
 			_ = turn.Close()
 		}
-		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
+		_ = engine.Close()
+		if s.records != nil {
+			_ = s.records.Close()
+		}
+		return nil, err
+	}
+	if cfg.RecordsDir != "" {
+		var err error
+		if s.recordsAbs, err = filepath.Abs(cfg.RecordsDir); err != nil {
+			return fail(fmt.Errorf("records directory: %w", err))
+		}
+		if err := os.MkdirAll(cfg.RecordsDir, 0o755); err != nil {
+			return fail(fmt.Errorf("records directory: %w", err))
+		}
+		if s.records, err = os.OpenRoot(cfg.RecordsDir); err != nil {
+			return fail(fmt.Errorf("records directory: %w", err))
+		}
+		if cfg.Mix != nil {
+			s.mixes, err = mixer.NewQueue(mixer.QueueConfig{Dir: filepath.Join(cfg.RecordsDir, ".mixjobs"),
+				Workers: cfg.Mix.Workers, Hook: cfg.Mix.Hook, Settings: cfg.Mix.Settings,
+				Logger: cfg.Logger.With("part", "mixer")})
+			if err != nil {
+				return fail(fmt.Errorf("mix queue: %w", err))
+			}
+		}
+		mixes := s.mixes
+		s.recs = newRecordings(cfg.RecordsDir, cfg.Recordings, cfg.Logger.With("part", "recorder"), s.recordingLink,
+			func(manifest string) {
+				if mixes == nil {
+					return
+				}
+				if job, err := mixes.Enqueue(manifest); err != nil {
+					cfg.Logger.Error("queue the mix", "manifest", manifest, "err", err)
+				} else {
+					cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
+				}
+			})
+		cfg.Signaling.OnRouter = s.recs.attach
+	}
+	// The hub's finalize hook closes the room's router (and so its streams'
+	// files) before the recordings' hook closes the recording session.
+	s.hub = signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
+	if s.recs != nil {
+		rooms.OnFinalize(s.recs.finalized)
+	}
+	s.cfg = cfg
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		if s.mixes != nil {
+			_ = s.mixes.Close()
+		}
+		return fail(fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err))
 	}
 	s.ln = ln
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
@@ -286,10 +310,11 @@ func (s *Server) routes() http.Handler {
 		gatherers = append(gatherers, s.turn.Registry())
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	if s.cfg.RecordsDir != "" {
-		// http.Dir keeps every path inside the records directory.
-		mux.Handle("/records/", http.StripPrefix("/records/", http.FileServer(http.Dir(s.cfg.RecordsDir))))
+	if s.recs != nil {
+		// Private unless configured public: recordings_api.go.
+		mux.HandleFunc(recordsPrefix, s.serveRecord)
 		mux.HandleFunc("GET /api/recordings", s.listRecordings)
+		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
 	}
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
@@ -380,6 +405,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		if merr := s.mixes.Close(); merr != nil {
 			s.log.Error("close mix queue", "err", merr)
 		}
+	}
+	if s.records != nil {
+		_ = s.records.Close()
 	}
 	return err
 }

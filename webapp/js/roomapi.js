@@ -26,6 +26,8 @@ export const ROOM_EVENT = Object.freeze({
   FAILED: 'FAILED',
   // Parley extension: a remote stream's status for this client changed (PLAYING, STOPPED, FAILED).
   STREAM_STATUS: 'STREAM_STATUS',
+  // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
+  RECORDING: 'RECORDING',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -500,6 +502,7 @@ class Room extends Emitter {
     this._self = conn._username;
     this._roomSession = null;
     this._recording = false;
+    this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -527,6 +530,13 @@ class Room extends Emitter {
   roomSession() { return this._roomSession; }
   /** Whether this room session is being recorded (STATE recording). */
   isRecording() { return this._recording; }
+  /**
+   * The room session's recording as the server last told (RECORDING), or null:
+   * {status: 'STARTED'|'STOPPED', reason, url, expires}. url is a signed link
+   * (relative to the server) to this session's recording page, valid until
+   * expires (a Date), for everyone in the room while it records.
+   */
+  recording() { return this._recordingInfo; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -695,6 +705,15 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'RECORDING': {
+        const info = {status: m.status || '', reason: m.reason || '', url: m.recordingUrl || '',
+          expires: m.recordingExpires ? new Date(m.recordingExpires) : null};
+        if (info.status === 'STOPPED') this._recording = false;
+        if (!info.url && this._recordingInfo) info.url = this._recordingInfo.url, info.expires = this._recordingInfo.expires;
+        this._recordingInfo = info;
+        this._emit(ROOM_EVENT.RECORDING, this, info);
+        return;
+      }
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
