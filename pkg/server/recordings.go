@@ -64,7 +64,7 @@ type recordings struct {
 	log      *slog.Logger
 	cfg      RecordingsConfig
 	link     func(roomDir, sessDir string) (string, time.Time) // a signed link to a session's page
-	finished func(manifest string)                              // called with the manifest of each closed session
+	finished func(manifest string)                             // called with the manifest of each closed session
 
 	mu       sync.Mutex
 	sessions map[string]*recorder.Session // by room session id

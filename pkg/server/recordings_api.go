@@ -87,7 +87,9 @@ func (v viewer) mayReadRoom(room string) bool {
 
 // recordsScope is the path a participant's link signs: every file of one
 // room session.
-func recordsScope(roomDir, sessDir string) string { return recordsPrefix + roomDir + "/" + sessDir + "/" }
+func recordsScope(roomDir, sessDir string) string {
+	return recordsPrefix + roomDir + "/" + sessDir + "/"
+}
 
 // recordingLink signs a link to a session's recording page, valid for
 // LinkTTL: what each participant of a recorded room session gets.

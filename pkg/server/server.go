@@ -140,8 +140,8 @@ type Server struct {
 	turn         *turnserver.Server
 	recs         *recordings
 	mixes        *mixer.Queue
-	records      *os.Root // the records directory, read through it only
-	recordsAbs   string   // its absolute path (the mix queue's jobs name manifests by it)
+	records      *os.Root           // the records directory, read through it only
+	recordsAbs   string             // its absolute path (the mix queue's jobs name manifests by it)
 	stop         context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
