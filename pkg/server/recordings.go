@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/recorder"
 	"github.com/parley/parley/pkg/room"
@@ -60,21 +62,39 @@ func (c RecordingsConfig) withDefaults() RecordingsConfig {
 // and handed on (to the mixer queue). The room hears of it (RECORDING), with
 // a signed link to the session's recording page for each participant.
 type recordings struct {
-	dir      string
-	log      *slog.Logger
-	cfg      RecordingsConfig
-	link     func(roomDir, sessDir string) (string, time.Time) // a signed link to a session's page
-	finished func(manifest string)                             // called with the manifest of each closed session
+	dir  string
+	root *os.Root // dir, through which everything served is read (recordings_api.go)
+	abs  string   // dir's absolute path (the mix queue's jobs name manifests by it)
+	log  *slog.Logger
+	cfg  RecordingsConfig
+	urls *auth.URLSigner // signs the links and file URLs handed out
+	// finished, when set, is called with the manifest of each closed session
+	// (set before the server serves).
+	finished func(manifest string)
 
 	mu       sync.Mutex
 	sessions map[string]*recorder.Session // by room session id
 }
 
-func newRecordings(dir string, cfg RecordingsConfig, log *slog.Logger,
-	link func(roomDir, sessDir string) (string, time.Time), finished func(string)) *recordings {
-	return &recordings{dir: dir, cfg: cfg.withDefaults(), log: log, link: link, finished: finished,
-		sessions: make(map[string]*recorder.Session)}
+// newRecordings prepares the records directory (made if missing).
+func newRecordings(dir string, cfg RecordingsConfig, urls *auth.URLSigner, log *slog.Logger) (*recordings, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	return &recordings{dir: dir, root: root, abs: abs, cfg: cfg.withDefaults(), urls: urls, log: log,
+		sessions: make(map[string]*recorder.Session)}, nil
 }
+
+// close releases the records directory.
+func (rc *recordings) close() { _ = rc.root.Close() }
 
 // attach gives a room session's router its recorder.
 func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {

@@ -91,11 +91,11 @@ func recordsScope(roomDir, sessDir string) string {
 	return recordsPrefix + roomDir + "/" + sessDir + "/"
 }
 
-// recordingLink signs a link to a session's recording page, valid for
-// LinkTTL: what each participant of a recorded room session gets.
-func (s *Server) recordingLink(roomDir, sessDir string) (string, time.Time) {
-	exp := time.Now().Add(s.recs.cfg.LinkTTL).Truncate(time.Second)
-	q := s.cfg.Auth.URLs.Sign(recordsScope(roomDir, sessDir), exp)
+// link signs a link to a session's recording page, valid for LinkTTL: what
+// each participant of a recorded room session gets.
+func (rc *recordings) link(roomDir, sessDir string) (string, time.Time) {
+	exp := time.Now().Add(rc.cfg.LinkTTL).Truncate(time.Second)
+	q := rc.urls.Sign(recordsScope(roomDir, sessDir), exp)
 	return "/recordings.html?session=" + url.QueryEscape(roomDir+"/"+sessDir) + "&" + q, exp
 }
 
@@ -147,9 +147,9 @@ func (s *Server) recordingsViewer(w http.ResponseWriter, r *http.Request) (viewe
 // of path itself or of scope; it answers 403 itself when neither holds.
 func (s *Server) checkSignature(w http.ResponseWriter, r *http.Request, p, scope string) bool {
 	q := r.URL.Query()
-	err := s.cfg.Auth.URLs.Verify(p, q)
+	err := s.recs.urls.Verify(p, q)
 	if err != nil && scope != "" {
-		if serr := s.cfg.Auth.URLs.Verify(scope, q); serr == nil || errors.Is(serr, auth.ErrURLExpired) {
+		if serr := s.recs.urls.Verify(scope, q); serr == nil || errors.Is(serr, auth.ErrURLExpired) {
 			err = serr
 		}
 	}
@@ -192,7 +192,7 @@ func (s *Server) lstatChain(rel string) (fs.FileInfo, bool) {
 	var fi fs.FileInfo
 	for i := range parts {
 		var err error
-		fi, err = s.records.Lstat(path.Join(parts[:i+1]...))
+		fi, err = s.recs.root.Lstat(path.Join(parts[:i+1]...))
 		if err != nil {
 			return nil, false
 		}
@@ -210,7 +210,7 @@ func (s *Server) openRecord(rel string) (*os.File, fs.FileInfo, bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	f, err := s.records.Open(rel)
+	f, err := s.recs.root.Open(rel)
 	if err != nil {
 		return nil, nil, false
 	}
@@ -243,7 +243,7 @@ func (s *Server) readSession(roomDir, sessDir string) (*recorder.Manifest, bool)
 // storedSessions lists the session directories that hold a manifest.
 func (s *Server) storedSessions() []storedSession {
 	var out []storedSession
-	rooms, err := fs.ReadDir(s.records.FS(), ".")
+	rooms, err := fs.ReadDir(s.recs.root.FS(), ".")
 	if err != nil {
 		s.log.Error("recordings: list the records directory", "err", err)
 		return nil
@@ -252,7 +252,7 @@ func (s *Server) storedSessions() []storedSession {
 		if !rd.IsDir() || !validName(rd.Name()) {
 			continue // symbolic links, dotfiles (the mix queue), stray files
 		}
-		sessions, err := fs.ReadDir(s.records.FS(), rd.Name())
+		sessions, err := fs.ReadDir(s.recs.root.FS(), rd.Name())
 		if err != nil {
 			continue
 		}
@@ -292,7 +292,7 @@ func (s *Server) fileURL(v viewer, r *http.Request, rel string) string {
 		q := r.URL.Query()
 		return p + "?" + url.Values{"expires": {q.Get("expires")}, "sig": {q.Get("sig")}}.Encode()
 	default:
-		return p + "?" + s.cfg.Auth.URLs.Sign(p, v.urlExp)
+		return p + "?" + s.recs.urls.Sign(p, v.urlExp)
 	}
 }
 
@@ -313,13 +313,13 @@ func (s *Server) sessionInfo(v viewer, r *http.Request, ss storedSession, jobs m
 		ri.Streams = append(ri.Streams, recordedFile{Participant: st.Participant, Kind: st.Kind,
 			URL: s.fileURL(v, r, base+"/"+st.File), OffsetMs: st.OffsetMs, DurationMs: st.DurationMs, State: st.State})
 	}
-	if j, ok := jobs[filepath.Join(s.recordsAbs, ss.roomDir, ss.sessDir, recorder.ManifestName)]; ok {
+	if j, ok := jobs[filepath.Join(s.recs.abs, ss.roomDir, ss.sessDir, recorder.ManifestName)]; ok {
 		mi := &mixInfo{Status: j.Status, Progress: j.Progress}
 		if j.Status == mixer.StatusFailed {
 			mi.Error = "the mix failed; the server's log says why" // the job's error names server paths
 		}
 		if j.Status == mixer.StatusDone {
-			if rel, err := filepath.Rel(s.recordsAbs, j.Output); err == nil {
+			if rel, err := filepath.Rel(s.recs.abs, j.Output); err == nil {
 				rel = filepath.ToSlash(rel)
 				if parts := strings.Split(rel, "/"); len(parts) == 3 && validName(parts[2]) && recordTypes[path.Ext(rel)] != "" {
 					mi.URL = s.fileURL(v, r, rel)

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -140,8 +139,6 @@ type Server struct {
 	turn         *turnserver.Server
 	recs         *recordings
 	mixes        *mixer.Queue
-	records      *os.Root           // the records directory, read through it only
-	recordsAbs   string             // its absolute path (the mix queue's jobs name manifests by it)
 	stop         context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
@@ -199,64 +196,63 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Auth.URLs == nil {
 		cfg.Auth.URLs = auth.NewURLSigner(nil)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, served: make(chan error, 1), turn: turn}
-	fail := func(err error) (*Server, error) {
-		if turn != nil {
-			_ = turn.Close()
-		}
-		_ = engine.Close()
-		if s.records != nil {
-			_ = s.records.Close()
-		}
-		return nil, err
-	}
+	var recs *recordings
+	var mixes *mixer.Queue
 	if cfg.RecordsDir != "" {
 		var err error
-		if s.recordsAbs, err = filepath.Abs(cfg.RecordsDir); err != nil {
-			return fail(fmt.Errorf("records directory: %w", err))
-		}
-		if err := os.MkdirAll(cfg.RecordsDir, 0o755); err != nil {
-			return fail(fmt.Errorf("records directory: %w", err))
-		}
-		if s.records, err = os.OpenRoot(cfg.RecordsDir); err != nil {
-			return fail(fmt.Errorf("records directory: %w", err))
+		recs, err = newRecordings(cfg.RecordsDir, cfg.Recordings, cfg.Auth.URLs, cfg.Logger.With("part", "recorder"))
+		if err != nil {
+			if turn != nil {
+				_ = turn.Close()
+			}
+			_ = engine.Close()
+			return nil, err
 		}
 		if cfg.Mix != nil {
-			s.mixes, err = mixer.NewQueue(mixer.QueueConfig{Dir: filepath.Join(cfg.RecordsDir, ".mixjobs"),
+			var err error
+			mixes, err = mixer.NewQueue(mixer.QueueConfig{Dir: filepath.Join(cfg.RecordsDir, ".mixjobs"),
 				Workers: cfg.Mix.Workers, Hook: cfg.Mix.Hook, Settings: cfg.Mix.Settings,
 				Logger: cfg.Logger.With("part", "mixer")})
 			if err != nil {
-				return fail(fmt.Errorf("mix queue: %w", err))
+				if turn != nil {
+					_ = turn.Close()
+				}
+				_ = engine.Close()
+				recs.close()
+				return nil, fmt.Errorf("mix queue: %w", err)
 			}
 		}
-		mixes := s.mixes
-		s.recs = newRecordings(cfg.RecordsDir, cfg.Recordings, cfg.Logger.With("part", "recorder"), s.recordingLink,
-			func(manifest string) {
-				if mixes == nil {
-					return
-				}
-				if job, err := mixes.Enqueue(manifest); err != nil {
-					cfg.Logger.Error("queue the mix", "manifest", manifest, "err", err)
-				} else {
-					cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
-				}
-			})
-		cfg.Signaling.OnRouter = s.recs.attach
+		recs.finished = func(manifest string) {
+			if mixes == nil {
+				return
+			}
+			if job, err := mixes.Enqueue(manifest); err != nil {
+				cfg.Logger.Error("queue the mix", "manifest", manifest, "err", err)
+			} else {
+				cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
+			}
+		}
+		cfg.Signaling.OnRouter = recs.attach
 	}
 	// The hub's finalize hook closes the room's router (and so its streams'
 	// files) before the recordings' hook closes the recording session.
-	s.hub = signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
-	if s.recs != nil {
-		rooms.OnFinalize(s.recs.finalized)
+	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
+	if recs != nil {
+		rooms.OnFinalize(recs.finalized)
 	}
-	s.cfg = cfg
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+		recs: recs, mixes: mixes}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		if s.mixes != nil {
-			_ = s.mixes.Close()
+		_ = engine.Close()
+		if turn != nil {
+			_ = turn.Close()
 		}
-		return fail(fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err))
+		if recs != nil {
+			recs.close()
+		}
+		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
 	}
 	s.ln = ln
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
@@ -406,8 +402,8 @@ func (s *Server) shutdown(ctx context.Context) error {
 			s.log.Error("close mix queue", "err", merr)
 		}
 	}
-	if s.records != nil {
-		_ = s.records.Close()
+	if s.recs != nil {
+		s.recs.close()
 	}
 	return err
 }
