@@ -222,8 +222,10 @@ func TestRecordingsArchiveIsPrivate(t *testing.T) {
 	for _, p := range []string{"/api/recordings", "/api/recordings/alpha/rs-1", "/records/" + f.alphaFile, "/records/",
 		"/records/alpha/", "/records/.mixjobs/20260102-job.json", "/records/nope/nope/x.webm"} {
 		a := check("no credentials: GET "+p, fetch(t, "GET", base+p), http.StatusUnauthorized)
-		if !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer") || bytes.Contains(a.body, []byte("Ann")) {
-			t.Errorf("GET %s: challenge %q, body %q", p, a.header.Get("WWW-Authenticate"), a.body)
+		if !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer") || bytes.Contains(a.body, []byte("Ann")) ||
+			a.header.Get("Cache-Control") != "no-store" || a.header.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("GET %s: challenge %q, cache %q, referrer policy %q, body %q", p, a.header.Get("WWW-Authenticate"),
+				a.header.Get("Cache-Control"), a.header.Get("Referrer-Policy"), a.body)
 		}
 	}
 	// Bad tokens: 401 with invalid_token.
