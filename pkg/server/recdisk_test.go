@@ -27,21 +27,25 @@ const diskChildEnv = "PARLEY_TEST_DISK_FLOOR_CHILD"
 // file is finished, decodes and ffprobe reads its duration, and the
 // manifest says why.
 //
-// The tmpfs is mounted in a mount namespace of its own (unshare), so that
-// nothing outside the test sees it and it goes away with the test's child
-// process, whatever happens; that needs root.
+// The tmpfs is mounted in a mount namespace of its own (unshare; with a user
+// namespace when not root), so that nothing outside the test sees it and it
+// goes away with the test's child process, whatever happens.
 func TestRecordingDiskFloorOnTmpfs(t *testing.T) {
 	if os.Getenv(diskChildEnv) == "" {
+		args := []string{"--mount", "--propagation", "private"}
 		if os.Geteuid() != 0 {
-			t.Fatal("this test mounts a tmpfs in a mount namespace of its own: run it as root (scripts/test.sh does)")
+			// A user namespace lets an unprivileged user mount a tmpfs in its
+			// own mount namespace.
+			args = append([]string{"--user", "--map-root-user"}, args...)
 		}
-		cmd := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0],
-			"-test.run=^TestRecordingDiskFloorOnTmpfs$", "-test.count=1", "-test.v", "-test.timeout=3m")
+		args = append(args, os.Args[0], "-test.run=^TestRecordingDiskFloorOnTmpfs$", "-test.count=1", "-test.v", "-test.timeout=3m")
+		cmd := exec.Command("unshare", args...)
 		cmd.Env = append(os.Environ(), diskChildEnv+"=1")
 		out, err := cmd.CombinedOutput()
 		t.Logf("in a mount namespace of its own:\n%s", out)
 		if err != nil || !strings.Contains(string(out), "--- PASS: TestRecordingDiskFloorOnTmpfs") {
-			t.Fatalf("the test in its mount namespace failed: %v", err)
+			t.Fatalf("the test in its mount namespace failed: %v (it needs unshare from util-linux, and root or "+
+				"unprivileged user namespaces)", err)
 		}
 		return
 	}
