@@ -71,6 +71,9 @@ type recordings struct {
 	// finished, when set, is called with the manifest of each closed session
 	// (set before the server serves).
 	finished func(manifest string)
+	// rooms tells whether a room session is still live (set before the
+	// server serves): a recorder is never made for one that finalized.
+	rooms *room.Registry
 
 	mu       sync.Mutex
 	sessions map[string]*recorder.Session // by room session id
@@ -132,6 +135,11 @@ func (rc *recordings) session(rm *room.Room) (*recorder.Session, error) {
 	defer rc.mu.Unlock()
 	if s := rc.sessions[rm.Session()]; s != nil {
 		return s, nil
+	}
+	// A publish racing the room's end: its finalize hook (which takes rc.mu
+	// after the room left the registry) would never close this session.
+	if rc.rooms != nil && rc.rooms.Room(rm.Name()) != rm {
+		return nil, fmt.Errorf("room %q: its session %s has ended", rm.Name(), rm.Session())
 	}
 	var s *recorder.Session
 	opts := recorder.Options{Logger: rc.log, MaxDuration: rc.cfg.MaxDuration, MaxBytes: rc.cfg.MaxBytes,

@@ -232,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 				cfg.Logger.Info("mix queued", "job", job.ID, "manifest", manifest)
 			}
 		}
+		recs.rooms = rooms
 		cfg.Signaling.OnRouter = recs.attach
 	}
 	// The hub's finalize hook closes the room's router (and so its streams'
