@@ -15,7 +15,6 @@
 const list = document.getElementById('recList');
 const empty = document.getElementById('recEmpty');
 const errorBox = document.getElementById('recError');
-const note = document.getElementById('recNote');
 const title = document.getElementById('recTitle');
 const tokenForm = document.getElementById('recTokenForm');
 const tokenInput = document.getElementById('recToken');
