@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
@@ -65,7 +66,30 @@ type Config struct {
 	MetricsAddr string
 	// HTTPTimeouts bound the HTTP server's waits for clients.
 	HTTPTimeouts HTTPTimeouts
-	Logger       *slog.Logger
+	// Auth is the access model (docs/security.md): who may join, publish,
+	// moderate and read recordings.
+	Auth   AuthConfig
+	Logger *slog.Logger
+}
+
+// Access modes (AuthConfig.Mode).
+const (
+	// AuthOpen lets anyone join, publish, chat and record a room; moderation,
+	// administration and the recordings archive still need a token.
+	AuthOpen = "open"
+	// AuthToken takes every grant from a token or the room's preset.
+	AuthToken = "token"
+)
+
+// AuthConfig is the server's access model.
+type AuthConfig struct {
+	// Mode is AuthOpen (the default when empty) or AuthToken.
+	Mode string
+	// Tokens verifies access tokens; nil accepts none.
+	Tokens *auth.Verifier
+	// URLs signs the links to recordings that the server hands out; nil
+	// makes one with a random secret.
+	URLs *auth.URLSigner
 }
 
 // Values of Config.EmbedTURNPeers.
