@@ -310,6 +310,12 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 func (c *Client) handshake(ctx context.Context, username, resume string) (protocol.Session, error) {
 	raw, err := c.Request(ctx, &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume})
 	if err != nil {
+		// A server that refuses the session at once (TOO_MANY_SESSIONS…)
+		// may have said so and closed before the connect went out.
+		var se *SessionError
+		if ended := c.Err(); !errors.As(err, &se) && errors.As(ended, &se) {
+			return protocol.Session{}, fmt.Errorf("connect: %w: %w", err, se)
+		}
 		return protocol.Session{}, fmt.Errorf("connect: %w", err)
 	}
 	var s protocol.Session
