@@ -99,6 +99,7 @@ const (
 	CodeUnknownType        = "UNKNOWN_TYPE"
 	CodeTooLarge           = "TOO_LARGE"
 	CodeRateLimited        = "RATE_LIMITED"
+	CodeTooManySessions    = "TOO_MANY_SESSIONS"
 	CodeNotConnected       = "NOT_CONNECTED"
 	CodeAlreadyConnected   = "ALREADY_CONNECTED"
 	CodeNotJoined          = "NOT_JOINED"
@@ -246,6 +247,13 @@ type Session struct {
 	ICEServers  []ICEServer `json:"iceServers,omitempty"`
 	Limits      *Limits     `json:"limits,omitempty"`
 	Reason      string      `json:"reason,omitempty"`
+
+	// Code, with FAILED, says why when the server refused the session
+	// before any request (TOO_MANY_SESSIONS, RATE_LIMITED). ICEServers are
+	// sent only with Resumed: fresh TURN credentials for the room the
+	// participant is in; a plain connect gets none (they come with the
+	// reply to a join).
+	Code string `json:"code,omitempty"`
 }
 
 // Reply acknowledges a request that needs no other answer.
@@ -254,6 +262,10 @@ type Reply struct {
 	ID   *int64 `json:"id,omitempty"`
 	// TS is the server's time in Unix milliseconds (for chat lines).
 	TS int64 `json:"ts,omitempty"`
+	// ICEServers, in the reply to a join, are the ICE servers (TURN
+	// credentials) for the participant's peer connections. The reply comes
+	// before the first subscribe offer.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 }
 
 // Error refuses a request. Code is one of the Code constants; Reason is for people.

@@ -220,6 +220,7 @@ class Connection extends Emitter {
   username() { return this._username; }
   /** The server's limits from the session message ({maxTextBytes, maxStreams, …}). */
   limits() { return {...this._limits}; }
+  /** The ICE servers (TURN credentials) of the last join's reply or resumed session; none before a join. */
   iceServers() { return this._iceServers.slice(); }
   resumeToken() { return this._token; }
   /** Rooms this connection is in (at most one). */
@@ -335,6 +336,7 @@ class Connection extends Emitter {
     this._established = true;
     this._sessionId = s.sessionId || null;
     if (s.resumeToken) this._token = s.resumeToken;
+    // A resumed session brings fresh TURN credentials for the ICE restarts below.
     if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
     if (s.limits) this._limits = s.limits;
     if (mode === 'reconnect') {
@@ -448,6 +450,10 @@ class Connection extends Emitter {
     switch (m.type) {
       case 'reply':
       case 'answer':
+        // A join's reply carries the participant's ICE servers (TURN
+        // credentials); taken here, before the next message (the subscribe
+        // offer) makes a peer connection.
+        if (m.type === 'reply' && Array.isArray(m.iceServers)) this._iceServers = m.iceServers;
         if (pending) { this._pending.delete(m.id); pending.resolve(m); }
         return;
       case 'session':
@@ -482,7 +488,8 @@ class Connection extends Emitter {
       this._stopReconnect();
       const room = this._room;
       if (room) { room._teardown(m.reason || 'session ended'); this._room = null; }
-      this._setStatus(m.status, {reason: m.reason || ''});
+      // A session refused at once (TOO_MANY_SESSIONS, RATE_LIMITED) comes with its code.
+      this._setStatus(m.status, m.code ? {reason: m.reason || '', code: m.code} : {reason: m.reason || ''});
     }
   }
 }
@@ -836,6 +843,16 @@ class Room extends Emitter {
 
   _restartIce() {
     if (this._left) return;
+    // The resumed session's fresh ICE servers, for the gathering the restarts start.
+    for (const pc of this._conn.peerConnections()) {
+      try {
+        const cfg = pc.getConfiguration();
+        cfg.iceServers = this._conn._iceServers;
+        pc.setConfiguration(cfg);
+      } catch (e) {
+        console.warn('roomapi: cannot update ICE servers', e);
+      }
+    }
     for (const s of this._local) s._restartIce(true);
     this._restartSubscribeIce(true);
   }
@@ -1024,6 +1041,9 @@ class LocalStream extends Emitter {
   async _start() {
     try {
       if (!this._media) this._media = await this._capture();
+      if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // The peer connection needs the ICE servers of the join's reply.
+      await this._room.ready;
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
       if (this._options.display) {
         const d = this._options.display;
