@@ -26,6 +26,8 @@ export const ROOM_EVENT = Object.freeze({
   FAILED: 'FAILED',
   // Parley extension: a remote stream's status for this client changed (PLAYING, STOPPED, FAILED).
   STREAM_STATUS: 'STREAM_STATUS',
+  // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
+  RECORDING: 'RECORDING',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -218,6 +220,7 @@ class Connection extends Emitter {
   username() { return this._username; }
   /** The server's limits from the session message ({maxTextBytes, maxStreams, …}). */
   limits() { return {...this._limits}; }
+  /** The ICE servers (TURN credentials) of the last join's reply or resumed session; none before a join. */
   iceServers() { return this._iceServers.slice(); }
   resumeToken() { return this._token; }
   /** Rooms this connection is in (at most one). */
@@ -333,6 +336,7 @@ class Connection extends Emitter {
     this._established = true;
     this._sessionId = s.sessionId || null;
     if (s.resumeToken) this._token = s.resumeToken;
+    // A resumed session brings fresh TURN credentials for the ICE restarts below.
     if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
     if (s.limits) this._limits = s.limits;
     if (mode === 'reconnect') {
@@ -446,6 +450,10 @@ class Connection extends Emitter {
     switch (m.type) {
       case 'reply':
       case 'answer':
+        // A join's reply carries the participant's ICE servers (TURN
+        // credentials); taken here, before the next message (the subscribe
+        // offer) makes a peer connection.
+        if (m.type === 'reply' && Array.isArray(m.iceServers)) this._iceServers = m.iceServers;
         if (pending) { this._pending.delete(m.id); pending.resolve(m); }
         return;
       case 'session':
@@ -480,7 +488,8 @@ class Connection extends Emitter {
       this._stopReconnect();
       const room = this._room;
       if (room) { room._teardown(m.reason || 'session ended'); this._room = null; }
-      this._setStatus(m.status, {reason: m.reason || ''});
+      // A session refused at once (TOO_MANY_SESSIONS, RATE_LIMITED) comes with its code.
+      this._setStatus(m.status, m.code ? {reason: m.reason || '', code: m.code} : {reason: m.reason || ''});
     }
   }
 }
@@ -500,6 +509,7 @@ class Room extends Emitter {
     this._self = conn._username;
     this._roomSession = null;
     this._recording = false;
+    this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -527,6 +537,13 @@ class Room extends Emitter {
   roomSession() { return this._roomSession; }
   /** Whether this room session is being recorded (STATE recording). */
   isRecording() { return this._recording; }
+  /**
+   * The room session's recording as the server last told (RECORDING), or null:
+   * {status: 'STARTED'|'STOPPED', reason, url, expires}. url is a signed link
+   * (relative to the server) to this session's recording page, valid until
+   * expires (a Date), for everyone in the room while it records.
+   */
+  recording() { return this._recordingInfo; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -695,6 +712,15 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'RECORDING': {
+        const info = {status: m.status || '', reason: m.reason || '', url: m.recordingUrl || '',
+          expires: m.recordingExpires ? new Date(m.recordingExpires) : null};
+        if (info.status === 'STOPPED') this._recording = false;
+        if (!info.url && this._recordingInfo) info.url = this._recordingInfo.url, info.expires = this._recordingInfo.expires;
+        this._recordingInfo = info;
+        this._emit(ROOM_EVENT.RECORDING, this, info);
+        return;
+      }
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
@@ -817,6 +843,16 @@ class Room extends Emitter {
 
   _restartIce() {
     if (this._left) return;
+    // The resumed session's fresh ICE servers, for the gathering the restarts start.
+    for (const pc of this._conn.peerConnections()) {
+      try {
+        const cfg = pc.getConfiguration();
+        cfg.iceServers = this._conn._iceServers;
+        pc.setConfiguration(cfg);
+      } catch (e) {
+        console.warn('roomapi: cannot update ICE servers', e);
+      }
+    }
     for (const s of this._local) s._restartIce(true);
     this._restartSubscribeIce(true);
   }
@@ -1005,6 +1041,9 @@ class LocalStream extends Emitter {
   async _start() {
     try {
       if (!this._media) this._media = await this._capture();
+      if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // The peer connection needs the ICE servers of the join's reply.
+      await this._room.ready;
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
       if (this._options.display) {
         const d = this._options.display;
