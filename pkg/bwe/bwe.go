@@ -65,10 +65,10 @@ type Estimator struct {
 
 	// hist is written by Sent (the sender) and read by OnFeedback: each
 	// entry is seq<<48 | size<<36 | cluster<<32 | send µs (low 32 bits).
-	hist   [historySize]atomic.Uint64
+	hist     [historySize]atomic.Uint64
 	target   atomic.Int64
 	measured atomic.Bool
-	rtt    atomic.Int64 // ns, from receiver reports; 0 unknown
+	rtt      atomic.Int64 // ns, from receiver reports; 0 unknown
 	// fbRTT is a round trip measured from the feedback, for receivers
 	// whose reports carry none: from a packet's send to the feedback's
 	// arrival, less how long after the packet the feedback's last packet

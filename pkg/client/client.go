@@ -157,6 +157,12 @@ type ICEOptions struct {
 	// Servers replaces the ICE servers of the session message when not nil
 	// (an empty, non-nil slice: no ICE servers at all).
 	Servers []webrtc.ICEServer
+	// HideLocalCandidates keeps the subscribe connection's own candidates
+	// from the server (not trickled, none in the answer): the server learns
+	// the client's address from its connectivity checks alone, as behind a
+	// NAT. With RewriteRemoteCandidate, a test or the load tool puts a relay
+	// of its own (a shaped link) between client and server.
+	HideLocalCandidates bool
 	// DisconnectedTimeout, FailedTimeout and KeepAliveInterval override pion's
 	// ICE timeouts when not zero.
 	DisconnectedTimeout, FailedTimeout, KeepAliveInterval time.Duration

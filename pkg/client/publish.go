@@ -703,7 +703,7 @@ func (p *Publication) pump(t *localTrack) {
 				}
 			}
 			if p.onSent != nil {
-				p.onSent(t.kind, pkt, time.Now())
+				p.onSent(t.label(), pkt, time.Now())
 			}
 			// Recorded before the write: the SFU may deliver the packet
 			// before WriteRTP returns.
@@ -733,4 +733,13 @@ func (p *Publication) pump(t *localTrack) {
 			return
 		}
 	}
+}
+
+// label names the track to OnPacketSent: its kind, and for a simulcast
+// layer "video:" and its RTP stream id.
+func (t *localTrack) label() string {
+	if t.rid != "" {
+		return t.kind + ":" + t.rid
+	}
+	return t.kind
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,7 +167,11 @@ func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
 	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, answerTimeout)
 	defer cancel()
-	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: s.c.rewriteLocalSDP(answer.SDP)}); err != nil {
+	sdp := answer.SDP
+	if s.c.opts.ICE.HideLocalCandidates {
+		sdp = withoutCandidates(sdp)
+	}
+	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: s.c.rewriteLocalSDP(sdp)}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
 	return nil
@@ -183,6 +188,9 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 		return nil, err
 	}
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if c.opts.ICE.HideLocalCandidates {
+			return
+		}
 		err := c.Send(&protocol.Candidate{Type: protocol.TypeCandidate, Target: protocol.TargetSubscribe, Candidate: localCandidate(cand)})
 		if err != nil {
 			c.log.Debug("subscribe candidate not sent", "err", err)
@@ -565,4 +573,16 @@ func (t *RemoteTrack) onPacket(seq uint16, ts uint32, marker bool, payload []byt
 		t.regressions++
 	}
 	t.maxSeq, t.lastTS = ext, ts
+}
+
+// withoutCandidates drops the a=candidate lines of an SDP.
+func withoutCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "a=candidate:") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
