@@ -21,7 +21,7 @@ const (
 	probeDuration   = 200 * time.Millisecond
 	probeWaitMin    = 500 * time.Millisecond
 	probeWaitFailed = 2 * time.Second
-	probeWaitMax    = 8 * time.Second
+	probeWaitMax    = 5 * time.Second
 	probeTimeout    = time.Second // after its end, a probe not fully reported is evaluated anyway
 	probeMinPackets = 5
 )
@@ -104,7 +104,7 @@ func (e *Estimator) Probe(wanted int, now time.Time) (cluster uint8, goal int) {
 	e.nextCluster = e.nextCluster%(probeClusters-1) + 1
 	p := &e.probes[e.nextCluster]
 	*p = probe{active: true, evaluated: p.evaluated, best: p.best}
-	p.goal = min(wanted+wanted/5, max(2*target, target+150_000))
+	p.goal = min(wanted+wanted/5, max(2*target, target+100_000))
 	return e.nextCluster, p.goal
 }
 

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -157,6 +158,10 @@ type ICEOptions struct {
 	// Servers replaces the ICE servers of the session message when not nil
 	// (an empty, non-nil slice: no ICE servers at all).
 	Servers []webrtc.ICEServer
+	// IPFilter, when set, gathers candidates only on the addresses it
+	// accepts (a test that gives this client an address of its own, on a
+	// link it shapes).
+	IPFilter func(net.IP) bool
 	// HideLocalCandidates keeps the subscribe connection's own candidates
 	// from the server (not trickled, none in the answer): the server learns
 	// the client's address from its connectivity checks alone, as behind a

@@ -187,6 +187,9 @@ func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrt
 		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	}
 	se.SetNetworkTypes(networks)
+	if ico.IPFilter != nil {
+		se.SetIPFilter(ico.IPFilter)
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if arrivals != nil {
 		n, err := stdnet.NewNet()
