@@ -130,6 +130,10 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 	if err := ValidateParticipantName(name, r.cfg.MaxNameBytes); err != nil {
 		return nil, err
 	}
+	name, key, err := NameKey(name)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -142,7 +146,7 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 		}
 		r.mu.Unlock()
 
-		p, err := rm.join(name, sink, opts)
+		p, err := rm.join(name, key, sink, opts)
 		if err == errRoomGone {
 			continue // it finalized between the lookup and the join: make a new one
 		}
@@ -190,7 +194,7 @@ type Room struct {
 	started time.Time
 
 	mu           sync.Mutex
-	participants map[string]*Participant // by name
+	participants map[string]*Participant // by name key (NameKey)
 	order        []*Participant          // join order, for STATE
 	everJoined   []string
 	idle         *time.Timer
@@ -221,15 +225,19 @@ func (rm *Room) Participants() []*Participant {
 	return slices.Clone(rm.order)
 }
 
-func (rm *Room) join(name string, sink Sink, opts JoinOptions) (*Participant, error) {
+func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participant, error) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if rm.finalized {
 		return nil, errRoomGone
 	}
-	if _, taken := rm.participants[name]; taken {
+	if o, taken := rm.participants[key]; taken {
+		if o.name == name {
+			return nil, &protocol.Error{Code: protocol.CodeNameTaken,
+				Reason: fmt.Sprintf("room %q already has a participant named %q; choose another name", rm.name, name)}
+		}
 		return nil, &protocol.Error{Code: protocol.CodeNameTaken,
-			Reason: fmt.Sprintf("room %q already has a participant named %q; choose another name", rm.name, name)}
+			Reason: fmt.Sprintf("room %q already has a participant named %q, which looks the same as %q; choose another name", rm.name, o.name, name)}
 	}
 	if max := rm.reg.cfg.MaxParticipants; max > 0 && len(rm.order) >= max {
 		return nil, &protocol.Error{Code: protocol.CodeRoomFull,
@@ -249,6 +257,7 @@ func (rm *Room) join(name string, sink Sink, opts JoinOptions) (*Participant, er
 		room:      rm,
 		id:        "p-" + randomHex(6),
 		name:      name,
+		key:       key,
 		sink:      sink,
 		subscribe: opts.Subscribe,
 		codecs:    slices.Clone(opts.Codecs),
@@ -256,7 +265,7 @@ func (rm *Room) join(name string, sink Sink, opts JoinOptions) (*Participant, er
 	}
 	sink.Deliver(rm.stateLocked(p))
 	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
-	rm.participants[name] = p
+	rm.participants[key] = p
 	rm.order = append(rm.order, p)
 	rm.everJoined = append(rm.everJoined, name)
 	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id)
@@ -287,7 +296,7 @@ func (rm *Room) broadcastLocked(except *Participant, ev *protocol.Event) {
 }
 
 func (rm *Room) removeLocked(p *Participant) {
-	delete(rm.participants, p.name)
+	delete(rm.participants, p.key)
 	rm.order = slices.DeleteFunc(rm.order, func(o *Participant) bool { return o == p })
 	p.left = true
 	if len(rm.order) == 0 && !rm.finalized {
@@ -362,6 +371,7 @@ type Participant struct {
 	room      *Room
 	id        string
 	name      string
+	key       string // NameKey: what makes the name unique in the room
 	subscribe bool
 	codecs    []string
 	joined    time.Time
@@ -575,12 +585,15 @@ func (p *Participant) SendMessage(to, text string) (int64, error) {
 		room.broadcastLocked(p, ev)
 		return ts, nil
 	}
-	dst := room.participants[to]
+	var dst *Participant
+	if _, key, err := NameKey(to); err == nil {
+		dst = room.participants[key]
+	}
 	if dst == nil || dst == p {
 		return 0, &protocol.Error{Code: protocol.CodeUnknownParticipant,
 			Reason: fmt.Sprintf("no other participant named %q in room %q", to, room.name)}
 	}
-	ev.To = to
+	ev.To = dst.name
 	ev.Private = true
 	dst.sink.Deliver(ev)
 	return ts, nil
@@ -601,10 +614,17 @@ func ValidateRoomName(name string, max int) error {
 }
 
 // ValidateParticipantName checks a participant name: 1..max bytes of letters,
-// digits, marks, spaces and -_.@'(), with no space at either end.
+// digits, marks, spaces and -_.@'(), with no space at either end and no
+// invisible character (names.go).
 func ValidateParticipantName(name string, max int) error {
 	if err := checkLength("name", name, max); err != nil {
 		return &protocol.Error{Code: protocol.CodeInvalidName, Reason: err.Error()}
+	}
+	for _, r := range name {
+		if invisible(r) {
+			return &protocol.Error{Code: protocol.CodeInvalidName,
+				Reason: fmt.Sprintf("name holds the invisible character U+%04X; names must show every character they hold", r)}
+		}
 	}
 	first, _ := utf8.DecodeRuneInString(name)
 	last, _ := utf8.DecodeLastRuneInString(name)
