@@ -87,6 +87,9 @@ type Options struct {
 	Username string
 	// Resume is a resume token: connect re-attaches the participant it was issued for.
 	Resume string
+	// Token is an access token (a JWT: docs/security.md) sent in connect; it
+	// names who the client is and what it may do.
+	Token string
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 	// ICE configures every peer connection of the client.
@@ -291,7 +294,12 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 
 // handshake sends connect and waits for an ESTABLISHED session message.
 func (c *Client) handshake(ctx context.Context, username, resume string) (protocol.Session, error) {
-	raw, err := c.Request(ctx, &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume})
+	msg := &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume}
+	if resume == "" {
+		// A resumed session keeps the grants of the token it connected with.
+		msg.Token = c.opts.Token
+	}
+	raw, err := c.Request(ctx, msg)
 	if err != nil {
 		return protocol.Session{}, fmt.Errorf("connect: %w", err)
 	}

@@ -97,6 +97,9 @@ const (
 	CodeInvalidResume      = "INVALID_RESUME"
 	CodeShuttingDown       = "SHUTTING_DOWN"
 	CodeInternal           = "INTERNAL"
+	// CodeForbidden refuses a request the participant's grants (its access
+	// token, the server's mode, the room's preset) do not allow; the session goes on.
+	CodeForbidden = "FORBIDDEN"
 )
 
 // Envelope is the part every message shares; the server decodes it first to route the message.
@@ -107,11 +110,13 @@ type Envelope struct {
 
 // Connect opens a session. Resume, when set, re-attaches the participant that the
 // token was issued for (a reconnect after a network change or a page reload).
+// Token is an access token (a JWT, docs/security.md): what the session may do.
 type Connect struct {
 	Type     string `json:"type"`
 	ID       *int64 `json:"id,omitempty"`
 	Username string `json:"username,omitempty"`
 	Resume   string `json:"resume,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
 // Join enters a room. Name defaults to the session's username. Subscribe (default
@@ -282,6 +287,9 @@ type Event struct {
 	Self         string            `json:"self,omitempty"`
 	Participants []ParticipantInfo `json:"participants,omitempty"`
 	Recording    bool              `json:"recording,omitempty"`
+	// Grants lists what this participant may do in the room (auth grant
+	// names: publish:camera, subscribe, chat, record, moderate, …).
+	Grants []string `json:"grants,omitempty"`
 
 	// JOINED, LEFT, PUBLISHED, UNPUBLISHED, STREAM_STATUS: the participant concerned.
 	Name string `json:"name,omitempty"`

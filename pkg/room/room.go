@@ -19,6 +19,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -113,11 +114,16 @@ func (r *Registry) Count() (rooms, participants int) {
 	return len(list), participants
 }
 
-// JoinOptions are a joiner's choices.
+// JoinOptions are a joiner's choices, and what the access policy admitted it as.
 type JoinOptions struct {
 	Subscribe bool
 	Codecs    []string
 	Record    bool
+	// Identity is who the participant is (its token's subject); empty for a
+	// participant without a token.
+	Identity string
+	// Grants is what the participant may do in the room (pkg/access).
+	Grants auth.Grants
 }
 
 // Join puts a new participant named name into the room called roomName,
@@ -262,20 +268,23 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 		subscribe: opts.Subscribe,
 		codecs:    slices.Clone(opts.Codecs),
 		joined:    time.Now(),
+		identity:  opts.Identity,
+		grants:    opts.Grants,
 	}
 	sink.Deliver(rm.stateLocked(p))
 	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
 	rm.participants[key] = p
 	rm.order = append(rm.order, p)
 	rm.everJoined = append(rm.everJoined, name)
-	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id)
+	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id, "identity", opts.Identity,
+		"grants", opts.Grants.String())
 	return p, nil
 }
 
 // stateLocked builds the STATE event for p: every other participant and its streams.
 func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventState, Room: rm.name,
-		RoomSession: rm.session, Self: p.name, Recording: rm.recording,
+		RoomSession: rm.session, Self: p.name, Recording: rm.recording, Grants: p.grants.List(),
 		Participants: make([]protocol.ParticipantInfo, 0, len(rm.order))}
 	for _, o := range rm.order {
 		if o == p {
@@ -375,6 +384,8 @@ type Participant struct {
 	subscribe bool
 	codecs    []string
 	joined    time.Time
+	identity  string
+	grants    auth.Grants
 
 	// Guarded by room.mu.
 	sink    Sink
@@ -390,6 +401,13 @@ func (p *Participant) Name() string { return p.name }
 
 // Room returns the participant's room.
 func (p *Participant) Room() *Room { return p.room }
+
+// Identity returns who the participant is (its token's subject), or "" for
+// a participant without a token.
+func (p *Participant) Identity() string { return p.identity }
+
+// Grants returns what the participant may do in its room.
+func (p *Participant) Grants() auth.Grants { return p.grants }
 
 // Subscribes reports whether the participant wants the room's media.
 func (p *Participant) Subscribes() bool { return p.subscribe }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
@@ -64,9 +65,9 @@ type Config struct {
 const (
 	// AuthOpen lets anyone join, publish, chat and record a room; moderation,
 	// administration and the recordings archive still need a token.
-	AuthOpen = "open"
+	AuthOpen = access.ModeOpen
 	// AuthToken takes every grant from a token or the room's preset.
-	AuthToken = "token"
+	AuthToken = access.ModeToken
 )
 
 // AuthConfig is the server's access model.
@@ -147,6 +148,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
+	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens})
+	if err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
+	cfg.Signaling.Access = policy
 	var turn *turnserver.Server
 	if cfg.EmbedTURN != nil {
 		tc := *cfg.EmbedTURN

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -18,6 +19,9 @@ import (
 type member struct {
 	hub   *Hub
 	token string
+	// access is the access token the member's first session presented
+	// (nil: none); a resumed session keeps it, and so its grants.
+	access *auth.Token
 
 	// Lock order: room lock, then mu. Never call into the room or the media
 	// plane with mu held.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/room"
@@ -242,6 +244,9 @@ func (s *Session) handle(env protocol.Envelope, data []byte) {
 			s.log.Error("request failed", "type", env.Type, "err", err)
 			pe = &protocol.Error{Code: protocol.CodeInternal, Reason: "internal error; the server log has details"}
 		}
+		if pe.Code == protocol.CodeForbidden {
+			s.log.Info("request refused", "type", env.Type, "username", s.username, "reason", pe.Reason)
+		}
 		s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: pe.Code, Reason: pe.Reason})
 		return
 	}
@@ -302,6 +307,9 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	case protocol.TypeMessage:
 		var req protocol.Message
 		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := access.CheckChat(p.Grants()); err != nil {
 			return nil, err
 		}
 		ts, err := p.SendMessage(req.To, req.Text)
@@ -375,6 +383,15 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	if s.hub.cfg.ICEServers != nil {
 		est.ICEServers = s.hub.cfg.ICEServers()
 	}
+	var tok *auth.Token
+	if req.Token != "" && req.Resume == "" {
+		// Checked before anything else: a refused token leaves the session
+		// unconnected, so the client may connect again with another.
+		var err error
+		if tok, err = s.hub.cfg.Access.Verify(req.Token); err != nil {
+			return nil, err
+		}
+	}
 	if req.Resume != "" {
 		m := s.hub.member(req.Resume)
 		p, peer := (*room.Participant)(nil), (*sfu.Peer)(nil)
@@ -402,7 +419,11 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	s.connected = true
 	s.username = req.Username
-	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s}
+	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s, access: tok}
+	if tok != nil {
+		s.log.Info("session connected with an access token", "identity", tok.Identity, "key", tok.KeyID,
+			"room", tok.Room, "grants", tok.Grants.String())
+	}
 	est.ResumeToken = s.member.token
 	return est, nil
 }
@@ -412,10 +433,15 @@ func (s *Session) join(req protocol.Join) error {
 	if name == "" {
 		name = s.username
 	}
-	subscribe := req.Subscribe == nil || *req.Subscribe
 	m := s.member
+	adm, err := s.hub.cfg.Access.Admit(access.JoinRequest{Room: req.Room, Name: name, Token: m.access,
+		Subscribe: req.Subscribe, Record: req.Record})
+	if err != nil {
+		return err
+	}
+	name, subscribe := adm.Name, adm.Subscribe
 	if p, _ := m.joined(); p != nil {
-		if p.Room().Name() == req.Room && p.Name() == name {
+		if display, _, err := room.NameKey(name); err == nil && p.Room().Name() == req.Room && p.Name() == display {
 			return s.rejoin(p, req, subscribe)
 		}
 		m.leave("left")
@@ -423,14 +449,15 @@ func (s *Session) join(req protocol.Join) error {
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
 	}
-	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs, Record: req.Record})
+	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
+		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.p = p
 	m.mu.Unlock()
-	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: name, Subscribe: subscribe, Codecs: req.Codecs}, m)
+	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: p.Name(), Subscribe: subscribe, Codecs: req.Codecs}, m)
 	if err != nil {
 		m.leave("left")
 		return err
@@ -479,6 +506,9 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	}
 	if strings.TrimSpace(req.SDP) == "" {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "publish needs the offer's sdp"}
+	}
+	if err := access.CheckPublish(p.Grants(), kind, req.SDP, req.Record); err != nil {
+		return nil, err
 	}
 	if err := p.CanPublish(); err != nil {
 		return nil, err
