@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,36 @@ type Config struct {
 	MixerConfig     string   `yaml:"mixer_config"`
 	MixHook         string   `yaml:"mix_hook"`
 	MixWorkers      int      `yaml:"mix_workers"`
+	Auth            Auth     `yaml:"auth"`
+}
+
+// Auth is who may do what (docs/security.md).
+type Auth struct {
+	// Mode is "open", "token", or empty: open on a loopback address, token
+	// elsewhere (which needs keys: protected mode).
+	Mode string `yaml:"mode"`
+	// Keys are HS256 keys by id, for rotation several at once; list the
+	// newest last (sfu token create signs with it).
+	Keys []AuthKey `yaml:"keys"`
+	// PublicKeys verify tokens another service signs (EdDSA, RS256).
+	PublicKeys []PublicKey `yaml:"public_keys"`
+	// Issuer and Audience, when set, must be the tokens' iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+}
+
+// AuthKey is an HS256 key: its id (the tokens' kid) and its secret, from a
+// file (secret_file) or, in the YAML file itself, secret.
+type AuthKey struct {
+	ID         string `yaml:"id"`
+	SecretFile string `yaml:"secret_file"`
+	Secret     string `yaml:"secret"`
+}
+
+// PublicKey is a PEM public key file (Ed25519 or RSA) by id.
+type PublicKey struct {
+	ID   string `yaml:"id"`
+	File string `yaml:"file"`
 }
 
 // TURN tells clients about TURN servers and can run one in this process.
@@ -184,6 +215,14 @@ var options = []option{
 	{flag: "turn-listen", usage: "with --turn: UDP and TCP address of the embedded TURN server", set: strOpt(func(c *Config) *string { return &c.TURN.Listen })},
 	{flag: "turn-relay-ip", usage: "with --turn: relay address clients reach (default: --public-ip)", set: strOpt(func(c *Config) *string { return &c.TURN.RelayIP })},
 	{flag: "turn-allow-peer", usage: "with --turn: peer ranges to relay to although private or loopback, comma-separated CIDRs", set: listOpt(func(c *Config) *[]string { return &c.TURN.AllowPeers })},
+	{flag: "auth", usage: "who may join: open (anyone) or token (an access token or the room's preset); empty: open on a loopback --addr, token elsewhere",
+		set: strOpt(func(c *Config) *string { return &c.Auth.Mode })},
+	{flag: "auth-key-file", usage: "HS256 token keys, ID=FILE comma-separated, oldest first (the file holds the secret; PARLEY_AUTH_KEYS=ID=SECRET,... gives secrets in the environment)",
+		set: keyFilesOpt},
+	{flag: "auth-public-key", usage: "public keys (PEM, Ed25519 or RSA) of services that sign tokens, ID=FILE comma-separated",
+		set: publicKeysOpt},
+	{flag: "auth-issuer", usage: "when set, tokens must carry this issuer (iss)", set: strOpt(func(c *Config) *string { return &c.Auth.Issuer })},
+	{flag: "auth-audience", usage: "when set, tokens must carry this audience (aud)", set: strOpt(func(c *Config) *string { return &c.Auth.Audience })},
 	{flag: "messages-per-second", usage: "signaling requests per second per session", set: func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
@@ -193,6 +232,52 @@ var options = []option{
 		return nil
 	}},
 }
+
+// idPairs reads "ID=VALUE,ID=VALUE".
+func idPairs(v string) ([][2]string, error) {
+	var out [][2]string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		id, val, ok := strings.Cut(item, "=")
+		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(val) == "" {
+			return nil, fmt.Errorf("%q: write ID=VALUE", item)
+		}
+		out = append(out, [2]string{strings.TrimSpace(id), strings.TrimSpace(val)})
+	}
+	return out, nil
+}
+
+func keyFilesOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	keys := slices.DeleteFunc(slices.Clone(c.Auth.Keys), func(k AuthKey) bool { return k.SecretFile != "" })
+	for _, p := range pairs {
+		keys = append(keys, AuthKey{ID: p[0], SecretFile: p[1]})
+	}
+	c.Auth.Keys = keys
+	return nil
+}
+
+func publicKeysOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	c.Auth.PublicKeys = nil
+	for _, p := range pairs {
+		c.Auth.PublicKeys = append(c.Auth.PublicKeys, PublicKey{ID: p[0], File: p[1]})
+	}
+	return nil
+}
+
+// envKeys is the environment variable that holds HS256 secrets
+// ("ID=SECRET,ID=SECRET"); there is no flag for it, so that secrets never
+// stand on a command line (where ps shows them).
+const envKeys = "PARLEY_AUTH_KEYS"
 
 // loadConfig builds the configuration from args and the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -240,6 +325,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			}
 		}
 	}
+	if v := getenv(envKeys); v != "" {
+		pairs, err := idPairs(v)
+		if err != nil {
+			return cfg, fmt.Errorf("environment %s: %w", envKeys, err)
+		}
+		cfg.Auth.Keys = slices.DeleteFunc(cfg.Auth.Keys, func(k AuthKey) bool { return k.SecretFile == "" })
+		for _, p := range pairs {
+			cfg.Auth.Keys = append(cfg.Auth.Keys, AuthKey{ID: p[0], Secret: p[1]})
+		}
+	}
 	for _, o := range options {
 		if v, ok := set[o.flag]; ok {
 			if err := o.set(&cfg, v); err != nil {
@@ -252,6 +347,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if len(cfg.TURN.AllowPeers) == 0 {
 		cfg.TURN.AllowPeers = nil
+	}
+	if len(cfg.Auth.Keys) == 0 {
+		cfg.Auth.Keys = nil
+	}
+	if len(cfg.Auth.PublicKeys) == 0 {
+		cfg.Auth.PublicKeys = nil
 	}
 	return cfg, cfg.validate()
 }
@@ -292,6 +393,24 @@ func (c Config) validate() error {
 	}
 	if c.MixWorkers < 1 {
 		return errors.New("mix_workers must be at least 1")
+	}
+	switch c.Auth.Mode {
+	case "", "open", "token":
+	default:
+		return fmt.Errorf("auth mode %q: use open or token", c.Auth.Mode)
+	}
+	for _, k := range c.Auth.Keys {
+		if k.ID == "" {
+			return errors.New("auth.keys: every key needs an id (the tokens' kid)")
+		}
+		if (k.SecretFile == "") == (k.Secret == "") {
+			return fmt.Errorf("auth key %q: give secret_file (or, in the environment, %s) or secret, one of them", k.ID, envKeys)
+		}
+	}
+	for _, k := range c.Auth.PublicKeys {
+		if k.ID == "" || k.File == "" {
+			return errors.New("auth.public_keys: every key needs an id and a file")
+		}
 	}
 	if len(c.TURN.URLs) > 0 && c.TURN.Secret == "" && !c.TURN.Embed {
 		return errors.New("turn.urls needs turn.secret, the REST secret your TURN server shares (coturn's static-auth-secret)")

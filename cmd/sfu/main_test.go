@@ -111,8 +111,15 @@ func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 // server said where it serves.
 func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, []string) {
 	t.Helper()
+	return startSFUEnv(t, bin, nil, args...)
+}
+
+// startSFUEnv is startSFULog with environment variables added to the binary's.
+func startSFUEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0",
 		"--media-ip", "127.0.0.1"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +134,11 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 	})
 	lines := bufio.NewScanner(stderr)
-	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
+	urlRe := regexp.MustCompile(`url=(http://[0-9.:\[\]]+)/`)
 	var base string
 	var before []string
+	// A server that never says where it serves is killed, so the scan ends.
+	hung := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 	for lines.Scan() {
 		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
 			base = m[1]
@@ -137,6 +146,7 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 		before = append(before, lines.Text())
 	}
+	hung.Stop()
 	if base == "" {
 		t.Fatalf("the server never said where it serves; its log:\n%s", strings.Join(before, "\n"))
 	}

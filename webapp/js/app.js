@@ -40,6 +40,34 @@ const options = {
   record: params.get('record') === '1',  // also the Record checkbox
 };
 
+// An access token from an invite link (/?room=R&token=…): kept for this tab (so a reload
+// rejoins) and taken out of the address bar at once, so it is not bookmarked, shared or
+// sent on as a referrer.
+const TOKEN_KEY = 'parley.token:';
+function tabStorage() { try { return window.sessionStorage; } catch { return null; } }
+function storedAccessToken(room) {
+  try { return (room && tabStorage()?.getItem(TOKEN_KEY + room)) || ''; } catch { return ''; }
+}
+function storeAccessToken(room, token) {
+  try { if (room && token) tabStorage()?.setItem(TOKEN_KEY + room, token); } catch { /* storage off */ }
+}
+// tokenClaims reads a token's payload for display only (the server verifies it): {name, sub, room}.
+function tokenClaims(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+    const c = JSON.parse(new TextDecoder().decode(bytes));
+    return c && typeof c === 'object' ? c : {};
+  } catch { return {}; }
+}
+if (params.has('token')) {
+  storeAccessToken(params.get('room') || '', params.get('token'));
+  const q = new URLSearchParams(location.search);
+  q.delete('token');
+  const rest = q.toString();
+  try { history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '')); } catch { /* ignore */ }
+}
+
 const state = {
   connection: null,
   room: null,
@@ -162,6 +190,10 @@ ui.chatForm.addEventListener('submit', (e) => {
 
 function setControls(joined) {
   for (const b of [ui.publishToggle, ui.shareScreen, ui.chatText, ui.chatSend]) b.disabled = !joined;
+  if (!joined) {
+    for (const b of [ui.publishToggle, ui.muteAudio, ui.muteVideo, ui.shareScreen]) b.hidden = false;
+    ui.chatText.placeholder = 'Message';
+  }
   ui.leave.disabled = !joined;
   ui.join.disabled = joined;
   ui.name.disabled = joined;
@@ -331,6 +363,28 @@ new ResizeObserver(() => layout()).observe(ui.grid);
 
 // ---------------------------------------------------------------- publishing
 
+// cameraConstraints returns what the camera stream may capture under the room's grants
+// (null: nothing), so the page never offers a track the server would refuse.
+function cameraConstraints(room) {
+  const video = room.hasGrant('publish:camera');
+  const audio = room.hasGrant('publish:microphone');
+  if (!video && !audio) return null;
+  return video && audio ? undefined : {video, audio};
+}
+
+// applyGrants enables only the controls the participant's grants allow.
+function applyGrants(room) {
+  const canPublish = room.hasGrant('publish:camera') || room.hasGrant('publish:microphone');
+  ui.publishToggle.hidden = !canPublish;
+  ui.muteAudio.hidden = !room.hasGrant('publish:microphone');
+  ui.muteVideo.hidden = !room.hasGrant('publish:camera');
+  ui.shareScreen.hidden = !room.hasGrant('publish:screen');
+  const chat = room.hasGrant('chat');
+  ui.chatText.disabled = !chat;
+  ui.chatSend.disabled = !chat;
+  ui.chatText.placeholder = chat ? 'Message' : 'You may read the chat, not write';
+}
+
 function publishCamera(constraints) {
   const room = state.room;
   if (!room || state.camera) return;
@@ -356,7 +410,8 @@ function publishCamera(constraints) {
       ui.local.querySelector('.status').textContent = STREAM_STATUS.FAILED;
       updateCameraButtons();
       const wantedVideo = !constraints || constraints.video !== false;
-      if (info.code === 'MEDIA' && wantedVideo && !state.audioOnlyTried && state.room === room) {
+      if (info.code === 'MEDIA' && wantedVideo && !state.audioOnlyTried && state.room === room &&
+          room.hasGrant('publish:microphone')) {
         // No camera (or not allowed): try the microphone alone.
         state.audioOnlyTried = true;
         publishCamera({audio: true, video: false});
@@ -422,7 +477,8 @@ ui.publishToggle.addEventListener('click', () => {
     state.wantCamera = true;
     state.audioOnlyTried = false;
     clearError();
-    publishCamera();
+    const c = cameraConstraints(state.room);
+    if (c !== null) publishCamera(c);
   }
   updateCameraButtons();
 });
@@ -469,7 +525,8 @@ function joinRoom() {
       updateAddress(room.name(), room.selfName());
       const rec = document.getElementById('rec');
       if (rec) rec.hidden = !room.isRecording();
-      if (state.wantCamera && !state.camera) publishCamera();
+      applyGrants(room);
+      if (state.wantCamera && !state.camera && cameraConstraints(room)) publishCamera(cameraConstraints(room));
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
       chatLine(p.name(), 'joined', {cls: 'system'});
@@ -531,6 +588,7 @@ function join(name, roomName) {
   const conn = RoomApi.connect({
     urlServer: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
     username: name,
+    token: storedAccessToken(roomName) || undefined,
     resumeToken: RoomApi.storedResumeToken(roomName, name) || undefined,
     iceTransportPolicy: options.relay ? 'relay' : undefined,
   });
@@ -597,7 +655,10 @@ setControls(false);
 updateLocalTile();
 {
   const room = params.get('room') || '';
-  const name = params.get('name') || '';
+  const token = storedAccessToken(room);
+  const claims = token ? tokenClaims(token) : {};
+  const tokenName = typeof claims.name === 'string' && claims.name ? claims.name : (typeof claims.sub === 'string' ? claims.sub : '');
+  const name = params.get('name') || tokenName;
   ui.room.value = room;
   ui.name.value = name;
   updateInvite(room);

@@ -1,7 +1,7 @@
 // Parley Room API: the browser side of docs/protocol.md, shaped like Flashphoner's Room API.
 //
 //   import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from './roomapi.js';
-//   const connection = RoomApi.connect({urlServer: 'wss://host/ws', username: 'alice'})
+//   const connection = RoomApi.connect({urlServer: 'wss://host/ws', username: 'alice', token})
 //     .on(SESSION_STATUS.ESTABLISHED, () => {
 //       const room = connection.join({name: 'standup'})
 //         .on(ROOM_EVENT.STATE, room => room.publish({}))
@@ -179,7 +179,9 @@ function failInfo(reason, code) {
 
 /**
  * RoomApi.connect opens a session (one WebSocket) to a Parley server.
- * @param {{urlServer?: string, username: string, resumeToken?: string, iceTransportPolicy?: 'all'|'relay'}} options
+ * token is an access token (a JWT from the organizer: docs/security.md); without one the server's
+ * mode and the room's preset decide what the session may do.
+ * @param {{urlServer?: string, username: string, token?: string, resumeToken?: string, iceTransportPolicy?: 'all'|'relay'}} options
  * @returns {Connection}
  */
 export function connect(options = {}) {
@@ -193,6 +195,7 @@ class Connection extends Emitter {
     this._url = wsUrl(options.urlServer);
     this._username = options.username || '';
     this._token = options.resumeToken || null;
+    this._accessToken = options.token ? String(options.token) : null;
     this._iceTransportPolicy = options.iceTransportPolicy || undefined;
     this._nextId = 1;
     this._pending = new Map();
@@ -308,7 +311,10 @@ class Connection extends Emitter {
     const resume = !!this._token && mode !== 'fresh';
     let s;
     try {
-      s = await this._request(resume ? {type: 'connect', resume: this._token} : {type: 'connect', username: this._username}, {ws});
+      // A resumed session keeps the grants of the access token it first connected with.
+      const msg = resume ? {type: 'connect', resume: this._token} : {type: 'connect', username: this._username};
+      if (!resume && this._accessToken) msg.token = this._accessToken;
+      s = await this._request(msg, {ws});
     } catch (err) {
       s = {status: SESSION_STATUS.FAILED, reason: err.reason || err.message, code: err.code};
     }
@@ -500,6 +506,7 @@ class Room extends Emitter {
     this._self = conn._username;
     this._roomSession = null;
     this._recording = false;
+    this._grants = [];
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -527,6 +534,13 @@ class Room extends Emitter {
   roomSession() { return this._roomSession; }
   /** Whether this room session is being recorded (STATE recording). */
   isRecording() { return this._recording; }
+  /** What this client may do in the room (STATE grants): 'publish' or 'publish:camera', 'subscribe', 'chat', … */
+  grants() { return this._grants.slice(); }
+  /** Whether grants() include name; 'publish:camera' is included by 'publish'. */
+  hasGrant(name) {
+    name = String(name);
+    return this._grants.includes(name) || (name.startsWith('publish:') && this._grants.includes('publish'));
+  }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -703,6 +717,7 @@ class Room extends Emitter {
     if (m.self) this._self = m.self;
     if (m.roomSession) this._roomSession = m.roomSession;
     this._recording = !!m.recording;
+    if (Array.isArray(m.grants)) this._grants = m.grants.map(String);
     const names = new Set();
     const ids = new Set();
     for (const info of m.participants || []) {
