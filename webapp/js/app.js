@@ -526,7 +526,8 @@ function joinRoom() {
       const rec = document.getElementById('rec');
       if (rec) rec.hidden = !room.isRecording();
       applyGrants(room);
-      if (state.wantCamera && !state.camera && cameraConstraints(room)) publishCamera(cameraConstraints(room));
+      const constraints = cameraConstraints(room);
+      if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
       chatLine(p.name(), 'joined', {cls: 'system'});
