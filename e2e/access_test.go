@@ -3,10 +3,13 @@ package e2e
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/server"
 )
@@ -77,4 +80,60 @@ func TestInviteLinkToken(t *testing.T) {
 	if strings.Join(st.Grants, ",") != "join,subscribe,chat" || st.Local != 0 || !st.Share || !st.Publish || st.Error != "" {
 		t.Errorf("viewer page: %+v", st)
 	}
+}
+
+// TestRoomPasswordInBrowser: a room whose preset has a password: the page
+// asks for it, a wrong one is refused (WRONG_PASSWORD) and asked again, the
+// right one lets the participant in, and its camera is published.
+func TestRoomPasswordInBrowser(t *testing.T) {
+	hash, err := access.HashPassword("pa55 word", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "board.yaml"), []byte("rooms: ['board-*']\npassword_hash: '"+hash+"'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, func(c *server.Config) { c.Auth.RoomsDir = dir })
+	room := fmt.Sprintf("board-%d", time.Now().UnixNano()%100000)
+	p := openPage(t, "ann", fmt.Sprintf("%s/?room=%s&name=ann", srv.URL(), room))
+
+	asked := func(code string) {
+		t.Helper()
+		p.waitFor("the password box after "+code, func() (bool, string) {
+			var st struct {
+				Hidden bool   `json:"hidden"`
+				Focus  bool   `json:"focus"`
+				Error  string `json:"error"`
+			}
+			_ = p.eval(`({hidden: document.querySelector('#passwordForm').hidden,
+				focus: document.activeElement === document.querySelector('#password'),
+				error: document.querySelector('#error').textContent})`, &st)
+			return !st.Hidden && st.Focus && strings.HasPrefix(st.Error, code+":"), fmt.Sprintf("%+v", st)
+		})
+	}
+	enter := func(pw string) {
+		t.Helper()
+		if err := p.eval(fmt.Sprintf(`(() => { document.querySelector('#password').value = %q;
+			document.querySelector('#passwordEnter').click(); return true; })()`, pw), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asked("PASSWORD_REQUIRED")
+	enter("password")
+	asked("WRONG_PASSWORD")
+	enter("pa55 word")
+	p.waitFor("joined and publishing", func() (bool, string) {
+		var st struct {
+			Joined   bool   `json:"joined"`
+			Camera   string `json:"camera"`
+			Hidden   bool   `json:"hidden"`
+			Leftover string `json:"leftover"`
+		}
+		_ = p.eval(`(() => { const r = window.parley.room; const cam = r && r.getLocalStreams()[0];
+			return {joined: !!r && r.isJoined(), camera: cam ? cam.status() : '',
+				hidden: document.querySelector('#passwordForm').hidden,
+				leftover: document.querySelector('#password').value}; })()`, &st)
+		return st.Joined && st.Camera == "PUBLISHING" && st.Hidden && st.Leftover == "", fmt.Sprintf("%+v", st)
+	})
 }

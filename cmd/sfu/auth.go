@@ -81,7 +81,7 @@ func authConfig(cfg Config) (server.AuthConfig, error) {
 			}
 		}
 	}
-	ac := server.AuthConfig{Mode: mode}
+	ac := server.AuthConfig{Mode: mode, RoomsDir: cfg.RoomsDir}
 	if len(keys) > 0 {
 		v, err := auth.NewVerifier(keys, auth.Options{Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience})
 		if err != nil {

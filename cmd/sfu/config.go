@@ -40,6 +40,7 @@ type Config struct {
 	MixHook         string   `yaml:"mix_hook"`
 	MixWorkers      int      `yaml:"mix_workers"`
 	Auth            Auth     `yaml:"auth"`
+	RoomsDir        string   `yaml:"rooms_dir"`
 }
 
 // Auth is who may do what (docs/security.md).
@@ -221,6 +222,8 @@ var options = []option{
 		set: keyFilesOpt},
 	{flag: "auth-public-key", usage: "public keys (PEM, Ed25519 or RSA) of services that sign tokens, ID=FILE comma-separated",
 		set: publicKeysOpt},
+	{flag: "rooms-dir", usage: "directory of room presets, *.yaml (see configs/rooms; SIGHUP reloads them); empty: none",
+		set: strOpt(func(c *Config) *string { return &c.RoomsDir })},
 	{flag: "auth-issuer", usage: "when set, tokens must carry this issuer (iss)", set: strOpt(func(c *Config) *string { return &c.Auth.Issuer })},
 	{flag: "auth-audience", usage: "when set, tokens must carry this audience (aud)", set: strOpt(func(c *Config) *string { return &c.Auth.Audience })},
 	{flag: "messages-per-second", usage: "signaling requests per second per session", set: func(c *Config, v string) error {

@@ -46,6 +46,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], getenv, os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "password" {
+		return runPassword(args[1:], os.Stdin, os.Stdout, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -91,12 +94,26 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	log.Info("Parley is serving", "url", srv.URL()+"/", "udp_port", cfg.UDPPort, "tcp_port", cfg.TCPPort,
 		"public_ip", cfg.PublicIP, "auth", scfg.Auth.Mode)
 
-	select {
-	case <-ctx.Done():
-	case err := <-srv.Done():
-		if err != nil {
-			log.Error("HTTP server failed", "err", err)
-			return 1
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if cfg.RoomsDir == "" {
+				log.Warn("SIGHUP: no rooms directory to reload (--rooms-dir)")
+				continue
+			}
+			_, _ = srv.ReloadPresets() // it logs what happened
+		case err := <-srv.Done():
+			if err != nil {
+				log.Error("HTTP server failed", "err", err)
+				return 1
+			}
+			break wait
 		}
 	}
 	stop()

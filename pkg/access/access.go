@@ -6,8 +6,10 @@
 package access
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/pkg/auth"
@@ -32,20 +34,26 @@ type Config struct {
 	Mode string
 	// Tokens verifies access tokens; nil accepts none (open mode only).
 	Tokens *auth.Verifier
+	// RoomsDir is the directory of room presets (*.yaml); empty: none.
+	RoomsDir string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 }
 
 // Policy is the server's access model.
 type Policy struct {
-	mode   string
-	tokens *auth.Verifier
-	now    func() time.Time
+	mode     string
+	tokens   *auth.Verifier
+	now      func() time.Time
+	roomsDir string
+	presets  atomic.Pointer[Presets]
+	guesses  guessLimiter
 }
 
-// New returns the policy cfg describes. Token mode needs a verifier.
+// New returns the policy cfg describes. Token mode needs a verifier; a
+// rooms directory must load.
 func New(cfg Config) (*Policy, error) {
-	p := &Policy{mode: cfg.Mode, tokens: cfg.Tokens, now: cfg.Now}
+	p := &Policy{mode: cfg.Mode, tokens: cfg.Tokens, now: cfg.Now, roomsDir: cfg.RoomsDir}
 	if p.mode == "" {
 		p.mode = ModeOpen
 	}
@@ -61,7 +69,32 @@ func New(cfg Config) (*Policy, error) {
 	default:
 		return nil, fmt.Errorf("auth mode %q: use %q or %q", p.mode, ModeOpen, ModeToken)
 	}
+	if p.roomsDir != "" {
+		ps, err := LoadPresets(p.roomsDir)
+		if err != nil {
+			return nil, err
+		}
+		p.presets.Store(ps)
+	}
 	return p, nil
+}
+
+// Presets returns the room presets in force (nil: none).
+func (p *Policy) Presets() *Presets { return p.presets.Load() }
+
+// ReloadPresets reads the rooms directory again. On any error the presets in
+// force stay, and the error says which file is wrong. Participants already in
+// rooms keep what they were admitted with; the new presets apply to joins.
+func (p *Policy) ReloadPresets() (*Presets, error) {
+	if p.roomsDir == "" {
+		return nil, errors.New("no rooms directory is configured (--rooms-dir)")
+	}
+	ps, err := LoadPresets(p.roomsDir)
+	if err != nil {
+		return nil, err
+	}
+	p.presets.Store(ps)
+	return ps, nil
 }
 
 // Open returns the open policy without token keys (tests, and servers built
@@ -104,6 +137,10 @@ type JoinRequest struct {
 	Subscribe *bool
 	// Record is join's record field.
 	Record bool
+	// Password is join's password field (a room preset's password).
+	Password string
+	// Remote is the client's address (wrong passwords are limited per address and room).
+	Remote string
 }
 
 // Admission is what a participant may do in a room, and who it is.
@@ -119,11 +156,32 @@ type Admission struct {
 	Subscribe bool
 	// Record is whether the join starts the room's recording.
 	Record bool
+	// Preset is the room's preset, or nil.
+	Preset *Preset
+	// MaxParticipants and MaxStreams are the preset's limits (nil: the server's).
+	MaxParticipants, MaxStreams *int
 }
 
-// Admit decides whether req may join its room, and with what grants.
+// NeverRecord reports whether the room's preset forbids recording.
+func (a Admission) NeverRecord() bool { return a.Preset.RecordPolicy() == RecordNever }
+
+// Admit decides whether req may join its room, and with what grants. A
+// participant without a token gets the room preset's grants (or the mode's);
+// one with a token gets the token's grants added to those. A preset's
+// password is asked of participants without a token.
 func (p *Policy) Admit(req JoinRequest) (Admission, error) {
-	a := Admission{Name: req.Name}
+	preset := p.Presets().Match(req.Room)
+	a := Admission{Name: req.Name, Preset: preset}
+	if preset != nil {
+		a.MaxParticipants, a.MaxStreams = preset.Limits.MaxParticipants, preset.Limits.MaxStreams
+	}
+	anyone := auth.Grants{}
+	switch {
+	case preset != nil && preset.Grants != nil:
+		anyone = preset.grants
+	case p.mode == ModeOpen:
+		anyone = OpenGrants
+	}
 	tok := req.Token
 	if tok != nil {
 		if now := p.now(); !now.Before(tok.Expires) {
@@ -144,9 +202,7 @@ func (p *Policy) Admit(req JoinRequest) (Admission, error) {
 		}
 		a.Grants = tok.Grants
 	}
-	if p.mode == ModeOpen {
-		a.Grants = a.Grants.Union(OpenGrants)
-	}
+	a.Grants = a.Grants.Union(anyone)
 	if !a.Grants.Join {
 		switch {
 		case tok == nil:
@@ -154,6 +210,14 @@ func (p *Policy) Admit(req JoinRequest) (Admission, error) {
 		default:
 			return a, Forbidden("your access token does not grant joining room %q", req.Room)
 		}
+	}
+	if preset != nil && preset.PasswordHash != "" && tok == nil {
+		if err := p.guesses.check(preset, req); err != nil {
+			return a, err
+		}
+	}
+	if !preset.mayPublish(a.Identity, a.Grants) {
+		a.Grants.Camera, a.Grants.Microphone, a.Grants.Screen = false, false, false
 	}
 	switch {
 	case req.Subscribe == nil:
@@ -163,10 +227,19 @@ func (p *Policy) Admit(req JoinRequest) (Admission, error) {
 	default:
 		a.Subscribe = *req.Subscribe
 	}
-	if req.Record && !a.Grants.Record {
-		return a, Forbidden("recording room %q needs the record grant", req.Room)
+	switch preset.RecordPolicy() {
+	case RecordNever:
+		if req.Record {
+			return a, Forbidden("room %q is never recorded (room preset %s)", req.Room, preset.Name())
+		}
+	case RecordAlways:
+		a.Record = true
+	default:
+		if req.Record && !a.Grants.Record {
+			return a, Forbidden("recording room %q needs the record grant", req.Room)
+		}
+		a.Record = req.Record
 	}
-	a.Record = req.Record
 	return a, nil
 }
 
@@ -180,6 +253,24 @@ func CheckChat(g auth.Grants) error {
 
 // CheckPublish refuses a publish of kind (camera or screen) whose offer holds
 // a track from a source the grants do not include: a camera stream's video
+// is the camera and its audio the microphone; everything in a screen share
+// is the screen. record asks for the stream to be recorded. It returns the
+// offer to answer: with only the room preset's codecs, when it has a list.
+func (a Admission) CheckPublish(kind, offer string, record bool) (string, error) {
+	if err := CheckPublish(a.Grants, kind, offer, record && a.Preset.RecordPolicy() != RecordAlways); err != nil {
+		return "", err
+	}
+	if record && a.NeverRecord() {
+		return "", Forbidden("this room is never recorded (room preset %s)", a.Preset.Name())
+	}
+	if a.Preset != nil && len(a.Preset.Codecs) > 0 {
+		return FilterOffer(offer, a.Preset.Codecs)
+	}
+	return offer, nil
+}
+
+// CheckPublish refuses a publish of kind (camera or screen) whose offer holds
+// a track from a source the grants g do not include: a camera stream's video
 // is the camera and its audio the microphone; everything in a screen share
 // is the screen. record asks for the stream to be recorded.
 func CheckPublish(g auth.Grants, kind, offer string, record bool) error {

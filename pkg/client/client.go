@@ -756,6 +756,8 @@ type JoinOptions struct {
 	Codecs []string
 	// Record asks the server to record the room.
 	Record bool
+	// Password is the room's password, when its preset has one.
+	Password string
 }
 
 // Join joins a room and returns the STATE event the server sent before its reply
@@ -770,7 +772,7 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 	c.mu.Unlock()
 	_, err := c.Request(ctx, &protocol.Join{
 		Type: protocol.TypeJoin, Room: o.Room, Name: o.Name,
-		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record,
+		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record, Password: o.Password,
 	})
 	if err != nil {
 		return protocol.Event{}, fmt.Errorf("join %q: %w", o.Room, err)

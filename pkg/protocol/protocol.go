@@ -100,6 +100,10 @@ const (
 	// CodeForbidden refuses a request the participant's grants (its access
 	// token, the server's mode, the room's preset) do not allow; the session goes on.
 	CodeForbidden = "FORBIDDEN"
+	// CodePasswordRequired and CodeWrongPassword refuse a join to a room
+	// whose preset has a password: join again with the right "password".
+	CodePasswordRequired = "PASSWORD_REQUIRED"
+	CodeWrongPassword    = "WRONG_PASSWORD"
 )
 
 // Envelope is the part every message shares; the server decodes it first to route the message.
@@ -131,6 +135,8 @@ type Join struct {
 	Subscribe *bool    `json:"subscribe,omitempty"`
 	Codecs    []string `json:"codecs,omitempty"`
 	Record    bool     `json:"record,omitempty"`
+	// Password is the room's password, when its preset has one.
+	Password string `json:"password,omitempty"`
 }
 
 // Publish offers a new stream on a peer connection of its own; the server

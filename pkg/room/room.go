@@ -124,6 +124,12 @@ type JoinOptions struct {
 	Identity string
 	// Grants is what the participant may do in the room (pkg/access).
 	Grants auth.Grants
+	// MaxParticipants and MaxStreams, when set, replace the registry's
+	// limits (a room preset's).
+	MaxParticipants, MaxStreams *int
+	// NeverRecord keeps a room this join creates from recording, even with
+	// Config.RecordAll (a room preset's record: never).
+	NeverRecord bool
 }
 
 // Join puts a new participant named name into the room called roomName,
@@ -148,7 +154,7 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 		}
 		rm := r.rooms[roomName]
 		if rm == nil {
-			rm = r.newRoomLocked(roomName, opts.Record)
+			rm = r.newRoomLocked(roomName, opts.Record, opts.NeverRecord)
 		}
 		r.mu.Unlock()
 
@@ -160,14 +166,14 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 	}
 }
 
-func (r *Registry) newRoomLocked(name string, record bool) *Room {
+func (r *Registry) newRoomLocked(name string, record, never bool) *Room {
 	rm := &Room{
 		reg:          r,
 		name:         name,
 		session:      "rs-" + time.Now().UTC().Format("20060102T150405Z") + "-" + randomHex(3),
 		started:      time.Now(),
 		participants: make(map[string]*Participant),
-		recording:    record || r.cfg.RecordAll,
+		recording:    !never && (record || r.cfg.RecordAll),
 	}
 	r.rooms[name] = rm
 	r.log.Info("room created", "room", name, "session", rm.session)
@@ -245,7 +251,11 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 		return nil, &protocol.Error{Code: protocol.CodeNameTaken,
 			Reason: fmt.Sprintf("room %q already has a participant named %q, which looks the same as %q; choose another name", rm.name, o.name, name)}
 	}
-	if max := rm.reg.cfg.MaxParticipants; max > 0 && len(rm.order) >= max {
+	max := rm.reg.cfg.MaxParticipants
+	if opts.MaxParticipants != nil {
+		max = *opts.MaxParticipants
+	}
+	if max > 0 && len(rm.order) >= max {
 		return nil, &protocol.Error{Code: protocol.CodeRoomFull,
 			Reason: fmt.Sprintf("room %q is full (%d participants)", rm.name, max)}
 	}
@@ -260,16 +270,20 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 		rm.recording = true
 	}
 	p := &Participant{
-		room:      rm,
-		id:        "p-" + randomHex(6),
-		name:      name,
-		key:       key,
-		sink:      sink,
-		subscribe: opts.Subscribe,
-		codecs:    slices.Clone(opts.Codecs),
-		joined:    time.Now(),
-		identity:  opts.Identity,
-		grants:    opts.Grants,
+		room:       rm,
+		id:         "p-" + randomHex(6),
+		name:       name,
+		key:        key,
+		sink:       sink,
+		subscribe:  opts.Subscribe,
+		codecs:     slices.Clone(opts.Codecs),
+		joined:     time.Now(),
+		identity:   opts.Identity,
+		grants:     opts.Grants,
+		maxStreams: rm.reg.cfg.MaxStreams,
+	}
+	if opts.MaxStreams != nil {
+		p.maxStreams = *opts.MaxStreams
 	}
 	sink.Deliver(rm.stateLocked(p))
 	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
@@ -386,6 +400,8 @@ type Participant struct {
 	joined    time.Time
 	identity  string
 	grants    auth.Grants
+	// maxStreams bounds the participant's streams (0: no limit).
+	maxStreams int
 
 	// Guarded by room.mu.
 	sink    Sink
@@ -476,7 +492,7 @@ func (p *Participant) canPublishLocked() error {
 	if p.left {
 		return &protocol.Error{Code: protocol.CodeNotJoined, Reason: "not in a room"}
 	}
-	if max := p.room.reg.cfg.MaxStreams; max > 0 && len(p.streams) >= max {
+	if max := p.maxStreams; max > 0 && len(p.streams) >= max {
 		return &protocol.Error{Code: protocol.CodeTooManyStreams,
 			Reason: fmt.Sprintf("a participant may publish at most %d streams; unpublish one first", max)}
 	}

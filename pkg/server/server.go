@@ -79,6 +79,9 @@ type AuthConfig struct {
 	// URLs signs the links to recordings that the server hands out; nil
 	// makes one with a random secret.
 	URLs *auth.URLSigner
+	// RoomsDir is the directory of room presets (configs/rooms/*.yaml:
+	// passwords, default grants, limits, record policy, codecs); empty: none.
+	RoomsDir string
 }
 
 // MixConfig configures the offline mixer.
@@ -129,6 +132,7 @@ type Server struct {
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
 	rooms        *room.Registry
+	access       *access.Policy
 	hub          *signaling.Hub
 	http         *http.Server
 	ln           net.Listener
@@ -148,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
-	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens})
+	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
@@ -229,7 +233,7 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, mixes: mixes}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -318,6 +322,19 @@ func (s *Server) URL() string {
 		scheme = "https"
 	}
 	return scheme + "://" + s.ln.Addr().String()
+}
+
+// ReloadPresets reads the room presets again (SIGHUP). On an error the
+// presets in force stay and the error says which file is wrong; nobody in a
+// room is dropped either way. It returns how many presets are in force.
+func (s *Server) ReloadPresets() (int, error) {
+	ps, err := s.access.ReloadPresets()
+	if err != nil {
+		s.log.Error("room presets not reloaded; the previous ones stay in force", "dir", s.cfg.Auth.RoomsDir, "err", err)
+		return s.access.Presets().Len(), err
+	}
+	s.log.Info("room presets reloaded", "dir", s.cfg.Auth.RoomsDir, "presets", ps.Len())
+	return ps.Len(), nil
 }
 
 // TURN returns the embedded TURN server, or nil.

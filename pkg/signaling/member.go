@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
@@ -30,6 +31,20 @@ type member struct {
 	p       *room.Participant
 	peer    *sfu.Peer
 	grace   *time.Timer
+	// adm is what the participant was admitted to its room with.
+	adm access.Admission
+}
+
+func (m *member) admission() access.Admission {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adm
+}
+
+func (m *member) setAdmission(a access.Admission) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.adm = a
 }
 
 func (m *member) current() *Session {

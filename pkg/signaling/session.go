@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
 	id     string
+	remote string // the client's address
 	log    *slog.Logger
 	out    *queue.FIFO[[]byte]
 	wake   chan struct{} // one pending wake-up for the write goroutine
@@ -52,6 +54,7 @@ func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
 		hub:     h,
 		conn:    conn,
 		id:      id,
+		remote:  remote,
 		log:     h.log.With("session", id, "remote", remote),
 		out:     queue.New[[]byte](h.cfg.SendQueue),
 		wake:    make(chan struct{}, 1),
@@ -434,28 +437,46 @@ func (s *Session) join(req protocol.Join) error {
 		name = s.username
 	}
 	m := s.member
+	if p, _ := m.joined(); p != nil && p.Room().Name() == req.Room {
+		// The room it is in, under the same name (a reloaded page after a
+		// resumed connect): it was admitted already, with no need of the
+		// room's password again.
+		want := name
+		if tok := m.access; tok != nil && (tok.Name != "" || want == "") {
+			want = cmp.Or(tok.Name, tok.Identity)
+		}
+		if display, _, err := room.NameKey(want); err == nil && p.Name() == display {
+			subscribe := p.Grants().Subscribe
+			if req.Subscribe != nil {
+				if *req.Subscribe && !subscribe {
+					return access.Forbidden("your grants do not include subscribe: join with subscribe false")
+				}
+				subscribe = *req.Subscribe
+			}
+			return s.rejoin(p, req, subscribe)
+		}
+	}
 	adm, err := s.hub.cfg.Access.Admit(access.JoinRequest{Room: req.Room, Name: name, Token: m.access,
-		Subscribe: req.Subscribe, Record: req.Record})
+		Subscribe: req.Subscribe, Record: req.Record, Password: req.Password, Remote: s.remote})
 	if err != nil {
 		return err
 	}
 	name, subscribe := adm.Name, adm.Subscribe
 	if p, _ := m.joined(); p != nil {
-		if display, _, err := room.NameKey(name); err == nil && p.Room().Name() == req.Room && p.Name() == display {
-			return s.rejoin(p, req, subscribe)
-		}
 		m.leave("left")
 	}
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
 	}
 	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
-		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants})
+		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,
+		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord()})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.p = p
+	m.adm = adm
 	m.mu.Unlock()
 	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: p.Name(), Subscribe: subscribe, Codecs: req.Codecs}, m)
 	if err != nil {
@@ -507,14 +528,15 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	if strings.TrimSpace(req.SDP) == "" {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "publish needs the offer's sdp"}
 	}
-	if err := access.CheckPublish(p.Grants(), kind, req.SDP, req.Record); err != nil {
+	offer, err := s.member.admission().CheckPublish(kind, req.SDP, req.Record)
+	if err != nil {
 		return nil, err
 	}
 	if err := p.CanPublish(); err != nil {
 		return nil, err
 	}
 	streamID := room.NewStreamID()
-	answer, tracks, err := peer.Publish(streamID, kind, req.SDP, req.Record || p.Room().Recording())
+	answer, tracks, err := peer.Publish(streamID, kind, offer, req.Record || p.Room().Recording())
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@ const ui = {
   chatTo: $('#chatTo'),
   chatText: $('#chatText'),
   chatSend: $('#chatSend'),
+  passwordForm: $('#passwordForm'),
+  password: $('#password'),
 };
 
 const params = new URLSearchParams(location.search);
@@ -77,6 +79,7 @@ const state = {
   screen: null, // LocalStream of the screen share
   wantCamera: true, // publish the camera when in a room (false after #publishToggle stopped it)
   audioOnlyTried: false,
+  password: '', // a room password to send with the next join (then forgotten)
 };
 
 window.parley = {connection: null, room: null, RoomApi};
@@ -508,13 +511,16 @@ function joinRoom() {
   const conn = state.connection;
   const recordBox = document.getElementById('record');
   const record = options.record || (recordBox && recordBox.checked);
-  const room = conn.join({name: state.roomName, record: record || undefined});
+  const password = state.password;
+  state.password = '';
+  const room = conn.join({name: state.roomName, record: record || undefined, password: password || undefined});
   state.room = room;
   state.audioOnlyTried = false;
   expose();
   const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
   room
     .on(ROOM_EVENT.STATE, mine(() => {
+      ui.passwordForm.hidden = true;
       const names = room.getParticipants().map((p) => p.name());
       chatLine('chat', names.length ? 'participants: ' + names.join(', ') : 'room is empty', {cls: 'system'});
       setControls(true);
@@ -552,6 +558,7 @@ function joinRoom() {
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();
+      if (info.code === 'PASSWORD_REQUIRED' || info.code === 'WRONG_PASSWORD') askPassword();
     }));
 }
 
@@ -612,6 +619,24 @@ function join(name, roomName) {
     }))
     .on(CONNECTION_EVENT.ERROR, mine((err) => showError(err)));
 }
+
+// askPassword shows the room password box; its submit joins again with the password
+// (the server limits wrong guesses per address: RATE_LIMITED says how long to wait).
+function askPassword() {
+  ui.passwordForm.hidden = false;
+  ui.password.value = '';
+  ui.password.focus();
+}
+
+ui.passwordForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const pw = ui.password.value;
+  if (!pw) return;
+  ui.password.value = '';
+  ui.passwordForm.hidden = true;
+  state.password = pw;
+  join(state.name || ui.name.value, state.roomName || ui.room.value);
+});
 
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();

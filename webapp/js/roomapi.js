@@ -228,7 +228,8 @@ class Connection extends Emitter {
 
   /**
    * Joins a room (leaving the current one first). Events come on the returned Room.
-   * @param {{name: string, record?: boolean, subscribe?: boolean}} options name is the room name
+   * A room with a password fails with code PASSWORD_REQUIRED or WRONG_PASSWORD: join again with it.
+   * @param {{name: string, record?: boolean, subscribe?: boolean, password?: string}} options name is the room name
    */
   join(options = {}) {
     if (this._room) {
@@ -502,6 +503,7 @@ class Room extends Emitter {
     this._conn = conn;
     this._name = String(options.name || '');
     this._record = !!options.record;
+    this._password = options.password ? String(options.password) : '';
     this._subscribe = options.subscribe !== false;
     this._self = conn._username;
     this._roomSession = null;
@@ -604,6 +606,7 @@ class Room extends Emitter {
     const msg = {type: 'join', room: this._name, codecs: decodableCodecs()};
     if (!this._subscribe) msg.subscribe = false;
     if (this._record) msg.record = true;
+    if (this._password) msg.password = this._password;
     try {
       await conn._request(msg);
       if (this._left) return;
