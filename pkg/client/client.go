@@ -785,6 +785,16 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 	return c.lastState, nil
 }
 
+// Moderate sends a moderation request (mute, unmute, remove, lock, unlock,
+// end, start_recording, stop_recording: docs/protocol.md) and waits for its reply.
+func (c *Client) Moderate(ctx context.Context, m protocol.Moderate) error {
+	m.Type = protocol.TypeModerate
+	if _, err := c.Request(ctx, &m); err != nil {
+		return fmt.Errorf("moderate %s: %w", m.Action, err)
+	}
+	return nil
+}
+
 // Leave leaves the room; the session stays connected. The client's publications
 // and its subscribe connection are closed (received tracks keep their records).
 func (c *Client) Leave(ctx context.Context) error {

@@ -24,6 +24,19 @@ const (
 	TypeMessage    = "message"
 	TypeLeave      = "leave"
 	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
+	TypeModerate   = "moderate"
+)
+
+// Moderation actions (Moderate.Action).
+const (
+	ActionMute           = "mute"
+	ActionUnmute         = "unmute"
+	ActionRemove         = "remove"
+	ActionLock           = "lock"
+	ActionUnlock         = "unlock"
+	ActionEnd            = "end"
+	ActionStartRecording = "start_recording"
+	ActionStopRecording  = "stop_recording"
 )
 
 // Message types sent by the server.
@@ -51,6 +64,14 @@ const (
 	EventMessage      = "MESSAGE"
 	EventFailed       = "FAILED"
 	EventStreamStatus = "STREAM_STATUS"
+	// Moderation: everyone in the room gets each, with By the moderator's name.
+	EventMuted     = "MUTED"
+	EventUnmuted   = "UNMUTED"
+	EventRemoved   = "REMOVED"
+	EventLocked    = "LOCKED"
+	EventUnlocked  = "UNLOCKED"
+	EventEnded     = "ENDED"
+	EventRecording = "RECORDING"
 )
 
 // Stream statuses (Flashphoner's STREAM_STATUS).
@@ -104,6 +125,8 @@ const (
 	// whose preset has a password: join again with the right "password".
 	CodePasswordRequired = "PASSWORD_REQUIRED"
 	CodeWrongPassword    = "WRONG_PASSWORD"
+	// CodeRoomLocked refuses a join to a room a moderator locked.
+	CodeRoomLocked = "ROOM_LOCKED"
 )
 
 // Envelope is the part every message shares; the server decodes it first to route the message.
@@ -201,6 +224,19 @@ type Message struct {
 	Text string `json:"text"`
 }
 
+// Moderate is a moderator's action on the room or one of its participants
+// (docs/protocol.md): mute or unmute a participant's source (microphone,
+// camera, screen), remove a participant (Bar: it may not rejoin this room
+// session), lock, unlock or end the room, start or stop its recording.
+type Moderate struct {
+	Type   string `json:"type"`
+	ID     *int64 `json:"id,omitempty"`
+	Action string `json:"action"`
+	Name   string `json:"name,omitempty"`
+	Source string `json:"source,omitempty"`
+	Bar    bool   `json:"bar,omitempty"`
+}
+
 // Leave leaves the room; the session stays connected and may join again.
 type Leave struct {
 	Type string `json:"type"`
@@ -280,6 +316,8 @@ type StreamInfo struct {
 type ParticipantInfo struct {
 	Name    string       `json:"name"`
 	Streams []StreamInfo `json:"streams"`
+	// Muted lists the sources a moderator muted (microphone, camera, screen).
+	Muted []string `json:"muted,omitempty"`
 }
 
 // Event is every server-pushed room or stream event. Which fields are set depends on Event.
@@ -296,6 +334,18 @@ type Event struct {
 	// Grants lists what this participant may do in the room (auth grant
 	// names: publish:camera, subscribe, chat, record, moderate, …).
 	Grants []string `json:"grants,omitempty"`
+	// Locked: a moderator locked the room (STATE, LOCKED, UNLOCKED).
+	Locked bool `json:"locked,omitempty"`
+	// Muted: in STATE, this participant's sources a moderator muted.
+	Muted []string `json:"muted,omitempty"`
+
+	// MUTED, UNMUTED, REMOVED, LOCKED, UNLOCKED, ENDED, RECORDING: the
+	// moderator who acted; Name is the participant acted on.
+	By string `json:"by,omitempty"`
+	// MUTED, UNMUTED: the source (microphone, camera, screen).
+	Source string `json:"source,omitempty"`
+	// REMOVED: the participant may not rejoin this room session.
+	Barred bool `json:"barred,omitempty"`
 
 	// JOINED, LEFT, PUBLISHED, UNPUBLISHED, STREAM_STATUS: the participant concerned.
 	Name string `json:"name,omitempty"`

@@ -212,6 +212,8 @@ type Room struct {
 	idle         *time.Timer
 	finalized    bool
 	recording    bool
+	locked       bool            // moderation.go
+	barred       map[string]bool // barKey of participants a moderator removed for good
 }
 
 // Name returns the room's name.
@@ -242,6 +244,9 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 	defer rm.mu.Unlock()
 	if rm.finalized {
 		return nil, errRoomGone
+	}
+	if err := rm.checkAdmittedLocked(key, opts); err != nil {
+		return nil, err
 	}
 	if o, taken := rm.participants[key]; taken {
 		if o.name == name {
@@ -299,6 +304,7 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventState, Room: rm.name,
 		RoomSession: rm.session, Self: p.name, Recording: rm.recording, Grants: p.grants.List(),
+		Locked: rm.locked, Muted: p.mutedListLocked(),
 		Participants: make([]protocol.ParticipantInfo, 0, len(rm.order))}
 	for _, o := range rm.order {
 		if o == p {
@@ -309,7 +315,7 @@ func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 	return ev
 }
 
-// broadcastLocked delivers ev to every participant but except.
+// broadcastLocked delivers ev to every participant but except (nil: everyone).
 func (rm *Room) broadcastLocked(except *Participant, ev *protocol.Event) {
 	for _, o := range rm.order {
 		if o != except {
@@ -407,6 +413,7 @@ type Participant struct {
 	sink    Sink
 	streams []*protocol.StreamInfo
 	left    bool
+	muted   map[string]bool // sources a moderator muted
 }
 
 // ID returns an id unique to this participant (names are reused after a leave).
@@ -439,7 +446,8 @@ func (p *Participant) Left() bool {
 }
 
 func (p *Participant) infoLocked() protocol.ParticipantInfo {
-	info := protocol.ParticipantInfo{Name: p.name, Streams: make([]protocol.StreamInfo, 0, len(p.streams))}
+	info := protocol.ParticipantInfo{Name: p.name, Streams: make([]protocol.StreamInfo, 0, len(p.streams)),
+		Muted: p.mutedListLocked()}
 	for _, s := range p.streams {
 		info.Streams = append(info.Streams, *s)
 	}

@@ -161,6 +161,23 @@ func (m *member) leave(reason string) {
 	m.hub.setMember(m, false)
 }
 
+// roomEnded lets go of a room a moderator ended: its media is closed and the
+// member no longer answers to its resume token; the session stays connected.
+func (m *member) roomEnded(rm *room.Room) {
+	m.mu.Lock()
+	p, peer := m.p, m.peer
+	if p == nil || p.Room() != rm {
+		m.mu.Unlock()
+		return
+	}
+	m.p, m.peer = nil, nil
+	m.mu.Unlock()
+	if peer != nil {
+		peer.Close()
+	}
+	m.hub.setMember(m, false)
+}
+
 // closeMedia closes the member's media without room events (shutdown).
 func (m *member) closeMedia() {
 	m.mu.Lock()

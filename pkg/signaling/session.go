@@ -283,7 +283,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	}
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave:
+		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate:
 	case "":
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
 	default:
@@ -366,6 +366,12 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 			SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
 	case protocol.TypeRestartICE:
 		return ok, peer.RestartICE()
+	case protocol.TypeModerate:
+		var req protocol.Moderate
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return ok, s.moderate(p, req)
 	}
 	return nil, &protocol.Error{Code: protocol.CodeUnknownType, Reason: fmt.Sprintf("unknown message type %q", env.Type)}
 }

@@ -26,6 +26,14 @@ export const ROOM_EVENT = Object.freeze({
   FAILED: 'FAILED',
   // Parley extension: a remote stream's status for this client changed (PLAYING, STOPPED, FAILED).
   STREAM_STATUS: 'STREAM_STATUS',
+  // Parley extensions, moderation (docs/protocol.md): everyone gets each, with info.by the moderator.
+  MUTED: 'MUTED',
+  UNMUTED: 'UNMUTED',
+  REMOVED: 'REMOVED',
+  LOCKED: 'LOCKED',
+  UNLOCKED: 'UNLOCKED',
+  ENDED: 'ENDED',
+  RECORDING: 'RECORDING',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -509,6 +517,8 @@ class Room extends Emitter {
     this._roomSession = null;
     this._recording = false;
     this._grants = [];
+    this._locked = false;
+    this._muted = new Set(); // this client's sources a moderator muted
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -538,6 +548,52 @@ class Room extends Emitter {
   isRecording() { return this._recording; }
   /** What this client may do in the room (STATE grants): 'publish' or 'publish:camera', 'subscribe', 'chat', … */
   grants() { return this._grants.slice(); }
+  /** Whether a moderator locked the room (only moderators join). */
+  isLocked() { return this._locked; }
+  /** This client's sources a moderator muted: 'microphone', 'camera', 'screen'. */
+  mutedSources() { return [...this._muted]; }
+
+  // ---- moderation (needs the 'moderate' grant; the server refuses with FORBIDDEN otherwise)
+
+  /** Mutes a participant's source ('microphone', 'camera' or 'screen'): the server stops forwarding it. */
+  muteParticipant(name, source) { return this._moderate({action: 'mute', name: String(name), source}); }
+  /** Lifts a moderator's mute. */
+  unmuteParticipant(name, source) { return this._moderate({action: 'unmute', name: String(name), source}); }
+  /** Asks to lift a moderator's mute of this client's own source (allowed only if the room's preset says so). */
+  unmute(source) { return this._moderate({action: 'unmute', source}); }
+  /** Removes a participant; with {bar: true} it may not rejoin this room session. */
+  removeParticipant(name, {bar = false} = {}) {
+    const msg = {action: 'remove', name: String(name)};
+    if (bar) msg.bar = true;
+    return this._moderate(msg);
+  }
+  /** Locks the room: nobody but moderators joins until unlock(). */
+  lock() { return this._moderate({action: 'lock'}); }
+  unlock() { return this._moderate({action: 'unlock'}); }
+  /** Ends the room for everyone. */
+  end() { return this._moderate({action: 'end'}); }
+  /** Starts or stops the room's recording (moderate or record grant). */
+  startRecording() { return this._moderate({action: 'start_recording'}); }
+  stopRecording() { return this._moderate({action: 'stop_recording'}); }
+
+  _moderate(msg) {
+    return this._conn._request({type: 'moderate', ...msg}).then(() => undefined);
+  }
+
+  // _applyMute keeps this client's local tracks of a muted source disabled, so what it shows
+  // matches what the others get (nothing).
+  _applyMute(source, muted) {
+    if (muted) this._muted.add(source); else this._muted.delete(source);
+    if (!muted) return;
+    for (const s of this._local) {
+      const ms = s.getMediaStream();
+      if (!ms) continue;
+      if (source === 'microphone' && s.kind() === 'camera') ms.getAudioTracks().forEach((t) => { t.enabled = false; });
+      if (source === 'camera' && s.kind() === 'camera') ms.getVideoTracks().forEach((t) => { t.enabled = false; });
+      if (source === 'screen' && s.kind() === 'screen') ms.getTracks().forEach((t) => { t.enabled = false; });
+    }
+  }
+
   /** Whether grants() include name; 'publish:camera' is included by 'publish'. */
   hasGrant(name) {
     name = String(name);
@@ -712,6 +768,46 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'MUTED':
+      case 'UNMUTED': {
+        const muted = m.event === 'MUTED';
+        const info = {source: m.source, by: m.by || '', self: m.name === this._self};
+        if (info.self) {
+          this._applyMute(m.source, muted);
+          this._emit(m.event, null, info);
+          return;
+        }
+        const p = this._participant(m.name);
+        if (muted) p._muted.add(m.source); else p._muted.delete(m.source);
+        this._emit(m.event, p, info);
+        return;
+      }
+      case 'REMOVED': {
+        const info = {by: m.by || '', barred: !!m.barred, self: m.name === this._self};
+        if (!info.self) {
+          this._emit(ROOM_EVENT.REMOVED, this._participant(m.name, false) || new Participant(this, m.name), info);
+          return;
+        }
+        const conn = this._conn;
+        forgetResumeToken(this._name, this._self);
+        this._teardown('removed');
+        if (conn._room === this) conn._room = null;
+        this._emit(ROOM_EVENT.REMOVED, null, info);
+        this._emit(ROOM_EVENT.FAILED, this, failInfo(`removed from the room by ${info.by}`, 'REMOVED'));
+        return;
+      }
+      case 'LOCKED':
+      case 'UNLOCKED':
+        this._locked = m.event === 'LOCKED';
+        this._emit(m.event, this, {by: m.by || ''});
+        return;
+      case 'ENDED':
+        this._emit(ROOM_EVENT.ENDED, this, {by: m.by || ''}); // FAILED follows
+        return;
+      case 'RECORDING':
+        this._recording = !!m.recording;
+        this._emit(ROOM_EVENT.RECORDING, this, {recording: this._recording, by: m.by || ''});
+        return;
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
@@ -721,12 +817,16 @@ class Room extends Emitter {
     if (m.roomSession) this._roomSession = m.roomSession;
     this._recording = !!m.recording;
     if (Array.isArray(m.grants)) this._grants = m.grants.map(String);
+    this._locked = !!m.locked;
+    this._muted = new Set(Array.isArray(m.muted) ? m.muted : []);
+    for (const src of this._muted) this._applyMute(src, true);
     const names = new Set();
     const ids = new Set();
     for (const info of m.participants || []) {
       if (!info || !info.name || info.name === this._self) continue;
       names.add(info.name);
       const p = this._participant(info.name);
+      p._muted = new Set(Array.isArray(info.muted) ? info.muted : []);
       for (const si of info.streams || []) {
         if (!si || !si.id) continue;
         ids.add(si.id);
@@ -847,8 +947,12 @@ class Participant {
     this._name = name;
     this._streams = new Map(); // id -> RemoteStream
     this._playEl = null;
+    this._muted = new Set(); // sources a moderator muted
   }
   name() { return this._name; }
+  /** Whether a moderator muted the participant's source ('microphone', 'camera', 'screen'). */
+  isMuted(source) { return this._muted.has(source); }
+  mutedSources() { return [...this._muted]; }
   /** The participant's published streams (RemoteStream objects). */
   getStreams() { return [...this._streams.values()]; }
   /** Sends a private chat message to this participant. Resolves with {ts}. */
@@ -1024,6 +1128,8 @@ class LocalStream extends Emitter {
     try {
       if (!this._media) this._media = await this._capture();
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // A source a moderator muted stays off in a new stream too.
+      for (const src of [...this._room._muted]) this._room._applyMute(src, true);
       if (this._options.display) {
         const d = this._options.display;
         d.muted = true;
