@@ -137,3 +137,115 @@ func TestRoomPasswordInBrowser(t *testing.T) {
 		return st.Joined && st.Camera == "PUBLISHING" && st.Hidden && st.Leftover == "", fmt.Sprintf("%+v", st)
 	})
 }
+
+// audioOf reads, on a page, the bytes received of name's camera audio and
+// the tile's moderation state.
+type audioState struct {
+	Found      bool    `json:"found"`
+	Bytes      float64 `json:"bytes"`
+	Muted      string  `json:"muted"`
+	ModVisible bool    `json:"modVisible"`
+}
+
+func (p *page) audioOf(name string) audioState {
+	p.t.Helper()
+	var st audioState
+	js := fmt.Sprintf(`(async () => {
+  const tile = [...document.querySelectorAll('#tiles .tile')].find(t => t.dataset.name === %q && t.dataset.kind === 'camera');
+  if (!tile) return {found: false};
+  const ms = tile.querySelector('video').srcObject;
+  const ids = ms ? ms.getAudioTracks().map(t => t.id) : [];
+  let bytes = 0;
+  for (const pc of (window.__pcs || [])) {
+    if (pc.connectionState === 'closed') continue;
+    (await pc.getStats()).forEach(s => { if (s.type === 'inbound-rtp' && ids.includes(s.trackIdentifier)) bytes += s.bytesReceived || 0; });
+  }
+  return {found: true, bytes, muted: tile.dataset.muted || '',
+    modVisible: getComputedStyle(tile.querySelector('.mod')).display !== 'none'};
+})()`, name)
+	if err := p.eval(js, &st); err != nil {
+		p.t.Logf("%s: reading %s's audio: %v", p.name, name, err)
+	}
+	return st
+}
+
+// TestModeratorMutesAndRemovesInBrowser: three pages; the moderator (a
+// token with moderate, in an open room) sees moderation buttons on the
+// tiles, the others do not; it mutes bob's microphone: the others see it,
+// and bob's audio really stops (inbound-rtp bytesReceived stops growing on
+// both other pages) while his video goes on; then it removes bob: his page
+// says so and his tiles leave the others' pages.
+func TestModeratorMutesAndRemovesInBrowser(t *testing.T) {
+	key := auth.Key{ID: "k1", Secret: []byte(strings.Repeat("m", 32))}
+	v, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, func(c *server.Config) { c.Auth = server.AuthConfig{Mode: server.AuthOpen, Tokens: v} })
+	room := fmt.Sprintf("mod%d", time.Now().UnixNano()%100000)
+	tok := mustSign(t, key, auth.Spec{Identity: "host-1", Name: "Mod", Room: room,
+		Grants: auth.MustParseGrants("moderate", "publish", "subscribe", "chat")})
+	mod := openPage(t, "Mod", srv.URL()+"/?"+url.Values{"room": {room}, "token": {tok}}.Encode())
+	bob := openPage(t, "bob", fmt.Sprintf("%s/?room=%s&name=bob", srv.URL(), room))
+	carol := openPage(t, "carol", fmt.Sprintf("%s/?room=%s&name=carol", srv.URL(), room))
+	others := []*page{mod, carol}
+	for _, p := range others {
+		p.waitDecoding("bob", "camera", true)
+	}
+	if st := mod.audioOf("bob"); !st.ModVisible {
+		t.Errorf("the moderator sees no moderation buttons: %+v", st)
+	}
+	if st := carol.audioOf("bob"); st.ModVisible {
+		t.Errorf("carol, no moderator, sees moderation buttons: %+v", st)
+	}
+	// The measurement can fail: before the mute, bob's audio bytes grow.
+	for _, p := range others {
+		b1 := p.audioOf("bob").Bytes
+		time.Sleep(time.Second)
+		if b2 := p.audioOf("bob").Bytes; b2 < b1+1000 {
+			t.Fatalf("%s: bob's audio before the mute: %.0f then %.0f bytes", p.name, b1, b2)
+		}
+	}
+
+	mod.click(`#tiles .tile[data-name="bob"][data-kind="camera"] .mod-mute[data-source="microphone"]`)
+	for _, p := range others {
+		p.waitFor("bob's microphone marked muted", func() (bool, string) {
+			st := p.audioOf("bob")
+			return strings.Contains(st.Muted, "microphone"), fmt.Sprintf("%+v", st)
+		})
+	}
+	bob.waitFor("bob told he is muted", func() (bool, string) {
+		var st struct {
+			Muted  []string `json:"muted"`
+			Button string   `json:"button"`
+		}
+		_ = bob.eval(`({muted: window.parley.room.mutedSources(), button: document.querySelector('#muteAudio').textContent})`, &st)
+		return strings.Join(st.Muted, ",") == "microphone" && st.Button == "Unmute A", fmt.Sprintf("%+v", st)
+	})
+	time.Sleep(700 * time.Millisecond) // what was on its way
+	before := map[*page]float64{}
+	for _, p := range others {
+		before[p] = p.audioOf("bob").Bytes
+	}
+	time.Sleep(2 * time.Second)
+	for _, p := range others {
+		if after := p.audioOf("bob").Bytes; after != before[p] {
+			t.Errorf("%s: bob's muted audio still arrives: %.0f then %.0f bytes over 2 s", p.name, before[p], after)
+		}
+		p.waitDecoding("bob", "camera", false) // his video goes on
+	}
+
+	mod.click(`#tiles .tile[data-name="bob"][data-kind="camera"] .mod-remove`)
+	bob.waitFor("bob's page says he was removed", func() (bool, string) {
+		e := bob.text("#error")
+		var joined bool
+		_ = bob.eval(`!!window.parley.room && window.parley.room.isJoined()`, &joined)
+		return strings.HasPrefix(e, "REMOVED:") && strings.Contains(e, "Mod") && !joined, e
+	})
+	for _, p := range others {
+		p.waitFor("bob's tiles gone", func() (bool, string) {
+			_, ok := find(p.tiles(), "bob", "camera")
+			return !ok, ""
+		})
+	}
+}

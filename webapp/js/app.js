@@ -32,6 +32,10 @@ const ui = {
   chatSend: $('#chatSend'),
   passwordForm: $('#passwordForm'),
   password: $('#password'),
+  modControls: $('#modControls'),
+  modLock: $('#modLock'),
+  modRecord: $('#modRecord'),
+  modEnd: $('#modEnd'),
 };
 
 const params = new URLSearchParams(location.search);
@@ -245,6 +249,81 @@ ui.autoplayHint.addEventListener('click', () => {
   for (const v of ui.tiles.querySelectorAll('video')) tryPlay(v);
 });
 
+// ---------------------------------------------------------------- moderation
+
+const SOURCE_LABEL = {microphone: 'mic', camera: 'cam', screen: 'screen'};
+
+function isModerator() { return !!state.room && state.room.hasGrant('moderate'); }
+
+// modBar is the row of moderator buttons on a remote tile (shown to moderators only, by CSS).
+function modBar(name, screen) {
+  const bar = el('div', 'mod');
+  const sources = screen ? ['screen'] : ['microphone', 'camera'];
+  for (const src of sources) {
+    const b = el('button', 'mod-mute', '');
+    b.type = 'button';
+    b.dataset.source = src;
+    b.addEventListener('click', () => {
+      const room = state.room;
+      const p = room && room.getParticipant(name);
+      if (!p) return;
+      const req = p.isMuted(src) ? room.unmuteParticipant(name, src) : room.muteParticipant(name, src);
+      req.catch(showError);
+    });
+    bar.append(b);
+  }
+  const rm = el('button', 'mod-remove danger', 'Remove');
+  rm.type = 'button';
+  rm.title = 'Remove from the room (and keep out until the room ends)';
+  rm.addEventListener('click', () => {
+    const room = state.room;
+    if (room) room.removeParticipant(name, {bar: true}).catch(showError);
+  });
+  bar.append(rm);
+  return bar;
+}
+
+// updateMuteMarks shows, on every tile of name, which sources a moderator muted.
+function updateMuteMarks(name) {
+  const p = state.room && state.room.getParticipant(name);
+  const muted = p ? p.mutedSources() : [];
+  for (const t of ui.tiles.children) {
+    if (t.dataset.name !== name) continue;
+    t.dataset.muted = muted.join(' ');
+    const mark = t.querySelector('.muted-mark');
+    if (mark) mark.textContent = muted.length ? muted.map((s) => SOURCE_LABEL[s] + ' muted').join(', ') : '';
+    for (const b of t.querySelectorAll('.mod-mute')) {
+      const src = b.dataset.source;
+      b.textContent = (muted.includes(src) ? 'Unmute ' : 'Mute ') + SOURCE_LABEL[src];
+    }
+  }
+}
+
+function updateModControls() {
+  const room = state.room;
+  const mod = isModerator();
+  document.body.classList.toggle('moderator', mod);
+  ui.modControls.hidden = !mod;
+  if (!room) return;
+  ui.modLock.textContent = room.isLocked() ? 'Unlock room' : 'Lock room';
+  ui.modRecord.textContent = room.isRecording() ? 'Stop recording' : 'Start recording';
+  const rec = document.getElementById('rec');
+  if (rec) rec.hidden = !room.isRecording();
+}
+
+ui.modLock.addEventListener('click', () => {
+  const room = state.room;
+  if (room) (room.isLocked() ? room.unlock() : room.lock()).catch(showError);
+});
+ui.modRecord.addEventListener('click', () => {
+  const room = state.room;
+  if (room) (room.isRecording() ? room.stopRecording() : room.startRecording()).catch(showError);
+});
+ui.modEnd.addEventListener('click', () => {
+  const room = state.room;
+  if (room && window.confirm('End the meeting for everyone?')) room.end().catch(showError);
+});
+
 function addTile(participant, stream) {
   let t = tileFor(stream.id());
   if (t) { updateTile(t, stream); return t; }
@@ -262,11 +341,12 @@ function addTile(participant, stream) {
   const ph = el('div', 'placeholder');
   ph.append(el('span', 'initial', initial(name)));
   const meta = el('div', 'meta');
-  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'status', ''));
-  t.append(video, ph, el('div', 'reason'), meta);
+  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''));
+  t.append(video, ph, el('div', 'reason'), meta, modBar(name, screen));
   ui.tiles.append(t);
   stream.play(video);
   updateTile(t, stream);
+  updateMuteMarks(name);
   layout();
   return t;
 }
@@ -456,17 +536,27 @@ function startScreenShare() {
   updateCameraButtons();
 }
 
+// unmuteLocal turns a source back on; if a moderator muted it, the server must agree first.
+function unmuteLocal(source, turnOn) {
+  const room = state.room;
+  if (room && room.mutedSources().includes(source)) {
+    room.unmute(source).then(() => { turnOn(); updateCameraButtons(); }, showError);
+    return;
+  }
+  turnOn();
+}
+
 ui.muteAudio.addEventListener('click', () => {
   const cam = state.camera;
   if (!cam) return;
-  if (cam.isAudioMuted()) cam.unmuteAudio(); else cam.muteAudio();
+  if (cam.isAudioMuted()) unmuteLocal('microphone', () => cam.unmuteAudio()); else cam.muteAudio();
   updateCameraButtons();
 });
 
 ui.muteVideo.addEventListener('click', () => {
   const cam = state.camera;
   if (!cam) return;
-  if (cam.isVideoMuted()) cam.unmuteVideo(); else cam.muteVideo();
+  if (cam.isVideoMuted()) unmuteLocal('camera', () => cam.unmuteVideo()); else cam.muteVideo();
   updateCameraButtons();
 });
 
@@ -495,6 +585,8 @@ ui.shareScreen.addEventListener('click', () => {
 // ---------------------------------------------------------------- session and room
 
 function resetRoomUi() {
+  document.body.classList.remove('moderator');
+  ui.modControls.hidden = true;
   clearTiles();
   state.camera = null;
   state.screen = null;
@@ -532,6 +624,8 @@ function joinRoom() {
       const rec = document.getElementById('rec');
       if (rec) rec.hidden = !room.isRecording();
       applyGrants(room);
+      updateModControls();
+      for (const p of room.getParticipants()) updateMuteMarks(p.name());
       const constraints = cameraConstraints(room);
       if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
     }))
@@ -555,11 +649,35 @@ function joinRoom() {
     .on(ROOM_EVENT.MESSAGE, mine((m) => {
       chatLine(m.from.name(), m.text, {ts: m.ts, cls: m.private ? 'private' : ''});
     }))
+    .on(ROOM_EVENT.MUTED, mine((p, info) => onMuteEvent(room, p, info, true)))
+    .on(ROOM_EVENT.UNMUTED, mine((p, info) => onMuteEvent(room, p, info, false)))
+    .on(ROOM_EVENT.REMOVED, mine((p, info) => {
+      if (info.self) return; // FAILED follows, with the reason
+      chatLine(p.name(), `removed by ${info.by}`, {cls: 'system'});
+    }))
+    .on(ROOM_EVENT.LOCKED, mine((r, info) => { chatLine('chat', `room locked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
+    .on(ROOM_EVENT.UNLOCKED, mine((r, info) => { chatLine('chat', `room unlocked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
+    .on(ROOM_EVENT.ENDED, mine((r, info) => chatLine('chat', `the meeting was ended by ${info.by}`, {cls: 'system'})))
+    .on(ROOM_EVENT.RECORDING, mine((r, info) => {
+      chatLine('chat', `recording ${info.recording ? 'started' : 'stopped'} by ${info.by}`, {cls: 'system'});
+      updateModControls();
+    }))
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();
       if (info.code === 'PASSWORD_REQUIRED' || info.code === 'WRONG_PASSWORD') askPassword();
     }));
+}
+
+function onMuteEvent(room, p, info, muted) {
+  const what = `${info.source} ${muted ? 'muted' : 'unmuted'} by ${info.by}`;
+  if (info.self) {
+    chatLine(room.selfName(), 'your ' + what, {cls: 'system'});
+    updateCameraButtons();
+    return;
+  }
+  chatLine(p.name(), what, {cls: 'system'});
+  updateMuteMarks(p.name());
 }
 
 function onEstablished(conn) {
