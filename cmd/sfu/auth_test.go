@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net/url"
 	"os"
@@ -13,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/server"
@@ -139,5 +145,50 @@ func TestTokenCreateAndJoin(t *testing.T) {
 	var pe *protocol.Error
 	if _, err := anon.Join(ctx, client.JoinOptions{Room: "standup"}); !errors.As(err, &pe) || pe.Code != protocol.CodeForbidden {
 		t.Errorf("join without a token: %v, want FORBIDDEN", err)
+	}
+}
+
+// A public key file (PEM) verifies tokens another service signs with its
+// private key, with the configured issuer and audience.
+func TestPublicKeySettings(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "app.pub.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig([]string{"--auth-public-key", "app=" + file, "--auth-issuer", "https://app.example",
+		"--auth-audience", "parley", "--addr", "0.0.0.0:443"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := authConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Mode != server.AuthToken {
+		t.Errorf("mode %q with a public key on a public address", ac.Mode)
+	}
+	spec := auth.Spec{Identity: "u", Room: "r", TTL: time.Hour, Issuer: "https://app.example", Audience: "parley"}
+	good, _ := auth.SignWith(jwt.SigningMethodEdDSA, "app", priv, spec)
+	if tok, err := ac.Tokens.Verify(good); err != nil || tok.Identity != "u" {
+		t.Errorf("a token of the app: %v %v", tok, err)
+	}
+	spec.Issuer = "https://other.example"
+	other, _ := auth.SignWith(jwt.SigningMethodEdDSA, "app", priv, spec)
+	if _, err := ac.Tokens.Verify(other); err == nil {
+		t.Error("a token of another issuer was accepted")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	_ = os.WriteFile(bad, []byte("not a key"), 0o644)
+	cfg, _ = loadConfig([]string{"--auth-public-key", "app=" + bad}, env(nil), &bytes.Buffer{})
+	if _, err := authConfig(cfg); err == nil || !strings.Contains(err.Error(), "bad.pem") {
+		t.Errorf("a bad key file: %v", err)
 	}
 }
