@@ -84,14 +84,16 @@ func TestInviteLinkToken(t *testing.T) {
 
 // TestRoomPasswordInBrowser: a room whose preset has a password: the page
 // asks for it, a wrong one is refused (WRONG_PASSWORD) and asked again, the
-// right one lets the participant in, and its camera is published.
+// right one lets the participant in, and its camera is published, in the
+// one video codec the preset allows (Chromium prefers VP8 otherwise).
 func TestRoomPasswordInBrowser(t *testing.T) {
 	hash, err := access.HashPassword("pa55 word", 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "board.yaml"), []byte("rooms: ['board-*']\npassword_hash: '"+hash+"'\n"), 0o644); err != nil {
+	preset := "rooms: ['board-*']\npassword_hash: '" + hash + "'\ncodecs: [video/H264, audio/opus]\n"
+	if err := os.WriteFile(filepath.Join(dir, "board.yaml"), []byte(preset), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv := startServer(t, func(c *server.Config) { c.Auth.RoomsDir = dir })
@@ -135,6 +137,16 @@ func TestRoomPasswordInBrowser(t *testing.T) {
 				hidden: document.querySelector('#passwordForm').hidden,
 				leftover: document.querySelector('#password').value}; })()`, &st)
 		return st.Joined && st.Camera == "PUBLISHING" && st.Hidden && st.Leftover == "", fmt.Sprintf("%+v", st)
+	})
+	p.waitFor("H.264 sent", func() (bool, string) {
+		var mimes []string
+		_ = p.eval(`(async () => { const out = [];
+			for (const pc of window.parley.connection.peerConnections()) {
+				const r = await pc.getStats();
+				r.forEach(s => { if (s.type === 'outbound-rtp' && s.codecId && (s.packetsSent || 0) > 0) out.push(r.get(s.codecId).mimeType); });
+			}
+			return out.sort(); })()`, &mimes)
+		return strings.Join(mimes, ",") == "audio/opus,video/H264", strings.Join(mimes, ",")
 	})
 }
 
