@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
@@ -76,6 +77,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sfu:", err)
 		return 2
 	}
+	if cfg.RecordsDir != "" && cfg.RecordingsURLSecret == "" {
+		log.Info("the recordings' signed links end with this process; set recordings_url_secret to keep them valid across restarts")
+	}
 	srv, err := server.New(scfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -93,6 +97,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log.Info("Parley is serving", "url", srv.URL()+"/", "udp_port", cfg.UDPPort, "tcp_port", cfg.TCPPort,
 		"public_ip", cfg.PublicIP, "auth", scfg.Auth.Mode)
+	if a := srv.MetricsAddr(); a != nil {
+		log.Info("metrics serving", "metrics", "http://"+a.String()+"/metrics")
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -147,6 +154,13 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	sig.MessagesPerSecond = cfg.Limits.MessagesPerSecond
 	sig.Burst = int(2*cfg.Limits.MessagesPerSecond) + 1
 	sig.ReconnectGrace = time.Duration(cfg.ReconnectGrace)
+	sig.AllowedOrigins = cfg.AllowedOrigins
+	sig.AddressLimits = signaling.AddressLimits{MaxSessions: cfg.Limits.MaxSessionsPerAddress,
+		SessionsPerSecond: cfg.Limits.NewSessionsPerAddress, RoomsPerMinute: cfg.Limits.NewRoomsPerAddress}
+	for _, p := range cfg.TrustedProxies {
+		prefix, _ := parsePrefix(p) // checked in validate
+		sig.TrustedProxies = append(sig.TrustedProxies, prefix)
+	}
 	var mix *server.MixConfig
 	if cfg.Mix && cfg.RecordsDir != "" {
 		settings := mixer.DefaultSettings()
@@ -163,12 +177,22 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 		return server.Config{}, err
 	}
 	sc := server.Config{Addr: cfg.Addr, Mix: mix, Auth: ac, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
-		Signaling: sig, Web: webapp.FS, Logger: log, RecordsDir: cfg.RecordsDir,
+		Signaling: sig, Web: webapp.FS, Logger: log, RecordsDir: cfg.RecordsDir, MetricsAddr: cfg.MetricsAddr,
 		TURN: server.TURNConfig{URLs: cfg.TURN.URLs, Secret: cfg.TURN.Secret, TTL: time.Duration(cfg.TURN.TTL)}}
+	sc.Recordings = server.RecordingsConfig{Public: cfg.Recordings == recordingsPublic,
+		LinkTTL: time.Duration(cfg.RecordingsLinkTTL), URLTTL: time.Duration(cfg.RecordingsURLTTL),
+		MaxDuration: time.Duration(cfg.RecordMaxDuration), MaxBytes: int64(cfg.RecordMaxBytes),
+		MinFreeBytes: int64(cfg.RecordMinFree)}
+	if cfg.RecordingsURLSecret != "" {
+		sc.Auth.URLs = auth.NewURLSigner([]byte(cfg.RecordingsURLSecret))
+	}
 	if cfg.TURN.Embed {
 		tc := turnserver.DefaultConfig()
 		tc.Listen = cfg.TURN.Listen
 		tc.TLSListen = ""
+		tc.MaxAllocationsPerUser = cfg.TURN.MaxAllocationsPerUser
+		tc.MaxAllocationsPerAddress = cfg.TURN.MaxAllocationsPerAddress
+		sc.EmbedTURNPeers = cfg.TURN.Peers
 		relay := cfg.TURN.RelayIP
 		if relay == "" {
 			relay = cfg.PublicIP

@@ -272,3 +272,54 @@ func TestEmbeddedTURNSettings(t *testing.T) {
 		t.Errorf("TURN URLs without a secret: %v, want an error naming the secret", err)
 	}
 }
+
+// The edge settings reach the server's configuration, and bad ones say what is wrong.
+func TestEdgeSettings(t *testing.T) {
+	cfg, err := loadConfig([]string{"--metrics-addr", "127.0.0.1:9640", "--allowed-origins", "https://meet.example.com, *",
+		"--trusted-proxies", "127.0.0.1,10.0.0.0/8", "--max-sessions-per-address", "7", "--new-sessions-per-address", "0.5",
+		"--new-rooms-per-address", "0", "--turn", "--public-ip", "203.0.113.7", "--turn-peers", "public",
+		"--turn-max-allocations-per-address", "9", "--turn-ttl", "2h"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := serverConfig(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.MetricsAddr != "127.0.0.1:9640" || !reflect.DeepEqual(sc.Signaling.AllowedOrigins, []string{"https://meet.example.com", "*"}) ||
+		len(sc.Signaling.TrustedProxies) != 2 || sc.Signaling.TrustedProxies[0].String() != "127.0.0.1/32" {
+		t.Errorf("edge settings: metrics %q, origins %v, proxies %v", sc.MetricsAddr, sc.Signaling.AllowedOrigins, sc.Signaling.TrustedProxies)
+	}
+	if l := sc.Signaling.AddressLimits; l.MaxSessions != 7 || l.SessionsPerSecond != 0.5 || l.RoomsPerMinute != 0 {
+		t.Errorf("address limits %+v", l)
+	}
+	if sc.EmbedTURNPeers != "public" || sc.EmbedTURN.MaxAllocationsPerAddress != 9 || sc.EmbedTURN.MaxAllocationsPerUser != 20 ||
+		sc.TURN.TTL != 2*time.Hour {
+		t.Errorf("TURN: peers %q, per address %d, per user %d, ttl %s", sc.EmbedTURNPeers, sc.EmbedTURN.MaxAllocationsPerAddress,
+			sc.EmbedTURN.MaxAllocationsPerUser, sc.TURN.TTL)
+	}
+	def, _ := loadConfig(nil, env(nil), &bytes.Buffer{})
+	dsc, _ := serverConfig(def, nil)
+	if l := dsc.Signaling.AddressLimits; l.MaxSessions != 100 || l.SessionsPerSecond != 10 || l.RoomsPerMinute != 30 {
+		t.Errorf("default address limits %+v", l)
+	}
+	if dsc.TURN.TTL != time.Hour {
+		t.Errorf("default TURN TTL %s, want 1h", dsc.TURN.TTL)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--allowed-origins", "meet.example.com"}, "allowed_origins"},
+		{[]string{"--allowed-origins", "https://meet.example.com/room"}, "allowed_origins"},
+		{[]string{"--trusted-proxies", "proxy.local"}, "trusted_proxies"},
+		{[]string{"--metrics-addr", "9640"}, "metrics_addr"},
+		{[]string{"--turn-ttl", "48h"}, "turn.ttl"},
+		{[]string{"--turn-peers", "everyone"}, "turn.peers"},
+		{[]string{"--new-sessions-per-address", "-1"}, "new-sessions-per-address"},
+	} {
+		if _, err := loadConfig(tc.args, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -70,10 +70,18 @@ type SessionError struct {
 	Status string
 	// Reason is the server's reason.
 	Reason string
+	// Code, when the server refused the session at once, says why
+	// (TOO_MANY_SESSIONS, RATE_LIMITED).
+	Code string
 }
 
 // Error implements error.
-func (e *SessionError) Error() string { return "session " + e.Status + ": " + e.Reason }
+func (e *SessionError) Error() string {
+	if e.Code != "" {
+		return "session " + e.Status + " (" + e.Code + "): " + e.Reason
+	}
+	return "session " + e.Status + ": " + e.Reason
+}
 
 // eventsBuffer is the capacity of the Events and Errors channels.
 const eventsBuffer = 1024
@@ -122,6 +130,10 @@ type Options struct {
 	// server (a=setup:passive) instead of the client, as some WebRTC stacks
 	// do; tests use it to make the server the DTLS client.
 	SubscribeDTLSServer bool
+	// RewriteLocalSDP, when set, rewrites every offer and answer the client
+	// sends, as sent (its own peer connections keep the SDP they made);
+	// tests use it to add candidates the server must refuse.
+	RewriteLocalSDP func(sdp string) string
 	// Header is sent with the WebSocket handshake (an Origin, a cookie…).
 	Header http.Header
 	// Dialer dials the WebSocket; nil uses a copy of websocket.DefaultDialer.
@@ -183,6 +195,8 @@ type Client struct {
 	pending   map[int64]chan result
 	session   protocol.Session
 	joinCodes []string
+	// iceServers come with the reply to a join, and fresh with a resumed session.
+	iceServers []protocol.ICEServer
 
 	stateSeq  int64
 	lastState protocol.Event
@@ -287,6 +301,9 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 	}
 	c.mu.Lock()
 	c.session = s
+	if s.Resumed && len(s.ICEServers) > 0 {
+		c.iceServers = s.ICEServers
+	}
 	c.mu.Unlock()
 	c.log.Debug("session established", "session", s.SessionID, "resumed", s.Resumed)
 	return nil
@@ -301,6 +318,12 @@ func (c *Client) handshake(ctx context.Context, username, resume string) (protoc
 	}
 	raw, err := c.Request(ctx, msg)
 	if err != nil {
+		// A server that refuses the session at once (TOO_MANY_SESSIONS…)
+		// may have said so and closed before the connect went out.
+		var se *SessionError
+		if ended := c.Err(); !errors.As(err, &se) && errors.As(ended, &se) {
+			return protocol.Session{}, fmt.Errorf("connect: %w: %w", err, se)
+		}
 		return protocol.Session{}, fmt.Errorf("connect: %w", err)
 	}
 	var s protocol.Session
@@ -311,7 +334,7 @@ func (c *Client) handshake(ctx context.Context, username, resume string) (protoc
 		return s, fmt.Errorf("connect: got %q, want a session message", s.Type)
 	}
 	if s.Status != protocol.SessionEstablished {
-		return s, &SessionError{Status: s.Status, Reason: s.Reason}
+		return s, &SessionError{Status: s.Status, Reason: s.Reason, Code: s.Code}
 	}
 	return s, nil
 }
@@ -344,11 +367,13 @@ func (c *Client) Session() protocol.Session {
 	return c.session
 }
 
-// ICEServers are the ICE servers of the session message.
+// ICEServers are the ICE servers (TURN credentials) the server gave with the
+// reply to the last join, or with a resumed session; every peer connection
+// made after is configured with them (unless ICEOptions.Servers is set).
 func (c *Client) ICEServers() []protocol.ICEServer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]protocol.ICEServer(nil), c.session.ICEServers...)
+	return append([]protocol.ICEServer(nil), c.iceServers...)
 }
 
 // Limits are the server's limits from the session message (zero if it sent none).
@@ -556,6 +581,16 @@ func (c *Client) handleFrame(data []byte) *protocol.Session {
 		c.log.Warn("bad frame from server", "err", err, "frame", truncate(data))
 		return nil
 	}
+	if env.Type == protocol.TypeReply && bytes.Contains(data, []byte(`"iceServers"`)) {
+		// A join's reply: its ICE servers are taken before the next frame
+		// (the subscribe offer) is handled, in the reader's order.
+		var r protocol.Reply
+		if err := json.Unmarshal(data, &r); err == nil && len(r.ICEServers) > 0 {
+			c.mu.Lock()
+			c.iceServers = r.ICEServers
+			c.mu.Unlock()
+		}
+	}
 	switch env.Type {
 	case protocol.TypeReply, protocol.TypeAnswer, protocol.TypeError, protocol.TypeSession:
 		if env.ID != nil && c.deliver(*env.ID, data) {
@@ -653,7 +688,7 @@ func (c *Client) connLost(conn *websocket.Conn, err error, disconnected *protoco
 	if endSession {
 		c.ended = true
 		if disconnected != nil {
-			c.endErr = &SessionError{Status: disconnected.Status, Reason: disconnected.Reason}
+			c.endErr = &SessionError{Status: disconnected.Status, Reason: disconnected.Reason, Code: disconnected.Code}
 		} else {
 			c.endErr = fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}
@@ -663,7 +698,8 @@ func (c *Client) connLost(conn *websocket.Conn, err error, disconnected *protoco
 
 	lost := fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	if disconnected != nil {
-		lost = fmt.Errorf("%w: %w", ErrConnectionLost, &SessionError{Status: disconnected.Status, Reason: disconnected.Reason})
+		lost = fmt.Errorf("%w: %w", ErrConnectionLost, &SessionError{Status: disconnected.Status, Reason: disconnected.Reason,
+			Code: disconnected.Code})
 	}
 	for _, ch := range pending {
 		ch <- result{err: lost}
@@ -722,7 +758,8 @@ func (c *Client) ReconnectWebSocket(ctx context.Context) error {
 }
 
 // Reconnect resumes the session on a new WebSocket (ReconnectWebSocket) and then
-// restarts ICE on every peer connection the client has: each publish connection
+// restarts ICE on every peer connection the client has, with the fresh ICE
+// servers of the resumed session: each publish connection
 // is re-offered with an ICE restart and the subscribe connection gets restartIce,
 // after which the server re-offers it. The others in the room see no LEFT or
 // JOINED, and media flows again once ICE has reconnected.
@@ -730,6 +767,7 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	if err := c.ReconnectWebSocket(ctx); err != nil {
 		return err
 	}
+	c.updateICEServers()
 	for _, p := range c.Publications() {
 		if err := p.RestartICE(ctx); err != nil {
 			return fmt.Errorf("reconnect: %w", err)
@@ -741,6 +779,32 @@ func (c *Client) Reconnect(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// updateICEServers gives the current ICE servers to every peer connection,
+// for its next gathering (an ICE restart).
+func (c *Client) updateICEServers() {
+	if c.opts.ICE.Servers != nil {
+		return
+	}
+	var servers []webrtc.ICEServer
+	for _, s := range c.ICEServers() {
+		servers = append(servers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	pcs := []*webrtc.PeerConnection{c.sub.peerConnection()}
+	for _, p := range c.Publications() {
+		pcs = append(pcs, p.pc)
+	}
+	for _, pc := range pcs {
+		if pc == nil {
+			continue
+		}
+		cfg := pc.GetConfiguration()
+		cfg.ICEServers = servers
+		if err := pc.SetConfiguration(cfg); err != nil {
+			c.log.Debug("update ICE servers", "err", err)
+		}
+	}
 }
 
 // JoinOptions are the fields of a join request.
@@ -918,6 +982,14 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 	})
 	return nil
+}
+
+// rewriteLocalSDP applies Options.RewriteLocalSDP.
+func (c *Client) rewriteLocalSDP(sdp string) string {
+	if c.opts.RewriteLocalSDP != nil {
+		return c.opts.RewriteLocalSDP(sdp)
+	}
+	return sdp
 }
 
 func truncate(b []byte) string {

@@ -65,13 +65,31 @@ const (
 	EventFailed       = "FAILED"
 	EventStreamStatus = "STREAM_STATUS"
 	// Moderation: everyone in the room gets each, with By the moderator's name.
-	EventMuted     = "MUTED"
-	EventUnmuted   = "UNMUTED"
-	EventRemoved   = "REMOVED"
-	EventLocked    = "LOCKED"
-	EventUnlocked  = "UNLOCKED"
-	EventEnded     = "ENDED"
+	EventMuted    = "MUTED"
+	EventUnmuted  = "UNMUTED"
+	EventRemoved  = "REMOVED"
+	EventLocked   = "LOCKED"
+	EventUnlocked = "UNLOCKED"
+	EventEnded    = "ENDED"
+	// EventRecording reports the room session's recording: STARTED when its
+	// first file is made (the first recorded media arrived) or a moderator
+	// started it (By), STOPPED when a limit or a moderator (By) ended it. Each participant in the room gets a signed link to the
+	// session's recording page (RecordingURL).
 	EventRecording = "RECORDING"
+)
+
+// Recording statuses (RECORDING's status).
+const (
+	RecordingStarted = "STARTED"
+	RecordingStopped = "STOPPED"
+)
+
+// Why a recording stopped before the room session ended (RECORDING STOPPED's reason).
+const (
+	RecordingStoppedByModerator = "MODERATOR"      // a moderator (or a holder of the record grant) stopped it; By names them
+	RecordingQuotaDuration      = "QUOTA_DURATION" // the room session recorded as long as the server allows
+	RecordingQuotaBytes         = "QUOTA_BYTES"    // the room session's files reached the server's size quota
+	RecordingDiskLow            = "DISK_LOW"       // the server's free disk space fell below its floor
 )
 
 // Stream statuses (Flashphoner's STREAM_STATUS).
@@ -102,6 +120,7 @@ const (
 	CodeUnknownType        = "UNKNOWN_TYPE"
 	CodeTooLarge           = "TOO_LARGE"
 	CodeRateLimited        = "RATE_LIMITED"
+	CodeTooManySessions    = "TOO_MANY_SESSIONS"
 	CodeNotConnected       = "NOT_CONNECTED"
 	CodeAlreadyConnected   = "ALREADY_CONNECTED"
 	CodeNotJoined          = "NOT_JOINED"
@@ -275,6 +294,13 @@ type Session struct {
 	ICEServers  []ICEServer `json:"iceServers,omitempty"`
 	Limits      *Limits     `json:"limits,omitempty"`
 	Reason      string      `json:"reason,omitempty"`
+
+	// Code, with FAILED, says why when the server refused the session
+	// before any request (TOO_MANY_SESSIONS, RATE_LIMITED). ICEServers are
+	// sent only with Resumed: fresh TURN credentials for the room the
+	// participant is in; a plain connect gets none (they come with the
+	// reply to a join).
+	Code string `json:"code,omitempty"`
 }
 
 // Reply acknowledges a request that needs no other answer.
@@ -283,6 +309,10 @@ type Reply struct {
 	ID   *int64 `json:"id,omitempty"`
 	// TS is the server's time in Unix milliseconds (for chat lines).
 	TS int64 `json:"ts,omitempty"`
+	// ICEServers, in the reply to a join, are the ICE servers (TURN
+	// credentials) for the participant's peer connections. The reply comes
+	// before the first subscribe offer.
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 }
 
 // Error refuses a request. Code is one of the Code constants; Reason is for people.
@@ -353,8 +383,14 @@ type Event struct {
 	Stream *StreamInfo `json:"stream,omitempty"`
 	// UNPUBLISHED, STREAM_STATUS
 	StreamID string `json:"streamId,omitempty"`
-	// STREAM_STATUS
+	// STREAM_STATUS, RECORDING
 	Status string `json:"status,omitempty"`
+
+	// RECORDING: the recording page of this room session, a path on the
+	// server with a signature ("/recordings.html?session=…&expires=…&sig=…"),
+	// readable until RecordingExpires (Unix ms) without a token.
+	RecordingURL     string `json:"recordingUrl,omitempty"`
+	RecordingExpires int64  `json:"recordingExpires,omitempty"`
 
 	// MESSAGE
 	From    string `json:"from,omitempty"`
@@ -363,7 +399,7 @@ type Event struct {
 	TS      int64  `json:"ts,omitempty"`
 	Private bool   `json:"private,omitempty"`
 
-	// LEFT, FAILED, STREAM_STATUS
+	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
 }
 

@@ -157,8 +157,9 @@ func (rm *Room) End(by *Participant) {
 }
 
 // SetRecording starts (or stops) the room session's recording and tells
-// everyone (RECORDING). Streams published from now on follow it; the caller
-// starts or stops the recording of the streams already published.
+// everyone (RECORDING STARTED, or STOPPED with reason MODERATOR, naming who).
+// Streams published from now on follow it; the caller starts or stops the
+// recording of the streams already published.
 func (rm *Room) SetRecording(by *Participant, on bool) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
@@ -171,8 +172,13 @@ func (rm *Room) SetRecording(by *Participant, on bool) {
 			s.Recording = on
 		}
 	}
-	rm.broadcastAllLocked(&protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRecording, Room: rm.name,
-		Recording: on, By: by.name})
+	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRecording, Room: rm.name, Recording: on,
+		Status: protocol.RecordingStarted, By: by.name}
+	if !on {
+		ev.Status, ev.Reason = protocol.RecordingStopped, protocol.RecordingStoppedByModerator
+		rm.notice = nil // later joiners are not told it records
+	}
+	rm.broadcastAllLocked(ev)
 	rm.reg.log.Info("moderation", "room", rm.name, "action", protocol.EventRecording, "recording", on, "by", by.name,
 		"by_identity", by.identity)
 }

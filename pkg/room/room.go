@@ -214,6 +214,9 @@ type Room struct {
 	recording    bool
 	locked       bool            // moderation.go
 	barred       map[string]bool // barKey of participants a moderator removed for good
+	// notice, when set, makes an event each joiner (and resumed session)
+	// gets after its STATE (Announce).
+	notice func() *protocol.Event
 }
 
 // Name returns the room's name.
@@ -230,6 +233,37 @@ func (rm *Room) Recording() bool {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	return rm.recording
+}
+
+// Announce delivers the event that fn makes to every participant, in the
+// room's event order; with keep, each later joiner and each resumed session
+// gets one too, after its STATE, until the next Announce. fn is called once
+// per delivery with the room's lock held: it must not block or call into
+// the room. The recorder uses it for RECORDING and its signed links.
+func (rm *Room) Announce(fn func() *protocol.Event, keep bool) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.finalized {
+		return
+	}
+	for _, p := range rm.order {
+		ev := fn()
+		ev.Room = rm.name
+		p.sink.Deliver(ev)
+	}
+	rm.notice = nil
+	if keep {
+		rm.notice = fn
+	}
+}
+
+// deliverNoticeLocked gives p the kept Announce event, if any.
+func (rm *Room) deliverNoticeLocked(sink Sink) {
+	if rm.notice != nil {
+		ev := rm.notice()
+		ev.Room = rm.name
+		sink.Deliver(ev)
+	}
 }
 
 // Participants returns the current participants in join order.
@@ -291,6 +325,7 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 		p.maxStreams = *opts.MaxStreams
 	}
 	sink.Deliver(rm.stateLocked(p))
+	rm.deliverNoticeLocked(sink)
 	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
 	rm.participants[key] = p
 	rm.order = append(rm.order, p)
@@ -465,6 +500,7 @@ func (p *Participant) SetSink(sink Sink) error {
 	}
 	p.sink = sink
 	sink.Deliver(rm.stateLocked(p))
+	rm.deliverNoticeLocked(sink)
 	return nil
 }
 

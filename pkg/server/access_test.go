@@ -12,8 +12,8 @@ import (
 	"github.com/parley/parley/pkg/server"
 )
 
-// testKey returns an HS256 key with id and a secret made of c.
-func testKey(id string, c byte) auth.Key {
+// hsKey returns an HS256 key with id and a secret made of c.
+func hsKey(id string, c byte) auth.Key {
 	return auth.Key{ID: id, Secret: []byte(strings.Repeat(string(c), 32))}
 }
 
@@ -63,7 +63,7 @@ func wantForbidden(t *testing.T, what string, err error, reason string) {
 // sources, while its subscription receives the others' media; the session
 // goes on (it can still subscribe after the refusal).
 func TestSubscribeOnlyTokenCannotPublish(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, nil)
 
 	alice := dial(t, srv, client.Options{Token: sign(t, k, "alice", "standup", "publish", "subscribe", "chat")})
@@ -100,7 +100,7 @@ func TestSubscribeOnlyTokenCannotPublish(t *testing.T) {
 
 // A camera-only token may publish video but not audio; the refusal names the microphone.
 func TestPublishBySource(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, nil)
 	c := dial(t, srv, client.Options{Token: sign(t, k, "cam", "r", "publish:camera")})
 	join(t, c, "r", "cam")
@@ -120,7 +120,7 @@ func TestPublishBySource(t *testing.T) {
 // Tokens for another room, expired, signed by an unknown key or with a bad
 // signature are refused, each with its reason.
 func TestBadTokensRefused(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, nil)
 
 	other := dial(t, srv, client.Options{Token: sign(t, k, "bob", "other-room", "subscribe")})
@@ -132,9 +132,9 @@ func TestBadTokensRefused(t *testing.T) {
 
 	expired, _ := auth.Sign(k, auth.Spec{Identity: "bob", Room: "standup", TTL: time.Minute, Now: time.Now().Add(-time.Hour)})
 	wantForbidden(t, "expired token", dialErr(t, srv, client.Options{Token: expired}), "expired")
-	unknown := sign(t, testKey("k2", 'a'), "bob", "standup", "subscribe")
+	unknown := sign(t, hsKey("k2", 'a'), "bob", "standup", "subscribe")
 	wantForbidden(t, "unknown key", dialErr(t, srv, client.Options{Token: unknown}), `unknown key "k2"`)
-	forged := sign(t, testKey("k1", 'z'), "mallory", "*", "moderate", "admin")
+	forged := sign(t, hsKey("k1", 'z'), "mallory", "*", "moderate", "admin")
 	wantForbidden(t, "bad signature", dialErr(t, srv, client.Options{Token: forged}), "signature invalid")
 	wantForbidden(t, "garbage", dialErr(t, srv, client.Options{Token: "not.a.jwt"}), "malformed")
 
@@ -149,7 +149,7 @@ func TestBadTokensRefused(t *testing.T) {
 
 // While two keys are configured (a rotation), tokens of both are accepted.
 func TestKeyRotationAtServer(t *testing.T) {
-	old, cur := testKey("2026-11", 'o'), testKey("2026-12", 'n')
+	old, cur := hsKey("2026-11", 'o'), hsKey("2026-12", 'n')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{old, cur}, nil)
 	for _, k := range []auth.Key{old, cur} {
 		c := dial(t, srv, client.Options{Token: sign(t, k, "user-"+k.ID, "r", "subscribe")})
@@ -164,7 +164,7 @@ func TestKeyRotationAtServer(t *testing.T) {
 // record: true from a participant without the record grant is refused, on
 // join and on publish; with the grant the room records.
 func TestRecordNeedsGrant(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, func(c *server.Config) { c.RecordsDir = t.TempDir() })
 
 	guest := dial(t, srv, client.Options{Token: sign(t, k, "guest", "r", "publish", "subscribe")})
@@ -186,7 +186,7 @@ func TestRecordNeedsGrant(t *testing.T) {
 // In open mode anyone may do what they could before, and records; a token
 // still names who its holder is and may not be used for another room.
 func TestOpenModeWithTokens(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthOpen, []auth.Key{k}, nil)
 	anon := dial(t, srv, client.Options{Username: "anon"})
 	st, err := anon.Join(ctxT(t, 5*time.Second), client.JoinOptions{Room: "r", Record: true})
@@ -212,7 +212,7 @@ func TestOpenModeWithTokens(t *testing.T) {
 
 // A resumed session keeps the grants of the token it connected with.
 func TestResumeKeepsGrants(t *testing.T) {
-	k := testKey("k1", 'a')
+	k := hsKey("k1", 'a')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, nil)
 	c := dial(t, srv, client.Options{Token: sign(t, k, "ann", "r", "publish:camera", "subscribe")})
 	join(t, c, "r", "")
@@ -254,5 +254,31 @@ func TestLookAlikeNamesRefused(t *testing.T) {
 		if errCode(err) != code {
 			t.Errorf("%+q joins: %v, want %q", name, err, code)
 		}
+	}
+}
+
+// The TURN user name a participant gets with its join names it by its
+// token's subject, so per-user TURN quotas count the person, whatever
+// name it shows.
+func TestTURNUserIsTokenSubject(t *testing.T) {
+	k := hsKey("k1", 't')
+	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, func(c *server.Config) {
+		c.TURN = server.TURNConfig{URLs: []string{"turn:203.0.113.7:3478?transport=udp"}, Secret: "s3cret-for-tests"}
+	})
+	tok, err := auth.Sign(k, auth.Spec{Identity: "u-42", Name: "Dana Scully", Room: "standup", TTL: time.Hour,
+		Grants: auth.MustParseGrants("subscribe")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, srv, client.Options{Token: tok})
+	if st := join(t, c, "standup", ""); st.Self != "Dana Scully" {
+		t.Fatalf("joined as %q", st.Self)
+	}
+	servers := c.ICEServers()
+	if len(servers) != 1 {
+		t.Fatalf("ICE servers after the join: %v", servers)
+	}
+	if _, user, _ := strings.Cut(servers[0].Username, ":"); user != "standup/u-42" {
+		t.Errorf("TURN user name %q, want EXPIRY:standup/u-42", servers[0].Username)
 	}
 }

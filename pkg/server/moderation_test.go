@@ -23,7 +23,7 @@ type modRoom struct {
 
 func newModRoom(t *testing.T, tweak func(*server.Config)) *modRoom {
 	t.Helper()
-	k := testKey("k1", 'm')
+	k := hsKey("k1", 'm')
 	r := &modRoom{key: k, srv: tokenServer(t, server.AuthToken, []auth.Key{k}, tweak)}
 	r.mod = dial(t, r.srv, client.Options{Token: sign(t, k, "mod", "r", "moderate", "subscribe", "chat")})
 	join(t, r.mod, "r", "")
@@ -236,7 +236,7 @@ func TestModeratorRecords(t *testing.T) {
 	if err := moderate(t, r.mod, protocol.Moderate{Action: protocol.ActionStartRecording}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := waitEvent(t, r.viewer, "RECORDING", isEvent(protocol.EventRecording, "")); !ev.Recording || ev.By != "mod" {
+	if ev := waitEvent(t, r.viewer, "RECORDING", isEvent(protocol.EventRecording, "")); ev.Status != protocol.RecordingStarted || ev.By != "mod" {
 		t.Errorf("RECORDING %+v", ev)
 	}
 	time.Sleep(2 * time.Second)
@@ -244,8 +244,8 @@ func TestModeratorRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ev := waitEvent(t, r.bob, "RECORDING off", func(e protocol.Event) bool {
-		return e.Event == protocol.EventRecording && !e.Recording
-	}); ev.By != "mod" {
+		return e.Event == protocol.EventRecording && e.Status == protocol.RecordingStopped
+	}); ev.By != "mod" || ev.Reason != protocol.RecordingStoppedByModerator {
 		t.Errorf("RECORDING off %+v", ev)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "r", "*", "bob_camera_*.webm"))

@@ -32,7 +32,7 @@ func TestRoomPresets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := testKey("k1", 'p')
+	k := hsKey("k1", 'p')
 	dir := roomsDir(t, map[string]string{
 		"board.yaml": "rooms: [board]\npassword_hash: '" + hash + "'\nrecord: always\nlimits: {max_participants: 2, max_streams: 1}\n",
 		"audio.yaml": "rooms: ['audio-*']\ncodecs: [audio/opus]\n",

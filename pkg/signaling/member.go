@@ -31,6 +31,13 @@ type member struct {
 	p       *room.Participant
 	peer    *sfu.Peer
 	grace   *time.Timer
+	// subject, when set, is who the participant is by its credentials; it
+	// then names the participant where a person is meant (identity).
+	subject string
+	// While holding (a join in progress), subscribe offers and candidates
+	// wait in held, so that the join's reply goes out first.
+	holding bool
+	held    []any
 	// adm is what the participant was admitted to its room with.
 	adm access.Admission
 }
@@ -45,6 +52,56 @@ func (m *member) setAdmission(a access.Admission) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.adm = a
+}
+
+// identity is who participant p is, for what is granted per person (the
+// TURN user name, so per-user TURN quotas): the subject of its access token
+// when the session has one, else its participant name.
+func (m *member) identity(p *room.Participant) string {
+	if id := p.Identity(); id != "" {
+		return id
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.subject != "" {
+		return m.subject
+	}
+	return p.Name()
+}
+
+// hold makes subscribe offers and candidates wait until release.
+func (m *member) hold() {
+	m.mu.Lock()
+	m.holding = true
+	m.mu.Unlock()
+}
+
+// release sends (send) or drops what waited since hold, in order, and stops holding.
+func (m *member) release(send bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if send && m.session != nil {
+		for _, msg := range m.held {
+			m.session.send(msg) // queues only: safe under mu
+		}
+	}
+	m.held, m.holding = nil, false
+}
+
+// sendMedia sends a media message (offer, candidate) to the session, or
+// keeps it while holding.
+func (m *member) sendMedia(msg any) {
+	m.mu.Lock()
+	if m.holding {
+		m.held = append(m.held, msg)
+		m.mu.Unlock()
+		return
+	}
+	s := m.session
+	m.mu.Unlock()
+	if s != nil {
+		s.send(msg)
+	}
 }
 
 func (m *member) current() *Session {
@@ -68,18 +125,14 @@ func (m *member) Deliver(ev *protocol.Event) {
 
 // SubscribeOffer implements sfu.Signal.
 func (m *member) SubscribeOffer(sdp string, streams map[string]string) {
-	if s := m.current(); s != nil {
-		s.send(&protocol.SDP{Type: protocol.TypeOffer, SDP: sdp, Streams: streams})
-	}
+	m.sendMedia(&protocol.SDP{Type: protocol.TypeOffer, SDP: sdp, Streams: streams})
 }
 
 // Candidate implements sfu.Signal.
 func (m *member) Candidate(target, streamID string, c webrtc.ICECandidateInit) {
-	if s := m.current(); s != nil {
-		s.send(&protocol.Candidate{Type: protocol.TypeCandidate, Target: target, Stream: streamID,
-			Candidate: &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
-				UsernameFragment: c.UsernameFragment}})
-	}
+	m.sendMedia(&protocol.Candidate{Type: protocol.TypeCandidate, Target: target, Stream: streamID,
+		Candidate: &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+			UsernameFragment: c.UsernameFragment}})
 }
 
 // StreamStatus implements sfu.Signal.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,10 @@ type Session struct {
 	connected bool
 	username  string
 	member    *member
+	// addr is the client address the per-address limits count (hasAddr:
+	// known).
+	addr    netip.Prefix
+	hasAddr bool
 }
 
 func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
@@ -297,7 +302,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 		if err := decode(data, &req); err != nil {
 			return nil, err
 		}
-		return ok, s.join(req)
+		return s.joinAndReply(env.ID, req)
 	}
 	p, peer := s.member.joined()
 	if p == nil {
@@ -389,9 +394,6 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	est := &protocol.Session{Type: protocol.TypeSession, ID: id, Status: protocol.SessionEstablished, SessionID: s.id,
 		Limits: s.limits()}
-	if s.hub.cfg.ICEServers != nil {
-		est.ICEServers = s.hub.cfg.ICEServers()
-	}
 	var tok *auth.Token
 	if req.Token != "" && req.Resume == "" {
 		// Checked before anything else: a refused token leaves the session
@@ -416,6 +418,7 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 		s.username = p.Name()
 		m.attach(s)
 		est.ResumeToken, est.Resumed, est.Room, est.Name = m.token, true, p.Room().Name(), p.Name()
+		est.ICEServers = s.iceServers(p) // fresh credentials for the ICE restarts that follow
 		s.send(est)
 		if err := p.SetSink(m); err != nil {
 			return nil, err
@@ -430,11 +433,53 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	s.username = req.Username
 	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s, access: tok}
 	if tok != nil {
+		s.member.subject = tok.Identity
 		s.log.Info("session connected with an access token", "identity", tok.Identity, "key", tok.KeyID,
 			"room", tok.Room, "grants", tok.Grants.String())
 	}
 	est.ResumeToken = s.member.token
 	return est, nil
+}
+
+// joinAndReply joins and sends the reply, which carries the participant's
+// ICE servers, before the subscribe offer the join may have made (held until
+// then), so that the client has its TURN credentials before it makes a peer
+// connection. Creating a room counts against the address's room limit.
+func (s *Session) joinAndReply(id *int64, req protocol.Join) (any, error) {
+	cancel := func() {}
+	if s.hasAddr && s.hub.rooms.Room(req.Room) == nil {
+		var ok bool
+		if cancel, ok = s.hub.limits.reserveRoom(s.addr); !ok {
+			s.log.Info("room creation refused", "room", clip(req.Room), "address", addrString(s.addr))
+			return nil, &protocol.Error{Code: protocol.CodeRateLimited, Reason: fmt.Sprintf(
+				"more than %g rooms created per minute from your address %s; join an existing room or wait a minute",
+				s.hub.cfg.AddressLimits.RoomsPerMinute, addrString(s.addr))}
+		}
+	}
+	m := s.member
+	m.hold()
+	if err := s.join(req); err != nil {
+		m.release(false)
+		cancel()
+		return nil, err
+	}
+	reply := &protocol.Reply{Type: protocol.TypeReply, ID: id}
+	if p, _ := m.joined(); p != nil {
+		reply.ICEServers = s.iceServers(p)
+	}
+	if id != nil || len(reply.ICEServers) > 0 {
+		s.send(reply)
+	}
+	m.release(true)
+	return nil, nil
+}
+
+// iceServers returns the ICE servers of participant p (nil without TURN).
+func (s *Session) iceServers(p *room.Participant) []protocol.ICEServer {
+	if s.hub.cfg.ICEServers == nil {
+		return nil
+	}
+	return s.hub.cfg.ICEServers(p.Room().Name(), s.member.identity(p))
 }
 
 func (s *Session) join(req protocol.Join) error {

@@ -599,7 +599,45 @@ function resetRoomUi() {
   layout();
 }
 
+// Why a recording stopped, for people (RECORDING STOPPED reasons).
+const RECORDING_STOPPED = {
+  QUOTA_DURATION: 'the meeting reached the longest recording this server allows',
+  QUOTA_BYTES: 'the meeting reached the largest recording this server allows',
+  DISK_LOW: 'the server is low on disk space',
+};
+
+// showRecording shows the link to this meeting's recording (the server signs
+// one for everyone present while it records) and why a recording stopped.
+function showRecording(info) {
+  const rec = document.getElementById('rec');
+  if (rec && info.status === 'STOPPED') rec.hidden = true;
+  const link = document.getElementById('recordingLink');
+  if (link && info.url) {
+    link.href = info.url;
+    link.hidden = false;
+    link.title = 'This meeting\'s recording: it can be watched there once the meeting is over and mixed' +
+      (info.expires ? ' (link valid until ' + info.expires.toLocaleString() + ')' : '');
+  }
+  if (info.status === 'STARTED' && info.by) {
+    if (rec) rec.hidden = false;
+    chatLine('recording', `recording started by ${info.by}`, {cls: 'system'});
+  } else if (info.status === 'STARTED') {
+    chatLine('recording', 'this meeting is recorded; the link "Your recording" opens it once the meeting is over', {cls: 'system'});
+  } else if (info.status === 'STOPPED' && info.by) {
+    chatLine('recording', `recording stopped by ${info.by}`, {cls: 'system'});
+  } else if (info.status === 'STOPPED') {
+    chatLine('recording', 'recording stopped: ' + (RECORDING_STOPPED[info.reason] || info.reason || 'stopped') +
+      (info.url ? '; what was recorded stays available through "Your recording"' : ''), {cls: 'system'});
+  }
+}
+
+function hideRecordingLink() {
+  const link = document.getElementById('recordingLink');
+  if (link) link.hidden = true;
+}
+
 function joinRoom() {
+  hideRecordingLink();
   const conn = state.connection;
   const recordBox = document.getElementById('record');
   const record = options.record || (recordBox && recordBox.checked);
@@ -658,10 +696,7 @@ function joinRoom() {
     .on(ROOM_EVENT.LOCKED, mine((r, info) => { chatLine('chat', `room locked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
     .on(ROOM_EVENT.UNLOCKED, mine((r, info) => { chatLine('chat', `room unlocked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
     .on(ROOM_EVENT.ENDED, mine((r, info) => chatLine('chat', `the meeting was ended by ${info.by}`, {cls: 'system'})))
-    .on(ROOM_EVENT.RECORDING, mine((r, info) => {
-      chatLine('chat', `recording ${info.recording ? 'started' : 'stopped'} by ${info.by}`, {cls: 'system'});
-      updateModControls();
-    }))
+    .on(ROOM_EVENT.RECORDING, mine((r, info) => { showRecording(info); updateModControls(); }))
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();

@@ -33,6 +33,7 @@ export const ROOM_EVENT = Object.freeze({
   LOCKED: 'LOCKED',
   UNLOCKED: 'UNLOCKED',
   ENDED: 'ENDED',
+  // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
   RECORDING: 'RECORDING',
 });
 
@@ -229,6 +230,7 @@ class Connection extends Emitter {
   username() { return this._username; }
   /** The server's limits from the session message ({maxTextBytes, maxStreams, …}). */
   limits() { return {...this._limits}; }
+  /** The ICE servers (TURN credentials) of the last join's reply or resumed session; none before a join. */
   iceServers() { return this._iceServers.slice(); }
   resumeToken() { return this._token; }
   /** Rooms this connection is in (at most one). */
@@ -348,6 +350,7 @@ class Connection extends Emitter {
     this._established = true;
     this._sessionId = s.sessionId || null;
     if (s.resumeToken) this._token = s.resumeToken;
+    // A resumed session brings fresh TURN credentials for the ICE restarts below.
     if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
     if (s.limits) this._limits = s.limits;
     if (mode === 'reconnect') {
@@ -461,6 +464,10 @@ class Connection extends Emitter {
     switch (m.type) {
       case 'reply':
       case 'answer':
+        // A join's reply carries the participant's ICE servers (TURN
+        // credentials); taken here, before the next message (the subscribe
+        // offer) makes a peer connection.
+        if (m.type === 'reply' && Array.isArray(m.iceServers)) this._iceServers = m.iceServers;
         if (pending) { this._pending.delete(m.id); pending.resolve(m); }
         return;
       case 'session':
@@ -495,7 +502,8 @@ class Connection extends Emitter {
       this._stopReconnect();
       const room = this._room;
       if (room) { room._teardown(m.reason || 'session ended'); this._room = null; }
-      this._setStatus(m.status, {reason: m.reason || ''});
+      // A session refused at once (TOO_MANY_SESSIONS, RATE_LIMITED) comes with its code.
+      this._setStatus(m.status, m.code ? {reason: m.reason || '', code: m.code} : {reason: m.reason || ''});
     }
   }
 }
@@ -519,6 +527,7 @@ class Room extends Emitter {
     this._grants = [];
     this._locked = false;
     this._muted = new Set(); // this client's sources a moderator muted
+    this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -599,6 +608,13 @@ class Room extends Emitter {
     name = String(name);
     return this._grants.includes(name) || (name.startsWith('publish:') && this._grants.includes('publish'));
   }
+  /**
+   * The room session's recording as the server last told (RECORDING), or null:
+   * {status: 'STARTED'|'STOPPED', reason, url, expires}. url is a signed link
+   * (relative to the server) to this session's recording page, valid until
+   * expires (a Date), for everyone in the room while it records.
+   */
+  recording() { return this._recordingInfo; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -804,10 +820,17 @@ class Room extends Emitter {
       case 'ENDED':
         this._emit(ROOM_EVENT.ENDED, this, {by: m.by || ''}); // FAILED follows
         return;
-      case 'RECORDING':
-        this._recording = !!m.recording;
-        this._emit(ROOM_EVENT.RECORDING, this, {recording: this._recording, by: m.by || ''});
+      case 'RECORDING': {
+        // STARTED/STOPPED by the recorder (first media, a limit) or by a moderator (info.by).
+        const info = {status: m.status || '', reason: m.reason || '', url: m.recordingUrl || '',
+          expires: m.recordingExpires ? new Date(m.recordingExpires) : null, by: m.by || ''};
+        if (info.status === 'STOPPED') this._recording = false;
+        if (info.status === 'STARTED') this._recording = true;
+        if (!info.url && this._recordingInfo) info.url = this._recordingInfo.url, info.expires = this._recordingInfo.expires;
+        this._recordingInfo = info;
+        this._emit(ROOM_EVENT.RECORDING, this, info);
         return;
+      }
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
@@ -935,6 +958,16 @@ class Room extends Emitter {
 
   _restartIce() {
     if (this._left) return;
+    // The resumed session's fresh ICE servers, for the gathering the restarts start.
+    for (const pc of this._conn.peerConnections()) {
+      try {
+        const cfg = pc.getConfiguration();
+        cfg.iceServers = this._conn._iceServers;
+        pc.setConfiguration(cfg);
+      } catch (e) {
+        console.warn('roomapi: cannot update ICE servers', e);
+      }
+    }
     for (const s of this._local) s._restartIce(true);
     this._restartSubscribeIce(true);
   }
@@ -1127,6 +1160,9 @@ class LocalStream extends Emitter {
   async _start() {
     try {
       if (!this._media) this._media = await this._capture();
+      if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // The peer connection needs the ICE servers of the join's reply.
+      await this._room.ready;
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
       // A source a moderator muted stays off in a new stream too.
       for (const src of [...this._room._muted]) this._room._applyMute(src, true);
