@@ -507,8 +507,12 @@ func (s *Session) join(req protocol.Join) error {
 			return s.rejoin(p, req, subscribe)
 		}
 	}
+	remote := s.remote
+	if s.hasAddr {
+		remote = addrString(s.addr) // the client's, behind a trusted proxy too (IPv6: its /64)
+	}
 	adm, err := s.hub.cfg.Access.Admit(access.JoinRequest{Room: req.Room, Name: name, Token: m.access,
-		Subscribe: req.Subscribe, Record: req.Record, Password: req.Password, Remote: s.remote})
+		Subscribe: req.Subscribe, Record: req.Record, Password: req.Password, Remote: remote})
 	if err != nil {
 		return err
 	}
