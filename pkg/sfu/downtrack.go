@@ -72,6 +72,8 @@ type downTrack struct {
 	layerMu  sync.Mutex
 	attached []*forwarder
 	lastPLI  atomic.Int64 // unix ns of the subscriber's last keyframe request passed on
+	// epoch is the sending track's epoch when the writer started on it.
+	epoch uint32
 	// shortSince is when the allocation found that not even the lowest
 	// layer fits (zero: it fits); the allocation's, under its lock.
 	shortSince time.Time
@@ -169,6 +171,13 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 		return
 	}
 	sending := d.sending.Load()
+	if sending == src && src.epoch.Load() != d.epoch {
+		// The track was muted (moderation.go) and is not anymore: start
+		// again, as after a pause.
+		d.rw.stop()
+		d.sending.Store(nil)
+		sending = nil
+	}
 	first := false
 	if src != sending || !d.rw.started || d.needKeyframe.Load() {
 		// Start, resume, or switch to another layer: only at the first
@@ -177,6 +186,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 			return
 		}
 		d.rw.start(src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+		d.epoch = src.epoch.Load()
 		first = true
 	}
 	seq, ts, v := d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, p.padding)

@@ -117,6 +117,11 @@ type forwarder struct {
 	closed     bool
 
 	received atomic.Uint64
+	// muted drops the track's packets as they are read (moderation.go);
+	// epoch counts the times it was unmuted, so downTracks number on
+	// without a gap where the muted packets were.
+	muted atomic.Bool
+	epoch atomic.Uint32
 
 	// pubClock is the publisher's RTP clock mapping from its last sender
 	// report, at the report's arrival.
@@ -240,6 +245,7 @@ func (f *forwarder) removeSink(s packetSink) {
 // run reads the track until it ends. It is the only reader of the track.
 func (f *forwarder) run() {
 	isVideo := f.kind == webrtc.RTPCodecTypeVideo
+	wasMuted := false
 	for {
 		p := f.pool.get()
 		n, _, err := f.track.Read(p.buf[:])
@@ -276,8 +282,19 @@ func (f *forwarder) run() {
 		p.payload = p.buf[hl:end]
 		p.padding = end == hl
 		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
-		f.measure(p)
 		f.received.Add(1)
+		if f.muted.Load() {
+			f.pool.put(p)
+			wasMuted = true
+			continue
+		}
+		if wasMuted {
+			// What was muted left a gap no subscriber should wait for:
+			// their numbering starts again (at a keyframe, for video).
+			wasMuted = false
+			f.epoch.Add(1)
+		}
+		f.measure(p)
 		if tr := f.rec.Load(); tr != nil {
 			f.recPkt.Header = p.hdr
 			f.recPkt.Payload = p.payload

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -60,6 +61,9 @@ type Config struct {
 	// OnRouter, when set, is called with each room session's media router
 	// when it is made (the recorder attaches there).
 	OnRouter func(rm *room.Room, r *sfu.Router)
+	// Access decides who may join, publish, chat and record; nil is
+	// access.Open(): anyone may, and no token is accepted.
+	Access *access.Policy
 }
 
 // DefaultConfig returns the signaling defaults.
@@ -99,6 +103,9 @@ type Hub struct {
 func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Access == nil {
+		cfg.Access = access.Open()
 	}
 	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log, limits: newAddrLimiter(cfg.AddressLimits),
 		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}
