@@ -70,12 +70,6 @@ type page struct {
 // openPage starts a Chromium of its own (own profile) and opens url.
 func openPage(t *testing.T, name, url string, extraFlags ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
-	return openPageScript(t, name, url, "", extraFlags...)
-}
-
-// openPageScript is openPage with script run in the page before its own.
-func openPageScript(t *testing.T, name, url, script string, extraFlags ...chromedp.ExecAllocatorOption) *page {
-	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.UserDataDir(t.TempDir()),
@@ -104,7 +98,7 @@ func openPageScript(t *testing.T, name, url, script string, extraFlags ...chrome
 	err := chromedp.Do(ctx,
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
-				cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: recordPCs + script})
+				cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: recordPCs})
 			return err
 		}),
 		chromedp.Navigate(url),
