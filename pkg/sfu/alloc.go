@@ -227,7 +227,10 @@ func (s *subscriber) pick(v allocItem, budget, estimate float64, now time.Time) 
 	// it ends. Until the estimate rests on the receiver's feedback,
 	// nothing pauses.
 	low := layers[0]
-	keeping := sending == low || v.d.target.Load() == low
+	// A video being shown (on any layer) falls back to the lowest layer
+	// before it pauses: at the start the optimistic first estimate may
+	// have put it on a layer far above what the link carries.
+	keeping := sending != nil || v.d.target.Load() != nil
 	if keeping && float64(low.bitrate(now)) <= keepMargin*budget {
 		v.d.shortSince = time.Time{}
 		return low, want, ""
