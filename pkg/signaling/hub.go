@@ -26,6 +26,11 @@ type Config struct {
 	MaxFrameBytes int
 	// HardFrameBytes is the largest frame read at all; a larger one closes the session (1009).
 	HardFrameBytes int
+	// MaxAnswerBytes is the largest answer to a subscribe offer, accepted
+	// while the offer is out: it grows with the streams of the room. 0
+	// derives it from the room limits (AnswerBudget); HardFrameBytes is
+	// raised to it if smaller.
+	MaxAnswerBytes int
 	// MessagesPerSecond and Burst bound each session's request rate.
 	MessagesPerSecond float64
 	Burst             int
@@ -84,6 +89,12 @@ func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hu
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxAnswerBytes <= 0 {
+		rc := reg.Config()
+		cfg.MaxAnswerBytes = AnswerBudget(rc.MaxParticipants, rc.MaxStreams, cfg.MaxFrameBytes, cfg.HardFrameBytes)
+	}
+	cfg.MaxAnswerBytes = max(cfg.MaxAnswerBytes, cfg.MaxFrameBytes)
+	cfg.HardFrameBytes = max(cfg.HardFrameBytes, cfg.MaxAnswerBytes)
 	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log,
 		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}
 	// Sessions are idle most of the time: the read side reuses the HTTP

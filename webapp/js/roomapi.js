@@ -423,7 +423,9 @@ class Connection extends Emitter {
     return new Promise((resolve, reject) => {
       this._pending.set(id, {resolve, reject, type: msg.type});
       try {
-        sock.send(JSON.stringify({...msg, id}));
+        // type and id first: a frame the server refuses unread is answered with its id.
+        const {type, ...rest} = msg;
+        sock.send(JSON.stringify({type, id, ...rest}));
       } catch (e) {
         this._pending.delete(id);
         reject(toError(e, 'DISCONNECTED'));

@@ -1,0 +1,111 @@
+package sfu
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/webrtc/v4"
+)
+
+// Sizes of the subscribe connection's descriptions in big rooms.
+//
+// Every stream a subscriber receives adds a media section per track to the
+// SFU's offer and to the client's answer, and a browser repeats its ICE
+// credentials and DTLS fingerprint in each. Two things keep a room at its
+// participant limit negotiable:
+//
+//   - each media section offers only the codecs of the track it carries
+//     (narrowCodecs), not every codec the SFU forwards: a video section of a
+//     Chromium answer shrinks from about 1.3 KB to about 0.5 KB;
+//   - the signaling layer accepts an answer as large as the room's limits
+//     allow (signaling.AnswerBudget), not just the size of an ordinary request.
+//
+// A refused answer (too large, rate limited, not fitting the offer) does not
+// leave the connection waiting: the client gets the error and the offer again
+// (answerRefused). pion cannot roll back or replace an offer it set (have-local-offer
+// accepts only an answer), so "the next offer" is the outstanding one, sent
+// again; changes made meanwhile follow once it is answered.
+
+// maxAnswerRefusals is how many refused answers in a row make the subscriber
+// give up on its outstanding offer: its new streams are reported FAILED with
+// the reason, instead of the offer going out again.
+const maxAnswerRefusals = 3
+
+// narrowCodecs makes the subscribe offer list, for the transceiver of sender,
+// only the codecs of the forwarded track's MIME type (all the SFU's variants
+// of it, e.g. every H.264 profile, so that the client picks the one it
+// decodes), instead of every codec the SFU forwards.
+func narrowCodecs(pc *webrtc.PeerConnection, sender *webrtc.RTPSender, mime string) error {
+	var t *webrtc.RTPTransceiver
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() == sender {
+			t = tr
+			break
+		}
+	}
+	if t == nil {
+		return fmt.Errorf("no transceiver for the track's sender")
+	}
+	var want []webrtc.RTPCodecParameters
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, mime) {
+			want = append(want, c)
+		}
+	}
+	if len(want) == 0 {
+		return fmt.Errorf("codec %s is not forwarded", mime)
+	}
+	return t.SetCodecPreferences(want)
+}
+
+// AwaitingAnswer reports whether the peer's subscribe offer is out and not answered yet.
+func (p *Peer) AwaitingAnswer() bool {
+	if p.sub == nil {
+		return false
+	}
+	p.sub.mu.Lock()
+	defer p.sub.mu.Unlock()
+	return p.sub.negotiating && !p.sub.closed
+}
+
+// AnswerRefused tells the peer that the client's answer to its subscribe
+// offer was refused before it could be applied (too large, rate limited),
+// with the error the client got. The subscriber sends its offer again.
+func (p *Peer) AnswerRefused(reason string) {
+	if p.sub != nil {
+		p.sub.answerRefused(reason)
+	}
+}
+
+// answerRefused is called when the client's answer to the outstanding offer
+// was refused, by the signaling layer or because it did not fit the offer:
+// the offer goes out again, so that a passing refusal (a rate limit, a
+// client's retry) costs one round trip; after maxAnswerRefusals in a row the
+// streams waiting for the offer are reported FAILED with the reason.
+func (s *subscriber) answerRefused(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc == nil || s.closed || !s.negotiating {
+		return
+	}
+	s.refusals++
+	if s.refusals >= maxAnswerRefusals {
+		s.log.Warn("subscribe answer refused; giving up on the offer", "refusals", s.refusals, "reason", reason)
+		for id, st := range s.streams {
+			if st.tracks == 0 || st.negotiated || st.status == protocol.StreamFailed {
+				continue
+			}
+			st.status = protocol.StreamFailed
+			st.reason = fmt.Sprintf("the subscribe connection could not be negotiated: the answer was refused %d times (%s)", s.refusals, reason)
+			s.peer.signal().StreamStatus(st.publisher, id, st.status, st.reason)
+		}
+		return
+	}
+	s.log.Info("subscribe answer refused; offering again", "refusals", s.refusals, "reason", reason)
+	if ld := s.pc.LocalDescription(); ld != nil {
+		s.sigMu.Lock()
+		s.peer.signal().SubscribeOffer(ld.SDP, s.streamMapLocked())
+		s.sigMu.Unlock()
+	}
+}
