@@ -218,6 +218,9 @@ func (s *Session) readLoop() {
 				return
 			}
 			reason := fmt.Sprintf("more than %g requests per second; slow down", cfg.MessagesPerSecond)
+			if envErr != nil {
+				env = protocol.Envelope{} // not a request: no id to answer (as when it is not limited)
+			}
 			s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: protocol.CodeRateLimited, Reason: reason})
 			s.refused(env.Type, protocol.CodeRateLimited+": "+reason)
 			continue
