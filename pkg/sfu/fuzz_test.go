@@ -94,8 +94,8 @@ func clientOffer(f *testing.F) string {
 
 // FuzzPublishOffer publishes a stream with an arbitrary offer, then trickles
 // an arbitrary candidate and re-offers: an offer is answered (an answer that
-// parses, with the tracks it accepts) or refused with INVALID_SDP or
-// UNSUPPORTED_CODEC.
+// parses, with at most one audio and one video track) or refused with
+// INVALID_SDP or UNSUPPORTED_CODEC.
 func FuzzPublishOffer(f *testing.F) {
 	_, r := fuzzRouter(f)
 	f.Add(clientOffer(f), "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host")
@@ -116,9 +116,13 @@ func FuzzPublishOffer(f *testing.F) {
 		if err := sd.UnmarshalString(answer); err != nil {
 			t.Fatalf("the answer does not parse: %v\n%s", err, answer)
 		}
+		kinds := map[string]int{}
 		for _, tr := range tracks {
 			if tr.Kind != "audio" && tr.Kind != "video" {
 				t.Fatalf("answer accepts a track of kind %q", tr.Kind)
+			}
+			if kinds[tr.Kind]++; kinds[tr.Kind] > 1 {
+				t.Fatalf("answer accepts %d %s tracks in one stream", kinds[tr.Kind], tr.Kind)
 			}
 		}
 		peer.StartTrickle("st-fuzz")

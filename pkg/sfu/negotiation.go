@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -108,4 +109,30 @@ func (s *subscriber) answerRefused(reason string) {
 		s.peer.signal().SubscribeOffer(ld.SDP, s.streamMapLocked())
 		s.sigMu.Unlock()
 	}
+}
+
+// checkStreamTracks refuses a publish offer (or re-offer) with more than
+// one audio or more than one video media section: a stream is a camera or a
+// screen, at most one track of each kind (simulcast layers share one
+// section). Without this bound one stream could carry hundreds of tracks, and
+// every subscriber's connection a media section for each: the size the
+// subscribe answer is allowed (signaling.AnswerBudget) counts two per stream.
+// A description that does not parse is left to the caller's own check.
+func checkStreamTracks(offer string) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil
+	}
+	n := map[string]int{}
+	for _, m := range sd.MediaDescriptions {
+		if kind := m.MediaName.Media; kind == "audio" || kind == "video" {
+			n[kind]++
+		}
+	}
+	if n["audio"] > 1 || n["video"] > 1 {
+		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: fmt.Sprintf(
+			"the offer has %d audio and %d video sections; a stream has at most one of each: publish more as streams of their own",
+			n["audio"], n["video"])}
+	}
+	return nil
 }

@@ -224,6 +224,9 @@ func (p *Peer) publications() []*publication {
 // set and the router has a recorder. The caller sends the answer, then calls
 // StartTrickle. It returns the tracks the answer accepts.
 func (p *Peer) Publish(streamID, kind, offer string, record bool) (answer string, tracks []protocol.Track, err error) {
+	if err := checkStreamTracks(offer); err != nil {
+		return "", nil, err
+	}
 	pub := newPublication(p, streamID, kind)
 	p.mu.Lock()
 	if p.closed {
@@ -275,6 +278,9 @@ func (p *Peer) StartTrickle(streamID string) {
 func (p *Peer) Reoffer(streamID, offer string) (string, error) {
 	pub, err := p.publication(streamID)
 	if err != nil {
+		return "", err
+	}
+	if err := checkStreamTracks(offer); err != nil {
 		return "", err
 	}
 	return pub.reoffer(offer)
