@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/server"
 )
@@ -34,12 +38,18 @@ type apiRecording struct {
 		URL      string  `json:"url"`
 		Error    string  `json:"error"`
 	} `json:"mix"`
-	Manifest string `json:"manifest"`
+	Path string `json:"path"`
 }
 
-func getJSON(t *testing.T, url string, out any) {
+// getJSON GETs url with a bearer token and decodes its JSON answer.
+func getJSON(t *testing.T, url, token string, out any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,28 +88,48 @@ func ffprobeStreams(t *testing.T, path string) (kinds []string, duration float64
 }
 
 // TestRecordedMeetingInBrowsers: /?room=R&name=A&record=1 and a second page
-// join, publish and leave; both see the REC mark; after the idle timeout the
-// mix exists, holds both people, and /records/ serves it; the recordings page
-// lists it; `sfu mix` redoes it by hand with a progress bar.
+// join, publish and leave; both see the REC mark and a link to their
+// recording; after the idle timeout the mix exists, holds both people, and
+// /records/ serves it to an admin token's signed URL (nothing outside the
+// records directory); the recordings page takes a token from ?token= (and
+// drops it from the address bar) and lists the session; a participant's link
+// opens the recording page, which says the recording is ready and plays the
+// mix; `sfu mix` redoes it by hand with a progress bar.
 func TestRecordedMeetingInBrowsers(t *testing.T) {
 	dir := t.TempDir()
 	settings := mixer.DefaultSettings()
 	settings.Width, settings.Height = 640, 360
+	key := auth.Key{ID: "e2e", Secret: []byte("e2e-secret-e2e-secret-e2e-secret-e2e")}
+	verifier, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := auth.Sign(key, auth.Spec{Identity: "admin", Grants: auth.MustParseGrants("admin"), TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := startServer(t, func(c *server.Config) {
 		c.RecordsDir = dir
 		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
 		c.Rooms.IdleTimeout = time.Second
+		c.Auth.Tokens = verifier
 	})
 	room := fmt.Sprintf("rec%d", time.Now().UnixNano()%100000)
 	a := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&record=1", srv.URL(), room))
 	b := openPage(t, "B", fmt.Sprintf("%s/?room=%s&name=B", srv.URL(), room))
 	a.waitDecoding("B", "camera", true)
 	b.waitDecoding("A", "camera", true)
+	links := map[string]string{}
 	for _, p := range []*page{a, b} {
-		p.waitFor("the REC mark", func() (bool, string) {
-			var shown bool
-			_ = p.eval(`(() => { const r = document.querySelector('#rec'); return !!r && !r.hidden; })()`, &shown)
-			return shown, ""
+		p.waitFor("the REC mark and the link to the recording", func() (bool, string) {
+			var st struct {
+				Rec  bool   `json:"rec"`
+				Link string `json:"link"`
+			}
+			_ = p.eval(`(() => { const r = document.querySelector('#rec'), l = document.querySelector('#recordingLink');
+				return {rec: !!r && !r.hidden, link: l && !l.hidden ? l.getAttribute('href') : ''}; })()`, &st)
+			links[p.name] = st.Link
+			return st.Rec && strings.HasPrefix(st.Link, "/recordings.html?session="), fmt.Sprintf("%+v", st)
 		})
 	}
 	time.Sleep(4 * time.Second)
@@ -111,7 +141,7 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var list []apiRecording
-		getJSON(t, srv.URL()+"/api/recordings", &list)
+		getJSON(t, srv.URL()+"/api/recordings", admin, &list)
 		if len(list) == 1 && list[0].Mix != nil && (list[0].Mix.Status == mixer.StatusDone || list[0].Mix.Status == mixer.StatusFailed) {
 			rec = list[0]
 			break
@@ -128,7 +158,8 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 		t.Fatalf("recording %+v: want room %s finished, with A and B and their two streams", rec, room)
 	}
 
-	// /records/ serves the mix; nothing outside the records directory.
+	// /records/ serves the mix through the signed URL; nothing outside the
+	// records directory, and nothing without credentials.
 	resp, err := http.Get(srv.URL() + rec.Mix.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -148,8 +179,13 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 	if want := float64(rec.DurationMs) / 1000; math.Abs(dur-want) > 0.5 {
 		t.Errorf("the mix lasts %.2f s, the session %.2f s", dur, want)
 	}
+	if resp, err := http.Get(srv.URL() + strings.Split(rec.Mix.URL, "?")[0]); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the mix without a signature or token: %v %v, want 401", resp.Status, err)
+	}
 	for _, bad := range []string{"/records/../go.mod", "/records/%2e%2e/%2e%2e/etc/passwd", "/records/..%2f..%2fetc%2fpasswd"} {
-		resp, err := http.Get(srv.URL() + bad)
+		req, _ := http.NewRequest("GET", srv.URL()+bad, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -159,11 +195,40 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 		}
 	}
 
-	// The recordings page lists the session with its people.
-	rp := openPage(t, "recordings", srv.URL()+"/recordings.html")
+	// The recordings page takes the token from ?token=, drops it from the
+	// address bar, and lists the session with its people.
+	rp := openPage(t, "recordings", srv.URL()+"/recordings.html?token="+url.QueryEscape(admin))
 	rp.waitFor("the session on the recordings page", func() (bool, string) {
 		text := rp.text("#recList")
 		return strings.Contains(text, room) && strings.Contains(text, "A") && strings.Contains(text, "B"), text
+	})
+	var addr string
+	_ = rp.eval(`location.href`, &addr)
+	if strings.Contains(addr, "token") {
+		t.Errorf("the token stays in the address bar: %s", addr)
+	}
+
+	// A participant's link: the page says the recording is ready and plays
+	// the mix through its signed URL.
+	if _, err := chromedp.Run(rp.ctx, chromedp.Navigate(srv.URL()+links["B"])); err != nil {
+		t.Fatal(err)
+	}
+	rp.waitFor("the recording playing through the participant's link", func() (bool, string) {
+		var st struct {
+			Ready    bool    `json:"ready"`
+			Duration float64 `json:"duration"`
+			Time     float64 `json:"time"`
+			Err      string  `json:"err"`
+		}
+		_ = rp.eval(`(async () => {
+			const v = document.querySelector('.rec-mix video');
+			const ready = !!document.querySelector('.rec-ready');
+			if (!v) return {ready, duration: 0, time: 0, err: document.querySelector('#recError').textContent};
+			if (v.paused && v.readyState >= 2) { v.muted = true; try { await v.play(); } catch (e) {} }
+			return {ready, duration: isFinite(v.duration) ? v.duration : 0, time: v.currentTime,
+				err: v.error ? 'media error ' + v.error.code : ''};
+		})()`, &st)
+		return st.Ready && math.Abs(st.Duration-dur) < 0.5 && st.Time > 0.5, fmt.Sprintf("%+v", st)
 	})
 
 	// sfu mix redoes it by hand, with a progress bar.
@@ -171,7 +236,7 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sfu").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	manifest := filepath.Join(dir, strings.TrimPrefix(rec.Manifest, "/records/"))
+	manifest := filepath.Join(dir, filepath.FromSlash(rec.Path), "manifest.json")
 	again := filepath.Join(t.TempDir(), "again.mp4")
 	cmd := exec.Command(bin, "mix", manifest, "-o", again)
 	out, err := cmd.CombinedOutput()

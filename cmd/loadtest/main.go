@@ -8,6 +8,11 @@
 //	loadtest --video-publishers 4 --subscribers 0 --publishers-subscribe --json
 //	loadtest --inprocess-server --subscribers 200 --cpuprofile cpu.pprof
 //
+// All its clients come from one address: run the server under test with its
+// per-address limits off or above the load (sfu --max-sessions-per-address 0
+// --new-sessions-per-address 0 --new-rooms-per-address 0, as bench.sh does),
+// or its refusals (TOO_MANY_SESSIONS, RATE_LIMITED) count as failed sessions.
+//
 // It exits 1 when loss or failures pass --max-loss / --max-failures, 2 when
 // the run could not be made.
 package main

@@ -73,7 +73,8 @@ func TestCrashDuringRecordingAndMix(t *testing.T) {
 	if err := os.WriteFile(mixCfg, []byte(`{"width":1920,"height":1080,"frameRate":60}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--records-dir", records, "--mixer-config", mixCfg, "--mix-hook", hook}
+	// The test reads /api/recordings without a token: an archive made public on purpose.
+	args := []string{"--records-dir", records, "--mixer-config", mixCfg, "--mix-hook", hook, "--recordings", "public"}
 
 	// 1. Record, then SIGKILL the server mid-meeting.
 	sfu1, base := startSFU(t, bin, args...)

@@ -140,7 +140,7 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 		p.close()
 		return nil, fmt.Errorf("publish: set local description: %w", err)
 	}
-	raw, err := c.Request(ctx, &protocol.Publish{Type: protocol.TypePublish, Kind: kind, SDP: offer.SDP, Record: o.Record})
+	raw, err := c.Request(ctx, &protocol.Publish{Type: protocol.TypePublish, Kind: kind, SDP: c.rewriteLocalSDP(offer.SDP), Record: o.Record})
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("publish: %w", err)
@@ -301,7 +301,7 @@ func (p *Publication) RestartICE(ctx context.Context) error {
 		p.setRemoteReady()
 		return fmt.Errorf("restart ICE %s: set local description: %w", id, err)
 	}
-	raw, err := p.c.Request(ctx, &protocol.SDP{Type: protocol.TypeOffer, Stream: id, SDP: offer.SDP})
+	raw, err := p.c.Request(ctx, &protocol.SDP{Type: protocol.TypeOffer, Stream: id, SDP: p.c.rewriteLocalSDP(offer.SDP)})
 	if err != nil {
 		p.setRemoteReady()
 		return fmt.Errorf("restart ICE %s: %w", id, err)

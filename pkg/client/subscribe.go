@@ -165,7 +165,7 @@ func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
 	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, answerTimeout)
 	defer cancel()
-	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: answer.SDP}); err != nil {
+	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: s.c.rewriteLocalSDP(answer.SDP)}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
 	return nil

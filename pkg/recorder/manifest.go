@@ -48,6 +48,9 @@ type Manifest struct {
 	State string `json:"state"`
 	// Recovered is set when Recover finished the session after a crash.
 	Recovered bool `json:"recovered,omitempty"`
+	// Stopped is set when a limit (a quota, the disk space floor) stopped
+	// the recording before the room session ended.
+	Stopped StopReason `json:"stopped,omitempty"`
 	// Start is the wall-clock time of the room session's time line origin.
 	Start time.Time `json:"start"`
 	// End is the wall-clock end (zero while recording).
@@ -143,19 +146,29 @@ func ReadManifest(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	m, err := ParseManifest(f)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", path, err)
 	}
+	return m, nil
+}
+
+// ParseManifest reads and validates a manifest from r (at most 16 MiB), as
+// ReadManifest does; its errors name no file.
+func ParseManifest(r io.Reader) (*Manifest, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
 	if len(data) > maxManifestSize {
-		return nil, fmt.Errorf("read manifest %s: larger than %d bytes", path, maxManifestSize)
+		return nil, fmt.Errorf("larger than %d bytes", maxManifestSize)
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+		return nil, err
 	}
 	if err := m.validate(); err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+		return nil, err
 	}
 	return &m, nil
 }

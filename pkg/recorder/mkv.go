@@ -115,7 +115,18 @@ type mkvWriter struct {
 	syncInterval time.Duration
 	lastSync     time.Time
 	err          error // sticky
+
+	// reserve, when set, is asked for the bytes of each block (and cluster
+	// start) before they are appended; false refuses the block (errQuota).
+	reserve func(n int64) bool
 }
+
+// errQuota is writeBlock's error when reserve refused the bytes. It is not
+// sticky: the file stays whole and can be closed.
+var errQuota = errors.New("recording quota reached")
+
+// clusterStartBytes bounds the bytes startCluster appends.
+const clusterStartBytes = 4 + 8 + 1 + 1 + 8
 
 func newMKVWriter(f *os.File, docType, title string, clusterMax time.Duration, sync time.Duration) *mkvWriter {
 	cm := clusterMax.Milliseconds()
@@ -197,7 +208,17 @@ func (m *mkvWriter) writeBlock(track uint64, tsMs, endMs int64, key, video bool,
 	if m.err != nil {
 		return m.err
 	}
-	if !m.clusterOpen || tsMs < m.clusterTC || tsMs-m.clusterTC >= m.clusterMax || (video && key && tsMs > m.clusterTC) {
+	newCluster := !m.clusterOpen || tsMs < m.clusterTC || tsMs-m.clusterTC >= m.clusterMax || (video && key && tsMs > m.clusterTC)
+	if m.reserve != nil {
+		need := int64(len(idSimpleBlock) + 8 + vintLen(track) + 3 + len(data))
+		if newCluster {
+			need += clusterStartBytes
+		}
+		if !m.reserve(need) {
+			return errQuota
+		}
+	}
+	if newCluster {
 		if m.clusterOpen {
 			if err := m.endCluster(false); err != nil {
 				return err

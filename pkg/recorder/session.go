@@ -11,6 +11,16 @@
 // queue and does all the work (reordering, depacketizing, time mapping,
 // muxing, writing) on a goroutine of its own, which ends with Close.
 //
+// Nothing is written before media arrives: the session directory, its
+// manifest and a stream's file are made when the stream's first frame is
+// ready to be written, so a publish whose media never connected leaves
+// nothing behind (and a session without media has no manifest to mix).
+//
+// A session can be bounded (Options.MaxDuration, MaxBytes) and can stop when
+// the disk holding it runs low (Options.MinFreeBytes): it then closes every
+// file cleanly, finishes its manifest with the reason, and calls
+// Options.OnStop.
+//
 // Files are written as live Matroska (unknown-size segment and clusters of at
 // most one second), flushed as they grow and fsynced cluster by cluster, so a
 // file of a process killed mid-meeting plays up to about a second before the
@@ -29,6 +39,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,7 +74,48 @@ type Options struct {
 	BlockWhenFull bool
 	// MaxFrameSize bounds one video frame; larger ones are dropped; default 4 MiB.
 	MaxFrameSize int
+
+	// MaxDuration bounds the recorded time of the session: no frame later
+	// than MaxDuration after the session's first recorded frame (on the room
+	// time line) is written; the first one that would be stops the session
+	// (StopQuotaDuration). 0: no bound.
+	MaxDuration time.Duration
+	// MaxBytes bounds the bytes of all the session's files together: a write
+	// that would pass it is not made and the session stops
+	// (StopQuotaBytes). 0: no bound.
+	MaxBytes int64
+	// MinFreeBytes is a floor of free disk space (for unprivileged users) on
+	// the file system of the session: when there is less, no file is started
+	// and a recording session stops (StopDiskLow). Checked before each file is
+	// made and every CheckInterval while the session records. 0: no floor.
+	MinFreeBytes int64
+	// CheckInterval is how often the free space is checked; default 1 s.
+	CheckInterval time.Duration
+	// FreeSpace returns the free bytes of the file system holding dir;
+	// default: statfs (available to unprivileged users).
+	FreeSpace func(dir string) (int64, error)
+	// OnStart, when set, is called once, from a stream's goroutine, when the
+	// session's first file is made (its first media arrived). It must not block.
+	OnStart func()
+	// OnStop, when set, is called once when a limit stopped the session
+	// before Close: the files are finished and the manifest says why
+	// (Manifest.Stopped). It runs on a goroutine of the session's; Close
+	// waits for it.
+	OnStop func(reason StopReason)
 }
+
+// StopReason says why a session stopped recording before it was closed.
+type StopReason string
+
+// Stop reasons (Manifest.Stopped, Options.OnStop).
+const (
+	// StopQuotaDuration: Options.MaxDuration was reached.
+	StopQuotaDuration StopReason = "QUOTA_DURATION"
+	// StopQuotaBytes: Options.MaxBytes was reached.
+	StopQuotaBytes StopReason = "QUOTA_BYTES"
+	// StopDiskLow: the free disk space fell below Options.MinFreeBytes.
+	StopDiskLow StopReason = "DISK_LOW"
+)
 
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
@@ -92,6 +144,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFrameSize <= 0 {
 		o.MaxFrameSize = 4 << 20
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = time.Second
+	}
+	if o.FreeSpace == nil {
+		o.FreeSpace = FreeSpace
 	}
 	return o
 }
@@ -132,14 +190,26 @@ type Session struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	m       Manifest
-	writers map[*StreamWriter]struct{}
-	closed  bool
+	// bytes counts (reserves) the bytes of the session's files, for MaxBytes.
+	bytes atomic.Int64
+	// quit ends the free-space monitor (closed by finish).
+	quit chan struct{}
+	// bg tracks the session's goroutines: the monitor and a stop.
+	bg sync.WaitGroup
+
+	mu       sync.Mutex
+	m        Manifest
+	writers  map[*StreamWriter]struct{}
+	created  bool  // the directory and manifest exist (some media arrived)
+	firstMs  int64 // room time of the first frame written, once created
+	closed   bool
+	stopping bool // a stop is under way or done (StopReason in m.Stopped)
 }
 
-// StartSession creates the directory <dir>/<room>/<sessionID>/ (names made
-// safe with SafeName) and its manifest in state "recording". start is the
+// StartSession prepares the recording of a room session in the directory
+// <dir>/<room>/<sessionID>/ (names made safe with SafeName). Nothing is
+// written yet: the directory and its manifest (state "recording") are made
+// with the first file, when the first stream's media arrives. start is the
 // origin of the session's time line: every timestamp in its files counts from it.
 func StartSession(dir, room, sessionID string, start time.Time, opts Options) (*Session, error) {
 	if sessionID == "" {
@@ -150,9 +220,6 @@ func StartSession(dir, room, sessionID string, start time.Time, opts Options) (*
 	}
 	opts = opts.withDefaults()
 	sdir := filepath.Join(dir, SafeName(room), SafeName(sessionID))
-	if err := os.MkdirAll(sdir, 0o755); err != nil {
-		return nil, fmt.Errorf("recorder: create session dir: %w", err)
-	}
 	if _, err := os.Stat(filepath.Join(sdir, ManifestName)); err == nil {
 		return nil, fmt.Errorf("recorder: session %s already has a manifest", sdir)
 	}
@@ -160,6 +227,7 @@ func StartSession(dir, room, sessionID string, start time.Time, opts Options) (*
 		dir:  sdir,
 		opts: opts,
 		log:  opts.Logger.With("room", room, "session", sessionID),
+		quit: make(chan struct{}),
 		m: Manifest{
 			Version:   ManifestVersion,
 			Room:      room,
@@ -170,14 +238,45 @@ func StartSession(dir, room, sessionID string, start time.Time, opts Options) (*
 		},
 		writers: make(map[*StreamWriter]struct{}),
 	}
-	if err := s.saveLocked(); err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
+	if opts.MinFreeBytes > 0 {
+		s.bg.Add(1)
+		go s.monitor()
 	}
-	if err := syncDir(filepath.Dir(sdir)); err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	s.log.Info("recording started", "dir", sdir)
 	return s, nil
+}
+
+// createLocked makes the session directory and its manifest.
+func (s *Session) createLocked() error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("create session dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, ManifestName)); err == nil {
+		return errors.New("the session directory already has a manifest")
+	}
+	if err := s.saveLocked(); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(s.dir)); err != nil {
+		return err
+	}
+	s.created = true
+	s.log.Info("recording started", "dir", s.dir)
+	return nil
+}
+
+// Recorded reports whether anything was recorded: whether the session
+// directory and manifest exist.
+func (s *Session) Recorded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created
+}
+
+// Stopped returns why a limit stopped the session ("" if none did).
+func (s *Session) Stopped() StopReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.Stopped
 }
 
 // Dir is the session directory.
@@ -248,22 +347,74 @@ func (s *Session) AddStream(info StreamInfo) (*StreamWriter, error) {
 	if kind == "" {
 		kind = "camera"
 	}
+	info.Kind = kind
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("recorder: session closed")
+	if s.closed || s.stopping {
+		return nil, ErrStopped
 	}
-	if len(s.m.Streams) >= maxStreams {
+	if len(s.writers) >= maxStreams {
 		return nil, errors.New("recorder: too many streams in the session")
 	}
-	base := SafeName(info.Participant) + "_" + SafeName(kind) + "_" + SafeName(info.StreamID)
+	w := newStreamWriter(s, info, codecs, tracks, container, ext)
+	s.writers[w] = struct{}{}
+	s.log.Info("stream to record", "stream", info.StreamID, "participant", info.Participant)
+	return w, nil
+}
+
+// ErrStopped is AddStream's error once the session is closed or stopped.
+var ErrStopped = errors.New("recorder: the session's recording has ended")
+
+// headerBytes is reserved for a file's header (MaxBytes) before it is made.
+const headerBytes = 1024
+
+// errDiskLow is openFile's error when the disk is below the floor.
+var errDiskLow = errors.New("recorder: free disk space below the floor")
+
+// openFile makes the file of w's stream (and, for the session's first, the
+// session directory and manifest), adds its manifest entry and returns it
+// with the entry's index. firstMs is the room time of the stream's first frame.
+func (s *Session) openFile(w *StreamWriter, firstMs int64) (*os.File, int, error) {
+	s.mu.Lock()
+	if s.closed || s.stopping {
+		s.mu.Unlock()
+		return nil, 0, ErrStopped
+	}
+	if s.opts.MinFreeBytes > 0 {
+		free, err := s.freeSpace()
+		if err != nil {
+			s.log.Warn("cannot read the free disk space", "err", err)
+		} else if free < s.opts.MinFreeBytes {
+			s.mu.Unlock()
+			s.log.Warn("free disk space below the floor; not recording", "free", free, "floor", s.opts.MinFreeBytes)
+			return nil, 0, errDiskLow
+		}
+	}
+	if len(s.m.Streams) >= maxStreams {
+		s.mu.Unlock()
+		return nil, 0, errors.New("recorder: too many streams in the session")
+	}
+	if !s.reserve(headerBytes) {
+		s.mu.Unlock()
+		return nil, 0, errQuota
+	}
+	first := !s.created
+	if first {
+		if err := s.createLocked(); err != nil {
+			s.mu.Unlock()
+			return nil, 0, fmt.Errorf("recorder: %w", err)
+		}
+		s.firstMs = firstMs
+	}
+	info := w.info
+	base := SafeName(info.Participant) + "_" + SafeName(info.Kind) + "_" + SafeName(info.StreamID)
 	var f *os.File
 	var name string
 	for n := 1; ; n++ {
-		name = base + ext
+		name = base + w.ext
 		if n > 1 {
-			name = fmt.Sprintf("%s-%d%s", base, n, ext)
+			name = fmt.Sprintf("%s-%d%s", base, n, w.ext)
 		}
 		var err error
 		f, err = os.OpenFile(filepath.Join(s.dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -271,42 +422,161 @@ func (s *Session) AddStream(info StreamInfo) (*StreamWriter, error) {
 			break
 		}
 		if !errors.Is(err, os.ErrExist) || n >= 1000 {
-			return nil, fmt.Errorf("recorder: create file: %w", err)
+			s.mu.Unlock()
+			return nil, 0, fmt.Errorf("recorder: create file: %w", err)
 		}
 	}
 	idx := len(s.m.Streams)
 	s.m.Streams = append(s.m.Streams, StreamEntry{
 		Participant: info.Participant,
 		StreamID:    info.StreamID,
-		Kind:        kind,
+		Kind:        info.Kind,
 		File:        name,
-		Container:   container,
-		Tracks:      tracks,
+		Container:   w.container,
+		Tracks:      w.entries,
 		State:       StreamRecording,
 	})
 	if err := s.saveLocked(); err != nil {
 		s.m.Streams = s.m.Streams[:idx]
+		s.mu.Unlock()
 		_ = f.Close()
 		_ = os.Remove(filepath.Join(s.dir, name))
-		return nil, fmt.Errorf("recorder: %w", err)
+		return nil, 0, fmt.Errorf("recorder: %w", err)
 	}
-	w := newStreamWriter(s, idx, info, codecs, tracks, f, container)
-	s.writers[w] = struct{}{}
+	s.mu.Unlock()
 	s.log.Info("stream recording", "stream", info.StreamID, "participant", info.Participant, "file", name)
-	return w, nil
+	if first && s.opts.OnStart != nil {
+		s.opts.OnStart()
+	}
+	return f, idx, nil
+}
+
+// freeSpace reads the free space of the session's file system (its
+// directory, or the nearest one that exists).
+func (s *Session) freeSpace() (int64, error) {
+	dir := s.dir
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return s.opts.FreeSpace(dir)
+}
+
+// reserve counts n more bytes of the session's files; false (nothing
+// counted) when that would pass MaxBytes.
+func (s *Session) reserve(n int64) bool {
+	if s.opts.MaxBytes <= 0 {
+		s.bytes.Add(n)
+		return true
+	}
+	for {
+		cur := s.bytes.Load()
+		if cur+n > s.opts.MaxBytes {
+			return false
+		}
+		if s.bytes.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// Bytes returns the bytes written (or reserved) to the session's files.
+func (s *Session) Bytes() int64 { return s.bytes.Load() }
+
+// durationLimit returns the room time (ms) from which no frame is written,
+// and whether there is one.
+func (s *Session) durationLimit() (int64, bool) {
+	if s.opts.MaxDuration <= 0 {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.created {
+		return 0, false
+	}
+	return s.firstMs + s.opts.MaxDuration.Milliseconds(), true
+}
+
+// requestStop stops the session for reason, on a goroutine of its own (a
+// stream's goroutine cannot close its own writer). Only the first request counts.
+func (s *Session) requestStop(reason StopReason) {
+	s.mu.Lock()
+	if s.closed || s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	s.m.Stopped = reason
+	s.bg.Add(1)
+	s.mu.Unlock()
+	s.log.Warn("recording stops", "reason", reason)
+	go func() {
+		defer s.bg.Done()
+		if err := s.finish(time.Now()); err != nil {
+			s.log.Error("finish the stopped recording", "err", err)
+		}
+		if s.opts.OnStop != nil {
+			s.opts.OnStop(reason)
+		}
+	}()
+}
+
+// monitor checks the free disk space while the session records.
+func (s *Session) monitor() {
+	defer s.bg.Done()
+	t := time.NewTicker(s.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		created := s.created
+		s.mu.Unlock()
+		if !created {
+			continue
+		}
+		free, err := s.freeSpace()
+		if err != nil {
+			s.log.Warn("cannot read the free disk space", "err", err)
+			continue
+		}
+		if free < s.opts.MinFreeBytes {
+			s.log.Warn("free disk space below the floor; the recording stops", "free", free, "floor", s.opts.MinFreeBytes)
+			s.requestStop(StopDiskLow)
+			return
+		}
+	}
 }
 
 // Close ends the room session: it closes every stream still recording, sets
 // the end time (end, or the end of the last frame if later; now if zero) and
 // marks the manifest finished. It returns the first error met; the manifest
-// is finished even then.
+// is finished even then. A session stopped by a limit is already closed;
+// Close then waits for the stop (and its OnStop) to end. A session that
+// recorded nothing leaves nothing on disk.
 func (s *Session) Close(end time.Time) error {
+	err := s.finish(end)
+	s.bg.Wait()
+	return err
+}
+
+func (s *Session) finish(end time.Time) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	close(s.quit)
 	ws := make([]*StreamWriter, 0, len(s.writers))
 	for w := range s.writers {
 		ws = append(ws, w)
@@ -335,10 +605,14 @@ func (s *Session) Close(end time.Time) error {
 	s.m.End = end
 	s.m.DurationMs = end.Sub(s.m.Start).Milliseconds()
 	s.m.State = StateFinished
+	if !s.created {
+		s.log.Info("nothing was recorded: no media arrived")
+		return firstErr
+	}
 	if err := s.saveLocked(); err != nil && firstErr == nil {
 		firstErr = fmt.Errorf("recorder: %w", err)
 	}
-	s.log.Info("recording finished", "duration", end.Sub(s.m.Start))
+	s.log.Info("recording finished", "duration", end.Sub(s.m.Start), "bytes", s.bytes.Load(), "stopped", s.m.Stopped)
 	return firstErr
 }
 

@@ -2,9 +2,12 @@ package recorder
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +30,14 @@ const maxHeldFrames = 4096
 // SenderReport may be called from any goroutines (typically one per track);
 // they copy what they keep and never block (unless Options.BlockWhenFull).
 type StreamWriter struct {
-	s     *Session
-	idx   int
-	info  StreamInfo
-	opts  Options
-	log   *slog.Logger
-	start time.Time
+	s         *Session
+	info      StreamInfo
+	opts      Options
+	log       *slog.Logger
+	start     time.Time
+	entries   []TrackEntry
+	container string
+	ext       string
 
 	mu     sync.RWMutex
 	closed bool
@@ -44,9 +49,14 @@ type StreamWriter struct {
 
 	packets, queueDrops, frames, keyReqs atomic.Uint64
 
+	// file is the path of the stream's file, once made.
+	file atomic.Pointer[string]
+
 	// Owned by the goroutine.
+	idx         int  // the stream's manifest entry, once the file exists
+	ended       bool // the file could not be made or the session stopped: nothing more is written
 	tracks      []*track
-	mkv         *mkvWriter
+	mkv         *mkvWriter // nil until the first frame is ready
 	held        frameHeap
 	order       uint64
 	maxSeen     int64
@@ -116,9 +126,9 @@ type track struct {
 	channels  int
 }
 
-func newStreamWriter(s *Session, idx int, info StreamInfo, cs []codec, entries []TrackEntry, f *os.File, container string) *StreamWriter {
+func newStreamWriter(s *Session, info StreamInfo, cs []codec, entries []TrackEntry, container, ext string) *StreamWriter {
 	w := &StreamWriter{
-		s: s, idx: idx, info: info, opts: s.opts, start: s.m.Start,
+		s: s, info: info, opts: s.opts, start: s.m.Start, entries: entries, container: container, ext: ext, idx: -1,
 		log:     s.log.With("stream", info.StreamID),
 		in:      make(chan item, s.opts.QueueSize),
 		quit:    make(chan struct{}),
@@ -136,7 +146,6 @@ func newStreamWriter(s *Session, idx int, info StreamInfo, cs []codec, entries [
 		}
 		w.tracks = append(w.tracks, t)
 	}
-	w.mkv = newMKVWriter(f, containerDoc(container), info.Participant+" "+info.Kind, s.opts.ClusterDuration, s.opts.SyncInterval)
 	w.lastInput = time.Now()
 	go w.run()
 	return w
@@ -227,9 +236,13 @@ func (w *StreamWriter) Close() error {
 	return w.err
 }
 
-// File is the path of the stream's file.
+// File is the path of the stream's file: empty until its first frame is
+// written (a stream whose media never arrived has no file).
 func (w *StreamWriter) File() string {
-	return w.mkv.f.Name()
+	if p := w.file.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // StreamStats are counters of a StreamWriter.
@@ -277,6 +290,10 @@ func (w *StreamWriter) run() {
 func (w *StreamWriter) handle(it item) {
 	if it.barrier != nil {
 		close(it.barrier)
+		return
+	}
+	if w.ended {
+		w.free(it.pkt)
 		return
 	}
 	w.lastInput = time.Now()
@@ -485,7 +502,10 @@ func (w *StreamWriter) mux(flush, forceHeader bool) {
 				}
 				return
 			}
-			w.writeHeader()
+			if !w.writeHeader(top.pts) {
+				w.held = w.held[:0]
+				return
+			}
 		}
 		if !flush && !overfull && top.pts > w.maxSeen-w.opts.MuxDelay.Milliseconds() {
 			return
@@ -495,8 +515,31 @@ func (w *StreamWriter) mux(flush, forceHeader bool) {
 	}
 }
 
-func (w *StreamWriter) writeHeader() {
+// writeHeader makes the stream's file (the session's first makes the
+// session) and writes its header; firstMs is the time of the first frame.
+// False when there is no file to write to: the stream then ends.
+func (w *StreamWriter) writeHeader(firstMs int64) bool {
 	w.headerDone = true
+	f, idx, err := w.s.openFile(w, firstMs)
+	if err != nil {
+		w.ended = true
+		switch {
+		case errors.Is(err, errDiskLow):
+			w.s.requestStop(StopDiskLow)
+		case errors.Is(err, errQuota):
+			w.s.requestStop(StopQuotaBytes)
+		case errors.Is(err, ErrStopped):
+			w.log.Info("stream not recorded: the session's recording has ended")
+		default:
+			w.log.Error("stream not recorded", "err", err)
+		}
+		return false
+	}
+	w.idx = idx
+	name := f.Name()
+	w.file.Store(&name)
+	w.mkv = newMKVWriter(f, containerDoc(w.container), w.info.Participant+" "+w.info.Kind, w.opts.ClusterDuration, w.opts.SyncInterval)
+	w.mkv.reserve = w.s.reserve
 	var tracks []mkvTrack
 	for _, t := range w.tracks {
 		mt := mkvTrack{number: uint64(t.i + 1), video: t.video, codecID: t.c.matroskaID(), width: t.w, height: t.h}
@@ -521,10 +564,27 @@ func (w *StreamWriter) writeHeader() {
 	if err := w.mkv.writeHeader(tracks); err != nil {
 		w.fail(err)
 	}
+	// openFile reserved headerBytes for the header; count what it took.
+	w.s.bytes.Add(w.mkv.size - headerBytes)
+	return true
+}
+
+// quota ends the stream's writing because a limit of the session is
+// reached, and stops the session.
+func (w *StreamWriter) quota(reason StopReason) {
+	if !w.ended {
+		w.ended = true
+		w.log.Info("recording quota reached", "reason", reason)
+	}
+	w.s.requestStop(reason)
 }
 
 func (w *StreamWriter) writeFrame(f *muxFrame) {
-	if w.writeErr != nil {
+	if w.writeErr != nil || w.ended || w.mkv == nil {
+		return
+	}
+	if limit, ok := w.s.durationLimit(); ok && f.pts >= limit {
+		w.quota(StopQuotaDuration)
 		return
 	}
 	if w.mkv.clusterOpen && f.pts < w.mkv.clusterTC {
@@ -532,7 +592,11 @@ func (w *StreamWriter) writeFrame(f *muxFrame) {
 		return
 	}
 	if err := w.mkv.writeBlock(uint64(f.track+1), f.pts, f.end, f.key, f.video, f.data); err != nil {
-		w.fail(err)
+		if errors.Is(err, errQuota) {
+			w.quota(StopQuotaBytes)
+		} else {
+			w.fail(err)
+		}
 		return
 	}
 	w.frames.Add(1)
@@ -555,6 +619,9 @@ func (w *StreamWriter) fail(err error) {
 
 // saveEntry writes this stream's state and times to the manifest.
 func (w *StreamWriter) saveEntry(state string) {
+	if w.idx < 0 {
+		return
+	}
 	err := w.s.updateStream(w.idx, func(e *StreamEntry) {
 		e.State = state
 		entryTimes(e, w.start, w.firstMs, w.endMs)
@@ -564,7 +631,7 @@ func (w *StreamWriter) saveEntry(state string) {
 			}
 		}
 		if w.writeErr != nil {
-			e.Error = w.writeErr.Error()
+			e.Error = publicError(w.writeErr)
 		}
 	})
 	if err != nil {
@@ -582,9 +649,12 @@ func (w *StreamWriter) tick(now time.Time) {
 		return
 	}
 	w.idleDone = true
+	if w.ended {
+		return
+	}
 	w.drainAll()
 	w.mux(true, false)
-	if w.mkv.clusterOpen && w.writeErr == nil {
+	if w.mkv != nil && w.mkv.clusterOpen && w.writeErr == nil {
 		if err := w.mkv.endCluster(true); err != nil {
 			w.fail(err)
 		}
@@ -602,13 +672,17 @@ func (w *StreamWriter) drainAll() {
 }
 
 func (w *StreamWriter) finalize() error {
-	w.drainAll()
-	w.mux(true, true)
-	if !w.headerDone {
-		w.writeHeader()
+	if !w.ended {
+		w.drainAll()
+		w.mux(true, true)
+	}
+	w.held = w.held[:0]
+	if w.mkv == nil {
+		w.log.Info("stream not recorded: no media", "packets", w.packets.Load())
+		return nil
 	}
 	err := w.mkv.close()
-	if err != nil {
+	if err != nil && !errors.Is(err, errQuota) {
 		w.fail(err)
 	}
 	state := StreamClosed
@@ -622,6 +696,17 @@ func (w *StreamWriter) finalize() error {
 		return fmt.Errorf("recorder: stream %s: %w", w.info.StreamID, w.writeErr)
 	}
 	return nil
+}
+
+// publicError is err's text without the directories of the paths it
+// names: manifests are read by people and tools that need no server path.
+func publicError(err error) string {
+	msg := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path != "" {
+		msg = strings.ReplaceAll(msg, pe.Path, filepath.Base(pe.Path))
+	}
+	return msg
 }
 
 // muxFrame is a frame waiting in the interleaver.

@@ -235,3 +235,56 @@ func TestRecordAllAndRecordedStreams(t *testing.T) {
 		t.Error("STATE of a recorded room lacks the recording flag")
 	}
 }
+
+// Announce reaches everyone in the room; a kept announcement reaches each
+// later joiner and a resumed session right after their STATE, fresh each
+// time; a later Announce without keep ends it.
+func TestAnnounce(t *testing.T) {
+	reg := NewRegistry(testConfig(), nil)
+	defer reg.Close("test over")
+	var a, b, b2, c sink
+	pa, err := reg.Join("r", "alice", &a, JoinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	pa.Room().Announce(func() *protocol.Event {
+		n++
+		return &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRecording, Status: protocol.RecordingStarted,
+			RecordingURL: "/link/" + string(rune('0'+n))}
+	}, true)
+	pb, err := reg.Join("r", "bob", &b, JoinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.SetSink(&b2); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(a.kinds(), " "); got != "STATE: RECORDING: JOINED:bob" {
+		t.Errorf("alice got %s", got)
+	}
+	if got := strings.Join(b.kinds(), " "); got != "STATE: RECORDING:" {
+		t.Errorf("bob got %s", got)
+	}
+	if got := strings.Join(b2.kinds(), " "); got != "STATE: RECORDING:" {
+		t.Errorf("bob's resumed session got %s", got)
+	}
+	if a.events[1].RecordingURL != "/link/1" || b.events[1].RecordingURL != "/link/2" || b2.events[1].RecordingURL != "/link/3" ||
+		b.events[1].Room != "r" {
+		t.Errorf("links %q %q %q, room %q: want a fresh one per delivery", a.events[1].RecordingURL, b.events[1].RecordingURL,
+			b2.events[1].RecordingURL, b.events[1].Room)
+	}
+	pa.Room().Announce(func() *protocol.Event {
+		return &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRecording, Status: protocol.RecordingStopped,
+			Reason: protocol.RecordingQuotaBytes}
+	}, false)
+	if _, err := reg.Join("r", "carol", &c, JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.kinds(), " "); got != "STATE:" {
+		t.Errorf("carol, joining after the recording stopped, got %s", got)
+	}
+	if last := b2.events[len(b2.events)-2]; last.Status != protocol.RecordingStopped || last.Reason != protocol.RecordingQuotaBytes {
+		t.Errorf("bob's last recording event %+v", last)
+	}
+}

@@ -1,32 +1,103 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
+	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/recorder"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
 )
 
+// RecordingsConfig says who may read the recordings and how much a room
+// session may record (docs/security.md, docs/recording.md).
+type RecordingsConfig struct {
+	// Public serves the archive (GET /api/recordings and /records/) to
+	// anyone, without a token or a signed link: an operator's explicit
+	// choice, never the default.
+	Public bool
+	// LinkTTL is how long the signed link that each participant of a
+	// recorded room session gets (RECORDING event) stays valid; long enough
+	// to outlive the mix. Default 72 h.
+	LinkTTL time.Duration
+	// URLTTL is how long the signed file URLs in the API's answers to token
+	// holders stay valid (never past the token's own expiry). Default 6 h.
+	URLTTL time.Duration
+	// MaxDuration bounds the recorded time of a room session; 0: no bound.
+	MaxDuration time.Duration
+	// MaxBytes bounds the bytes of a room session's files; 0: no bound.
+	MaxBytes int64
+	// MinFreeBytes is the free disk space below which recordings stop (and
+	// do not start); 0: no floor.
+	MinFreeBytes int64
+	// FreeSpace, when set, replaces the free-space check (statfs of the
+	// records directory); tests use it.
+	FreeSpace func(dir string) (int64, error)
+	// CheckInterval is how often the free space is checked while recording;
+	// default 1 s.
+	CheckInterval time.Duration
+}
+
+func (c RecordingsConfig) withDefaults() RecordingsConfig {
+	if c.LinkTTL <= 0 {
+		c.LinkTTL = 72 * time.Hour
+	}
+	if c.URLTTL <= 0 {
+		c.URLTTL = 6 * time.Hour
+	}
+	return c
+}
+
 // recordings connects rooms to the recorder: a recorded room session gets a
 // recorder.Session (made at its first recorded stream), each recorded stream
-// a file, and when the room finalizes the session is closed and handed on
-// (to the mixer queue).
+// a writer (whose file is made when its media arrives), and when the room
+// finalizes, or a limit stops the recording first, the session is closed
+// and handed on (to the mixer queue). The room hears of it (RECORDING), with
+// a signed link to the session's recording page for each participant.
 type recordings struct {
-	dir      string
-	log      *slog.Logger
-	finished func(manifest string) // called with the manifest of each closed session
+	dir  string
+	root *os.Root // dir, through which everything served is read (recordings_api.go)
+	abs  string   // dir's absolute path (the mix queue's jobs name manifests by it)
+	log  *slog.Logger
+	cfg  RecordingsConfig
+	urls *auth.URLSigner // signs the links and file URLs handed out
+	// finished, when set, is called with the manifest of each closed session
+	// (set before the server serves).
+	finished func(manifest string)
+	// rooms tells whether a room session is still live (set before the
+	// server serves): a recorder is never made for one that finalized.
+	rooms *room.Registry
 
 	mu       sync.Mutex
 	sessions map[string]*recorder.Session // by room session id
 }
 
-func newRecordings(dir string, log *slog.Logger, finished func(string)) *recordings {
-	return &recordings{dir: dir, log: log, finished: finished, sessions: make(map[string]*recorder.Session)}
+// newRecordings prepares the records directory (made if missing).
+func newRecordings(dir string, cfg RecordingsConfig, urls *auth.URLSigner, log *slog.Logger) (*recordings, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("records directory: %w", err)
+	}
+	return &recordings{dir: dir, root: root, abs: abs, cfg: cfg.withDefaults(), urls: urls, log: log,
+		sessions: make(map[string]*recorder.Session)}, nil
 }
+
+// close releases the records directory.
+func (rc *recordings) close() { _ = rc.root.Close() }
 
 // attach gives a room session's router its recorder.
 func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
@@ -42,11 +113,18 @@ func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
 				ClockRate: t.ClockRate, Channels: t.Channels})
 		}
 		w, err := sess.AddStream(info)
+		if errors.Is(err, recorder.ErrStopped) {
+			// A limit ended the room session's recording (the room was told):
+			// the stream goes on unrecorded.
+			rc.log.Info("stream not recorded: the room session's recording has ended", "room", rm.Name(),
+				"stream", rs.StreamID, "stopped", sess.Stopped())
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("record stream %s: %w", rs.StreamID, err)
 		}
-		rc.log.Info("recording stream", "room", rm.Name(), "stream", rs.StreamID, "participant", rs.Participant,
-			"file", w.File())
+		rc.log.Info("stream to record once its media arrives", "room", rm.Name(), "stream", rs.StreamID,
+			"participant", rs.Participant)
 		return w, nil
 	})
 }
@@ -58,19 +136,69 @@ func (rc *recordings) session(rm *room.Room) (*recorder.Session, error) {
 	if s := rc.sessions[rm.Session()]; s != nil {
 		return s, nil
 	}
-	// The recorder puts the files in <dir>/<room>/<room session>/.
-	s, err := recorder.StartSession(rc.dir, rm.Name(), rm.Session(), rm.Started(),
-		recorder.Options{Logger: rc.log})
+	// A publish racing the room's end: its finalize hook (which takes rc.mu
+	// after the room left the registry) would never close this session.
+	if rc.rooms != nil && rc.rooms.Room(rm.Name()) != rm {
+		return nil, fmt.Errorf("room %q: its session %s has ended", rm.Name(), rm.Session())
+	}
+	var s *recorder.Session
+	opts := recorder.Options{Logger: rc.log, MaxDuration: rc.cfg.MaxDuration, MaxBytes: rc.cfg.MaxBytes,
+		MinFreeBytes: rc.cfg.MinFreeBytes, FreeSpace: rc.cfg.FreeSpace, CheckInterval: rc.cfg.CheckInterval,
+		// The callbacks run after StartSession returned (from the session's
+		// goroutines), so s is set.
+		OnStart: func() { rc.started(rm, s) },
+		OnStop:  func(reason recorder.StopReason) { rc.stopped(rm, s, reason) },
+	}
+	// The recorder puts the files in <dir>/<room>/<room session>/, once media arrives.
+	s, err := recorder.StartSession(rc.dir, rm.Name(), rm.Session(), rm.Started(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("start recording of room %q: %w", rm.Name(), err)
 	}
 	rc.sessions[rm.Session()] = s
-	rc.log.Info("recording room session", "room", rm.Name(), "session", rm.Session(), "dir", s.Dir())
+	rc.log.Info("room session to record", "room", rm.Name(), "session", rm.Session(), "dir", s.Dir())
 	return s, nil
 }
 
+// sessionDirs returns the names of a session's room and session directories.
+func sessionDirs(s *recorder.Session) (roomDir, sessDir string) {
+	return filepath.Base(filepath.Dir(s.Dir())), filepath.Base(s.Dir())
+}
+
+// recordingEvent makes a RECORDING event; with a link, each call signs a
+// fresh one (valid LinkTTL from now).
+func (rc *recordings) recordingEvent(s *recorder.Session, status, reason string, withLink bool) func() *protocol.Event {
+	roomDir, sessDir := sessionDirs(s)
+	return func() *protocol.Event {
+		ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRecording, Status: status, Reason: reason}
+		if withLink {
+			url, exp := rc.link(roomDir, sessDir)
+			ev.RecordingURL, ev.RecordingExpires = url, exp.UnixMilli()
+		}
+		return ev
+	}
+}
+
+// started tells the room its recording began, giving everyone in it (and
+// everyone who joins while it records) a link to the session's recording.
+func (rc *recordings) started(rm *room.Room, s *recorder.Session) {
+	rc.log.Info("recording started", "room", rm.Name(), "session", rm.Session())
+	rm.Announce(rc.recordingEvent(s, protocol.RecordingStarted, "", true), true)
+}
+
+// stopped tells the room a limit stopped its recording (with the link, if
+// anything was recorded) and hands the finished session on at once.
+func (rc *recordings) stopped(rm *room.Room, s *recorder.Session, reason recorder.StopReason) {
+	recorded := s.Recorded()
+	rc.log.Warn("recording stopped", "room", rm.Name(), "session", rm.Session(), "reason", reason, "recorded", recorded)
+	rm.Announce(rc.recordingEvent(s, protocol.RecordingStopped, string(reason), recorded), false)
+	if recorded && rc.finished != nil {
+		rc.finished(s.ManifestPath())
+	}
+}
+
 // finalized closes a finalized room session's recording (its router has
-// already closed every stream) and hands its manifest on.
+// already closed every stream) and hands its manifest on, unless nothing
+// was recorded or a limit stopped it before (it was handed on then).
 func (rc *recordings) finalized(info room.Finalized) {
 	rc.mu.Lock()
 	s := rc.sessions[info.Session]
@@ -81,6 +209,13 @@ func (rc *recordings) finalized(info room.Finalized) {
 	}
 	if err := s.Close(info.Ended); err != nil {
 		rc.log.Error("close recording", "room", info.Room, "session", info.Session, "err", err)
+	}
+	if !s.Recorded() {
+		rc.log.Info("nothing recorded: no recorded stream's media arrived", "room", info.Room, "session", info.Session)
+		return
+	}
+	if s.Stopped() != "" {
+		return // stopped handed it on
 	}
 	rc.log.Info("recording finished", "room", info.Room, "session", info.Session, "manifest", s.ManifestPath())
 	if rc.finished != nil {

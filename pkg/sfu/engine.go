@@ -39,6 +39,12 @@ type Config struct {
 	TCPPort int
 	// PublicIPs are announced instead of the host addresses (NAT 1:1, e.g. a cloud VM).
 	PublicIPs []string
+	// LocalCandidates makes the SFU try client candidates on loopback,
+	// link-local, unspecified, multicast and broadcast addresses, which it
+	// otherwise ignores (candidates.go). They are always tried when ListenIP
+	// is a loopback address: the server serves on loopback, so its clients
+	// are on this machine (development and tests).
+	LocalCandidates bool
 	// QueueSize bounds each subscriber's packet queue; a full queue drops.
 	QueueSize int
 	// Logger receives the media plane's logs.
@@ -72,6 +78,10 @@ type Engine struct {
 	pool   *packetPool
 	// writers write every subscriber's media (writers.go).
 	writers *writerPool
+
+	// localCandidates: client candidates on local-only addresses are tried.
+	localCandidates   bool
+	ignoredCandidates atomic.Uint64
 
 	mu      sync.Mutex
 	routers map[*Router]struct{}
@@ -145,7 +155,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 512
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool(), routers: make(map[*Router]struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pool: newPacketPool(), routers: make(map[*Router]struct{}),
+		localCandidates: cfg.LocalCandidates || isLoopbackHost(cfg.ListenIP)}
 
 	var udpOpts []ice.UDPMuxFromPortOption
 	pionLogs := pionlog.Quiet(cfg.Logger.With("part", "pion"))

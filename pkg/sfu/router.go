@@ -201,6 +201,7 @@ type Peer struct {
 	pubs   map[string]*publication
 	sub    *subscriber
 	closed bool
+	mutes  muteState // moderation.go
 }
 
 func (p *Peer) signal() Signal { return p.sig.Load().Signal }
@@ -227,6 +228,7 @@ func (p *Peer) Publish(streamID, kind, offer string, record bool) (answer string
 	if err := checkStreamTracks(offer); err != nil {
 		return "", nil, err
 	}
+	offer = p.router.engine.filterSDP(offer)
 	pub := newPublication(p, streamID, kind)
 	p.mu.Lock()
 	if p.closed {
@@ -283,7 +285,7 @@ func (p *Peer) Reoffer(streamID, offer string) (string, error) {
 	if err := checkStreamTracks(offer); err != nil {
 		return "", err
 	}
-	return pub.reoffer(offer)
+	return pub.reoffer(p.router.engine.filterSDP(offer))
 }
 
 // Unpublish closes one stream's publish connection.
@@ -304,11 +306,19 @@ func (p *Peer) Answer(sdp string) error {
 	if p.sub == nil {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
 	}
-	return p.sub.handleAnswer(sdp)
+	return p.sub.handleAnswer(p.router.engine.filterSDP(sdp))
 }
 
 // AddCandidate applies a client's ICE candidate to one of its connections.
+// A candidate on an address the SFU does not try (candidates.go) is ignored.
 func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) error {
+	if target != protocol.TargetSubscribe && target != protocol.TargetPublish {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `candidate target must be "publish" or "subscribe"`}
+	}
+	if !p.router.engine.acceptCandidateInit(c) {
+		p.log.Debug("client candidate ignored", "candidate", clipCandidate(c.Candidate))
+		return nil
+	}
 	switch target {
 	case protocol.TargetSubscribe:
 		if p.sub == nil {
@@ -327,6 +337,14 @@ func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) 
 	default:
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `candidate target must be "publish" or "subscribe"`}
 	}
+}
+
+// clipCandidate shortens a client's candidate for a log line.
+func clipCandidate(c string) string {
+	if len(c) > 120 {
+		return c[:120] + "…"
+	}
+	return c
 }
 
 // RestartICE re-offers the subscribe connection with new ICE credentials.
