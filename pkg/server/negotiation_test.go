@@ -236,10 +236,10 @@ func answerFrame(id int, sdp string, size int) string {
 }
 
 // TestRefusedAnswerIsOfferedAgain: a subscribe answer may be larger than an
-// ordinary request, up to the limit the room's size calls for, and only while
-// an offer waits for it. A refused answer (over that limit) gets an error
-// with its id, and the outstanding offer comes again; an answer to it then
-// brings the media. After three refusals in a row the streams waiting for
+// ordinary request, by 2 KiB per media section of the offer it answers (up to
+// a cap the room's limits call for), and only while that offer waits for it.
+// A refused answer (over that limit) gets an error with its id, and the
+// outstanding offer comes again; an answer to it then brings the media. After three refusals in a row the streams waiting for
 // the offer are reported FAILED with the reason, and a late good answer still
 // completes the negotiation.
 func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
@@ -255,28 +255,32 @@ func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
 	limits := r.limits
 	want := 64<<10 + 2*1*4<<10
 	if limits.MaxFrameBytes != 64<<10 || limits.MaxAnswerBytes != want {
-		t.Fatalf("limits %+v: want maxFrameBytes 65536 and maxAnswerBytes %d (the room's 2 others × 1 stream × 4 KiB more)", limits, want)
+		t.Fatalf("limits %+v: want maxFrameBytes 65536 and maxAnswerBytes %d (the room's 2 others × 1 stream × 2 sections × 2 KiB more)", limits, want)
 	}
 
-	// An answer over the answer limit: TOO_LARGE for that request, then the offer again.
+	// An answer over what its offer calls for (2 KiB per media section more
+	// than an ordinary request), though under the cap: TOO_LARGE for that
+	// request, then the offer again.
 	offer := r.await("the subscribe offer", isOffer)
+	sections := strings.Count(offer["sdp"].(string), "\nm=")
 	sdp := r.answer(offer)
-	r.send(answerFrame(3, sdp, limits.MaxAnswerBytes+4096))
+	r.send(answerFrame(3, sdp, limits.MaxFrameBytes+sections*2048+512))
 	e := r.await("the refusal", func(m map[string]any) bool { return m["type"] == protocol.TypeError })
 	if e["code"] != protocol.CodeTooLarge || e["id"] != 3.0 || e["request"] != protocol.TypeAnswer {
-		t.Fatalf("refused answer: got %v, want TOO_LARGE with id 3 and request answer", e)
+		t.Fatalf("answer %d bytes over what an offer of %d sections allows: got %v, want TOO_LARGE with id 3 and request answer",
+			512, sections, e)
 	}
 	again := r.await("the offer again", isOffer)
 	if withoutCandidates(again["sdp"]) != withoutCandidates(offer["sdp"]) {
 		t.Errorf("the offer sent again differs from the outstanding one:\n%s\nthen\n%s", offer["sdp"], again["sdp"])
 	}
 
-	// An answer over the ordinary frame limit but within the answer limit is taken.
+	// An answer over the ordinary frame limit but within what its offer allows is taken.
 	sdp = r.answer(again)
-	r.send(answerFrame(4, sdp, limits.MaxFrameBytes+2048))
+	r.send(answerFrame(4, sdp, limits.MaxFrameBytes+1024))
 	rep := r.await("the answer's reply", func(m map[string]any) bool { return m["id"] == 4.0 })
 	if rep["type"] != protocol.TypeReply {
-		t.Fatalf("answer of %d bytes: got %v, want a reply", limits.MaxFrameBytes+2048, rep)
+		t.Fatalf("answer of %d bytes: got %v, want a reply", limits.MaxFrameBytes+1024, rep)
 	}
 	r.settle()
 	r.await("cam's stream PLAYING", func(m map[string]any) bool {
@@ -291,7 +295,7 @@ func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
 	}
 
 	// No offer is out: the same large frame is now refused, and nothing is offered.
-	r.send(answerFrame(5, sdp, limits.MaxFrameBytes+2048))
+	r.send(answerFrame(5, sdp, limits.MaxFrameBytes+1024))
 	e = r.await("the refusal", func(m map[string]any) bool { return m["id"] == 5.0 })
 	if e["code"] != protocol.CodeTooLarge || e["request"] != protocol.TypeAnswer {
 		t.Errorf("an answer nobody waits for: got %v, want TOO_LARGE", e)

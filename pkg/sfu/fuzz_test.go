@@ -174,14 +174,14 @@ func FuzzSubscribeAnswer(f *testing.F) {
 		defer peer.Close()
 		peer.sub.addForwarder(fwd, "pub")
 		offer := sig.lastOffer()
-		if offer == "" || !peer.AwaitingAnswer() {
-			t.Fatal("no subscribe offer")
+		if n, waiting := peer.AwaitingAnswer(); offer == "" || !waiting || n != 1 {
+			t.Fatalf("subscribe offer: %d media sections, waiting %v; want one, waiting", n, waiting)
 		}
 		err = peer.Answer(answer)
 		clientError(t, "answer", err, protocol.CodeInvalidSDP)
 		if err != nil {
 			peer.AnswerRefused("INVALID_SDP")
-			if !peer.AwaitingAnswer() || sig.lastOffer() == "" {
+			if _, waiting := peer.AwaitingAnswer(); !waiting || sig.lastOffer() == "" {
 				t.Fatal("a refused answer left no offer out")
 			}
 		}

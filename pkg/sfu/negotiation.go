@@ -19,8 +19,9 @@ import (
 //   - each media section offers only the codecs of the track it carries
 //     (narrowCodecs), not every codec the SFU forwards: a video section of a
 //     Chromium answer shrinks from about 1.3 KB to about 0.5 KB;
-//   - the signaling layer accepts an answer as large as the room's limits
-//     allow (signaling.AnswerBudget), not just the size of an ordinary request.
+//   - the signaling layer accepts an answer as large as the offer it answers
+//     calls for (a budget per media section, signaling.AnswerBytesPerSection),
+//     not just the size of an ordinary request.
 //
 // A refused answer (too large, rate limited, not fitting the offer) does not
 // leave the connection waiting: the client gets the error and the offer again
@@ -60,14 +61,23 @@ func narrowCodecs(pc *webrtc.PeerConnection, sender *webrtc.RTPSender, mime stri
 	return t.SetCodecPreferences(want)
 }
 
-// AwaitingAnswer reports whether the peer's subscribe offer is out and not answered yet.
-func (p *Peer) AwaitingAnswer() bool {
-	if p.sub == nil {
-		return false
+// AwaitingAnswer reports whether the peer's subscribe offer is out and not
+// answered yet, and how many media sections it has (its answer has as many).
+func (p *Peer) AwaitingAnswer() (sections int, waiting bool) {
+	s := p.sub
+	if s == nil {
+		return 0, false
 	}
-	p.sub.mu.Lock()
-	defer p.sub.mu.Unlock()
-	return p.sub.negotiating && !p.sub.closed
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.negotiating || s.closed || s.pc == nil {
+		return 0, false
+	}
+	d := s.pc.PendingLocalDescription()
+	if d == nil {
+		return 0, false
+	}
+	return strings.Count(d.SDP, "\nm="), true
 }
 
 // AnswerRefused tells the peer that the client's answer to its subscribe

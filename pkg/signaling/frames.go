@@ -8,64 +8,70 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-// AnswerBytesPerStream is what a subscribe answer may take for each stream
-// it receives: a media section per track (a Chromium answer takes about
-// 0.5 KB for one, as it repeats its ICE credentials and DTLS fingerprint in
-// each; Firefox adds its SSRC and msid lines), with room to spare.
-const AnswerBytesPerStream = 4 << 10
+// AnswerBytesPerSection is what a subscribe answer may take for each media
+// section of the offer it answers, on top of an ordinary request's size: a
+// Chromium answer takes about 0.5 KB for one (it repeats its ICE credentials
+// and DTLS fingerprint in each; Firefox adds its SSRC and msid lines), so
+// this leaves room to spare.
+const AnswerBytesPerSection = 2 << 10
 
 // AnswerBudget is the largest subscribe answer a participant of a room with
-// these limits can need: a media section per track of every stream the
-// others may publish, at AnswerBytesPerStream each, on top of base (the size
-// of an ordinary request). With no limit on participants or streams there is
-// no such bound, and it returns hard (the largest frame read at all).
+// these limits can need: two media sections (audio and video) per stream the
+// others may publish, at AnswerBytesPerSection each, on top of base (the
+// size of an ordinary request). With no limit on participants or streams
+// there is no such bound, and it returns hard (the largest frame read at all).
 func AnswerBudget(maxParticipants, maxStreams, base, hard int) int {
 	if maxParticipants <= 0 || maxStreams <= 0 {
 		return max(base, hard)
 	}
-	return base + max(maxParticipants-1, 1)*maxStreams*AnswerBytesPerStream
+	return base + max(maxParticipants-1, 1)*maxStreams*2*AnswerBytesPerSection
 }
 
 // readFrame reads a text frame's content, at most cfg.MaxFrameBytes, or,
-// for the client's answer to a subscribe offer the server is waiting for,
-// at most cfg.MaxAnswerBytes (a larger frame is read that far only while an
-// offer is out, and refused unless it is that answer). It returns the limit
-// that applies; a frame over it is returned cut one byte over the limit,
-// with the rest left in r.
+// for the client's answer to a subscribe offer the server is waiting for, as
+// much as that offer calls for: cfg.MaxFrameBytes plus AnswerBytesPerSection
+// per media section, at most cfg.MaxAnswerBytes (a larger frame is read that
+// far only while an offer is out, and refused unless it is that answer). It
+// returns the limit that applies; a frame over it is returned cut one byte
+// over the limit, with the rest left in r.
 func (s *Session) readFrame(r io.Reader) (data []byte, limit int, err error) {
 	cfg := s.hub.cfg
 	limit = cfg.MaxFrameBytes
 	data, err = io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil || len(data) <= limit || cfg.MaxAnswerBytes <= limit {
+	if err != nil || len(data) <= limit {
 		return data, limit, err
 	}
-	if !s.awaitingAnswer() {
+	sections, waiting := s.awaitingAnswer()
+	answerLimit := min(cfg.MaxAnswerBytes, cfg.MaxFrameBytes+sections*AnswerBytesPerSection)
+	if !waiting || answerLimit <= limit {
 		return data, limit, nil
 	}
-	more, err := io.ReadAll(io.LimitReader(r, int64(cfg.MaxAnswerBytes-len(data))+1))
+	more, err := io.ReadAll(io.LimitReader(r, int64(answerLimit-len(data))+1))
 	if err != nil {
 		return nil, limit, err
 	}
 	data = append(data, more...)
-	if len(data) > cfg.MaxAnswerBytes {
-		return data, cfg.MaxAnswerBytes, nil
+	if len(data) > answerLimit {
+		return data, answerLimit, nil
 	}
 	// The larger limit is for the answer only (malformed JSON is reported as such).
 	var env protocol.Envelope
 	if json.Unmarshal(data, &env) == nil && env.Type != protocol.TypeAnswer {
 		return data[:limit+1], limit, nil
 	}
-	return data, cfg.MaxAnswerBytes, nil
+	return data, answerLimit, nil
 }
 
 // awaitingAnswer reports whether the session's participant has a subscribe
-// offer out that its client has not answered.
-func (s *Session) awaitingAnswer() bool {
+// offer out that its client has not answered, and its media sections.
+func (s *Session) awaitingAnswer() (sections int, waiting bool) {
 	if s.member == nil {
-		return false
+		return 0, false
 	}
-	_, peer := s.member.joined()
-	return peer != nil && peer.AwaitingAnswer()
+	if _, peer := s.member.joined(); peer != nil {
+		return peer.AwaitingAnswer()
+	}
+	return 0, false
 }
 
 // refused is called when a request of type typ was refused with reason: a

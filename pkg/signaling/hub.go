@@ -30,10 +30,10 @@ type Config struct {
 	MaxFrameBytes int
 	// HardFrameBytes is the largest frame read at all; a larger one closes the session (1009).
 	HardFrameBytes int
-	// MaxAnswerBytes is the largest answer to a subscribe offer, accepted
-	// while the offer is out: it grows with the streams of the room. 0
-	// derives it from the room limits (AnswerBudget); HardFrameBytes is
-	// raised to it if smaller.
+	// MaxAnswerBytes caps the answer to a subscribe offer, which may be as
+	// large as its offer calls for (MaxFrameBytes plus AnswerBytesPerSection
+	// per media section) while the offer is out. 0 derives it from the room
+	// limits (AnswerBudget); HardFrameBytes is raised to it if smaller.
 	MaxAnswerBytes int
 	// MessagesPerSecond and Burst bound each session's request rate.
 	MessagesPerSecond float64
