@@ -38,6 +38,8 @@ func FuzzSession(f *testing.F) {
 	}
 	cfg := DefaultConfig()
 	cfg.ReconnectGrace = time.Millisecond
+	// Every session comes from 127.0.0.1, hundreds a second: no per-address limits.
+	cfg.AddressLimits = AddressLimits{}
 	h := NewHub(cfg, reg, e, nil)
 	srv := httptest.NewServer(h)
 	f.Cleanup(func() {
