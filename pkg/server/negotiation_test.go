@@ -239,7 +239,8 @@ func answerFrame(id int, sdp string, size int) string {
 // ordinary request, by 2 KiB per media section of the offer it answers (up to
 // a cap the room's limits call for), and only while that offer waits for it.
 // A refused answer (over that limit) gets an error with its id, and the
-// outstanding offer comes again; an answer to it then brings the media. After three refusals in a row the streams waiting for
+// outstanding offer comes again; so does one without ICE credentials
+// (INVALID_SDP); an answer then brings the media. After three refusals in a row the streams waiting for
 // the offer are reported FAILED with the reason, and a late good answer still
 // completes the negotiation.
 func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
@@ -274,6 +275,20 @@ func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
 	if withoutCandidates(again["sdp"]) != withoutCandidates(offer["sdp"]) {
 		t.Errorf("the offer sent again differs from the outstanding one:\n%s\nthen\n%s", offer["sdp"], again["sdp"])
 	}
+
+	// An answer without ICE credentials (pion would take it in, then refuse
+	// it, and the connection could never start): INVALID_SDP, the offer again.
+	var noICE []string
+	for _, l := range strings.Split(r.answer(again), "\r\n") {
+		if !strings.HasPrefix(l, "a=ice-ufrag:") && !strings.HasPrefix(l, "a=ice-pwd:") {
+			noICE = append(noICE, l)
+		}
+	}
+	r.send(answerFrame(30, strings.Join(noICE, "\r\n"), 0))
+	if e := r.await("the refusal", func(m map[string]any) bool { return m["id"] == 30.0 }); e["code"] != protocol.CodeInvalidSDP {
+		t.Fatalf("an answer without ICE credentials: got %v, want INVALID_SDP", e)
+	}
+	again = r.await("the offer again", isOffer)
 
 	// An answer over the ordinary frame limit but within what its offer allows is taken.
 	sdp = r.answer(again)

@@ -306,6 +306,9 @@ func (p *Peer) Answer(sdp string) error {
 	if p.sub == nil {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
 	}
+	if err := p.sub.checkAnswer(sdp); err != nil {
+		return err
+	}
 	return p.sub.handleAnswer(p.router.engine.filterSDP(sdp))
 }
 
