@@ -116,8 +116,8 @@ func FuzzDepacketize(f *testing.F) {
 // FuzzRecordRTP records arbitrary packets of a stream (one track of the
 // chosen codec and an Opus track) through a StreamWriter, as the SFU feeds it:
 // jitter buffer, depacketizer, muxer. Whatever comes in, Close succeeds and
-// leaves a file the crash recovery's scanner reads whole, with a block for
-// every frame the writer counted.
+// leaves no file if no frame was written, else a file the crash recovery's
+// scanner reads whole, with a block for every frame the writer counted.
 func FuzzRecordRTP(f *testing.F) {
 	f.Add(byte(0), fuzzInput(seedVP8Key, fuzzPacket{marker: true, second: true, seqStep: 1, lost: true, payload: seedOpus.payload}, seedVP8Delta))
 	f.Add(byte(4), fuzzInput(seedOpus, seedOpus))
@@ -154,6 +154,13 @@ func FuzzRecordRTP(f *testing.F) {
 		}
 		if err := s.Close(at); err != nil {
 			t.Fatalf("session close: %v", err)
+		}
+		if w.File() == "" {
+			// No file before the first frame.
+			if st := w.Stats(); st.Frames != 0 {
+				t.Fatalf("no file, but %d frames written", st.Frames)
+			}
+			return
 		}
 		file, err := os.Open(w.File())
 		if err != nil {
