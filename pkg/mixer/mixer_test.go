@@ -272,6 +272,36 @@ func TestMixTwoStreams(t *testing.T) {
 			t.Errorf("duration %.3f", d)
 		}
 	})
+	// A manifest written before sessions ended with their last frame runs on
+	// to the room's close (its idle timeout later): the mix still ends with
+	// the last frame.
+	t.Run("ends with the last frame", func(t *testing.T) {
+		m, err := recorder.ReadManifest(f.manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.End, m.DurationMs = m.End.Add(65*time.Second), m.DurationMs+65_000
+		dir := t.TempDir()
+		for _, e := range m.Streams {
+			if err := os.Symlink(filepath.Join(f.dir, e.File), filepath.Join(dir, e.File)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, _ := json.Marshal(m)
+		manifest := filepath.Join(dir, recorder.ManifestName)
+		if err := os.WriteFile(manifest, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := smallSettings()
+		s.MixerDisplayStreamName = false
+		out := filepath.Join(t.TempDir(), "late.mp4")
+		if err := Mix(context.Background(), manifest, out, s, nil); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := strconv.ParseFloat(probe(t, out).Format.Duration, 64); d < 5.5 || d > 6.5 {
+			t.Errorf("a session closed 65 s after its last frame mixes to %.3f s, want 6 ± 0.5", d)
+		}
+	})
 	t.Run("refuses to overwrite an input", func(t *testing.T) {
 		if err := Mix(context.Background(), f.manifest, f.files[0], smallSettings(), nil); err == nil {
 			t.Fatal("mixing onto an input was accepted")

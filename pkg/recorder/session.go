@@ -558,8 +558,9 @@ func (s *Session) monitor() {
 }
 
 // Close ends the room session: it closes every stream still recording, sets
-// the end time (end, or the end of the last frame if later; now if zero) and
-// marks the manifest finished. It returns the first error met; the manifest
+// the end time (the end of the last recorded frame; end, or now if zero,
+// when nothing was recorded), records end as the close time and marks the
+// manifest finished. It returns the first error met; the manifest
 // is finished even then. A session stopped by a limit is already closed;
 // Close then waits for the stop (and its OnStop) to end. A session that
 // recorded nothing leaves nothing on disk.
@@ -594,10 +595,19 @@ func (s *Session) finish(end time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.m.Closed = end
+	// The recording ends with its last recorded frame, not when the room
+	// session closed: an empty room waits out its idle timeout (after the
+	// reconnect grace of whoever left by closing a tab), which is no part of
+	// the meeting.
+	var last time.Time
 	for _, e := range s.m.Streams {
-		if !e.End.IsZero() && e.End.After(end) {
-			end = e.End
+		if !e.End.IsZero() && e.End.After(last) {
+			last = e.End
 		}
+	}
+	if !last.IsZero() {
+		end = last
 	}
 	if end.Before(s.m.Start) {
 		end = s.m.Start
