@@ -81,6 +81,7 @@ type mkvTrack struct {
 	video        bool
 	codecID      string
 	codecPrivate []byte
+	codecDelay   uint64 // ns
 	seekPreRoll  uint64
 	width        int
 	height       int
@@ -166,6 +167,7 @@ func (m *mkvWriter) writeHeader(tracks []mkvTrack) error {
 			TrackUID:     t.number,
 			CodecID:      t.codecID,
 			CodecPrivate: t.codecPrivate,
+			CodecDelay:   t.codecDelay,
 			SeekPreRoll:  t.seekPreRoll,
 		}
 		if t.video {
