@@ -600,8 +600,16 @@ func TestSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("manifest after kill: %+v", m)
 	}
 	file := filepath.Join(sessDir, m.Streams[0].File)
-	if msg := decodeErrors(t, file); msg != "" {
+	// The kill may cut the last write short (a write of several pages stops
+	// at a page boundary): the demuxer then notes that the file ends inside
+	// a block, and everything before it must decode cleanly.
+	if msg := decodeErrors(t, file); msg != "" && !onlyTruncation(msg) {
 		t.Errorf("killed file does not decode cleanly: %s", msg)
+	} else if msg != "" {
+		t.Logf("the kill cut the last block: %s", msg)
+	}
+	if _, ok := readIndex(t, file); ok {
+		t.Error("the killed file has a seek head")
 	}
 	r := probe(t, file, false)
 	dur := fsec(r.Format.Duration)
@@ -624,6 +632,17 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	}
 	if msg := decodeErrors(t, file); msg != "" {
 		t.Errorf("recovered file does not decode cleanly: %s", msg)
+	}
+	// Recover indexes it as a finished file is: a cue at every keyframe.
+	idx, ok := readIndex(t, file)
+	keys := probe(t, file, true).keyTimes("video")
+	if !ok || len(idx.cues) != len(keys) {
+		t.Errorf("the recovered file: seek head %v, %d cues for %d keyframes", ok, len(idx.cues), len(keys))
+	}
+	for _, c := range idx.cues {
+		if !keys[float64(c.CueTime)/1000] {
+			t.Errorf("a cue at %d ms, where there is no keyframe", c.CueTime)
+		}
 	}
 	r = probe(t, file, false)
 	t.Logf("recovered: session %d ms, stream %d ms from %d ms; ffprobe duration %s", rm.DurationMs, e.DurationMs, e.OffsetMs, r.Format.Duration)

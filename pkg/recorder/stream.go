@@ -115,15 +115,16 @@ type track struct {
 	anchAt  time.Duration
 	anchExt int64
 
-	needKey   bool
-	started   bool
-	lastPicID int
-	lastPts   int64
-	havePts   bool
-	interval  int64
-	w, h      int
-	private   []byte
-	channels  int
+	needKey    bool
+	started    bool
+	lastPicID  int
+	lastPts    int64
+	havePts    bool
+	lastKeyPts int64 // the latest keyframe's time (video)
+	interval   int64
+	w, h       int
+	private    []byte
+	channels   int
 }
 
 func newStreamWriter(s *Session, info StreamInfo, cs []codec, entries []TrackEntry, container, ext string) *StreamWriter {
@@ -476,6 +477,16 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 		}
 	}
 	t.lastPts, t.havePts = pts, true
+	if t.video && w.opts.KeyframeInterval > 0 {
+		// Keyframes are where a player can start decoding after a seek: ask
+		// for one when the sender has sent none for KeyframeInterval
+		// (browsers send one only when asked, or every 100 s or so).
+		if f.key {
+			t.lastKeyPts = pts
+		} else if pts-t.lastKeyPts >= w.opts.KeyframeInterval.Milliseconds() {
+			w.requestKeyframe()
+		}
+	}
 	src := f.data
 	if w.annexB && t.c == codecH264 {
 		src = f.annexB
