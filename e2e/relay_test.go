@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,10 @@ const selectedRelay = `(async () => {
 
 // TestRelayThroughTurnd: two pages with ?relay=1 (iceTransportPolicy relay)
 // join a room and decode each other's video through the embedded turnd,
-// whose metrics then show the relayed bytes.
+// whose metrics then show the relayed bytes. The pages' TURN credentials come
+// with their join's reply (the session message has none), named after each
+// participant, and the relay reaches the SFU under its default policy (only
+// the SFU's media addresses, loopback here).
 func TestRelayThroughTurnd(t *testing.T) {
 	srv := startServer(t, func(c *server.Config) {
 		tc := turnserver.DefaultConfig()
@@ -37,10 +41,7 @@ func TestRelayThroughTurnd(t *testing.T) {
 		tc.TLSListen = ""
 		tc.RelayIP = netip.MustParseAddr("127.0.0.1")
 		tc.RelayPortMin, tc.RelayPortMax = 0, 0
-		// The SFU is on loopback here; a real deployment relays to a public address.
-		tc.AllowPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		c.EmbedTURN = &tc
-		c.TURN.TTL = time.Hour
 	})
 	room := fmt.Sprintf("relay%d", time.Now().UnixNano()%100000)
 	a := openPage(t, "r1", fmt.Sprintf("%s/?room=%s&name=r1&relay=1", srv.URL(), room))
@@ -49,6 +50,13 @@ func TestRelayThroughTurnd(t *testing.T) {
 	b.waitDecoding("r1", "camera", true)
 
 	for _, p := range []*page{a, b} {
+		var users []string
+		if err := p.eval(`window.parley.connection.iceServers().map(s => s.username)`, &users); err != nil {
+			t.Fatal(err)
+		}
+		if len(users) != 1 || !strings.HasSuffix(users[0], ":"+room+"/"+p.name) {
+			t.Errorf("%s: TURN user names %q, want one EXPIRY:%s/%s from the join", p.name, users, room, p.name)
+		}
 		var types []string
 		if err := p.eval(selectedRelay, &types); err != nil {
 			t.Fatal(err)

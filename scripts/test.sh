@@ -2,8 +2,9 @@
 # Runs Parley's whole test suite on a Debian 12 machine with Go installed.
 # It first installs what the tests drive for real, from Debian's packages:
 # Chromium (browser tests), ffmpeg/ffprobe (test media, recordings, mixes),
-# coturn (turnutils_uclient against turnd) and a font for the mixer's name
-# labels. No browser downloads.
+# coturn (turnutils_uclient against turnd), iproute2 and util-linux (tests
+# that run in a network namespace of their own) and a font for the mixer's
+# name labels. No browser downloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   sudo=""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh runs one load shape against a freshly built cmd/sfu on 127.0.0.1 and
-# stops the server afterwards (docs/performance.md).
+# stops the server afterwards (docs/performance.md). Every simulated client comes
+# from 127.0.0.1, so the server runs with its per-address limits off.
 #
 #   cmd/loadtest/bench.sh [loadtest flags…]
 #   cmd/loadtest/bench.sh --video-publishers 1 --subscribers 200 --json > run.json
@@ -49,7 +50,8 @@ pin_tool=()
 [[ -n ${TOOL_CPUS:-} ]] && pin_tool=(taskset -c "$TOOL_CPUS")
 
 "${pin_server[@]}" "$OUT/sfu" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
-	--tcp-port "$tcp_port" --max-participants 0 --log-level warn --debug-addr "127.0.0.1:$debug_port" >"$OUT/sfu.log" 2>&1 &
+	--tcp-port "$tcp_port" --max-participants 0 --max-sessions-per-address 0 --new-sessions-per-address 0 \
+	--new-rooms-per-address 0 --log-level warn --debug-addr "127.0.0.1:$debug_port" >"$OUT/sfu.log" 2>&1 &
 server=$!
 perf_pid=
 cleanup() {

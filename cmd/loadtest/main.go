@@ -8,6 +8,11 @@
 //	loadtest --video-publishers 4 --subscribers 0 --publishers-subscribe --json
 //	loadtest --inprocess-server --subscribers 200 --cpuprofile cpu.pprof
 //
+// All its clients come from one address: run the server under test with its
+// per-address limits off or above the load (sfu --max-sessions-per-address 0
+// --new-sessions-per-address 0 --new-rooms-per-address 0, as bench.sh does),
+// or its refusals (TOO_MANY_SESSIONS, RATE_LIMITED) count as failed sessions.
+//
 // It exits 1 when loss or failures pass --max-loss / --max-failures, 2 when
 // the run could not be made.
 package main
@@ -67,6 +72,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.VideoBitrate, "video-bitrate", 1_000_000, "video bitrate in bit/s of the generated VP8")
 	fs.StringVar(&o.size, "video-size", "640x360", "video resolution WIDTHxHEIGHT")
 	fs.IntVar(&c.FPS, "fps", 30, "video frame rate")
+	fs.BoolVar(&c.Simulcast, "simulcast", false, "video publishers send three simulcast layers (1/4, 1/2 and all of --video-size, at 1/8, 1/3 and all of --video-bitrate)")
+	fs.IntVar(&c.Shaped, "shaped", 0, "of each room's subscribers, how many receive through a link of --shaped-rate (reported apart)")
+	fs.IntVar(&c.ShapedRate, "shaped-rate", 500_000, "the shaped subscribers' downlink in bit/s")
+	fs.DurationVar(&c.ShapedQueue, "shaped-queue", 400*time.Millisecond, "the queue in front of a shaped link, in time at its rate (beyond it packets drop)")
 	fs.StringVar(&c.MediaDir, "media-dir", "", "cache directory of the generated media (default: user cache dir/parley-testmedia)")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "measuring window, after ramp-up")
 	fs.Float64Var(&c.RampRate, "ramp", 10, "sessions started per second")

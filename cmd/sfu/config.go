@@ -8,7 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +33,9 @@ type Config struct {
 	ReconnectGrace  Duration `yaml:"reconnect_grace"`
 	LogLevel        string   `yaml:"log_level"`
 	DebugAddr       string   `yaml:"debug_addr"`
+	MetricsAddr     string   `yaml:"metrics_addr"`
+	AllowedOrigins  []string `yaml:"allowed_origins"`
+	TrustedProxies  []string `yaml:"trusted_proxies"`
 	Limits          Limits   `yaml:"limits"`
 	TURN            TURN     `yaml:"turn"`
 	RecordsDir      string   `yaml:"records_dir"`
@@ -48,6 +54,39 @@ type Config struct {
 	RecordMaxDuration   Duration `yaml:"record_max_duration"`
 	RecordMaxBytes      ByteSize `yaml:"record_max_bytes"`
 	RecordMinFree       ByteSize `yaml:"record_min_free"`
+
+	// Who may do what (docs/security.md).
+	Auth     Auth   `yaml:"auth"`
+	RoomsDir string `yaml:"rooms_dir"`
+}
+
+// Auth is who may do what (docs/security.md).
+type Auth struct {
+	// Mode is "open", "token", or empty: open on a loopback address, token
+	// elsewhere (which needs keys: protected mode).
+	Mode string `yaml:"mode"`
+	// Keys are HS256 keys by id, for rotation several at once; list the
+	// newest last (sfu token create signs with it).
+	Keys []AuthKey `yaml:"keys"`
+	// PublicKeys verify tokens another service signs (EdDSA, RS256).
+	PublicKeys []PublicKey `yaml:"public_keys"`
+	// Issuer and Audience, when set, must be the tokens' iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+}
+
+// AuthKey is an HS256 key: its id (the tokens' kid) and its secret, from a
+// file (secret_file) or, in the YAML file itself, secret.
+type AuthKey struct {
+	ID         string `yaml:"id"`
+	SecretFile string `yaml:"secret_file"`
+	Secret     string `yaml:"secret"`
+}
+
+// PublicKey is a PEM public key file (Ed25519 or RSA) by id.
+type PublicKey struct {
+	ID   string `yaml:"id"`
+	File string `yaml:"file"`
 }
 
 // Recordings access modes.
@@ -139,6 +178,11 @@ type TURN struct {
 	Listen     string   `yaml:"listen"`
 	RelayIP    string   `yaml:"relay_ip"`
 	AllowPeers []string `yaml:"allow_peers"`
+	// Peers is where the embedded server relays to: sfu (only this
+	// server's media addresses) or public (any public address).
+	Peers                    string `yaml:"peers"`
+	MaxAllocationsPerUser    int    `yaml:"max_allocations_per_user"`
+	MaxAllocationsPerAddress int    `yaml:"max_allocations_per_address"`
 }
 
 // Limits are the per-room and per-session limits.
@@ -149,6 +193,10 @@ type Limits struct {
 	MaxTextBytes      int     `yaml:"max_text_bytes"`
 	MaxNameBytes      int     `yaml:"max_name_bytes"`
 	MessagesPerSecond float64 `yaml:"messages_per_second"`
+	// Per client address (an IPv6 client by its /64); 0 disables each.
+	MaxSessionsPerAddress int     `yaml:"max_sessions_per_address"`
+	NewSessionsPerAddress float64 `yaml:"new_sessions_per_address"` // per second
+	NewRoomsPerAddress    float64 `yaml:"new_rooms_per_address"`    // per minute
 }
 
 // Duration is a time.Duration written as "60s" in YAML.
@@ -173,8 +221,10 @@ func defaultConfig() Config {
 		ReconnectGrace:  Duration(5 * time.Second),
 		LogLevel:        "info",
 		Limits: Limits{MaxParticipants: 50, MaxStreams: 3, MaxFrameBytes: 64 << 10, MaxTextBytes: 4096,
-			MaxNameBytes: 64, MessagesPerSecond: 20},
-		TURN:       TURN{TTL: Duration(24 * time.Hour), Listen: "0.0.0.0:3478"},
+			MaxNameBytes: 64, MessagesPerSecond: 20, MaxSessionsPerAddress: 100, NewSessionsPerAddress: 10,
+			NewRoomsPerAddress: 30},
+		TURN: TURN{TTL: Duration(time.Hour), Listen: "0.0.0.0:3478", Peers: "sfu",
+			MaxAllocationsPerUser: 20, MaxAllocationsPerAddress: 300},
 		RecordsDir: "records",
 		Mix:        true,
 		MixWorkers: 1,
@@ -230,6 +280,18 @@ func boolOpt(p func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
+// rateOpt is a non-negative rate; 0 disables the limit.
+func rateOpt(p func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f != f {
+			return fmt.Errorf("%q is not a non-negative number", v)
+		}
+		*p(c) = f
+		return nil
+	}
+}
+
 func listOpt(p func(*Config) *[]string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		var out []string
@@ -259,6 +321,12 @@ var options = []option{
 	{flag: "reconnect-grace", usage: "how long a participant whose connection dropped may resume", set: durOpt(func(c *Config) *Duration { return &c.ReconnectGrace })},
 	{flag: "log-level", usage: "debug, info, warn or error", set: strOpt(func(c *Config) *string { return &c.LogLevel })},
 	{flag: "debug-addr", usage: "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (empty: off)", set: strOpt(func(c *Config) *string { return &c.DebugAddr })},
+	{flag: "metrics-addr", usage: "serve /metrics on this address only (its own listener, e.g. 127.0.0.1:9640), not on --addr", set: strOpt(func(c *Config) *string { return &c.MetricsAddr })},
+	{flag: "allowed-origins", usage: "page origins besides the server's own that may open a WebSocket, comma-separated (https://meet.example.com; * for any)", set: listOpt(func(c *Config) *[]string { return &c.AllowedOrigins })},
+	{flag: "trusted-proxies", usage: "reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client address for the per-address limits", set: listOpt(func(c *Config) *[]string { return &c.TrustedProxies })},
+	{flag: "max-sessions-per-address", usage: "sessions open at once from one client address (IPv6: /64; 0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxSessionsPerAddress })},
+	{flag: "new-sessions-per-address", usage: "new sessions per second from one client address, bursts of twice that (0: no limit)", set: rateOpt(func(c *Config) *float64 { return &c.Limits.NewSessionsPerAddress })},
+	{flag: "new-rooms-per-address", usage: "rooms created per minute from one client address (0: no limit)", set: rateOpt(func(c *Config) *float64 { return &c.Limits.NewRoomsPerAddress })},
 	{flag: "max-participants", usage: "participants per room (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxParticipants })},
 	{flag: "max-streams", usage: "streams per participant (0: no limit)", set: intOpt(func(c *Config) *int { return &c.Limits.MaxStreams })},
 	{flag: "max-frame-bytes", usage: "largest signaling message in bytes", set: intOpt(func(c *Config) *int { return &c.Limits.MaxFrameBytes })},
@@ -275,10 +343,23 @@ var options = []option{
 		set: boolOpt(func(c *Config) *bool { return &c.TURN.Embed })},
 	{flag: "turn-url", usage: "TURN URLs given to clients, comma-separated (turn:host:3478?transport=udp,...)", set: listOpt(func(c *Config) *[]string { return &c.TURN.URLs })},
 	{flag: "turn-secret", usage: "TURN REST secret shared with turnd or coturn (static-auth-secret)", set: strOpt(func(c *Config) *string { return &c.TURN.Secret })},
-	{flag: "turn-ttl", usage: "lifetime of the TURN credentials handed to each session", set: durOpt(func(c *Config) *Duration { return &c.TURN.TTL })},
+	{flag: "turn-ttl", usage: "lifetime of the TURN credentials handed to each participant with its join (1m..24h)", set: durOpt(func(c *Config) *Duration { return &c.TURN.TTL })},
 	{flag: "turn-listen", usage: "with --turn: UDP and TCP address of the embedded TURN server", set: strOpt(func(c *Config) *string { return &c.TURN.Listen })},
 	{flag: "turn-relay-ip", usage: "with --turn: relay address clients reach (default: --public-ip)", set: strOpt(func(c *Config) *string { return &c.TURN.RelayIP })},
-	{flag: "turn-allow-peer", usage: "with --turn: peer ranges to relay to although private or loopback, comma-separated CIDRs", set: listOpt(func(c *Config) *[]string { return &c.TURN.AllowPeers })},
+	{flag: "turn-allow-peer", usage: "with --turn: more peer ranges to relay to, comma-separated CIDRs (widens --turn-peers)", set: listOpt(func(c *Config) *[]string { return &c.TURN.AllowPeers })},
+	{flag: "turn-peers", usage: "with --turn: where it relays to: sfu (only this server's media addresses) or public (any public address)", set: strOpt(func(c *Config) *string { return &c.TURN.Peers })},
+	{flag: "turn-max-allocations-per-user", usage: "with --turn: allocations open at once per participant", set: intOpt(func(c *Config) *int { return &c.TURN.MaxAllocationsPerUser })},
+	{flag: "turn-max-allocations-per-address", usage: "with --turn: allocations open at once per client address (IPv6: /64)", set: intOpt(func(c *Config) *int { return &c.TURN.MaxAllocationsPerAddress })},
+	{flag: "auth", usage: "who may join: open (anyone) or token (an access token or the room's preset); empty: open on a loopback --addr, token elsewhere",
+		set: strOpt(func(c *Config) *string { return &c.Auth.Mode })},
+	{flag: "auth-key-file", usage: "HS256 token keys, ID=FILE comma-separated, oldest first (the file holds the secret; PARLEY_AUTH_KEYS=ID=SECRET,... gives secrets in the environment)",
+		set: keyFilesOpt},
+	{flag: "auth-public-key", usage: "public keys (PEM, Ed25519 or RSA) of services that sign tokens, ID=FILE comma-separated",
+		set: publicKeysOpt},
+	{flag: "rooms-dir", usage: "directory of room presets, *.yaml (see configs/rooms; SIGHUP reloads them); empty: none",
+		set: strOpt(func(c *Config) *string { return &c.RoomsDir })},
+	{flag: "auth-issuer", usage: "when set, tokens must carry this issuer (iss)", set: strOpt(func(c *Config) *string { return &c.Auth.Issuer })},
+	{flag: "auth-audience", usage: "when set, tokens must carry this audience (aud)", set: strOpt(func(c *Config) *string { return &c.Auth.Audience })},
 	{flag: "messages-per-second", usage: "signaling requests per second per session", set: func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
@@ -288,6 +369,52 @@ var options = []option{
 		return nil
 	}},
 }
+
+// idPairs reads "ID=VALUE,ID=VALUE".
+func idPairs(v string) ([][2]string, error) {
+	var out [][2]string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		id, val, ok := strings.Cut(item, "=")
+		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(val) == "" {
+			return nil, fmt.Errorf("%q: write ID=VALUE", item)
+		}
+		out = append(out, [2]string{strings.TrimSpace(id), strings.TrimSpace(val)})
+	}
+	return out, nil
+}
+
+func keyFilesOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	keys := slices.DeleteFunc(slices.Clone(c.Auth.Keys), func(k AuthKey) bool { return k.SecretFile != "" })
+	for _, p := range pairs {
+		keys = append(keys, AuthKey{ID: p[0], SecretFile: p[1]})
+	}
+	c.Auth.Keys = keys
+	return nil
+}
+
+func publicKeysOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	c.Auth.PublicKeys = nil
+	for _, p := range pairs {
+		c.Auth.PublicKeys = append(c.Auth.PublicKeys, PublicKey{ID: p[0], File: p[1]})
+	}
+	return nil
+}
+
+// envKeys is the environment variable that holds HS256 secrets
+// ("ID=SECRET,ID=SECRET"); there is no flag for it, so that secrets never
+// stand on a command line (where ps shows them).
+const envKeys = "PARLEY_AUTH_KEYS"
 
 // loadConfig builds the configuration from args and the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -335,6 +462,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			}
 		}
 	}
+	if v := getenv(envKeys); v != "" {
+		pairs, err := idPairs(v)
+		if err != nil {
+			return cfg, fmt.Errorf("environment %s: %w", envKeys, err)
+		}
+		cfg.Auth.Keys = slices.DeleteFunc(cfg.Auth.Keys, func(k AuthKey) bool { return k.SecretFile == "" })
+		for _, p := range pairs {
+			cfg.Auth.Keys = append(cfg.Auth.Keys, AuthKey{ID: p[0], Secret: p[1]})
+		}
+	}
 	for _, o := range options {
 		if v, ok := set[o.flag]; ok {
 			if err := o.set(&cfg, v); err != nil {
@@ -347,6 +484,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if len(cfg.TURN.AllowPeers) == 0 {
 		cfg.TURN.AllowPeers = nil
+	}
+	if len(cfg.Auth.Keys) == 0 {
+		cfg.Auth.Keys = nil
+	}
+	if len(cfg.Auth.PublicKeys) == 0 {
+		cfg.Auth.PublicKeys = nil
+	}
+	if len(cfg.AllowedOrigins) == 0 {
+		cfg.AllowedOrigins = nil
+	}
+	if len(cfg.TrustedProxies) == 0 {
+		cfg.TrustedProxies = nil
 	}
 	return cfg, cfg.validate()
 }
@@ -388,8 +537,54 @@ func (c Config) validate() error {
 	if c.MixWorkers < 1 {
 		return errors.New("mix_workers must be at least 1")
 	}
+	switch c.Auth.Mode {
+	case "", "open", "token":
+	default:
+		return fmt.Errorf("auth mode %q: use open or token", c.Auth.Mode)
+	}
+	for _, k := range c.Auth.Keys {
+		if k.ID == "" {
+			return errors.New("auth.keys: every key needs an id (the tokens' kid)")
+		}
+		if (k.SecretFile == "") == (k.Secret == "") {
+			return fmt.Errorf("auth key %q: give secret_file (or, in the environment, %s) or secret, one of them", k.ID, envKeys)
+		}
+	}
+	for _, k := range c.Auth.PublicKeys {
+		if k.ID == "" || k.File == "" {
+			return errors.New("auth.public_keys: every key needs an id and a file")
+		}
+	}
 	if err := c.validateRecordings(); err != nil {
 		return err
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics_addr %q: %w (write host:port, e.g. 127.0.0.1:9640)", c.MetricsAddr, err)
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "" {
+			return fmt.Errorf("allowed_origins %q is not an origin: write scheme://host[:port], e.g. https://meet.example.com, or *", o)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			return fmt.Errorf("trusted_proxies %q is not an address or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8", p)
+		}
+	}
+	if ttl := time.Duration(c.TURN.TTL); ttl < time.Minute || ttl > 24*time.Hour {
+		return fmt.Errorf("turn.ttl %s must be between 1m and 24h (default 1h; an allocation made in time outlives it)", ttl)
+	}
+	if c.TURN.Peers != "sfu" && c.TURN.Peers != "public" {
+		return fmt.Errorf("turn.peers %q: use sfu (relay only to this server's media) or public (any public address)", c.TURN.Peers)
+	}
+	if c.TURN.MaxAllocationsPerUser < 1 || c.TURN.MaxAllocationsPerAddress < 1 {
+		return errors.New("turn.max_allocations_per_user and turn.max_allocations_per_address must be at least 1")
 	}
 	if len(c.TURN.URLs) > 0 && c.TURN.Secret == "" && !c.TURN.Embed {
 		return errors.New("turn.urls needs turn.secret, the REST secret your TURN server shares (coturn's static-auth-secret)")
@@ -424,6 +619,19 @@ func (c Config) validateRecordings() error {
 		return errors.New("record_max_bytes and record_min_free cannot be negative")
 	}
 	return nil
+}
+
+// parsePrefix parses a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

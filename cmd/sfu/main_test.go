@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/testlog"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -111,8 +113,29 @@ func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 // server said where it serves.
 func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, []string) {
 	t.Helper()
+	return startSFUEnv(t, bin, nil, args...)
+}
+
+// startSFUEnv is startSFULog with environment variables added to the binary's.
+func startSFUEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
+	return startSFUImpl(t, bin, env, nil, args...)
+}
+
+// startSFUWatch is startSFUEnv that also returns the log written after the
+// server said where it serves.
+func startSFUWatch(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string, *testlog.Buffer) {
+	t.Helper()
+	var later testlog.Buffer
+	cmd, base, _ := startSFUImpl(t, bin, env, &later, args...)
+	return cmd, base, &later
+}
+
+func startSFUImpl(t *testing.T, bin string, env []string, later *testlog.Buffer, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0",
 		"--media-ip", "127.0.0.1"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +150,11 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 	})
 	lines := bufio.NewScanner(stderr)
-	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
+	urlRe := regexp.MustCompile(`url=(http://[0-9.:\[\]]+)/`)
 	var base string
 	var before []string
+	// A server that never says where it serves is killed, so the scan ends.
+	hung := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 	for lines.Scan() {
 		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
 			base = m[1]
@@ -137,11 +162,15 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 		before = append(before, lines.Text())
 	}
+	hung.Stop()
 	if base == "" {
 		t.Fatalf("the server never said where it serves; its log:\n%s", strings.Join(before, "\n"))
 	}
 	go func() {
 		for lines.Scan() {
+			if later != nil {
+				fmt.Fprintln(later, lines.Text())
+			}
 			if testing.Verbose() {
 				t.Log(lines.Text())
 			}
@@ -241,5 +270,56 @@ func TestEmbeddedTURNSettings(t *testing.T) {
 	if _, err := loadConfig([]string{"--turn-url", "turn:x:3478"}, env(nil), &bytes.Buffer{}); err == nil ||
 		!strings.Contains(err.Error(), "secret") {
 		t.Errorf("TURN URLs without a secret: %v, want an error naming the secret", err)
+	}
+}
+
+// The edge settings reach the server's configuration, and bad ones say what is wrong.
+func TestEdgeSettings(t *testing.T) {
+	cfg, err := loadConfig([]string{"--metrics-addr", "127.0.0.1:9640", "--allowed-origins", "https://meet.example.com, *",
+		"--trusted-proxies", "127.0.0.1,10.0.0.0/8", "--max-sessions-per-address", "7", "--new-sessions-per-address", "0.5",
+		"--new-rooms-per-address", "0", "--turn", "--public-ip", "203.0.113.7", "--turn-peers", "public",
+		"--turn-max-allocations-per-address", "9", "--turn-ttl", "2h"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := serverConfig(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.MetricsAddr != "127.0.0.1:9640" || !reflect.DeepEqual(sc.Signaling.AllowedOrigins, []string{"https://meet.example.com", "*"}) ||
+		len(sc.Signaling.TrustedProxies) != 2 || sc.Signaling.TrustedProxies[0].String() != "127.0.0.1/32" {
+		t.Errorf("edge settings: metrics %q, origins %v, proxies %v", sc.MetricsAddr, sc.Signaling.AllowedOrigins, sc.Signaling.TrustedProxies)
+	}
+	if l := sc.Signaling.AddressLimits; l.MaxSessions != 7 || l.SessionsPerSecond != 0.5 || l.RoomsPerMinute != 0 {
+		t.Errorf("address limits %+v", l)
+	}
+	if sc.EmbedTURNPeers != "public" || sc.EmbedTURN.MaxAllocationsPerAddress != 9 || sc.EmbedTURN.MaxAllocationsPerUser != 20 ||
+		sc.TURN.TTL != 2*time.Hour {
+		t.Errorf("TURN: peers %q, per address %d, per user %d, ttl %s", sc.EmbedTURNPeers, sc.EmbedTURN.MaxAllocationsPerAddress,
+			sc.EmbedTURN.MaxAllocationsPerUser, sc.TURN.TTL)
+	}
+	def, _ := loadConfig(nil, env(nil), &bytes.Buffer{})
+	dsc, _ := serverConfig(def, nil)
+	if l := dsc.Signaling.AddressLimits; l.MaxSessions != 100 || l.SessionsPerSecond != 10 || l.RoomsPerMinute != 30 {
+		t.Errorf("default address limits %+v", l)
+	}
+	if dsc.TURN.TTL != time.Hour {
+		t.Errorf("default TURN TTL %s, want 1h", dsc.TURN.TTL)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--allowed-origins", "meet.example.com"}, "allowed_origins"},
+		{[]string{"--allowed-origins", "https://meet.example.com/room"}, "allowed_origins"},
+		{[]string{"--trusted-proxies", "proxy.local"}, "trusted_proxies"},
+		{[]string{"--metrics-addr", "9640"}, "metrics_addr"},
+		{[]string{"--turn-ttl", "48h"}, "turn.ttl"},
+		{[]string{"--turn-peers", "everyone"}, "turn.peers"},
+		{[]string{"--new-sessions-per-address", "-1"}, "new-sessions-per-address"},
+	} {
+		if _, err := loadConfig(tc.args, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -57,10 +57,14 @@ var settings = []setting{
 		usage: "shared `secret` for coturn-compatible REST credentials (static-auth-secret)"},
 	{name: "allow-peer", yaml: "allow-peers", env: "TURND_ALLOW_PEERS", list: true,
 		usage: "`CIDR` of otherwise denied peers (loopback, private, ...) to relay to anyway (repeatable; env: comma-separated)"},
+	{name: "only-peer", yaml: "only-peers", env: "TURND_ONLY_PEERS", list: true,
+		usage: "relay only to this `IP:PORT` (port 0: any port of the IP) and the --allow-peer ranges, instead of to every public address; for a turnd that serves one SFU (repeatable; env: comma-separated)"},
 	{name: "max-allocations", env: "TURND_MAX_ALLOCATIONS", def: strconv.Itoa(turnserver.DefaultMaxAllocations),
 		usage: "most allocations open at once on the server (`number`)"},
 	{name: "max-allocations-per-user", env: "TURND_MAX_ALLOCATIONS_PER_USER", def: strconv.Itoa(turnserver.DefaultMaxAllocationsPerUser),
 		usage: "most allocations open at once per user (`number`)"},
+	{name: "max-allocations-per-address", env: "TURND_MAX_ALLOCATIONS_PER_ADDRESS", def: strconv.Itoa(turnserver.DefaultMaxAllocationsPerAddress),
+		usage: "most allocations open at once per client IP address, IPv6 by /64 (`number`)"},
 	{name: "allocation-lifetime", env: "TURND_ALLOCATION_LIFETIME", def: "10m",
 		usage: "allocation lifetime `duration`: granted to clients, and the longest an allocation lives without a Refresh (1s..1h)"},
 	{name: "bandwidth-limit", env: "TURND_BANDWIDTH_LIMIT", def: strconv.Itoa(turnserver.DefaultBandwidthLimit),
@@ -356,12 +360,20 @@ func buildOptions(eff map[string]value) (*options, error) {
 		}
 		c.AllowPeers = append(c.AllowPeers, pfx)
 	}
+	for _, p := range eff["only-peer"].vals {
+		ap, perr := turnserver.ParsePeerAddrPort(p)
+		if perr != nil {
+			return nil, fail("only-peer", perr)
+		}
+		c.OnlyPeers = append(c.OnlyPeers, ap)
+	}
 	ints := []struct {
 		name string
 		dst  *int
 	}{
 		{"max-allocations", &c.MaxAllocations},
 		{"max-allocations-per-user", &c.MaxAllocationsPerUser},
+		{"max-allocations-per-address", &c.MaxAllocationsPerAddress},
 		{"max-tcp-connections", &c.MaxTCPConnections},
 	}
 	for _, it := range ints {

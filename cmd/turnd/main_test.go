@@ -51,6 +51,8 @@ max-allocations-per-user: 4
 bandwidth-limit: 9000
 users: ["yaml1:pw1", "yaml2:pw2"]
 allow-peers: [10.9.0.0/16]
+only-peers: ["198.51.100.7:7882", "[2001:db8::7]:0"]
+max-allocations-per-address: 7
 `)
 	env := map[string]string{
 		"TURND_REALM":           "from-env",
@@ -79,6 +81,12 @@ allow-peers: [10.9.0.0/16]
 	}
 	if len(c.AllowPeers) != 1 || c.AllowPeers[0].String() != "10.9.0.0/16" {
 		t.Errorf("allow-peers %v", c.AllowPeers)
+	}
+	if len(c.OnlyPeers) != 2 || c.OnlyPeers[0].String() != "198.51.100.7:7882" || c.OnlyPeers[1].String() != "[2001:db8::7]:0" {
+		t.Errorf("only-peers %v", c.OnlyPeers)
+	}
+	if c.MaxAllocationsPerAddress != 7 {
+		t.Errorf("max-allocations-per-address %d, want 7 from YAML", c.MaxAllocationsPerAddress)
 	}
 
 	// Without the flag, the env list wins over YAML.
@@ -141,6 +149,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"user:", "NAME:PASSWORD"}},
 		{"bad cidr", append(base, "--allow-peer", "10.0.0.0/40"), nil,
 			[]string{"allow-peer:", "10.1.0.0/16"}},
+		{"bad only-peer", append(base, "--only-peer", "198.51.100.7"), nil,
+			[]string{"only-peer:", "IP:PORT"}},
 		{"lifetime", append(base, "--allocation-lifetime", "3h"), nil,
 			[]string{"allocation-lifetime:", "1s to 1h"}},
 		{"tls half", append(base, "--tls-cert", "/x.pem"), nil,

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -70,10 +71,18 @@ type SessionError struct {
 	Status string
 	// Reason is the server's reason.
 	Reason string
+	// Code, when the server refused the session at once, says why
+	// (TOO_MANY_SESSIONS, RATE_LIMITED).
+	Code string
 }
 
 // Error implements error.
-func (e *SessionError) Error() string { return "session " + e.Status + ": " + e.Reason }
+func (e *SessionError) Error() string {
+	if e.Code != "" {
+		return "session " + e.Status + " (" + e.Code + "): " + e.Reason
+	}
+	return "session " + e.Status + ": " + e.Reason
+}
 
 // eventsBuffer is the capacity of the Events and Errors channels.
 const eventsBuffer = 1024
@@ -87,6 +96,9 @@ type Options struct {
 	Username string
 	// Resume is a resume token: connect re-attaches the participant it was issued for.
 	Resume string
+	// Token is an access token (a JWT: docs/security.md) sent in connect; it
+	// names who the client is and what it may do.
+	Token string
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 	// ICE configures every peer connection of the client.
@@ -119,6 +131,10 @@ type Options struct {
 	// server (a=setup:passive) instead of the client, as some WebRTC stacks
 	// do; tests use it to make the server the DTLS client.
 	SubscribeDTLSServer bool
+	// RewriteLocalSDP, when set, rewrites every offer and answer the client
+	// sends, as sent (its own peer connections keep the SDP they made);
+	// tests use it to add candidates the server must refuse.
+	RewriteLocalSDP func(sdp string) string
 	// Header is sent with the WebSocket handshake (an Origin, a cookie…).
 	Header http.Header
 	// Dialer dials the WebSocket; nil uses a copy of websocket.DefaultDialer.
@@ -145,6 +161,16 @@ type ICEOptions struct {
 	// Servers replaces the ICE servers of the session message when not nil
 	// (an empty, non-nil slice: no ICE servers at all).
 	Servers []webrtc.ICEServer
+	// IPFilter, when set, gathers candidates only on the addresses it
+	// accepts (a test that gives this client an address of its own, on a
+	// link it shapes).
+	IPFilter func(net.IP) bool
+	// HideLocalCandidates keeps the subscribe connection's own candidates
+	// from the server (not trickled, none in the answer): the server learns
+	// the client's address from its connectivity checks alone, as behind a
+	// NAT. With RewriteRemoteCandidate, a test or the load tool puts a relay
+	// of its own (a shaped link) between client and server.
+	HideLocalCandidates bool
 	// DisconnectedTimeout, FailedTimeout and KeepAliveInterval override pion's
 	// ICE timeouts when not zero.
 	DisconnectedTimeout, FailedTimeout, KeepAliveInterval time.Duration
@@ -180,6 +206,8 @@ type Client struct {
 	pending   map[int64]chan result
 	session   protocol.Session
 	joinCodes []string
+	// iceServers come with the reply to a join, and fresh with a resumed session.
+	iceServers []protocol.ICEServer
 
 	stateSeq  int64
 	lastState protocol.Event
@@ -196,7 +224,7 @@ type Client struct {
 	tracksChanged chan struct{} // closed and replaced when a remote track is added
 }
 
-type streamState struct{ status, reason string }
+type streamState struct{ status, reason, video string }
 
 type result struct {
 	data []byte
@@ -284,6 +312,9 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 	}
 	c.mu.Lock()
 	c.session = s
+	if s.Resumed && len(s.ICEServers) > 0 {
+		c.iceServers = s.ICEServers
+	}
 	c.mu.Unlock()
 	c.log.Debug("session established", "session", s.SessionID, "resumed", s.Resumed)
 	return nil
@@ -291,8 +322,19 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 
 // handshake sends connect and waits for an ESTABLISHED session message.
 func (c *Client) handshake(ctx context.Context, username, resume string) (protocol.Session, error) {
-	raw, err := c.Request(ctx, &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume})
+	msg := &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume}
+	if resume == "" {
+		// A resumed session keeps the grants of the token it connected with.
+		msg.Token = c.opts.Token
+	}
+	raw, err := c.Request(ctx, msg)
 	if err != nil {
+		// A server that refuses the session at once (TOO_MANY_SESSIONS…)
+		// may have said so and closed before the connect went out.
+		var se *SessionError
+		if ended := c.Err(); !errors.As(err, &se) && errors.As(ended, &se) {
+			return protocol.Session{}, fmt.Errorf("connect: %w: %w", err, se)
+		}
 		return protocol.Session{}, fmt.Errorf("connect: %w", err)
 	}
 	var s protocol.Session
@@ -303,7 +345,7 @@ func (c *Client) handshake(ctx context.Context, username, resume string) (protoc
 		return s, fmt.Errorf("connect: got %q, want a session message", s.Type)
 	}
 	if s.Status != protocol.SessionEstablished {
-		return s, &SessionError{Status: s.Status, Reason: s.Reason}
+		return s, &SessionError{Status: s.Status, Reason: s.Reason, Code: s.Code}
 	}
 	return s, nil
 }
@@ -336,11 +378,13 @@ func (c *Client) Session() protocol.Session {
 	return c.session
 }
 
-// ICEServers are the ICE servers of the session message.
+// ICEServers are the ICE servers (TURN credentials) the server gave with the
+// reply to the last join, or with a resumed session; every peer connection
+// made after is configured with them (unless ICEOptions.Servers is set).
 func (c *Client) ICEServers() []protocol.ICEServer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]protocol.ICEServer(nil), c.session.ICEServers...)
+	return append([]protocol.ICEServer(nil), c.iceServers...)
 }
 
 // Limits are the server's limits from the session message (zero if it sent none).
@@ -548,6 +592,16 @@ func (c *Client) handleFrame(data []byte) *protocol.Session {
 		c.log.Warn("bad frame from server", "err", err, "frame", truncate(data))
 		return nil
 	}
+	if env.Type == protocol.TypeReply && bytes.Contains(data, []byte(`"iceServers"`)) {
+		// A join's reply: its ICE servers are taken before the next frame
+		// (the subscribe offer) is handled, in the reader's order.
+		var r protocol.Reply
+		if err := json.Unmarshal(data, &r); err == nil && len(r.ICEServers) > 0 {
+			c.mu.Lock()
+			c.iceServers = r.ICEServers
+			c.mu.Unlock()
+		}
+	}
 	switch env.Type {
 	case protocol.TypeReply, protocol.TypeAnswer, protocol.TypeError, protocol.TypeSession:
 		if env.ID != nil && c.deliver(*env.ID, data) {
@@ -622,7 +676,11 @@ func (c *Client) onEvent(ev protocol.Event) {
 		c.mu.Unlock()
 	case protocol.EventStreamStatus:
 		c.mu.Lock()
-		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason}
+		video := c.streamStatus[ev.StreamID].video
+		if ev.Video != "" {
+			video = ev.Video
+		}
+		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason, video}
 		p := c.pubByID[ev.StreamID]
 		c.mu.Unlock()
 		if p != nil {
@@ -645,7 +703,7 @@ func (c *Client) connLost(conn *websocket.Conn, err error, disconnected *protoco
 	if endSession {
 		c.ended = true
 		if disconnected != nil {
-			c.endErr = &SessionError{Status: disconnected.Status, Reason: disconnected.Reason}
+			c.endErr = &SessionError{Status: disconnected.Status, Reason: disconnected.Reason, Code: disconnected.Code}
 		} else {
 			c.endErr = fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}
@@ -655,7 +713,8 @@ func (c *Client) connLost(conn *websocket.Conn, err error, disconnected *protoco
 
 	lost := fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	if disconnected != nil {
-		lost = fmt.Errorf("%w: %w", ErrConnectionLost, &SessionError{Status: disconnected.Status, Reason: disconnected.Reason})
+		lost = fmt.Errorf("%w: %w", ErrConnectionLost, &SessionError{Status: disconnected.Status, Reason: disconnected.Reason,
+			Code: disconnected.Code})
 	}
 	for _, ch := range pending {
 		ch <- result{err: lost}
@@ -714,7 +773,8 @@ func (c *Client) ReconnectWebSocket(ctx context.Context) error {
 }
 
 // Reconnect resumes the session on a new WebSocket (ReconnectWebSocket) and then
-// restarts ICE on every peer connection the client has: each publish connection
+// restarts ICE on every peer connection the client has, with the fresh ICE
+// servers of the resumed session: each publish connection
 // is re-offered with an ICE restart and the subscribe connection gets restartIce,
 // after which the server re-offers it. The others in the room see no LEFT or
 // JOINED, and media flows again once ICE has reconnected.
@@ -722,6 +782,7 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	if err := c.ReconnectWebSocket(ctx); err != nil {
 		return err
 	}
+	c.updateICEServers()
 	for _, p := range c.Publications() {
 		if err := p.RestartICE(ctx); err != nil {
 			return fmt.Errorf("reconnect: %w", err)
@@ -733,6 +794,32 @@ func (c *Client) Reconnect(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// updateICEServers gives the current ICE servers to every peer connection,
+// for its next gathering (an ICE restart).
+func (c *Client) updateICEServers() {
+	if c.opts.ICE.Servers != nil {
+		return
+	}
+	var servers []webrtc.ICEServer
+	for _, s := range c.ICEServers() {
+		servers = append(servers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	pcs := []*webrtc.PeerConnection{c.sub.peerConnection()}
+	for _, p := range c.Publications() {
+		pcs = append(pcs, p.pc)
+	}
+	for _, pc := range pcs {
+		if pc == nil {
+			continue
+		}
+		cfg := pc.GetConfiguration()
+		cfg.ICEServers = servers
+		if err := pc.SetConfiguration(cfg); err != nil {
+			c.log.Debug("update ICE servers", "err", err)
+		}
+	}
 }
 
 // JoinOptions are the fields of a join request.
@@ -748,6 +835,8 @@ type JoinOptions struct {
 	Codecs []string
 	// Record asks the server to record the room.
 	Record bool
+	// Password is the room's password, when its preset has one.
+	Password string
 }
 
 // Join joins a room and returns the STATE event the server sent before its reply
@@ -762,7 +851,7 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 	c.mu.Unlock()
 	_, err := c.Request(ctx, &protocol.Join{
 		Type: protocol.TypeJoin, Room: o.Room, Name: o.Name,
-		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record,
+		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record, Password: o.Password,
 	})
 	if err != nil {
 		return protocol.Event{}, fmt.Errorf("join %q: %w", o.Room, err)
@@ -773,6 +862,16 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 		return protocol.Event{}, fmt.Errorf("join %q: the reply came without a STATE event", o.Room)
 	}
 	return c.lastState, nil
+}
+
+// Moderate sends a moderation request (mute, unmute, remove, lock, unlock,
+// end, start_recording, stop_recording: docs/protocol.md) and waits for its reply.
+func (c *Client) Moderate(ctx context.Context, m protocol.Moderate) error {
+	m.Type = protocol.TypeModerate
+	if _, err := c.Request(ctx, &m); err != nil {
+		return fmt.Errorf("moderate %s: %w", m.Action, err)
+	}
+	return nil
 }
 
 // Leave leaves the room; the session stays connected. The client's publications
@@ -815,6 +914,24 @@ func (c *Client) StreamStatus(streamID string) (status, reason string) {
 	defer c.mu.Unlock()
 	s := c.streamStatus[streamID]
 	return s.status, s.reason
+}
+
+// VideoPaused reports whether the server paused the video of a remote
+// stream for this client (its link cannot carry it), and why.
+func (c *Client) VideoPaused(streamID string) (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.streamStatus[streamID]
+	return s.video == protocol.VideoPaused, s.reason
+}
+
+// SetTiles tells the server how this client shows remote streams' video:
+// each tile's size in device pixels, and whether it is visible (tiles).
+func (c *Client) SetTiles(ctx context.Context, tiles []protocol.Tile) error {
+	if _, err := c.Request(ctx, &protocol.Tiles{Type: protocol.TypeTiles, Tiles: tiles}); err != nil {
+		return fmt.Errorf("tiles: %w", err)
+	}
+	return nil
 }
 
 // Publications returns the client's live publications.
@@ -898,6 +1015,14 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 	})
 	return nil
+}
+
+// rewriteLocalSDP applies Options.RewriteLocalSDP.
+func (c *Client) rewriteLocalSDP(sdp string) string {
+	if c.opts.RewriteLocalSDP != nil {
+		return c.opts.RewriteLocalSDP(sdp)
+	}
+	return sdp
 }
 
 func truncate(b []byte) string {

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,9 +17,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
@@ -58,6 +61,16 @@ type Config struct {
 	// process; TURN.Secret becomes its REST secret and, when TURN.URLs is
 	// empty, its address is announced.
 	EmbedTURN *turnserver.Config
+	// EmbedTURNPeers is where the embedded TURN server relays to:
+	// TURNPeersSFU (the default) relays only to this server's media
+	// addresses (and EmbedTURN.AllowPeers), TURNPeersPublic to any public
+	// address, as a standalone turnd does.
+	EmbedTURNPeers string
+	// MetricsAddr, when set, serves /metrics on a listener of its own at
+	// this address instead of on Addr.
+	MetricsAddr string
+	// HTTPTimeouts bound the HTTP server's waits for clients.
+	HTTPTimeouts HTTPTimeouts
 	// Auth is the access model (docs/security.md): who may join, publish,
 	// moderate and read recordings.
 	Auth   AuthConfig
@@ -68,9 +81,9 @@ type Config struct {
 const (
 	// AuthOpen lets anyone join, publish, chat and record a room; moderation,
 	// administration and the recordings archive still need a token.
-	AuthOpen = "open"
+	AuthOpen = access.ModeOpen
 	// AuthToken takes every grant from a token or the room's preset.
-	AuthToken = "token"
+	AuthToken = access.ModeToken
 )
 
 // AuthConfig is the server's access model.
@@ -82,7 +95,16 @@ type AuthConfig struct {
 	// URLs signs the links to recordings that the server hands out; nil
 	// makes one with a random secret.
 	URLs *auth.URLSigner
+	// RoomsDir is the directory of room presets (configs/rooms/*.yaml:
+	// passwords, default grants, limits, record policy, codecs); empty: none.
+	RoomsDir string
 }
+
+// Values of Config.EmbedTURNPeers.
+const (
+	TURNPeersSFU    = "sfu"
+	TURNPeersPublic = "public"
+)
 
 // MixConfig configures the offline mixer.
 type MixConfig struct {
@@ -104,18 +126,54 @@ type TURNConfig struct {
 	TTL time.Duration
 }
 
-// iceServers returns a session's ICE servers: the TURN URLs with fresh
-// REST credentials (username "expiry:parley-<random>").
-func (t TURNConfig) iceServers() []protocol.ICEServer {
+// DefaultTURNTTL is the lifetime of TURN credentials unless configured.
+const DefaultTURNTTL = time.Hour
+
+// iceServers returns the ICE servers of a participant admitted to a room:
+// the TURN URLs with fresh REST credentials whose user name names the
+// participant ("expiry:room/identity"), so that the TURN server's per-user
+// quota applies per person.
+func (t TURNConfig) iceServers(room, identity string) []protocol.ICEServer {
 	if len(t.URLs) == 0 {
 		return nil
 	}
 	ttl := t.TTL
 	if ttl <= 0 {
-		ttl = 24 * time.Hour
+		ttl = DefaultTURNTTL
 	}
-	user, pass := turnserver.RESTCredentials(t.Secret, "parley-"+randomID(), ttl, time.Now())
+	user, pass := turnserver.RESTCredentials(t.Secret, TURNUser(room, identity), ttl, time.Now())
 	return []protocol.ICEServer{{URLs: t.URLs, Username: user, Credential: pass}}
+}
+
+// maxTURNUserBytes bounds the user part of a TURN user name (turnd accepts
+// user names up to 256 bytes, the expiry and its colon included).
+const maxTURNUserBytes = 200
+
+// TURNUser is the user part of a participant's TURN user name: "room/identity",
+// each escaped so that it is plain ASCII without ':' (the REST scheme's
+// separator) or '/'. A longer one ends in a hash of the whole, so that it
+// still names one person.
+func TURNUser(room, identity string) string {
+	u := turnEscape(room) + "/" + turnEscape(identity)
+	if len(u) <= maxTURNUserBytes {
+		return u
+	}
+	sum := sha256.Sum256([]byte(room + "/" + identity))
+	return u[:maxTURNUserBytes-17] + "~" + hex.EncodeToString(sum[:8])
+}
+
+// turnEscape percent-encodes every byte but ASCII letters, digits and -._@.
+func turnEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._@", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func randomID() string {
@@ -132,9 +190,12 @@ type Server struct {
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
 	rooms        *room.Registry
+	access       *access.Policy
 	hub          *signaling.Hub
 	http         *http.Server
 	ln           net.Listener
+	metricsHTTP  *http.Server // nil: /metrics is on http
+	metricsLn    net.Listener
 	served       chan error
 	turn         *turnserver.Server
 	recs         *recordings
@@ -151,34 +212,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
-	var turn *turnserver.Server
-	if cfg.EmbedTURN != nil {
-		tc := *cfg.EmbedTURN
-		if cfg.TURN.Secret == "" {
-			cfg.TURN.Secret = randomID() + randomID()
-		}
-		tc.AuthSecret = cfg.TURN.Secret
-		if tc.Logger == nil {
-			tc.Logger = cfg.Logger.With("part", "turn")
-		}
-		var err error
-		if turn, err = turnserver.New(tc); err != nil {
-			return nil, fmt.Errorf("embedded TURN server: %w", err)
-		}
-		if len(cfg.TURN.URLs) == 0 {
-			host := tc.RelayIP.String()
-			if !tc.RelayIP.IsValid() {
-				host, _, _ = net.SplitHostPort(turn.Addr().String())
-			}
-			port := turn.Addr().(*net.UDPAddr).Port
-			cfg.TURN.URLs = []string{
-				fmt.Sprintf("turn:%s?transport=udp", net.JoinHostPort(host, strconv.Itoa(port))),
-				fmt.Sprintf("turn:%s?transport=tcp", net.JoinHostPort(host, strconv.Itoa(port))),
-			}
-		}
+	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
+	if err != nil {
+		return nil, fmt.Errorf("access: %w", err)
 	}
-	if len(cfg.TURN.URLs) > 0 && cfg.Signaling.ICEServers == nil {
-		cfg.Signaling.ICEServers = cfg.TURN.iceServers
+	cfg.Signaling.Access = policy
+	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && cfg.Media.ListenIP == "" && loopbackHost(host) {
+		// A server for this machine only (the default development set-up):
+		// its clients' candidates on loopback are real.
+		cfg.Media.LocalCandidates = true
 	}
 	forwardDelay := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_forward_delay_seconds",
 		Help: "Time packets spend in the SFU, from the read of a publisher's packet to the send to a subscriber " +
@@ -187,10 +229,17 @@ func New(cfg Config) (*Server, error) {
 	cfg.Media.ForwardDelay = forwardDelay
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
-		if turn != nil {
-			_ = turn.Close()
-		}
 		return nil, err
+	}
+	var turn *turnserver.Server
+	if cfg.EmbedTURN != nil {
+		if turn, err = embedTURN(&cfg, engine); err != nil {
+			_ = engine.Close()
+			return nil, err
+		}
+	}
+	if len(cfg.TURN.URLs) > 0 && cfg.Signaling.ICEServers == nil {
+		cfg.Signaling.ICEServers = cfg.TURN.iceServers
 	}
 	rooms := room.NewRegistry(cfg.Rooms, cfg.Logger.With("part", "room"))
 	if cfg.Auth.URLs == nil {
@@ -241,11 +290,10 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, mixes: mixes}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
+	closeAll := func() {
 		_ = engine.Close()
 		if turn != nil {
 			_ = turn.Close()
@@ -253,14 +301,115 @@ func New(cfg Config) (*Server, error) {
 		if recs != nil {
 			recs.close()
 		}
+		if s.metricsLn != nil {
+			_ = s.metricsLn.Close()
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		closeAll()
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
 	}
 	s.ln = ln
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			closeAll()
+			return nil, fmt.Errorf("listen on %s for /metrics: %w (choose another with --metrics-addr)", cfg.MetricsAddr, err)
+		}
+	}
+	t := cfg.HTTPTimeouts.withDefaults()
+	metrics := s.metricsHandler()
+	main := s.routes(metrics)
+	// WebSocket sessions outlive these timeouts: the hub clears the
+	// connection's deadlines after the upgrade and the session keeps its own.
+	// No WriteTimeout: a recording download may take long on a slow link.
+	s.http = &http.Server{Handler: main, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, IdleTimeout: t.Idle}
+	if s.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics)
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, IdleTimeout: t.Idle}
+	}
 	return s, nil
 }
 
-func (s *Server) routes() http.Handler {
+// HTTPTimeouts bound how long the HTTP server waits for clients; zero
+// fields take the defaults.
+type HTTPTimeouts struct {
+	// ReadHeader bounds reading a request's headers (default 10 s).
+	ReadHeader time.Duration
+	// Read bounds reading a whole request (default 30 s).
+	Read time.Duration
+	// Idle bounds how long a keep-alive connection waits for its next
+	// request (default 120 s).
+	Idle time.Duration
+}
+
+func (t HTTPTimeouts) withDefaults() HTTPTimeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = 10 * time.Second
+	}
+	if t.Read <= 0 {
+		t.Read = 30 * time.Second
+	}
+	if t.Idle <= 0 {
+		t.Idle = 120 * time.Second
+	}
+	return t
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// embedTURN starts the embedded TURN server: its REST secret is the one
+// the credentials are made with, its URLs are announced unless others are
+// configured, and it relays only to this server's media addresses unless
+// EmbedTURNPeers says otherwise.
+func embedTURN(cfg *Config, engine *sfu.Engine) (*turnserver.Server, error) {
+	tc := *cfg.EmbedTURN
+	if cfg.TURN.Secret == "" {
+		cfg.TURN.Secret = randomID() + randomID()
+	}
+	tc.AuthSecret = cfg.TURN.Secret
+	if tc.Logger == nil {
+		tc.Logger = cfg.Logger.With("part", "turn")
+	}
+	switch cfg.EmbedTURNPeers {
+	case "", TURNPeersSFU:
+		tc.OnlyPeers = append(tc.OnlyPeers, engine.MediaAddrs()...)
+		if len(tc.OnlyPeers) == 0 {
+			return nil, errors.New("embedded TURN server: the media port has no address to relay to")
+		}
+	case TURNPeersPublic:
+	default:
+		return nil, fmt.Errorf("embedded TURN server: peers %q: use %q or %q", cfg.EmbedTURNPeers, TURNPeersSFU, TURNPeersPublic)
+	}
+	turn, err := turnserver.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("embedded TURN server: %w", err)
+	}
+	if len(cfg.TURN.URLs) == 0 {
+		host := tc.RelayIP.String()
+		if !tc.RelayIP.IsValid() {
+			host, _, _ = net.SplitHostPort(turn.Addr().String())
+		}
+		port := turn.Addr().(*net.UDPAddr).Port
+		cfg.TURN.URLs = []string{
+			fmt.Sprintf("turn:%s?transport=udp", net.JoinHostPort(host, strconv.Itoa(port))),
+			fmt.Sprintf("turn:%s?transport=tcp", net.JoinHostPort(host, strconv.Itoa(port))),
+		}
+	}
+	return turn, nil
+}
+
+// routes is the main listener's handler; metrics is served there unless it
+// has a listener of its own.
+func (s *Server) routes(metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.hub)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -269,6 +418,28 @@ func (s *Server) routes() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "participants": participants,
 			"sessions": s.hub.Sessions()})
 	})
+	if s.metricsLn == nil {
+		mux.Handle("/metrics", metrics)
+	}
+	if s.recs != nil {
+		// Private unless configured public: recordings_api.go.
+		mux.HandleFunc(recordsPrefix, s.serveRecord)
+		mux.HandleFunc("GET /api/recordings", s.listRecordings)
+		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
+	}
+	if s.cfg.Web != nil {
+		files := http.FileServerFS(s.cfg.Web)
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			files.ServeHTTP(w, r)
+		}))
+	}
+	return mux
+}
+
+// metricsHandler serves the Prometheus metrics.
+func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_rooms", Help: "Live rooms."},
@@ -302,26 +473,25 @@ func (s *Server) routes() http.Handler {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_ignored_candidates_total",
+		Help: "Client ICE candidates ignored because they name a loopback, link-local, unspecified or broadcast address, or a host name."},
+		func() float64 { return float64(s.engine.IgnoredCandidates()) }))
+	refusals := func(limit string, get func(signaling.Refusals) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_refused_total",
+			Help: "Requests refused at the edge, by limit: origin (a page origin not allowed, 403), " +
+				"sessions_per_address (too many open, TOO_MANY_SESSIONS), session_rate (new sessions per second " +
+				"per address, RATE_LIMITED), room_rate (rooms created per minute per address, RATE_LIMITED).",
+			ConstLabels: prometheus.Labels{"limit": limit}}, func() float64 { return float64(get(s.hub.Refusals())) }))
+	}
+	refusals("origin", func(r signaling.Refusals) uint64 { return r.Origin })
+	refusals("sessions_per_address", func(r signaling.Refusals) uint64 { return r.TooManySessions })
+	refusals("session_rate", func(r signaling.Refusals) uint64 { return r.SessionRate })
+	refusals("room_rate", func(r signaling.Refusals) uint64 { return r.RoomRate })
 	gatherers := prometheus.Gatherers{reg}
 	if s.turn != nil {
 		gatherers = append(gatherers, s.turn.Registry())
 	}
-	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	if s.recs != nil {
-		// Private unless configured public: recordings_api.go.
-		mux.HandleFunc(recordsPrefix, s.serveRecord)
-		mux.HandleFunc("GET /api/recordings", s.listRecordings)
-		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
-	}
-	if s.cfg.Web != nil {
-		files := http.FileServerFS(s.cfg.Web)
-		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.Header().Set("Referrer-Policy", "no-referrer")
-			files.ServeHTTP(w, r)
-		}))
-	}
-	return mux
+	return promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{})
 }
 
 // Addr returns the HTTP listen address.
@@ -334,6 +504,19 @@ func (s *Server) URL() string {
 		scheme = "https"
 	}
 	return scheme + "://" + s.ln.Addr().String()
+}
+
+// ReloadPresets reads the room presets again (SIGHUP). On an error the
+// presets in force stay and the error says which file is wrong; nobody in a
+// room is dropped either way. It returns how many presets are in force.
+func (s *Server) ReloadPresets() (int, error) {
+	ps, err := s.access.ReloadPresets()
+	if err != nil {
+		s.log.Error("room presets not reloaded; the previous ones stay in force", "dir", s.cfg.Auth.RoomsDir, "err", err)
+		return s.access.Presets().Len(), err
+	}
+	s.log.Info("room presets reloaded", "dir", s.cfg.Auth.RoomsDir, "presets", ps.Len())
+	return ps.Len(), nil
 }
 
 // TURN returns the embedded TURN server, or nil.
@@ -368,6 +551,22 @@ func (s *Server) Serve() {
 		}
 		s.served <- err
 	}()
+	if s.metricsHTTP != nil {
+		go func() {
+			if err := s.metricsHTTP.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics server", "err", err)
+			}
+		}()
+	}
+}
+
+// MetricsAddr returns the address of the /metrics listener when it has one
+// of its own, else nil.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
 }
 
 // Done reports the HTTP server's end (an error if it failed).
@@ -385,6 +584,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	err := s.hub.Shutdown(ctx)
 	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {
 		err = herr
+	}
+	if s.metricsHTTP != nil {
+		if merr := s.metricsHTTP.Shutdown(ctx); merr != nil && err == nil {
+			err = merr
+		}
+		_ = s.metricsLn.Close() // when Serve never ran
 	}
 	if eerr := s.engine.Close(); eerr != nil {
 		s.log.Debug("close media ports", "err", eerr)

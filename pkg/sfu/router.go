@@ -119,6 +119,16 @@ func (r *Router) trackAdded(pub *publication, f *forwarder) {
 	}
 }
 
+// layersChanged tells every subscriber that a published track gained a
+// simulcast layer: their allocations may pick it.
+func (r *Router) layersChanged(f *forwarder) {
+	for _, p := range r.peerList() {
+		if p.sub != nil {
+			p.sub.reallocate()
+		}
+	}
+}
+
 // trackRemoved stops sending a track to everyone.
 func (r *Router) trackRemoved(f *forwarder) {
 	for _, p := range r.peerList() {
@@ -201,6 +211,7 @@ type Peer struct {
 	pubs   map[string]*publication
 	sub    *subscriber
 	closed bool
+	mutes  muteState // moderation.go
 }
 
 func (p *Peer) signal() Signal { return p.sig.Load().Signal }
@@ -224,6 +235,7 @@ func (p *Peer) publications() []*publication {
 // set and the router has a recorder. The caller sends the answer, then calls
 // StartTrickle. It returns the tracks the answer accepts.
 func (p *Peer) Publish(streamID, kind, offer string, record bool) (answer string, tracks []protocol.Track, err error) {
+	offer = p.router.engine.filterSDP(offer)
 	pub := newPublication(p, streamID, kind)
 	p.mu.Lock()
 	if p.closed {
@@ -277,7 +289,7 @@ func (p *Peer) Reoffer(streamID, offer string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return pub.reoffer(offer)
+	return pub.reoffer(p.router.engine.filterSDP(offer))
 }
 
 // Unpublish closes one stream's publish connection.
@@ -298,11 +310,19 @@ func (p *Peer) Answer(sdp string) error {
 	if p.sub == nil {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
 	}
-	return p.sub.handleAnswer(sdp)
+	return p.sub.handleAnswer(p.router.engine.filterSDP(sdp))
 }
 
 // AddCandidate applies a client's ICE candidate to one of its connections.
+// A candidate on an address the SFU does not try (candidates.go) is ignored.
 func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) error {
+	if target != protocol.TargetSubscribe && target != protocol.TargetPublish {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `candidate target must be "publish" or "subscribe"`}
+	}
+	if !p.router.engine.acceptCandidateInit(c) {
+		p.log.Debug("client candidate ignored", "candidate", clipCandidate(c.Candidate))
+		return nil
+	}
 	switch target {
 	case protocol.TargetSubscribe:
 		if p.sub == nil {
@@ -321,6 +341,14 @@ func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) 
 	default:
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `candidate target must be "publish" or "subscribe"`}
 	}
+}
+
+// clipCandidate shortens a client's candidate for a log line.
+func clipCandidate(c string) string {
+	if len(c) > 120 {
+		return c[:120] + "…"
+	}
+	return c
 }
 
 // RestartICE re-offers the subscribe connection with new ICE credentials.

@@ -8,12 +8,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -39,13 +43,27 @@ type Config struct {
 	// SendQueue bounds each session's outgoing messages; a session that falls
 	// this far behind is closed.
 	SendQueue int
-	// ICEServers returns the ICE servers handed to a new session (TURN credentials are per session).
-	ICEServers func() []protocol.ICEServer
-	// CheckOrigin decides which page origins may open a WebSocket; nil allows all.
-	CheckOrigin func(r *http.Request) bool
+	// ICEServers returns the ICE servers (TURN credentials) handed to a
+	// participant admitted to a room: with the reply to its join, and to
+	// its resumed session. identity names the participant (the TURN user
+	// name carries it, so per-user quotas apply per person).
+	ICEServers func(room, identity string) []protocol.ICEServer
+	// AllowedOrigins are the page origins ("https://meet.example.com"; "*":
+	// any) that may open a WebSocket besides the server's own. A request
+	// from another origin gets 403; one with no Origin (not a browser) is
+	// allowed.
+	AllowedOrigins []string
+	// AddressLimits bound the sessions and rooms of one client address.
+	AddressLimits AddressLimits
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the
+	// client address (for AddressLimits); empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 	// OnRouter, when set, is called with each room session's media router
 	// when it is made (the recorder attaches there).
 	OnRouter func(rm *room.Room, r *sfu.Router)
+	// Access decides who may join, publish, chat and record; nil is
+	// access.Open(): anyone may, and no token is accepted.
+	Access *access.Policy
 }
 
 // DefaultConfig returns the signaling defaults.
@@ -59,6 +77,7 @@ func DefaultConfig() Config {
 		PongTimeout:       6 * time.Second,
 		ReconnectGrace:    5 * time.Second,
 		SendQueue:         512,
+		AddressLimits:     DefaultAddressLimits(),
 	}
 }
 
@@ -70,6 +89,7 @@ type Hub struct {
 	engine *sfu.Engine
 	log    *slog.Logger
 	up     websocket.Upgrader
+	limits *addrLimiter
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -84,21 +104,26 @@ func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hu
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log,
+	if cfg.Access == nil {
+		cfg.Access = access.Open()
+	}
+	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log, limits: newAddrLimiter(cfg.AddressLimits),
 		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}
 	// Sessions are idle most of the time: the read side reuses the HTTP
 	// server's buffered reader (ReadBufferSize 0), and write buffers come
 	// from a pool only while a message is written, instead of 8 KB held
 	// by every connection.
-	h.up = websocket.Upgrader{WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{}, CheckOrigin: cfg.CheckOrigin}
-	if h.up.CheckOrigin == nil {
-		h.up.CheckOrigin = func(*http.Request) bool { return true }
-	}
+	// The origin is checked in ServeHTTP, with a clear refusal.
+	h.up = websocket.Upgrader{WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{},
+		CheckOrigin: func(*http.Request) bool { return true }}
 	reg.OnFinalize(h.roomFinalized)
 	return h
 }
 
-// ServeHTTP upgrades the request to a WebSocket session.
+// ServeHTTP upgrades the request to a WebSocket session. A page of an origin
+// not allowed gets 403; an address over its limits gets its session refused
+// at once (a session message FAILED with the code and the reason, then a
+// close), which a page can show.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	closing := h.closing
@@ -107,17 +132,51 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if !originAllowed(r, h.cfg.AllowedOrigins) {
+		h.limits.origin.Add(1)
+		h.log.Info("websocket refused: origin not allowed", "origin", clip(r.Header.Get("Origin")), "remote", r.RemoteAddr)
+		http.Error(w, fmt.Sprintf("pages of origin %s may not open a session on this server; "+
+			"its operator can allow them with allowed_origins", clip(r.Header.Get("Origin"))), http.StatusForbidden)
+		return
+	}
+	ip := clientAddr(r, h.cfg.TrustedProxies)
+	addr := addrKey(ip)
+	counted := false
+	var refusal *protocol.Session
+	if ip.IsValid() {
+		if code, reason := h.limits.admitSession(addr); code != "" {
+			refusal = &protocol.Session{Type: protocol.TypeSession, Status: protocol.SessionFailed, Code: code, Reason: reason}
+			h.log.Info("session refused", "code", code, "address", addrString(addr), "remote", r.RemoteAddr)
+		} else {
+			counted = true
+		}
+	}
+	release := func() {
+		if counted {
+			h.limits.sessionEnded(addr)
+		}
+	}
 	conn, err := h.up.Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		h.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	// The HTTP server's read and write deadlines (its ReadTimeout) must not
+	// end a long-lived session: the session keeps its own.
+	_ = conn.NetConn().SetDeadline(time.Time{})
+	if refusal != nil {
+		refuse(conn, refusal)
+		return
+	}
 	s := newSession(h, conn, r.RemoteAddr)
+	s.addr, s.hasAddr = addr, ip.IsValid()
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		s.fail("server shutting down")
 		_ = conn.Close()
+		release()
 		return
 	}
 	h.sessions[s] = struct{}{}
@@ -129,7 +188,30 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		delete(h.sessions, s)
 		h.mu.Unlock()
+		release()
 	}()
+}
+
+// refuse tells a client why its session is refused and closes the
+// WebSocket (1013, try again later).
+func refuse(conn *websocket.Conn, msg *protocol.Session) {
+	b, _ := json.Marshal(msg)
+	deadline := time.Now().Add(time.Second)
+	_ = conn.SetWriteDeadline(deadline)
+	_ = conn.WriteMessage(websocket.TextMessage, b)
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, msg.Code), deadline)
+	_ = conn.Close()
+}
+
+// Refusals counts what the origin check and the address limits refused.
+func (h *Hub) Refusals() Refusals { return h.limits.refusals() }
+
+// clip shortens a value a client chose, for logs and answers.
+func clip(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
 }
 
 // Sessions returns the number of open sessions.

@@ -1,16 +1,20 @@
 package signaling
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/room"
@@ -28,6 +32,7 @@ type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
 	id     string
+	remote string // the client's address
 	log    *slog.Logger
 	out    *queue.FIFO[[]byte]
 	wake   chan struct{} // one pending wake-up for the write goroutine
@@ -42,6 +47,10 @@ type Session struct {
 	connected bool
 	username  string
 	member    *member
+	// addr is the client address the per-address limits count (hasAddr:
+	// known).
+	addr    netip.Prefix
+	hasAddr bool
 }
 
 func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
@@ -50,6 +59,7 @@ func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
 		hub:     h,
 		conn:    conn,
 		id:      id,
+		remote:  remote,
 		log:     h.log.With("session", id, "remote", remote),
 		out:     queue.New[[]byte](h.cfg.SendQueue),
 		wake:    make(chan struct{}, 1),
@@ -242,6 +252,9 @@ func (s *Session) handle(env protocol.Envelope, data []byte) {
 			s.log.Error("request failed", "type", env.Type, "err", err)
 			pe = &protocol.Error{Code: protocol.CodeInternal, Reason: "internal error; the server log has details"}
 		}
+		if pe.Code == protocol.CodeForbidden {
+			s.log.Info("request refused", "type", env.Type, "username", s.username, "reason", pe.Reason)
+		}
 		s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: pe.Code, Reason: pe.Reason})
 		return
 	}
@@ -275,7 +288,8 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	}
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave:
+		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate,
+		protocol.TypeTiles:
 	case "":
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
 	default:
@@ -289,7 +303,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 		if err := decode(data, &req); err != nil {
 			return nil, err
 		}
-		return ok, s.join(req)
+		return s.joinAndReply(env.ID, req)
 	}
 	p, peer := s.member.joined()
 	if p == nil {
@@ -302,6 +316,9 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	case protocol.TypeMessage:
 		var req protocol.Message
 		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := access.CheckChat(p.Grants()); err != nil {
 			return nil, err
 		}
 		ts, err := p.SendMessage(req.To, req.Text)
@@ -355,6 +372,21 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 			SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
 	case protocol.TypeRestartICE:
 		return ok, peer.RestartICE()
+	case protocol.TypeTiles:
+		var req protocol.Tiles
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := checkTiles(req.Tiles); err != nil {
+			return nil, err
+		}
+		return ok, peer.SetTiles(req.Tiles)
+	case protocol.TypeModerate:
+		var req protocol.Moderate
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return ok, s.moderate(p, req)
 	}
 	return nil, &protocol.Error{Code: protocol.CodeUnknownType, Reason: fmt.Sprintf("unknown message type %q", env.Type)}
 }
@@ -372,8 +404,14 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	est := &protocol.Session{Type: protocol.TypeSession, ID: id, Status: protocol.SessionEstablished, SessionID: s.id,
 		Limits: s.limits()}
-	if s.hub.cfg.ICEServers != nil {
-		est.ICEServers = s.hub.cfg.ICEServers()
+	var tok *auth.Token
+	if req.Token != "" && req.Resume == "" {
+		// Checked before anything else: a refused token leaves the session
+		// unconnected, so the client may connect again with another.
+		var err error
+		if tok, err = s.hub.cfg.Access.Verify(req.Token); err != nil {
+			return nil, err
+		}
 	}
 	if req.Resume != "" {
 		m := s.hub.member(req.Resume)
@@ -390,6 +428,7 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 		s.username = p.Name()
 		m.attach(s)
 		est.ResumeToken, est.Resumed, est.Room, est.Name = m.token, true, p.Room().Name(), p.Name()
+		est.ICEServers = s.iceServers(p) // fresh credentials for the ICE restarts that follow
 		s.send(est)
 		if err := p.SetSink(m); err != nil {
 			return nil, err
@@ -402,9 +441,55 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	s.connected = true
 	s.username = req.Username
-	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s}
+	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s, access: tok}
+	if tok != nil {
+		s.member.subject = tok.Identity
+		s.log.Info("session connected with an access token", "identity", tok.Identity, "key", tok.KeyID,
+			"room", tok.Room, "grants", tok.Grants.String())
+	}
 	est.ResumeToken = s.member.token
 	return est, nil
+}
+
+// joinAndReply joins and sends the reply, which carries the participant's
+// ICE servers, before the subscribe offer the join may have made (held until
+// then), so that the client has its TURN credentials before it makes a peer
+// connection. Creating a room counts against the address's room limit.
+func (s *Session) joinAndReply(id *int64, req protocol.Join) (any, error) {
+	cancel := func() {}
+	if s.hasAddr && s.hub.rooms.Room(req.Room) == nil {
+		var ok bool
+		if cancel, ok = s.hub.limits.reserveRoom(s.addr); !ok {
+			s.log.Info("room creation refused", "room", clip(req.Room), "address", addrString(s.addr))
+			return nil, &protocol.Error{Code: protocol.CodeRateLimited, Reason: fmt.Sprintf(
+				"more than %g rooms created per minute from your address %s; join an existing room or wait a minute",
+				s.hub.cfg.AddressLimits.RoomsPerMinute, addrString(s.addr))}
+		}
+	}
+	m := s.member
+	m.hold()
+	if err := s.join(req); err != nil {
+		m.release(false)
+		cancel()
+		return nil, err
+	}
+	reply := &protocol.Reply{Type: protocol.TypeReply, ID: id}
+	if p, _ := m.joined(); p != nil {
+		reply.ICEServers = s.iceServers(p)
+	}
+	if id != nil || len(reply.ICEServers) > 0 {
+		s.send(reply)
+	}
+	m.release(true)
+	return nil, nil
+}
+
+// iceServers returns the ICE servers of participant p (nil without TURN).
+func (s *Session) iceServers(p *room.Participant) []protocol.ICEServer {
+	if s.hub.cfg.ICEServers == nil {
+		return nil
+	}
+	return s.hub.cfg.ICEServers(p.Room().Name(), s.member.identity(p))
 }
 
 func (s *Session) join(req protocol.Join) error {
@@ -412,25 +497,53 @@ func (s *Session) join(req protocol.Join) error {
 	if name == "" {
 		name = s.username
 	}
-	subscribe := req.Subscribe == nil || *req.Subscribe
 	m := s.member
-	if p, _ := m.joined(); p != nil {
-		if p.Room().Name() == req.Room && p.Name() == name {
+	if p, _ := m.joined(); p != nil && p.Room().Name() == req.Room {
+		// The room it is in, under the same name (a reloaded page after a
+		// resumed connect): it was admitted already, with no need of the
+		// room's password again.
+		want := name
+		if tok := m.access; tok != nil && (tok.Name != "" || want == "") {
+			want = cmp.Or(tok.Name, tok.Identity)
+		}
+		if display, _, err := room.NameKey(want); err == nil && p.Name() == display {
+			subscribe := p.Grants().Subscribe
+			if req.Subscribe != nil {
+				if *req.Subscribe && !subscribe {
+					return access.Forbidden("your grants do not include subscribe: join with subscribe false")
+				}
+				subscribe = *req.Subscribe
+			}
 			return s.rejoin(p, req, subscribe)
 		}
+	}
+	remote := s.remote
+	if s.hasAddr {
+		remote = addrString(s.addr) // the client's, behind a trusted proxy too (IPv6: its /64)
+	}
+	adm, err := s.hub.cfg.Access.Admit(access.JoinRequest{Room: req.Room, Name: name, Token: m.access,
+		Subscribe: req.Subscribe, Record: req.Record, Password: req.Password, Remote: remote})
+	if err != nil {
+		return err
+	}
+	name, subscribe := adm.Name, adm.Subscribe
+	if p, _ := m.joined(); p != nil {
 		m.leave("left")
 	}
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
 	}
-	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs, Record: req.Record})
+	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
+		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,
+		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord()})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.p = p
+	m.adm = adm
 	m.mu.Unlock()
-	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: name, Subscribe: subscribe, Codecs: req.Codecs}, m)
+	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: p.Name(), Subscribe: subscribe, Codecs: req.Codecs}, m)
 	if err != nil {
 		m.leave("left")
 		return err
@@ -480,11 +593,15 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	if strings.TrimSpace(req.SDP) == "" {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "publish needs the offer's sdp"}
 	}
+	offer, err := s.member.admission().CheckPublish(kind, req.SDP, req.Record)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.CanPublish(); err != nil {
 		return nil, err
 	}
 	streamID := room.NewStreamID()
-	answer, tracks, err := peer.Publish(streamID, kind, req.SDP, req.Record || p.Room().Recording())
+	answer, tracks, err := peer.Publish(streamID, kind, offer, req.Record || p.Room().Recording())
 	if err != nil {
 		return nil, err
 	}
@@ -497,4 +614,21 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	peer.StartTrickle(streamID)
 	s.log.Info("stream published", "room", p.Room().Name(), "name", p.Name(), "stream", streamID, "kind", kind)
 	return nil, nil
+}
+
+// checkTiles bounds a tiles message.
+func checkTiles(tiles []protocol.Tile) error {
+	if len(tiles) > protocol.MaxTiles {
+		return &protocol.Error{Code: protocol.CodeTooLarge, Reason: fmt.Sprintf("at most %d tiles at a time", protocol.MaxTiles)}
+	}
+	for _, t := range tiles {
+		if t.Stream == "" || len(t.Stream) > 64 {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "a tile needs the \"stream\" it shows (at most 64 bytes)"}
+		}
+		if t.Width < 0 || t.Height < 0 || t.Width > protocol.MaxTileSide || t.Height > protocol.MaxTileSide {
+			return &protocol.Error{Code: protocol.CodeBadRequest,
+				Reason: fmt.Sprintf("a tile's width and height are 0 to %d device pixels", protocol.MaxTileSide)}
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
 
@@ -79,8 +80,14 @@ func (s *Server) authHandler() turn.AuthHandler {
 			return "", nil, false
 		}
 		if expiry < s.now().Unix() {
-			s.authFailed(ra, authExpired)
-			return "", nil, false
+			// An expired credential makes no new allocation. An allocation
+			// made with it while it was valid lives on: its client may
+			// refresh it and add permissions and channels (browsers keep
+			// the credentials an allocation was made with for its whole life).
+			if ra.Method == stun.MethodAllocate || !s.holds(ra.SrcAddr, user) {
+				s.authFailed(ra, authExpired)
+				return "", nil, false
+			}
 		}
 		return user, turn.GenerateAuthKey(name, ra.Realm, restPassword(s.cfg.AuthSecret, name)), true
 	}

@@ -51,14 +51,24 @@ type Config struct {
 
 	// AllowPeers are peer ranges that may be relayed to even though they are
 	// in the denied ranges (loopback, private, link-local, multicast,
-	// unspecified, ...).
+	// unspecified, ...). With OnlyPeers they widen the narrow policy.
 	AllowPeers []netip.Prefix
+	// OnlyPeers, when not empty, replaces the public-peer policy with a
+	// narrow one: the server relays only to these transport addresses (a
+	// zero port stands for every port of the address) and to AllowPeers,
+	// whatever the address ranges. An SFU that embeds the server sets its
+	// own media addresses here, so the relay reaches the SFU and nothing else.
+	OnlyPeers []netip.AddrPort
 
 	// MaxAllocations bounds the allocations open at once on the server.
 	MaxAllocations int
 	// MaxAllocationsPerUser bounds the allocations open at once per user
 	// (static user name, or the user part of a REST username).
 	MaxAllocationsPerUser int
+	// MaxAllocationsPerAddress bounds the allocations open at once per
+	// client IP address (an IPv6 client by its /64), whatever the user names:
+	// one host cannot take the whole server with many credentials.
+	MaxAllocationsPerAddress int
 	// AllocationLifetime is the lifetime given to allocations and the
 	// longest an allocation lives without a successful Refresh, whatever
 	// lifetime the client asked for. At most one hour.
@@ -86,9 +96,13 @@ const (
 	DefaultRelayPortMax          = 65535
 	DefaultMaxAllocations        = 1000
 	DefaultMaxAllocationsPerUser = 20
-	DefaultAllocationLifetime    = 10 * time.Minute
-	DefaultBandwidthLimit        = 2_500_000 // bytes/s, 20 Mbit/s
-	DefaultMaxTCPConnections     = 2000
+	// DefaultMaxAllocationsPerAddress leaves room for an office whose people
+	// all relay from one NAT address (a participant holds four to six
+	// allocations: one per peer connection and TURN URL).
+	DefaultMaxAllocationsPerAddress = 300
+	DefaultAllocationLifetime       = 10 * time.Minute
+	DefaultBandwidthLimit           = 2_500_000 // bytes/s, 20 Mbit/s
+	DefaultMaxTCPConnections        = 2000
 
 	// MaxAllocationLifetime is the longest allocation lifetime accepted
 	// (pion caps client requests at one hour, RFC 8656 recommends 3600 s).
@@ -99,16 +113,17 @@ const (
 // public address and cannot be guessed.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                DefaultListen,
-		TLSListen:             DefaultTLSListen,
-		Realm:                 DefaultRealm,
-		RelayPortMin:          DefaultRelayPortMin,
-		RelayPortMax:          DefaultRelayPortMax,
-		MaxAllocations:        DefaultMaxAllocations,
-		MaxAllocationsPerUser: DefaultMaxAllocationsPerUser,
-		AllocationLifetime:    DefaultAllocationLifetime,
-		BandwidthLimit:        DefaultBandwidthLimit,
-		MaxTCPConnections:     DefaultMaxTCPConnections,
+		Listen:                   DefaultListen,
+		TLSListen:                DefaultTLSListen,
+		Realm:                    DefaultRealm,
+		RelayPortMin:             DefaultRelayPortMin,
+		RelayPortMax:             DefaultRelayPortMax,
+		MaxAllocations:           DefaultMaxAllocations,
+		MaxAllocationsPerUser:    DefaultMaxAllocationsPerUser,
+		MaxAllocationsPerAddress: DefaultMaxAllocationsPerAddress,
+		AllocationLifetime:       DefaultAllocationLifetime,
+		BandwidthLimit:           DefaultBandwidthLimit,
+		MaxTCPConnections:        DefaultMaxTCPConnections,
 	}
 }
 
@@ -213,6 +228,9 @@ func (c *Config) check() error {
 	case c.MaxAllocationsPerUser < 1:
 		return cfgErr("max-allocations-per-user", fmt.Sprintf("%d is below 1", c.MaxAllocationsPerUser),
 			"give the most allocations one user may hold at once, e.g. 20")
+	case c.MaxAllocationsPerAddress < 1:
+		return cfgErr("max-allocations-per-address", fmt.Sprintf("%d is below 1", c.MaxAllocationsPerAddress),
+			"give the most allocations one client address may hold at once, e.g. 300")
 	case c.AllocationLifetime < time.Second || c.AllocationLifetime > MaxAllocationLifetime:
 		return cfgErr("allocation-lifetime", fmt.Sprintf("%s is out of range", c.AllocationLifetime),
 			"give a duration from 1s to 1h, e.g. 10m")
@@ -225,6 +243,12 @@ func (c *Config) check() error {
 	case c.MaxTCPConnections < 1:
 		return cfgErr("max-tcp-connections", fmt.Sprintf("%d is below 1", c.MaxTCPConnections),
 			"give the most TCP/TLS client connections open at once, e.g. 2000")
+	}
+	for _, p := range c.OnlyPeers {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return cfgErr("only-peer", fmt.Sprintf("%s is not a transport address", p),
+				"give IP:PORT addresses (port 0: every port of the address)")
+		}
 	}
 	return nil
 }
@@ -291,6 +315,17 @@ func ParsePeerPrefix(s string) (netip.Prefix, error) {
 	}
 	return netip.Prefix{}, cfgErr("allow-peer", fmt.Sprintf("%q is not a CIDR", s),
 		"give an address range such as 10.1.0.0/16 or one address such as 192.168.1.5")
+}
+
+// ParsePeerAddrPort parses an OnlyPeers entry: "IP:PORT" ("[IPv6]:PORT"),
+// port 0 standing for every port of the address.
+func ParsePeerAddrPort(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
+	if err != nil || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, cfgErr("only-peer", fmt.Sprintf("%q is not IP:PORT", s),
+			"give the SFU's media address such as 203.0.113.7:7882, or 203.0.113.7:0 for every port of it")
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // splitHostPort checks "host:port" with a literal IP host (or an empty host,

@@ -18,16 +18,18 @@ const (
 const (
 	dropBandwidth    = "bandwidth"     // over the allocation's --bandwidth-limit
 	dropNoPermission = "no_permission" // from a peer the client has no permission for
+	dropPeerPort     = "peer_port"     // to or from a port the narrow policy (OnlyPeers) does not name
 )
 
 // Reasons an allocation is refused (the "reason" label of
 // turnd_allocation_refusals_total).
 const (
-	refuseUserQuota  = "user_quota"  // --max-allocations-per-user reached (486)
-	refuseTotalQuota = "total_quota" // --max-allocations reached (486)
-	refuseNoPort     = "no_port"     // no free port in --relay-ports (508)
-	refuseTCPRelay   = "tcp_relay"   // RFC 6062 TCP relay requested (508)
-	refuseFamily     = "family"      // address family other than the relay IP's (508)
+	refuseUserQuota    = "user_quota"    // --max-allocations-per-user reached (486)
+	refuseAddressQuota = "address_quota" // --max-allocations-per-address reached (486)
+	refuseTotalQuota   = "total_quota"   // --max-allocations reached (486)
+	refuseNoPort       = "no_port"       // no free port in --relay-ports (508)
+	refuseTCPRelay     = "tcp_relay"     // RFC 6062 TCP relay requested (508)
+	refuseFamily       = "family"        // address family other than the relay IP's (508)
 )
 
 // metrics is one server's Prometheus metrics, in a registry of its own.
@@ -46,6 +48,8 @@ type metrics struct {
 	dropBandwidthPeer prometheus.Counter // client_to_peer
 	dropBandwidthCli  prometheus.Counter // peer_to_client
 	dropNoPermission  prometheus.Counter
+	dropPeerPortOut   prometheus.Counter // client_to_peer
+	dropPeerPortIn    prometheus.Counter // peer_to_client
 }
 
 func newMetrics(s *Server) *metrics {
@@ -67,7 +71,7 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "turnd_allocation_refusals_total",
-		Help: "Allocate requests refused after authentication, by reason (user_quota, total_quota, no_port, tcp_relay, family).",
+		Help: "Allocate requests refused after authentication, by reason (user_quota, address_quota, total_quota, no_port, tcp_relay, family).",
 	}, []string{"reason"})
 	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "turnd_auth_failures_total",
@@ -91,7 +95,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "turnd_dropped_packets_total",
-		Help: "Relay packets dropped, by direction and reason (bandwidth: over --bandwidth-limit; no_permission: from a peer without permission).",
+		Help: "Relay packets dropped, by direction and reason (bandwidth: over --bandwidth-limit; no_permission: from a peer without permission; peer_port: a port the narrow peer policy does not name).",
 	}, []string{"direction", "reason"})
 	reg.MustRegister(m.allocationsTotal, m.refusals, m.authFailures, m.peerDenied, m.tcpRefused, relayed, packets, dropped)
 
@@ -102,11 +106,13 @@ func newMetrics(s *Server) *metrics {
 	m.dropBandwidthPeer = dropped.WithLabelValues(dirToPeer, dropBandwidth)
 	m.dropBandwidthCli = dropped.WithLabelValues(dirToClient, dropBandwidth)
 	m.dropNoPermission = dropped.WithLabelValues(dirToClient, dropNoPermission)
+	m.dropPeerPortOut = dropped.WithLabelValues(dirToPeer, dropPeerPort)
+	m.dropPeerPortIn = dropped.WithLabelValues(dirToClient, dropPeerPort)
 	// Make the label sets visible (at 0) before the first event.
 	for _, r := range []string{authBadPassword, authUnknownUser, authExpired, authWrongRealm, authBadUsername} {
 		m.authFailures.WithLabelValues(r)
 	}
-	for _, r := range []string{refuseUserQuota, refuseTotalQuota, refuseNoPort, refuseTCPRelay, refuseFamily} {
+	for _, r := range []string{refuseUserQuota, refuseAddressQuota, refuseTotalQuota, refuseNoPort, refuseTCPRelay, refuseFamily} {
 		m.refusals.WithLabelValues(r)
 	}
 	return m

@@ -58,14 +58,45 @@ var nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
 // It is immutable after construction and safe for concurrent use.
 type peerPolicy struct {
 	allow []netip.Prefix
+	// only, when not empty, is the narrow policy: these transport addresses
+	// (port 0: any port) and allow, nothing else.
+	only []netip.AddrPort
 }
 
-func newPeerPolicy(allow []netip.Prefix) *peerPolicy {
+func newPeerPolicy(allow []netip.Prefix, only []netip.AddrPort) *peerPolicy {
 	p := &peerPolicy{}
 	for _, pfx := range allow {
 		p.allow = append(p.allow, canonicalPrefix(pfx))
 	}
+	for _, ap := range only {
+		p.only = append(p.only, netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()))
+	}
 	return p
+}
+
+// narrow reports whether the policy names its peers one by one (OnlyPeers),
+// so that ports matter too.
+func (p *peerPolicy) narrow() bool { return len(p.only) > 0 }
+
+// allowedAddrPort reports whether a packet may go to (or come from) peer
+// under the narrow policy: the IP is judged by allowed (the permission),
+// the port here. Under the public-peer policy every port is allowed.
+func (p *peerPolicy) allowedAddrPort(peer netip.AddrPort) bool {
+	if len(p.only) == 0 {
+		return true
+	}
+	addr := peer.Addr().Unmap().WithZone("")
+	for _, pfx := range p.allow {
+		if pfx.Contains(addr) {
+			return true
+		}
+	}
+	for _, o := range p.only {
+		if o.Addr() == addr && (o.Port() == 0 || o.Port() == peer.Port()) {
+			return true
+		}
+	}
+	return false
 }
 
 // canonicalPrefix turns an IPv4-mapped IPv6 prefix into its IPv4 form so that
@@ -88,8 +119,9 @@ func (p *peerPolicy) allowedIP(ip net.IP) bool {
 }
 
 // allowed reports whether relaying to addr is allowed: an allow-list entry
-// wins; otherwise addresses in the denied ranges are refused and everything
-// else (public unicast) is allowed.
+// wins; under the narrow policy only the addresses of OnlyPeers are allowed
+// besides; otherwise addresses in the denied ranges are refused and
+// everything else (public unicast) is allowed.
 func (p *peerPolicy) allowed(addr netip.Addr) bool {
 	if !addr.IsValid() {
 		return false
@@ -99,6 +131,14 @@ func (p *peerPolicy) allowed(addr netip.Addr) bool {
 		if pfx.Contains(addr) {
 			return true
 		}
+	}
+	if len(p.only) > 0 {
+		for _, o := range p.only {
+			if o.Addr() == addr {
+				return true
+			}
+		}
+		return false
 	}
 	if addr.Is6() && nat64Prefix.Contains(addr) {
 		b := addr.As16()

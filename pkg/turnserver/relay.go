@@ -155,26 +155,160 @@ func (s *Server) release(user string) {
 	}
 }
 
+// pendingTimeout is how long an allocation that passed the quota check is
+// counted against its client address before pion reports it created; one
+// that failed (no free port, …) is forgotten after it.
+const pendingTimeout = 5 * time.Second
+
+// pendingAlloc is an allocation that passed the quota check and is being
+// made: it already counts against its client address, so that concurrent
+// Allocate requests from one address (over several TCP connections) cannot
+// overshoot the per-address quota.
+type pendingAlloc struct {
+	addr  netip.Prefix
+	timer *time.Timer
+}
+
+// addrKey is what the per-address quota counts by: the client's IPv4
+// address, or the /64 of its IPv6 address (one host commonly holds a whole
+// /64).
+func addrKey(a net.Addr) (netip.Prefix, bool) {
+	var ip netip.Addr
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		ip = v.AddrPort().Addr()
+	case *net.TCPAddr:
+		ip = v.AddrPort().Addr()
+	default:
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap().WithZone("")
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32), true
+	}
+	p, _ := ip.Prefix(64)
+	return p, true
+}
+
+// clientKey names a client transport address (one allocation at most per
+// client transport address and listener).
+func clientKey(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.Network() + " " + a.String()
+}
+
+// holderKey names the allocations a user holds from one client transport address.
+func holderKey(src net.Addr, user string) string { return clientKey(src) + "\x00" + user }
+
 // quotaHandler answers pion's quota question before the allocation is made,
 // so that a client over quota gets 486 (Allocation Quota Reached). The
-// authoritative count is taken again in AllocatePacketConn.
+// per-user and total counts are taken again in AllocatePacketConn; the
+// per-address count is taken here (AllocatePacketConn does not know the
+// client), as a pending allocation until pion reports it created.
 func (s *Server) quotaHandler(userID, _ string, srcAddr net.Addr) bool {
+	addr, addrOK := addrKey(srcAddr)
+	ck := clientKey(srcAddr)
 	s.mu.Lock()
+	_, already := s.pending[ck]
 	reason := ""
 	switch {
 	case s.total >= s.cfg.MaxAllocations:
 		reason = refuseTotalQuota
 	case s.perUser[userID] >= s.cfg.MaxAllocationsPerUser:
 		reason = refuseUserQuota
+	case addrOK && !already && s.perAddr[addr] >= s.cfg.MaxAllocationsPerAddress:
+		reason = refuseAddressQuota
+	}
+	if reason == "" && addrOK && !already && !s.closing {
+		p := &pendingAlloc{addr: addr}
+		p.timer = time.AfterFunc(pendingTimeout, func() { s.pendingExpired(ck, p) })
+		s.pending[ck] = p
+		s.perAddr[addr]++
 	}
 	s.mu.Unlock()
 	if reason == "" {
 		return true
 	}
 	s.metrics.refusals.WithLabelValues(reason).Inc()
-	s.warnLimited("turn allocation refused", slog.String("reason", reason),
-		slog.String("user", clip(userID)), slog.String("client", addrString(srcAddr)))
+	attrs := []slog.Attr{slog.String("reason", reason), slog.String("user", clip(userID)), slog.String("client", addrString(srcAddr))}
+	switch reason {
+	case refuseAddressQuota:
+		attrs = append(attrs, slog.Int("limit", s.cfg.MaxAllocationsPerAddress), slog.String("address", addr.String()))
+	case refuseUserQuota:
+		attrs = append(attrs, slog.Int("limit", s.cfg.MaxAllocationsPerUser))
+	case refuseTotalQuota:
+		attrs = append(attrs, slog.Int("limit", s.cfg.MaxAllocations))
+	}
+	s.warnLimited("turn allocation refused", attrs...)
 	return false
+}
+
+// pendingExpired forgets an allocation that passed the quota check but was
+// never created.
+func (s *Server) pendingExpired(ck string, p *pendingAlloc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[ck] == p {
+		delete(s.pending, ck)
+		s.decAddrLocked(p.addr)
+	}
+}
+
+func (s *Server) decAddrLocked(addr netip.Prefix) {
+	if s.perAddr[addr] <= 1 {
+		delete(s.perAddr, addr)
+	} else {
+		s.perAddr[addr]--
+	}
+}
+
+// allocationCreated registers what pion reports of a new allocation: its
+// client (the per-address count moves from the pending allocation to the
+// relay), its 5-tuple (for events) and its holder (for the credential check).
+func (s *Server) allocationCreated(rc *relayConn, src, dst net.Addr, userID string) {
+	ck := clientKey(src)
+	addr, addrOK := addrKey(src)
+	key := tupleKey(src, dst)
+	if rc != nil {
+		rc.infoMu.Lock()
+		rc.client = addrString(src)
+		rc.tuple = key
+		rc.created = time.Now()
+		rc.infoMu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending[ck]; p != nil {
+		delete(s.pending, ck)
+		p.timer.Stop()
+		addr, addrOK = p.addr, true
+	} else if addrOK {
+		s.perAddr[addr]++ // not seen by the quota check (not expected)
+	}
+	if rc == nil || s.relays[rc.port] != rc {
+		// Already closed: nothing holds the count.
+		if addrOK {
+			s.decAddrLocked(addr)
+		}
+		return
+	}
+	s.tuples[key] = rc
+	rc.addr, rc.addrCounted = addr, addrOK
+	rc.holder = holderKey(src, userID)
+	s.holders[rc.holder]++
+}
+
+// holds reports whether an open allocation of user was made from the client
+// transport address src.
+func (s *Server) holds(src net.Addr, user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holders[holderKey(src, user)] > 0
 }
 
 // relayConn wraps one allocation's relay socket. Packets from peers pass
@@ -199,6 +333,12 @@ type relayConn struct {
 	expiry     *time.Timer // allocation-lifetime without Refresh; nil for probes
 
 	bytesIn, bytesOut atomic.Int64 // from peers, to peers
+
+	// Set under s.mu when pion reports the allocation created; given back
+	// under s.mu on Close.
+	addr        netip.Prefix // the client address the allocation counts against
+	addrCounted bool
+	holder      string // holderKey, "" until created
 
 	// Set once pion reports the allocation created.
 	infoMu  sync.Mutex
@@ -280,6 +420,10 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			rc.s.metrics.dropNoPermission.Inc()
 			continue
 		}
+		if !rc.s.policy.allowedAddrPort(ua.AddrPort()) {
+			rc.s.metrics.dropPeerPortIn.Inc()
+			continue
+		}
 		if rc.rx != nil && !rc.rx.take(n) {
 			rc.s.metrics.dropBandwidthCli.Inc()
 			continue
@@ -291,9 +435,19 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// WriteTo sends a packet to a peer (pion has checked the permission); over
-// the cap it is dropped as a congested network would.
+// WriteTo sends a packet to a peer (pion has checked the permission for
+// its IP; under the narrow policy the port is checked here); over the cap it
+// is dropped as a congested network would.
 func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if rc.s.policy.narrow() {
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok || !rc.s.policy.allowedAddrPort(ua.AddrPort()) {
+			rc.s.metrics.dropPeerPortOut.Inc()
+			rc.s.logLimited(slog.LevelInfo, "turn packet to a peer port not allowed dropped",
+				slog.String("user", clip(rc.user)), slog.String("peer", addrString(addr)))
+			return len(p), nil // dropped like a packet the network lost; pion would log an error per packet
+		}
+	}
 	if rc.tx != nil && !rc.tx.take(len(p)) {
 		rc.s.metrics.dropBandwidthPeer.Inc()
 		return len(p), nil
@@ -327,6 +481,18 @@ func (rc *relayConn) Close() error {
 		}
 		if tuple != "" && rc.s.tuples[tuple] == rc {
 			delete(rc.s.tuples, tuple)
+		}
+		if rc.addrCounted {
+			rc.s.decAddrLocked(rc.addr)
+			rc.addrCounted = false
+		}
+		if rc.holder != "" {
+			if rc.s.holders[rc.holder] <= 1 {
+				delete(rc.s.holders, rc.holder)
+			} else {
+				rc.s.holders[rc.holder]--
+			}
+			rc.holder = ""
 		}
 		rc.s.mu.Unlock()
 		rc.s.release(rc.user)

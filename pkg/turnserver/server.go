@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,10 +47,13 @@ type Server struct {
 	mu      sync.Mutex
 	idle    *sync.Cond
 	closing bool
-	total   int                   // open allocations (relay sockets)
-	perUser map[string]int        // open allocations per user id
-	relays  map[int]*relayConn    // by relay port
-	tuples  map[string]*relayConn // by client 5-tuple (src|dst)
+	total   int                      // open allocations (relay sockets)
+	perUser map[string]int           // open allocations per user id
+	perAddr map[netip.Prefix]int     // open and pending allocations per client address (addrKey)
+	pending map[string]*pendingAlloc // allocations past the quota check, not yet created, by client transport address
+	holders map[string]int           // open allocations by client transport address and user id (holderKey)
+	relays  map[int]*relayConn       // by relay port
+	tuples  map[string]*relayConn    // by client 5-tuple (src|dst)
 	conns   map[*trackedConn]struct{}
 	live    int  // pion loops still running (listeners, TCP conns, relays)
 	gaveUp  bool // Close stopped waiting for them
@@ -67,9 +71,12 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		now:        cfg.Now,
-		policy:     newPeerPolicy(cfg.AllowPeers),
+		policy:     newPeerPolicy(cfg.AllowPeers, cfg.OnlyPeers),
 		staticKeys: make(map[string][]byte, len(cfg.Users)),
 		perUser:    map[string]int{},
+		perAddr:    map[netip.Prefix]int{},
+		pending:    map[string]*pendingAlloc{},
+		holders:    map[string]int{},
 		relays:     map[int]*relayConn{},
 		tuples:     map[string]*relayConn{},
 		conns:      map[*trackedConn]struct{}{},
@@ -150,6 +157,17 @@ func New(cfg Config) (*Server, error) {
 		slog.Int("static_users", len(cfg.Users)),
 		slog.Bool("rest_auth", cfg.AuthSecret != ""),
 		slog.Int("allow_peers", len(cfg.AllowPeers)),
+		slog.Int("max_allocations_per_user", cfg.MaxAllocationsPerUser),
+		slog.Int("max_allocations_per_address", cfg.MaxAllocationsPerAddress),
+	}
+	if len(cfg.OnlyPeers) > 0 {
+		only := make([]string, len(cfg.OnlyPeers))
+		for i, p := range cfg.OnlyPeers {
+			only[i] = p.String()
+		}
+		attrs = append(attrs, slog.Any("only_peers", only))
+	} else {
+		attrs = append(attrs, slog.String("peers", "public"))
 	}
 	if s.tlsAddr != nil {
 		attrs = append(attrs, slog.String("tls", s.tlsAddr.String()))
@@ -264,6 +282,11 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		for ck, p := range s.pending {
+			p.timer.Stop()
+			delete(s.pending, ck)
+			s.decAddrLocked(p.addr)
+		}
 		s.mu.Unlock()
 
 		err := s.turn.Close()
@@ -421,19 +444,7 @@ func (s *Server) eventHandler() turn.EventHandler {
 		OnAllocationCreated: func(src, dst net.Addr, protocol, userID, _ string, relayAddr net.Addr, _ int) {
 			s.metrics.allocationsTotal.Inc()
 			rc := s.relayByAddr(relayAddr)
-			if rc != nil {
-				key := tupleKey(src, dst)
-				rc.infoMu.Lock()
-				rc.client = addrString(src)
-				rc.tuple = key
-				rc.created = time.Now()
-				rc.infoMu.Unlock()
-				s.mu.Lock()
-				if s.relays[rc.port] == rc {
-					s.tuples[key] = rc
-				}
-				s.mu.Unlock()
-			}
+			s.allocationCreated(rc, src, dst, userID)
 			s.log.Info("turn allocation created",
 				slog.String("user", clip(userID)),
 				slog.String("client", addrString(src)),

@@ -12,7 +12,7 @@ import (
 )
 
 func TestPeerPolicy(t *testing.T) {
-	def := newPeerPolicy(nil)
+	def := newPeerPolicy(nil, nil)
 	cases := []struct {
 		ip   string
 		want bool
@@ -56,7 +56,7 @@ func TestPeerPolicy(t *testing.T) {
 	allow := newPeerPolicy([]netip.Prefix{
 		netip.MustParsePrefix("10.1.0.0/16"),
 		netip.MustParsePrefix("::ffff:192.168.7.0/120"), // mapped form is normalised
-	})
+	}, nil)
 	for ip, want := range map[string]bool{
 		"10.1.200.3": true, "10.2.0.1": false, "192.168.7.9": true, "192.168.8.1": false,
 		"::ffff:10.1.0.1": true, "8.8.8.8": true, "127.0.0.1": false,
@@ -64,6 +64,34 @@ func TestPeerPolicy(t *testing.T) {
 		if got := allow.allowed(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("allow-list policy: %s allowed=%v, want %v", ip, got, want)
 		}
+	}
+
+	// The narrow policy (an SFU's own media addresses): those addresses,
+	// private or loopback as they may be, and the allow-list, nothing else;
+	// and packets only to the named ports.
+	narrow := newPeerPolicy([]netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, []netip.AddrPort{
+		netip.MustParseAddrPort("127.0.0.1:7882"), netip.MustParseAddrPort("192.168.1.5:7882"),
+		netip.MustParseAddrPort("[::ffff:198.51.100.7]:0"),
+	})
+	for ip, want := range map[string]bool{
+		"127.0.0.1": true, "192.168.1.5": true, "198.51.100.7": true, "10.9.3.4": true,
+		"127.0.0.2": false, "192.168.1.6": false, "8.8.8.8": false, "1.1.1.1": false, "::1": false,
+	} {
+		if got := narrow.allowed(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("narrow policy: %s allowed=%v, want %v", ip, got, want)
+		}
+	}
+	for ap, want := range map[string]bool{
+		"127.0.0.1:7882": true, "127.0.0.1:22": false, "192.168.1.5:7882": true, "192.168.1.5:7881": false,
+		"198.51.100.7:40000": true, "10.9.3.4:5432": true, "8.8.8.8:7882": false,
+		"[::ffff:127.0.0.1]:7882": true,
+	} {
+		if got := narrow.allowedAddrPort(netip.MustParseAddrPort(ap)); got != want {
+			t.Errorf("narrow policy: packets to %s allowed=%v, want %v", ap, got, want)
+		}
+	}
+	if !def.allowedAddrPort(netip.MustParseAddrPort("8.8.8.8:53")) {
+		t.Error("the public policy filters ports")
 	}
 }
 
