@@ -27,8 +27,8 @@ var (
 
 // Header structures, marshalled with ebml-go. Duration comes right after
 // TimecodeScale so that its bytes can be found (and patched) unambiguously.
-// The Segment's header (an unknown size, patched when the file is finished)
-// and the Void reserved for the SeekHead are written by the recorder.
+// The Segment's header (of unknown size) and the Void reserved for the
+// SeekHead (index.go) are written by the recorder.
 type mkvEBMLHead struct {
 	Header webm.EBMLHeader `ebml:"EBML"`
 }
@@ -347,8 +347,8 @@ func (m *mkvWriter) patchDuration() error {
 	return m.err
 }
 
-// close finishes the file: last cluster, duration, index (Cues, SeekHead,
-// Segment size), fsync, close.
+// close finishes the file: last cluster, duration, index (Cues and
+// SeekHead), fsync, close.
 func (m *mkvWriter) close() error {
 	var err error
 	if m.headerWritten {
