@@ -28,6 +28,14 @@ const seekHeadSpace = 96
 // maxCues bounds the cue points of one file (a day of one per second).
 const maxCues = 1 << 17
 
+// cuePointBytes bounds one encoded cue point (times and positions of up to
+// 8 bytes), cuesHeaderBytes the Cues element's header; both are reserved
+// against Options.MaxBytes as the cues are made.
+const (
+	cuePointBytes   = 28
+	cuesHeaderBytes = 12
+)
+
 // Element IDs of the index.
 var (
 	idSegment      = []byte{0x18, 0x53, 0x80, 0x67}
@@ -110,10 +118,9 @@ func seekHead(l segmentLayout, cues uint64, haveCues bool) ([]byte, error) {
 }
 
 // writeIndex appends the Cues to f at end, fills the reserved room with the
-// SeekHead and fsyncs. reserve (may be nil) is asked for the Cues' bytes
-// first; refused, the file gets a SeekHead without Cues. It returns the
-// file's new end. On an error the file is cut back to end, as whole as it was.
-func writeIndex(f *os.File, end int64, l segmentLayout, cues []cuePoint, reserve func(int64) bool) (int64, error) {
+// SeekHead and fsyncs. It returns the file's new end. On an error the file is
+// cut back to end, as whole as it was.
+func writeIndex(f *os.File, end int64, l segmentLayout, cues []cuePoint) (int64, error) {
 	newEnd := end
 	haveCues := false
 	if len(cues) > 0 {
@@ -121,13 +128,11 @@ func writeIndex(f *os.File, end int64, l segmentLayout, cues []cuePoint, reserve
 		if err != nil {
 			return end, err
 		}
-		if reserve == nil || reserve(int64(len(b))) {
-			if _, err := f.WriteAt(b, end); err != nil {
-				_ = f.Truncate(end)
-				return end, fmt.Errorf("write cues: %w", err)
-			}
-			newEnd, haveCues = end+int64(len(b)), true
+		if _, err := f.WriteAt(b, end); err != nil {
+			_ = f.Truncate(end)
+			return end, fmt.Errorf("write cues: %w", err)
 		}
+		newEnd, haveCues = end+int64(len(b)), true
 	}
 	head, err := seekHead(l, uint64(end-l.dataStart), haveCues)
 	if err != nil {

@@ -238,6 +238,14 @@ func (m *mkvWriter) writeBlock(track uint64, tsMs, endMs int64, key, video bool,
 		if newCluster {
 			need += clusterStartBytes
 		}
+		// The cue this block makes is reserved with it, so the index of a
+		// file a quota stopped still fits in the quota.
+		if (newCluster || !m.clusterCued) && ((video && key) || !m.hasVideo) && len(m.cues) < maxCues {
+			need += cuePointBytes
+			if len(m.cues) == 0 {
+				need += cuesHeaderBytes
+			}
+		}
 		if !m.reserve(need) {
 			return errQuota
 		}
@@ -354,7 +362,7 @@ func (m *mkvWriter) close() error {
 	if m.headerWritten {
 		err = m.endCluster(false)
 		if err == nil {
-			m.size, err = writeIndex(m.f, m.size, m.layout, m.cues, m.reserve)
+			m.size, err = writeIndex(m.f, m.size, m.layout, m.cues) // its bytes were reserved with the blocks
 			if err != nil {
 				m.err = err
 			}

@@ -340,7 +340,7 @@ func repairFile(path string) (scanResult, error) {
 	// Index it as a finished file is (files from before the SeekHead's room
 	// was reserved stay without).
 	if res.slot && !res.indexed && res.blocks > 0 {
-		if _, err := writeIndex(f, end, res.layout, res.cues, nil); err != nil {
+		if _, err := writeIndex(f, end, res.layout, res.cues); err != nil {
 			return res, fmt.Errorf("index: %w", err)
 		}
 	}
