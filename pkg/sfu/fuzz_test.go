@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/pion/rtcp"
@@ -190,26 +191,32 @@ func FuzzSubscribeAnswer(f *testing.F) {
 	})
 }
 
-// FuzzRTCPFeedback reads arbitrary RTCP from a subscriber as the SFU does:
-// the quick check that skips compound packets without feedback never skips
-// one that holds a NACK, PLI or FIR, and NACKs are answered from the track's
-// history without panicking, whatever they ask for.
+// FuzzRTCPFeedback reads arbitrary RTCP from a subscriber as the SFU does
+// (rtcpin.go: the allocation-free reader of receiver reports, NACKs, PLI,
+// FIR, REMB and transport-wide CC feedback): it never panics, and when pion's
+// parser reads the same bytes as a whole, the SFU queues exactly the NACKs
+// and asks for a keyframe exactly when pion finds them.
 func FuzzRTCPFeedback(f *testing.F) {
-	wp, _ := testWriters(f, 1)
 	pool := newPacketPool()
+	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
 	fwd := testForwarder(pool, wp)
+	fwd.kind = webrtc.RTPCodecTypeVideo
 	fwd.hist = &history{}
-	for seq := range uint16(historySize) {
-		p := makePacket(pool, seq*3)
-		fwd.hist.add(p)
-	}
-	f.Cleanup(fwd.releaseHistory)
-	sub := testSubscriber(wp, 4096)
-	d := attach(fwd, sub, &countWriter{})
+	plis := 0
+	fwd.requestPLI = func(uint32) { plis++ }
+	sub := testSubscriber(wp, 16)
+	d := newDownTrack(fwd, sub)
+	d.bound.Store(&binding{ssrc: 1234, pt: 96, ws: &countWriter{}})
+	d.target.Store(fwd)
 	for _, pkts := range [][]rtcp.Packet{
-		{&rtcp.ReceiverReport{SSRC: 1}, &rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: []rtcp.NackPair{{PacketID: 3, LostPackets: 0xffff}}}},
+		{&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 1234, FractionLost: 10}}},
+			&rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: []rtcp.NackPair{{PacketID: 3, LostPackets: 0xffff}}}},
 		{&rtcp.ReceiverReport{SSRC: 1}, &rtcp.PictureLossIndication{MediaSSRC: 1234}},
 		{&rtcp.FullIntraRequest{MediaSSRC: 1234, FIR: []rtcp.FIREntry{{SSRC: 1234}}}},
+		{&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 400_000, SSRCs: []uint32{1234}}},
+		{&rtcp.TransportLayerCC{MediaSSRC: 1234, BaseSequenceNumber: 1, PacketStatusCount: 2, ReferenceTime: 1,
+			PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 2}},
+			RecvDeltas:   []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 250}, {Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 250}}}},
 		{&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 1234}}}, &rtcp.SourceDescription{}},
 	} {
 		b, err := rtcp.Marshal(pkts)
@@ -219,21 +226,42 @@ func FuzzRTCPFeedback(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		skip := !carriesFeedback(b)
+		sub.nackMu.Lock()
+		sub.nacks = sub.nacks[:0]
+		sub.nackMu.Unlock()
+		plis = 0
+		d.lastPLI.Store(0)
+		fwd.mu.Lock() // no throttle left from the previous input
+		fwd.lastPLI, fwd.pliPending = time.Time{}, false
+		fwd.mu.Unlock()
+		scratch := make([]rtcp.NackPair, 0, 64)
+		d.onRTCP(b, time.Now(), scratch)
+
 		pkts, err := rtcp.Unmarshal(b)
 		if err != nil {
-			return
+			return // pion refuses it as a whole; the SFU took what it could
 		}
+		var want []rtcp.NackPair
+		keyframe := false
 		for _, pkt := range pkts {
 			switch pkt := pkt.(type) {
-			case *rtcp.TransportLayerNack, *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				if skip {
-					t.Fatalf("% x holds %T, but the quick check skips it", b, pkt)
-				}
+			case *rtcp.TransportLayerNack:
+				want = append(want, pkt.Nacks...)
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				keyframe = true
 			}
-			if nack, ok := pkt.(*rtcp.TransportLayerNack); ok {
-				d.retransmit(nack)
-			}
+		}
+		sub.nackMu.Lock()
+		var got []rtcp.NackPair
+		for _, n := range sub.nacks {
+			got = append(got, n.pair)
+		}
+		sub.nackMu.Unlock()
+		if len(want) <= maxPendingNACKs && fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("% x: NACKs queued %v, pion reads %v", b, got, want)
+		}
+		if keyframe != (plis > 0) {
+			t.Fatalf("% x: %d keyframe requests; pion reads a PLI or FIR: %v", b, plis, keyframe)
 		}
 	})
 }
