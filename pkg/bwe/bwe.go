@@ -421,6 +421,14 @@ func (e *Estimator) publish(now time.Time) {
 	e.target.Store(int64(t))
 }
 
+// Loss is the share of packets the receiver lost over the last loss period
+// (from the feedback, else from receiver reports).
+func (e *Estimator) Loss() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastLoss
+}
+
 // Stats describe an estimator's state.
 type Stats struct {
 	Target     int     // the estimate, bits/s
