@@ -357,10 +357,15 @@ function updateTile(t, stream) {
   t.dataset.status = status;
   t.querySelector('.status').textContent = status;
   const failed = status === STREAM_STATUS.FAILED;
-  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason);
-  t.classList.toggle('undecodable', noVideo);
-  t.classList.toggle('novideo', !stream.hasVideo());
-  t.querySelector('.reason').textContent = noVideo ? (reason || 'this stream cannot be played here') : '';
+  // The server paused the video (this link cannot carry it): the name and why, not a frozen
+  // picture; it comes back by itself.
+  const paused = status === STREAM_STATUS.PLAYING && stream.videoPaused();
+  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason) || paused;
+  t.classList.toggle('undecodable', noVideo && !paused);
+  t.classList.toggle('paused', paused);
+  t.classList.toggle('novideo', !stream.hasVideo() || paused);
+  t.querySelector('.reason').textContent = noVideo ? (reason || (paused ? 'video paused: the connection is too slow'
+    : 'this stream cannot be played here')) : '';
 }
 
 function removeTile(t) {
