@@ -60,6 +60,10 @@ type Config struct {
 	// OnRouter, when set, is called with each room session's media router
 	// when it is made (the recorder attaches there).
 	OnRouter func(rm *room.Room, r *sfu.Router)
+	// Clips, when set, gives a participant admitted to a room its access to
+	// the room's media messages (nil: none), with the reply to its join and
+	// to its resumed session. identity is as for ICEServers.
+	Clips func(p *room.Participant, identity string) *protocol.ClipsAccess
 }
 
 // DefaultConfig returns the signaling defaults.
