@@ -53,6 +53,9 @@ type Config struct {
 	RecordMaxDuration   Duration `yaml:"record_max_duration"`
 	RecordMaxBytes      ByteSize `yaml:"record_max_bytes"`
 	RecordMinFree       ByteSize `yaml:"record_min_free"`
+
+	// Media messages (clips.go).
+	Clips ClipsSettings `yaml:"clips"`
 }
 
 // Recordings access modes.
@@ -199,6 +202,7 @@ func defaultConfig() Config {
 		RecordingsLinkTTL: Duration(72 * time.Hour),
 		RecordingsURLTTL:  Duration(6 * time.Hour),
 		RecordMinFree:     1 << 30,
+		Clips:             defaultClips(),
 	}
 }
 

@@ -161,6 +161,11 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	if cfg.RecordingsURLSecret != "" {
 		sc.Auth.URLs = auth.NewURLSigner([]byte(cfg.RecordingsURLSecret))
 	}
+	clipsCfg, err := clipsConfig(cfg)
+	if err != nil {
+		return server.Config{}, err
+	}
+	sc.Clips = clipsCfg
 	if cfg.TURN.Embed {
 		tc := turnserver.DefaultConfig()
 		tc.Listen = cfg.TURN.Listen

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/parley/parley/pkg/clips"
+	"github.com/parley/parley/pkg/notify"
+	"github.com/parley/parley/pkg/server"
+)
+
+// ClipsSettings are the media messages' settings (YAML "clips", flags
+// --clips…, --smtp-…): where clips are kept, the settings of rooms no
+// preset speaks of (mozchat's keys), and the SMTP server notifications go
+// through.
+type ClipsSettings struct {
+	Enabled bool   `yaml:"enabled"`
+	Dir     string `yaml:"dir"`
+	// PublicURL is the server as people reach it, for links in e-mails.
+	PublicURL string         `yaml:"public_url"`
+	Defaults  clips.Settings `yaml:"defaults"`
+	SMTP      SMTPSettings   `yaml:"smtp"`
+}
+
+// SMTPSettings name the SMTP server notifications go through.
+type SMTPSettings struct {
+	Addr     string `yaml:"addr"`
+	TLS      string `yaml:"tls"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	From     string `yaml:"from"`
+}
+
+func init() {
+	options = append(options,
+		option{flag: "clips", usage: "media messages: voice and video clips posted to rooms (false: off)", boolean: true,
+			set: boolOpt(func(c *Config) *bool { return &c.Clips.Enabled })},
+		option{flag: "clips-dir", usage: "directory for media messages (<dir>/<room>/)", set: strOpt(func(c *Config) *string { return &c.Clips.Dir })},
+		option{flag: "public-url", usage: "the server's address as people reach it (https://meet.example.com), for links in e-mails",
+			set: strOpt(func(c *Config) *string { return &c.Clips.PublicURL })},
+		option{flag: "smtp-addr", usage: "SMTP server (host:port) for e-mail notifications of new clips (empty: none)",
+			set: strOpt(func(c *Config) *string { return &c.Clips.SMTP.Addr })},
+		option{flag: "smtp-tls", usage: "starttls (default, port 587), tls (port 465) or none (a relay on this machine)",
+			set: strOpt(func(c *Config) *string { return &c.Clips.SMTP.TLS })},
+		option{flag: "smtp-username", usage: "SMTP user name", set: strOpt(func(c *Config) *string { return &c.Clips.SMTP.Username })},
+		option{flag: "smtp-password", usage: "SMTP password (prefer the environment or the YAML file to a flag)",
+			set: strOpt(func(c *Config) *string { return &c.Clips.SMTP.Password })},
+		option{flag: "smtp-from", usage: "sender of the notifications (\"Parley <noreply@example.com>\")",
+			set: strOpt(func(c *Config) *string { return &c.Clips.SMTP.From })},
+	)
+}
+
+func defaultClips() ClipsSettings { return ClipsSettings{Enabled: true, Dir: "clips"} }
+
+// clipsConfig makes the server's media-message configuration (nil: off).
+func clipsConfig(c Config) (*server.ClipsConfig, error) {
+	s := c.Clips
+	if !s.Enabled || s.Dir == "" {
+		return nil, nil
+	}
+	defaults, err := s.Defaults.Apply(clips.DefaultLimits())
+	if err != nil {
+		return nil, fmt.Errorf("clips.defaults: %w", err)
+	}
+	cc := &server.ClipsConfig{Dir: s.Dir, PublicURL: s.PublicURL,
+		Limits: func(string) clips.Limits { return defaults }}
+	if s.PublicURL != "" {
+		u, err := url.Parse(s.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("public_url %q: write scheme://host[:port], e.g. https://meet.example.com", s.PublicURL)
+		}
+	}
+	if s.SMTP.Addr != "" {
+		if s.SMTP.From == "" {
+			return nil, errors.New("clips.smtp.from (--smtp-from) is needed to send notifications")
+		}
+		if s.PublicURL == "" && !strings.HasPrefix(c.Addr, "127.") && !strings.HasPrefix(c.Addr, "localhost") {
+			return nil, errors.New("e-mail notifications link to the server: set public_url (--public-url) to its address as people reach it")
+		}
+		cc.Notify = &notify.Config{SMTP: notify.SMTP{Addr: s.SMTP.Addr, TLS: s.SMTP.TLS, Username: s.SMTP.Username,
+			Password: s.SMTP.Password, From: s.SMTP.From}}
+	}
+	return cc, nil
+}
