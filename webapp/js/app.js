@@ -2,6 +2,7 @@
 // Every name and text from the network goes into the page with textContent, never innerHTML.
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
+import {ClipPanel} from './clips.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -38,6 +39,7 @@ const options = {
   codec: CODECS.includes((params.get('codec') || '').toUpperCase()) ? params.get('codec').toUpperCase() : undefined,
   relay: params.get('relay') === '1',
   record: params.get('record') === '1',  // also the Record checkbox
+  publish: params.get('publish') !== '0', // 0: join without publishing the camera (messages only)
 };
 
 const state = {
@@ -51,7 +53,7 @@ const state = {
   audioOnlyTried: false,
 };
 
-window.parley = {connection: null, room: null, RoomApi};
+window.parley = {connection: null, room: null, RoomApi, clips: null};
 function expose() {
   window.parley.connection = state.connection;
   window.parley.room = state.room;
@@ -436,6 +438,7 @@ ui.shareScreen.addEventListener('click', () => {
 // ---------------------------------------------------------------- session and room
 
 function resetRoomUi() {
+  clipPanel.detach();
   clearTiles();
   state.camera = null;
   state.screen = null;
@@ -503,6 +506,7 @@ function joinRoom() {
       const rec = document.getElementById('rec');
       if (rec) rec.hidden = !room.isRecording();
       if (state.wantCamera && !state.camera) publishCamera();
+      room.ready.then(() => { if (state.room === room) clipPanel.attach(room); }, () => {});
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
       chatLine(p.name(), 'joined', {cls: 'system'});
@@ -549,7 +553,7 @@ function join(name, roomName) {
   clearError();
   state.name = name;
   state.roomName = roomName;
-  state.wantCamera = true;
+  state.wantCamera = options.publish;
   ui.name.value = name;
   ui.room.value = roomName;
   updateInvite(roomName);
@@ -624,6 +628,11 @@ ui.copyInvite.addEventListener('click', async () => {
   ui.copyInvite.textContent = 'Copied';
   setTimeout(() => { ui.copyInvite.textContent = old; }, 1500);
 });
+
+// ---------------------------------------------------------------- media messages
+
+const clipPanel = new ClipPanel(document.getElementById('clips'), {onError: (err) => showError(err)});
+window.parley.clips = clipPanel;
 
 // ---------------------------------------------------------------- start
 
