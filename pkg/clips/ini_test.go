@@ -1,11 +1,15 @@
 package clips
 
 import (
+	"bytes"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestReadMozchatINI(t *testing.T) {
@@ -28,6 +32,26 @@ func TestReadMozchatINI(t *testing.T) {
 		l.Lifetime != want.Lifetime || l.MaxFolderBytes != want.MaxFolderBytes || l.MaxClipCount != want.MaxClipCount ||
 		l.AllowVideo != want.AllowVideo || l.VideoOn != want.VideoOn || l.OnRecorded != want.OnRecorded {
 		t.Errorf("got %+v\nwant %+v", l, want)
+	}
+	// The same as the media-chat preset's clips block.
+	yb, err := os.ReadFile("testdata/media-chat.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var preset struct {
+		Clips Settings `yaml:"clips"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(yb))
+	dec.KnownFields(true)
+	if err := dec.Decode(&preset); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := preset.Clips.Apply(DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(pl, l) {
+		t.Errorf("the mozchat .ini reads as %+v\nthe preset as %+v", l, pl)
 	}
 	for _, k := range []string{"mediaFolder", "iceString", "pollFactor", "title"} {
 		if !slices.Contains(ini.Ignored, k) {
