@@ -608,6 +608,18 @@ func (s *Store) Get(room, id string) (Clip, bool) {
 	return Clip{}, false
 }
 
+// FilePath returns where a clip's file is on disk (for the server's own
+// use, such as copying it into a recording; never for an answer).
+func (s *Store) FilePath(c Clip) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := s.rooms[c.Room]
+	if rc == nil {
+		return "", false
+	}
+	return filepath.Join(s.cfg.Dir, rc.dir, c.File), true
+}
+
 // OpenFile opens a clip's media file for reading.
 func (s *Store) OpenFile(room, id string) (*os.File, Clip, error) {
 	s.mu.Lock()

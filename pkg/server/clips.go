@@ -16,6 +16,7 @@ import (
 	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/notify"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/recorder"
 	"github.com/parley/parley/pkg/room"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -348,6 +349,13 @@ func (s *Server) postClip(w http.ResponseWriter, r *http.Request) {
 		rm.Broadcast(func(*room.Participant) *protocol.Event {
 			return &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventClipAdded, Clip: info}
 		})
+	}
+	if s.recs != nil && added.Clip.Session != "" {
+		if path, ok := cs.store.FilePath(added.Clip); ok {
+			c := added.Clip
+			s.recs.addClip(c.Session, path, recorder.ClipEntry{ID: c.ID, Author: c.Author, DurationMs: c.DurationMs,
+				Kind: c.Kind, Mix: lim.Mix}, c.Created)
+		}
 	}
 	cs.notifyNew(added.Clip, lim)
 	w.Header().Set("Content-Type", "application/json")
