@@ -2,9 +2,15 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/notify"
@@ -83,4 +89,89 @@ func clipsConfig(c Config) (*server.ClipsConfig, error) {
 			Password: s.SMTP.Password, From: s.SMTP.From}}
 	}
 	return cc, nil
+}
+
+// runClips serves "sfu clips from-mozchat": a mozchat thread's settings as
+// a room preset.
+func runClips(args []string, stdout, stderr io.Writer) int {
+	usage := func() {
+		fmt.Fprintf(stderr, "Usage: sfu clips from-mozchat THREAD_DIR|THREAD.ini [--room NAME]\n\n"+
+			"Prints a room preset (configs/rooms/*.yaml) with the media-message settings of a mozchat thread:\n"+
+			"its .ini (maxBlobBytes, maxClipSizeSec, clipLifetimeSec, maxMediaFolderBytes, maxClipCount,\n"+
+			"allowVideo, videoOn, onRecorded) and, with notifyUsers, the addresses of its notify.ini.\n")
+	}
+	if len(args) == 0 || args[0] != "from-mozchat" {
+		usage()
+		return 2
+	}
+	fs := flag.NewFlagSet("sfu clips from-mozchat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	roomName := fs.String("room", "", "the room the preset is for (default: the thread's folder name)")
+	fs.Usage = usage
+	var positional []string
+	rest := args[1:]
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			positional = append(positional, rest[0])
+			rest = rest[1:]
+		}
+	}
+	if len(positional) != 1 {
+		usage()
+		return 2
+	}
+	path := positional[0]
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, ".ini")
+	}
+	thread := filepath.Base(filepath.Dir(path))
+	if *roomName == "" {
+		*roomName = thread
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "sfu clips:", err)
+		return 1
+	}
+	ini, err := clips.ReadMozchatINI(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(stderr, "sfu clips:", err)
+		return 1
+	}
+	if ini.NotifyUsers {
+		nf, err := os.Open(filepath.Join(filepath.Dir(path), "notify.ini"))
+		if err != nil {
+			fmt.Fprintln(stderr, "sfu clips: notifyUsers is on:", err)
+			return 1
+		}
+		ini.Settings.Notify, err = clips.ReadMozchatNotify(nf)
+		nf.Close()
+		if err != nil {
+			fmt.Fprintln(stderr, "sfu clips:", err)
+			return 1
+		}
+	}
+	if _, err := ini.Settings.Apply(clips.DefaultLimits()); err != nil {
+		fmt.Fprintln(stderr, "sfu clips: the thread's settings do not hold together:", err)
+		return 1
+	}
+	b, err := yaml.Marshal(struct {
+		Rooms []string       `yaml:"rooms"`
+		Clips clips.Settings `yaml:"clips"`
+	}{[]string{*roomName}, ini.Settings})
+	if err != nil {
+		fmt.Fprintln(stderr, "sfu clips:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# Room preset made from mozchat thread %q by `sfu clips from-mozchat`.\n", thread)
+	if len(ini.Ignored) > 0 {
+		fmt.Fprintf(stdout, "# Not carried over (Parley has its own): %s\n", strings.Join(ini.Ignored, ", "))
+	}
+	_, _ = stdout.Write(b)
+	return 0
 }

@@ -43,6 +43,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "mix" {
 		return runMix(args[1:], getenv, stderr)
 	}
+	if len(args) > 0 && args[0] == "clips" {
+		return runClips(args[1:], os.Stdout, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -118,18 +118,18 @@ func (l Limits) Validate() error {
 // Settings are a preset's clips block (or a mozchat .ini) as written: only
 // the keys given are set, and Apply lays them over other limits.
 type Settings struct {
-	Enabled             *bool             `yaml:"enabled" json:"enabled,omitempty"`
-	MaxBlobBytes        *int64            `yaml:"maxBlobBytes" json:"maxBlobBytes,omitempty"`
-	MaxClipSizeSec      *float64          `yaml:"maxClipSizeSec" json:"maxClipSizeSec,omitempty"`
-	ClipLifetimeSec     *int64            `yaml:"clipLifetimeSec" json:"clipLifetimeSec,omitempty"`
-	MaxMediaFolderBytes *int64            `yaml:"maxMediaFolderBytes" json:"maxMediaFolderBytes,omitempty"`
-	MaxClipCount        *int              `yaml:"maxClipCount" json:"maxClipCount,omitempty"`
-	AllowVideo          *bool             `yaml:"allowVideo" json:"allowVideo,omitempty"`
-	VideoOn             *bool             `yaml:"videoOn" json:"videoOn,omitempty"`
-	OnRecorded          *string           `yaml:"onRecorded" json:"onRecorded,omitempty"`
-	AutoPlay            *bool             `yaml:"autoPlay" json:"autoPlay,omitempty"`
-	Mix                 *bool             `yaml:"mix" json:"mix,omitempty"`
-	Notify              map[string]string `yaml:"notify" json:"notify,omitempty"`
+	Enabled             *bool             `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	MaxBlobBytes        *int64            `yaml:"maxBlobBytes,omitempty" json:"maxBlobBytes,omitempty"`
+	MaxClipSizeSec      *float64          `yaml:"maxClipSizeSec,omitempty" json:"maxClipSizeSec,omitempty"`
+	ClipLifetimeSec     *int64            `yaml:"clipLifetimeSec,omitempty" json:"clipLifetimeSec,omitempty"`
+	MaxMediaFolderBytes *int64            `yaml:"maxMediaFolderBytes,omitempty" json:"maxMediaFolderBytes,omitempty"`
+	MaxClipCount        *int              `yaml:"maxClipCount,omitempty" json:"maxClipCount,omitempty"`
+	AllowVideo          *bool             `yaml:"allowVideo,omitempty" json:"allowVideo,omitempty"`
+	VideoOn             *bool             `yaml:"videoOn,omitempty" json:"videoOn,omitempty"`
+	OnRecorded          *string           `yaml:"onRecorded,omitempty" json:"onRecorded,omitempty"`
+	AutoPlay            *bool             `yaml:"autoPlay,omitempty" json:"autoPlay,omitempty"`
+	Mix                 *bool             `yaml:"mix,omitempty" json:"mix,omitempty"`
+	Notify              map[string]string `yaml:"notify,omitempty" json:"notify,omitempty"`
 }
 
 // Apply returns base with the settings given laid over it, validated.
