@@ -41,7 +41,7 @@ func TestComposeUsesRealSettings(t *testing.T) {
 	if sfu.NetworkMode != "host" {
 		t.Errorf("sfu network_mode %q, want host (media ports)", sfu.NetworkMode)
 	}
-	var known []string
+	known := []string{envKeys}
 	for _, o := range options {
 		known = append(known, o.env())
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,39 @@ type Config struct {
 
 	// Media messages (clips.go).
 	Clips ClipsSettings `yaml:"clips"`
+
+	// Who may do what (docs/security.md).
+	Auth     Auth   `yaml:"auth"`
+	RoomsDir string `yaml:"rooms_dir"`
+}
+
+// Auth is who may do what (docs/security.md).
+type Auth struct {
+	// Mode is "open", "token", or empty: open on a loopback address, token
+	// elsewhere (which needs keys: protected mode).
+	Mode string `yaml:"mode"`
+	// Keys are HS256 keys by id, for rotation several at once; list the
+	// newest last (sfu token create signs with it).
+	Keys []AuthKey `yaml:"keys"`
+	// PublicKeys verify tokens another service signs (EdDSA, RS256).
+	PublicKeys []PublicKey `yaml:"public_keys"`
+	// Issuer and Audience, when set, must be the tokens' iss and aud.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+}
+
+// AuthKey is an HS256 key: its id (the tokens' kid) and its secret, from a
+// file (secret_file) or, in the YAML file itself, secret.
+type AuthKey struct {
+	ID         string `yaml:"id"`
+	SecretFile string `yaml:"secret_file"`
+	Secret     string `yaml:"secret"`
+}
+
+// PublicKey is a PEM public key file (Ed25519 or RSA) by id.
+type PublicKey struct {
+	ID   string `yaml:"id"`
+	File string `yaml:"file"`
 }
 
 // Recordings access modes.
@@ -320,6 +354,16 @@ var options = []option{
 	{flag: "turn-peers", usage: "with --turn: where it relays to: sfu (only this server's media addresses) or public (any public address)", set: strOpt(func(c *Config) *string { return &c.TURN.Peers })},
 	{flag: "turn-max-allocations-per-user", usage: "with --turn: allocations open at once per participant", set: intOpt(func(c *Config) *int { return &c.TURN.MaxAllocationsPerUser })},
 	{flag: "turn-max-allocations-per-address", usage: "with --turn: allocations open at once per client address (IPv6: /64)", set: intOpt(func(c *Config) *int { return &c.TURN.MaxAllocationsPerAddress })},
+	{flag: "auth", usage: "who may join: open (anyone) or token (an access token or the room's preset); empty: open on a loopback --addr, token elsewhere",
+		set: strOpt(func(c *Config) *string { return &c.Auth.Mode })},
+	{flag: "auth-key-file", usage: "HS256 token keys, ID=FILE comma-separated, oldest first (the file holds the secret; PARLEY_AUTH_KEYS=ID=SECRET,... gives secrets in the environment)",
+		set: keyFilesOpt},
+	{flag: "auth-public-key", usage: "public keys (PEM, Ed25519 or RSA) of services that sign tokens, ID=FILE comma-separated",
+		set: publicKeysOpt},
+	{flag: "rooms-dir", usage: "directory of room presets, *.yaml (see configs/rooms; SIGHUP reloads them); empty: none",
+		set: strOpt(func(c *Config) *string { return &c.RoomsDir })},
+	{flag: "auth-issuer", usage: "when set, tokens must carry this issuer (iss)", set: strOpt(func(c *Config) *string { return &c.Auth.Issuer })},
+	{flag: "auth-audience", usage: "when set, tokens must carry this audience (aud)", set: strOpt(func(c *Config) *string { return &c.Auth.Audience })},
 	{flag: "messages-per-second", usage: "signaling requests per second per session", set: func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
@@ -329,6 +373,52 @@ var options = []option{
 		return nil
 	}},
 }
+
+// idPairs reads "ID=VALUE,ID=VALUE".
+func idPairs(v string) ([][2]string, error) {
+	var out [][2]string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		id, val, ok := strings.Cut(item, "=")
+		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(val) == "" {
+			return nil, fmt.Errorf("%q: write ID=VALUE", item)
+		}
+		out = append(out, [2]string{strings.TrimSpace(id), strings.TrimSpace(val)})
+	}
+	return out, nil
+}
+
+func keyFilesOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	keys := slices.DeleteFunc(slices.Clone(c.Auth.Keys), func(k AuthKey) bool { return k.SecretFile != "" })
+	for _, p := range pairs {
+		keys = append(keys, AuthKey{ID: p[0], SecretFile: p[1]})
+	}
+	c.Auth.Keys = keys
+	return nil
+}
+
+func publicKeysOpt(c *Config, v string) error {
+	pairs, err := idPairs(v)
+	if err != nil {
+		return err
+	}
+	c.Auth.PublicKeys = nil
+	for _, p := range pairs {
+		c.Auth.PublicKeys = append(c.Auth.PublicKeys, PublicKey{ID: p[0], File: p[1]})
+	}
+	return nil
+}
+
+// envKeys is the environment variable that holds HS256 secrets
+// ("ID=SECRET,ID=SECRET"); there is no flag for it, so that secrets never
+// stand on a command line (where ps shows them).
+const envKeys = "PARLEY_AUTH_KEYS"
 
 // loadConfig builds the configuration from args and the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -376,6 +466,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			}
 		}
 	}
+	if v := getenv(envKeys); v != "" {
+		pairs, err := idPairs(v)
+		if err != nil {
+			return cfg, fmt.Errorf("environment %s: %w", envKeys, err)
+		}
+		cfg.Auth.Keys = slices.DeleteFunc(cfg.Auth.Keys, func(k AuthKey) bool { return k.SecretFile == "" })
+		for _, p := range pairs {
+			cfg.Auth.Keys = append(cfg.Auth.Keys, AuthKey{ID: p[0], Secret: p[1]})
+		}
+	}
 	for _, o := range options {
 		if v, ok := set[o.flag]; ok {
 			if err := o.set(&cfg, v); err != nil {
@@ -388,6 +488,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if len(cfg.TURN.AllowPeers) == 0 {
 		cfg.TURN.AllowPeers = nil
+	}
+	if len(cfg.Auth.Keys) == 0 {
+		cfg.Auth.Keys = nil
+	}
+	if len(cfg.Auth.PublicKeys) == 0 {
+		cfg.Auth.PublicKeys = nil
 	}
 	if len(cfg.AllowedOrigins) == 0 {
 		cfg.AllowedOrigins = nil
@@ -434,6 +540,24 @@ func (c Config) validate() error {
 	}
 	if c.MixWorkers < 1 {
 		return errors.New("mix_workers must be at least 1")
+	}
+	switch c.Auth.Mode {
+	case "", "open", "token":
+	default:
+		return fmt.Errorf("auth mode %q: use open or token", c.Auth.Mode)
+	}
+	for _, k := range c.Auth.Keys {
+		if k.ID == "" {
+			return errors.New("auth.keys: every key needs an id (the tokens' kid)")
+		}
+		if (k.SecretFile == "") == (k.Secret == "") {
+			return fmt.Errorf("auth key %q: give secret_file (or, in the environment, %s) or secret, one of them", k.ID, envKeys)
+		}
+	}
+	for _, k := range c.Auth.PublicKeys {
+		if k.ID == "" || k.File == "" {
+			return errors.New("auth.public_keys: every key needs an id and a file")
+		}
 	}
 	if err := c.validateRecordings(); err != nil {
 		return err

@@ -2,6 +2,7 @@
 // selective forwarding unit, in one process.
 //
 //	sfu                      # a conference at http://127.0.0.1:7880/
+//	sfu token create --room standup --identity alice --grants publish,subscribe,chat
 //	sfu --config configs/sfu.yaml --public-ip 203.0.113.7 --addr 0.0.0.0:443 --tls-cert c.pem --tls-key k.pem
 package main
 
@@ -45,6 +46,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "clips" {
 		return runClips(args[1:], os.Stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], getenv, os.Stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "password" {
+		return runPassword(args[1:], os.Stdin, os.Stdout, stderr)
 	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -92,17 +99,31 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		defer dbg.Close()
 	}
 	log.Info("Parley is serving", "url", srv.URL()+"/", "udp_port", cfg.UDPPort, "tcp_port", cfg.TCPPort,
-		"public_ip", cfg.PublicIP)
+		"public_ip", cfg.PublicIP, "auth", scfg.Auth.Mode)
 	if a := srv.MetricsAddr(); a != nil {
 		log.Info("metrics serving", "metrics", "http://"+a.String()+"/metrics")
 	}
 
-	select {
-	case <-ctx.Done():
-	case err := <-srv.Done():
-		if err != nil {
-			log.Error("HTTP server failed", "err", err)
-			return 1
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if cfg.RoomsDir == "" {
+				log.Warn("SIGHUP: no rooms directory to reload (--rooms-dir)")
+				continue
+			}
+			_, _ = srv.ReloadPresets() // it logs what happened
+		case err := <-srv.Done():
+			if err != nil {
+				log.Error("HTTP server failed", "err", err)
+				return 1
+			}
+			break wait
 		}
 	}
 	stop()
@@ -154,7 +175,11 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 		}
 		mix = &server.MixConfig{Settings: settings, Workers: cfg.MixWorkers, Hook: cfg.MixHook}
 	}
-	sc := server.Config{Addr: cfg.Addr, Mix: mix, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
+	ac, err := authConfig(cfg)
+	if err != nil {
+		return server.Config{}, err
+	}
+	sc := server.Config{Addr: cfg.Addr, Mix: mix, Auth: ac, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Media: media, Rooms: rooms,
 		Signaling: sig, Web: webapp.FS, Logger: log, RecordsDir: cfg.RecordsDir, MetricsAddr: cfg.MetricsAddr,
 		TURN: server.TURNConfig{URLs: cfg.TURN.URLs, Secret: cfg.TURN.Secret, TTL: time.Duration(cfg.TURN.TTL)}}
 	sc.Recordings = server.RecordingsConfig{Public: cfg.Recordings == recordingsPublic,

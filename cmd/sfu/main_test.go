@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/testlog"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -111,8 +113,29 @@ func startSFU(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 // server said where it serves.
 func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, []string) {
 	t.Helper()
+	return startSFUEnv(t, bin, nil, args...)
+}
+
+// startSFUEnv is startSFULog with environment variables added to the binary's.
+func startSFUEnv(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
+	return startSFUImpl(t, bin, env, nil, args...)
+}
+
+// startSFUWatch is startSFUEnv that also returns the log written after the
+// server said where it serves.
+func startSFUWatch(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, string, *testlog.Buffer) {
+	t.Helper()
+	var later testlog.Buffer
+	cmd, base, _ := startSFUImpl(t, bin, env, &later, args...)
+	return cmd, base, &later
+}
+
+func startSFUImpl(t *testing.T, bin string, env []string, later *testlog.Buffer, args ...string) (*exec.Cmd, string, []string) {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0",
 		"--media-ip", "127.0.0.1"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +150,11 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 	})
 	lines := bufio.NewScanner(stderr)
-	urlRe := regexp.MustCompile(`url=(http://[0-9.:]+)/`)
+	urlRe := regexp.MustCompile(`url=(http://[0-9.:\[\]]+)/`)
 	var base string
 	var before []string
+	// A server that never says where it serves is killed, so the scan ends.
+	hung := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 	for lines.Scan() {
 		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
 			base = m[1]
@@ -137,11 +162,15 @@ func startSFULog(t *testing.T, bin string, args ...string) (*exec.Cmd, string, [
 		}
 		before = append(before, lines.Text())
 	}
+	hung.Stop()
 	if base == "" {
 		t.Fatalf("the server never said where it serves; its log:\n%s", strings.Join(before, "\n"))
 	}
 	go func() {
 		for lines.Scan() {
+			if later != nil {
+				fmt.Fprintln(later, lines.Text())
+			}
 			if testing.Verbose() {
 				t.Log(lines.Text())
 			}

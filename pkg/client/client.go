@@ -95,6 +95,9 @@ type Options struct {
 	Username string
 	// Resume is a resume token: connect re-attaches the participant it was issued for.
 	Resume string
+	// Token is an access token (a JWT: docs/security.md) sent in connect; it
+	// names who the client is and what it may do.
+	Token string
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 	// ICE configures every peer connection of the client.
@@ -308,7 +311,12 @@ func (c *Client) connect(ctx context.Context, username, resume string) error {
 
 // handshake sends connect and waits for an ESTABLISHED session message.
 func (c *Client) handshake(ctx context.Context, username, resume string) (protocol.Session, error) {
-	raw, err := c.Request(ctx, &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume})
+	msg := &protocol.Connect{Type: protocol.TypeConnect, Username: username, Resume: resume}
+	if resume == "" {
+		// A resumed session keeps the grants of the token it connected with.
+		msg.Token = c.opts.Token
+	}
+	raw, err := c.Request(ctx, msg)
 	if err != nil {
 		// A server that refuses the session at once (TOO_MANY_SESSIONS…)
 		// may have said so and closed before the connect went out.
@@ -812,6 +820,8 @@ type JoinOptions struct {
 	Codecs []string
 	// Record asks the server to record the room.
 	Record bool
+	// Password is the room's password, when its preset has one.
+	Password string
 }
 
 // Join joins a room and returns the STATE event the server sent before its reply
@@ -826,7 +836,7 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 	c.mu.Unlock()
 	_, err := c.Request(ctx, &protocol.Join{
 		Type: protocol.TypeJoin, Room: o.Room, Name: o.Name,
-		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record,
+		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record, Password: o.Password,
 	})
 	if err != nil {
 		return protocol.Event{}, fmt.Errorf("join %q: %w", o.Room, err)
@@ -837,6 +847,16 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 		return protocol.Event{}, fmt.Errorf("join %q: the reply came without a STATE event", o.Room)
 	}
 	return c.lastState, nil
+}
+
+// Moderate sends a moderation request (mute, unmute, remove, lock, unlock,
+// end, start_recording, stop_recording: docs/protocol.md) and waits for its reply.
+func (c *Client) Moderate(ctx context.Context, m protocol.Moderate) error {
+	m.Type = protocol.TypeModerate
+	if _, err := c.Request(ctx, &m); err != nil {
+		return fmt.Errorf("moderate %s: %w", m.Action, err)
+	}
+	return nil
 }
 
 // Leave leaves the room; the session stays connected. The client's publications

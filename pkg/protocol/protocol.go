@@ -24,6 +24,19 @@ const (
 	TypeMessage    = "message"
 	TypeLeave      = "leave"
 	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
+	TypeModerate   = "moderate"
+)
+
+// Moderation actions (Moderate.Action).
+const (
+	ActionMute           = "mute"
+	ActionUnmute         = "unmute"
+	ActionRemove         = "remove"
+	ActionLock           = "lock"
+	ActionUnlock         = "unlock"
+	ActionEnd            = "end"
+	ActionStartRecording = "start_recording"
+	ActionStopRecording  = "stop_recording"
 )
 
 // Message types sent by the server.
@@ -51,9 +64,16 @@ const (
 	EventMessage      = "MESSAGE"
 	EventFailed       = "FAILED"
 	EventStreamStatus = "STREAM_STATUS"
+	// Moderation: everyone in the room gets each, with By the moderator's name.
+	EventMuted    = "MUTED"
+	EventUnmuted  = "UNMUTED"
+	EventRemoved  = "REMOVED"
+	EventLocked   = "LOCKED"
+	EventUnlocked = "UNLOCKED"
+	EventEnded    = "ENDED"
 	// EventRecording reports the room session's recording: STARTED when its
-	// first file is made (the first recorded media arrived), STOPPED when a
-	// limit ended it. Each participant in the room gets a signed link to the
+	// first file is made (the first recorded media arrived) or a moderator
+	// started it (By), STOPPED when a limit or a moderator (By) ended it. Each participant in the room gets a signed link to the
 	// session's recording page (RecordingURL).
 	EventRecording = "RECORDING"
 	// EventClipAdded and EventClipDeleted report the room's media messages
@@ -72,9 +92,10 @@ const (
 
 // Why a recording stopped before the room session ended (RECORDING STOPPED's reason).
 const (
-	RecordingQuotaDuration = "QUOTA_DURATION" // the room session recorded as long as the server allows
-	RecordingQuotaBytes    = "QUOTA_BYTES"    // the room session's files reached the server's size quota
-	RecordingDiskLow       = "DISK_LOW"       // the server's free disk space fell below its floor
+	RecordingStoppedByModerator = "MODERATOR"      // a moderator (or a holder of the record grant) stopped it; By names them
+	RecordingQuotaDuration      = "QUOTA_DURATION" // the room session recorded as long as the server allows
+	RecordingQuotaBytes         = "QUOTA_BYTES"    // the room session's files reached the server's size quota
+	RecordingDiskLow            = "DISK_LOW"       // the server's free disk space fell below its floor
 )
 
 // Stream statuses (Flashphoner's STREAM_STATUS).
@@ -122,6 +143,15 @@ const (
 	CodeInvalidResume      = "INVALID_RESUME"
 	CodeShuttingDown       = "SHUTTING_DOWN"
 	CodeInternal           = "INTERNAL"
+	// CodeForbidden refuses a request the participant's grants (its access
+	// token, the server's mode, the room's preset) do not allow; the session goes on.
+	CodeForbidden = "FORBIDDEN"
+	// CodePasswordRequired and CodeWrongPassword refuse a join to a room
+	// whose preset has a password: join again with the right "password".
+	CodePasswordRequired = "PASSWORD_REQUIRED"
+	CodeWrongPassword    = "WRONG_PASSWORD"
+	// CodeRoomLocked refuses a join to a room a moderator locked.
+	CodeRoomLocked = "ROOM_LOCKED"
 )
 
 // Envelope is the part every message shares; the server decodes it first to route the message.
@@ -132,11 +162,13 @@ type Envelope struct {
 
 // Connect opens a session. Resume, when set, re-attaches the participant that the
 // token was issued for (a reconnect after a network change or a page reload).
+// Token is an access token (a JWT, docs/security.md): what the session may do.
 type Connect struct {
 	Type     string `json:"type"`
 	ID       *int64 `json:"id,omitempty"`
 	Username string `json:"username,omitempty"`
 	Resume   string `json:"resume,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
 // Join enters a room. Name defaults to the session's username. Subscribe (default
@@ -151,6 +183,8 @@ type Join struct {
 	Subscribe *bool    `json:"subscribe,omitempty"`
 	Codecs    []string `json:"codecs,omitempty"`
 	Record    bool     `json:"record,omitempty"`
+	// Password is the room's password, when its preset has one.
+	Password string `json:"password,omitempty"`
 }
 
 // Publish offers a new stream on a peer connection of its own; the server
@@ -213,6 +247,19 @@ type Message struct {
 	ID   *int64 `json:"id,omitempty"`
 	To   string `json:"to,omitempty"`
 	Text string `json:"text"`
+}
+
+// Moderate is a moderator's action on the room or one of its participants
+// (docs/protocol.md): mute or unmute a participant's source (microphone,
+// camera, screen), remove a participant (Bar: it may not rejoin this room
+// session), lock, unlock or end the room, start or stop its recording.
+type Moderate struct {
+	Type   string `json:"type"`
+	ID     *int64 `json:"id,omitempty"`
+	Action string `json:"action"`
+	Name   string `json:"name,omitempty"`
+	Source string `json:"source,omitempty"`
+	Bar    bool   `json:"bar,omitempty"`
 }
 
 // Leave leaves the room; the session stays connected and may join again.
@@ -360,6 +407,8 @@ type StreamInfo struct {
 type ParticipantInfo struct {
 	Name    string       `json:"name"`
 	Streams []StreamInfo `json:"streams"`
+	// Muted lists the sources a moderator muted (microphone, camera, screen).
+	Muted []string `json:"muted,omitempty"`
 }
 
 // Event is every server-pushed room or stream event. Which fields are set depends on Event.
@@ -373,6 +422,21 @@ type Event struct {
 	Self         string            `json:"self,omitempty"`
 	Participants []ParticipantInfo `json:"participants,omitempty"`
 	Recording    bool              `json:"recording,omitempty"`
+	// Grants lists what this participant may do in the room (auth grant
+	// names: publish:camera, subscribe, chat, record, moderate, …).
+	Grants []string `json:"grants,omitempty"`
+	// Locked: a moderator locked the room (STATE, LOCKED, UNLOCKED).
+	Locked bool `json:"locked,omitempty"`
+	// Muted: in STATE, this participant's sources a moderator muted.
+	Muted []string `json:"muted,omitempty"`
+
+	// MUTED, UNMUTED, REMOVED, LOCKED, UNLOCKED, ENDED, RECORDING: the
+	// moderator who acted; Name is the participant acted on.
+	By string `json:"by,omitempty"`
+	// MUTED, UNMUTED: the source (microphone, camera, screen).
+	Source string `json:"source,omitempty"`
+	// REMOVED: the participant may not rejoin this room session.
+	Barred bool `json:"barred,omitempty"`
 
 	// JOINED, LEFT, PUBLISHED, UNPUBLISHED, STREAM_STATUS: the participant concerned.
 	Name string `json:"name,omitempty"`

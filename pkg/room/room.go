@@ -19,6 +19,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -113,11 +114,22 @@ func (r *Registry) Count() (rooms, participants int) {
 	return len(list), participants
 }
 
-// JoinOptions are a joiner's choices.
+// JoinOptions are a joiner's choices, and what the access policy admitted it as.
 type JoinOptions struct {
 	Subscribe bool
 	Codecs    []string
 	Record    bool
+	// Identity is who the participant is (its token's subject); empty for a
+	// participant without a token.
+	Identity string
+	// Grants is what the participant may do in the room (pkg/access).
+	Grants auth.Grants
+	// MaxParticipants and MaxStreams, when set, replace the registry's
+	// limits (a room preset's).
+	MaxParticipants, MaxStreams *int
+	// NeverRecord keeps a room this join creates from recording, even with
+	// Config.RecordAll (a room preset's record: never).
+	NeverRecord bool
 }
 
 // Join puts a new participant named name into the room called roomName,
@@ -130,6 +142,10 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 	if err := ValidateParticipantName(name, r.cfg.MaxNameBytes); err != nil {
 		return nil, err
 	}
+	name, key, err := NameKey(name)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -138,11 +154,11 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 		}
 		rm := r.rooms[roomName]
 		if rm == nil {
-			rm = r.newRoomLocked(roomName, opts.Record)
+			rm = r.newRoomLocked(roomName, opts.Record, opts.NeverRecord)
 		}
 		r.mu.Unlock()
 
-		p, err := rm.join(name, sink, opts)
+		p, err := rm.join(name, key, sink, opts)
 		if err == errRoomGone {
 			continue // it finalized between the lookup and the join: make a new one
 		}
@@ -150,14 +166,14 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 	}
 }
 
-func (r *Registry) newRoomLocked(name string, record bool) *Room {
+func (r *Registry) newRoomLocked(name string, record, never bool) *Room {
 	rm := &Room{
 		reg:          r,
 		name:         name,
 		session:      "rs-" + time.Now().UTC().Format("20060102T150405Z") + "-" + randomHex(3),
 		started:      time.Now(),
 		participants: make(map[string]*Participant),
-		recording:    record || r.cfg.RecordAll,
+		recording:    !never && (record || r.cfg.RecordAll),
 	}
 	r.rooms[name] = rm
 	r.log.Info("room created", "room", name, "session", rm.session)
@@ -190,12 +206,14 @@ type Room struct {
 	started time.Time
 
 	mu           sync.Mutex
-	participants map[string]*Participant // by name
+	participants map[string]*Participant // by name key (NameKey)
 	order        []*Participant          // join order, for STATE
 	everJoined   []string
 	idle         *time.Timer
 	finalized    bool
 	recording    bool
+	locked       bool            // moderation.go
+	barred       map[string]bool // barKey of participants a moderator removed for good
 	// notice, when set, makes an event each joiner (and resumed session)
 	// gets after its STATE (Announce).
 	notice func() *protocol.Event
@@ -273,17 +291,28 @@ func (rm *Room) Participants() []*Participant {
 	return slices.Clone(rm.order)
 }
 
-func (rm *Room) join(name string, sink Sink, opts JoinOptions) (*Participant, error) {
+func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participant, error) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if rm.finalized {
 		return nil, errRoomGone
 	}
-	if _, taken := rm.participants[name]; taken {
-		return nil, &protocol.Error{Code: protocol.CodeNameTaken,
-			Reason: fmt.Sprintf("room %q already has a participant named %q; choose another name", rm.name, name)}
+	if err := rm.checkAdmittedLocked(key, opts); err != nil {
+		return nil, err
 	}
-	if max := rm.reg.cfg.MaxParticipants; max > 0 && len(rm.order) >= max {
+	if o, taken := rm.participants[key]; taken {
+		if o.name == name {
+			return nil, &protocol.Error{Code: protocol.CodeNameTaken,
+				Reason: fmt.Sprintf("room %q already has a participant named %q; choose another name", rm.name, name)}
+		}
+		return nil, &protocol.Error{Code: protocol.CodeNameTaken,
+			Reason: fmt.Sprintf("room %q already has a participant named %q, which looks the same as %q; choose another name", rm.name, o.name, name)}
+	}
+	max := rm.reg.cfg.MaxParticipants
+	if opts.MaxParticipants != nil {
+		max = *opts.MaxParticipants
+	}
+	if max > 0 && len(rm.order) >= max {
 		return nil, &protocol.Error{Code: protocol.CodeRoomFull,
 			Reason: fmt.Sprintf("room %q is full (%d participants)", rm.name, max)}
 	}
@@ -298,28 +327,37 @@ func (rm *Room) join(name string, sink Sink, opts JoinOptions) (*Participant, er
 		rm.recording = true
 	}
 	p := &Participant{
-		room:      rm,
-		id:        "p-" + randomHex(6),
-		name:      name,
-		sink:      sink,
-		subscribe: opts.Subscribe,
-		codecs:    slices.Clone(opts.Codecs),
-		joined:    time.Now(),
+		room:       rm,
+		id:         "p-" + randomHex(6),
+		name:       name,
+		key:        key,
+		sink:       sink,
+		subscribe:  opts.Subscribe,
+		codecs:     slices.Clone(opts.Codecs),
+		joined:     time.Now(),
+		identity:   opts.Identity,
+		grants:     opts.Grants,
+		maxStreams: rm.reg.cfg.MaxStreams,
+	}
+	if opts.MaxStreams != nil {
+		p.maxStreams = *opts.MaxStreams
 	}
 	sink.Deliver(rm.stateLocked(p))
 	rm.deliverNoticeLocked(sink)
 	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
-	rm.participants[name] = p
+	rm.participants[key] = p
 	rm.order = append(rm.order, p)
 	rm.everJoined = append(rm.everJoined, name)
-	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id)
+	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id, "identity", opts.Identity,
+		"grants", opts.Grants.String())
 	return p, nil
 }
 
 // stateLocked builds the STATE event for p: every other participant and its streams.
 func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventState, Room: rm.name,
-		RoomSession: rm.session, Self: p.name, Recording: rm.recording,
+		RoomSession: rm.session, Self: p.name, Recording: rm.recording, Grants: p.grants.List(),
+		Locked: rm.locked, Muted: p.mutedListLocked(),
 		Participants: make([]protocol.ParticipantInfo, 0, len(rm.order))}
 	for _, o := range rm.order {
 		if o == p {
@@ -330,7 +368,7 @@ func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 	return ev
 }
 
-// broadcastLocked delivers ev to every participant but except.
+// broadcastLocked delivers ev to every participant but except (nil: everyone).
 func (rm *Room) broadcastLocked(except *Participant, ev *protocol.Event) {
 	for _, o := range rm.order {
 		if o != except {
@@ -340,7 +378,7 @@ func (rm *Room) broadcastLocked(except *Participant, ev *protocol.Event) {
 }
 
 func (rm *Room) removeLocked(p *Participant) {
-	delete(rm.participants, p.name)
+	delete(rm.participants, p.key)
 	rm.order = slices.DeleteFunc(rm.order, func(o *Participant) bool { return o == p })
 	p.left = true
 	if len(rm.order) == 0 && !rm.finalized {
@@ -415,14 +453,20 @@ type Participant struct {
 	room      *Room
 	id        string
 	name      string
+	key       string // NameKey: what makes the name unique in the room
 	subscribe bool
 	codecs    []string
 	joined    time.Time
+	identity  string
+	grants    auth.Grants
+	// maxStreams bounds the participant's streams (0: no limit).
+	maxStreams int
 
 	// Guarded by room.mu.
 	sink    Sink
 	streams []*protocol.StreamInfo
 	left    bool
+	muted   map[string]bool // sources a moderator muted
 }
 
 // ID returns an id unique to this participant (names are reused after a leave).
@@ -433,6 +477,13 @@ func (p *Participant) Name() string { return p.name }
 
 // Room returns the participant's room.
 func (p *Participant) Room() *Room { return p.room }
+
+// Identity returns who the participant is (its token's subject), or "" for
+// a participant without a token.
+func (p *Participant) Identity() string { return p.identity }
+
+// Grants returns what the participant may do in its room.
+func (p *Participant) Grants() auth.Grants { return p.grants }
 
 // Subscribes reports whether the participant wants the room's media.
 func (p *Participant) Subscribes() bool { return p.subscribe }
@@ -448,7 +499,8 @@ func (p *Participant) Left() bool {
 }
 
 func (p *Participant) infoLocked() protocol.ParticipantInfo {
-	info := protocol.ParticipantInfo{Name: p.name, Streams: make([]protocol.StreamInfo, 0, len(p.streams))}
+	info := protocol.ParticipantInfo{Name: p.name, Streams: make([]protocol.StreamInfo, 0, len(p.streams)),
+		Muted: p.mutedListLocked()}
 	for _, s := range p.streams {
 		info.Streams = append(info.Streams, *s)
 	}
@@ -502,7 +554,7 @@ func (p *Participant) canPublishLocked() error {
 	if p.left {
 		return &protocol.Error{Code: protocol.CodeNotJoined, Reason: "not in a room"}
 	}
-	if max := p.room.reg.cfg.MaxStreams; max > 0 && len(p.streams) >= max {
+	if max := p.maxStreams; max > 0 && len(p.streams) >= max {
 		return &protocol.Error{Code: protocol.CodeTooManyStreams,
 			Reason: fmt.Sprintf("a participant may publish at most %d streams; unpublish one first", max)}
 	}
@@ -629,12 +681,15 @@ func (p *Participant) SendMessage(to, text string) (int64, error) {
 		room.broadcastLocked(p, ev)
 		return ts, nil
 	}
-	dst := room.participants[to]
+	var dst *Participant
+	if _, key, err := NameKey(to); err == nil {
+		dst = room.participants[key]
+	}
 	if dst == nil || dst == p {
 		return 0, &protocol.Error{Code: protocol.CodeUnknownParticipant,
 			Reason: fmt.Sprintf("no other participant named %q in room %q", to, room.name)}
 	}
-	ev.To = to
+	ev.To = dst.name
 	ev.Private = true
 	dst.sink.Deliver(ev)
 	return ts, nil
@@ -655,10 +710,17 @@ func ValidateRoomName(name string, max int) error {
 }
 
 // ValidateParticipantName checks a participant name: 1..max bytes of letters,
-// digits, marks, spaces and -_.@'(), with no space at either end.
+// digits, marks, spaces and -_.@'(), with no space at either end and no
+// invisible character (names.go).
 func ValidateParticipantName(name string, max int) error {
 	if err := checkLength("name", name, max); err != nil {
 		return &protocol.Error{Code: protocol.CodeInvalidName, Reason: err.Error()}
+	}
+	for _, r := range name {
+		if invisible(r) {
+			return &protocol.Error{Code: protocol.CodeInvalidName,
+				Reason: fmt.Sprintf("name holds the invisible character U+%04X; names must show every character they hold", r)}
+		}
 	}
 	first, _ := utf8.DecodeRuneInString(name)
 	last, _ := utf8.DecodeLastRuneInString(name)

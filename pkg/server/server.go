@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
@@ -84,9 +85,9 @@ type Config struct {
 const (
 	// AuthOpen lets anyone join, publish, chat and record a room; moderation,
 	// administration and the recordings archive still need a token.
-	AuthOpen = "open"
+	AuthOpen = access.ModeOpen
 	// AuthToken takes every grant from a token or the room's preset.
-	AuthToken = "token"
+	AuthToken = access.ModeToken
 )
 
 // AuthConfig is the server's access model.
@@ -98,6 +99,9 @@ type AuthConfig struct {
 	// URLs signs the links to recordings that the server hands out; nil
 	// makes one with a random secret.
 	URLs *auth.URLSigner
+	// RoomsDir is the directory of room presets (configs/rooms/*.yaml:
+	// passwords, default grants, limits, record policy, codecs); empty: none.
+	RoomsDir string
 }
 
 // Values of Config.EmbedTURNPeers.
@@ -190,6 +194,7 @@ type Server struct {
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
 	rooms        *room.Registry
+	access       *access.Policy
 	hub          *signaling.Hub
 	http         *http.Server
 	ln           net.Listener
@@ -212,6 +217,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
+	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
+	if err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
+	cfg.Signaling.Access = policy
 	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && cfg.Media.ListenIP == "" && loopbackHost(host) {
 		// A server for this machine only (the default development set-up):
 		// its clients' candidates on loopback are real.
@@ -304,7 +314,7 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, clips: cs, mixes: mixes}
 
 	closeAll := func() {
@@ -531,6 +541,19 @@ func (s *Server) URL() string {
 		scheme = "https"
 	}
 	return scheme + "://" + s.ln.Addr().String()
+}
+
+// ReloadPresets reads the room presets again (SIGHUP). On an error the
+// presets in force stay and the error says which file is wrong; nobody in a
+// room is dropped either way. It returns how many presets are in force.
+func (s *Server) ReloadPresets() (int, error) {
+	ps, err := s.access.ReloadPresets()
+	if err != nil {
+		s.log.Error("room presets not reloaded; the previous ones stay in force", "dir", s.cfg.Auth.RoomsDir, "err", err)
+		return s.access.Presets().Len(), err
+	}
+	s.log.Info("room presets reloaded", "dir", s.cfg.Auth.RoomsDir, "presets", ps.Len())
+	return ps.Len(), nil
 }
 
 // TURN returns the embedded TURN server, or nil.

@@ -113,6 +113,8 @@ type forwarder struct {
 	closed     bool
 
 	received atomic.Uint64
+	// muted drops the track's packets as they are read (moderation.go).
+	muted atomic.Bool
 
 	// pubClock is the publisher's RTP clock mapping from its last sender
 	// report, at the report's arrival.
@@ -244,6 +246,10 @@ func (f *forwarder) run() {
 		p.payload = p.buf[hl:end]
 		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
 		f.received.Add(1)
+		if f.muted.Load() {
+			f.pool.put(p)
+			continue
+		}
 		if tr := f.rec.Load(); tr != nil {
 			f.recPkt.Header = p.hdr
 			f.recPkt.Payload = p.payload

@@ -223,6 +223,7 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	pub.attachRecorderLocked(f)
 	pub.wg.Add(2)
 	pub.mu.Unlock()
+	f.muted.Store(pub.peer.mutes.get(pub.kind, f.kind.String()))
 	pub.log.Info("track published", "track", f.id, "codec", f.codec.MimeType, "ssrc", uint32(track.SSRC()))
 
 	go func() {

@@ -201,6 +201,7 @@ type Peer struct {
 	pubs   map[string]*publication
 	sub    *subscriber
 	closed bool
+	mutes  muteState // moderation.go
 }
 
 func (p *Peer) signal() Signal { return p.sig.Load().Signal }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -64,6 +65,9 @@ type Config struct {
 	// the room's media messages (nil: none), with the reply to its join and
 	// to its resumed session. identity is as for ICEServers.
 	Clips func(p *room.Participant, identity string) *protocol.ClipsAccess
+	// Access decides who may join, publish, chat and record; nil is
+	// access.Open(): anyone may, and no token is accepted.
+	Access *access.Policy
 }
 
 // DefaultConfig returns the signaling defaults.
@@ -103,6 +107,9 @@ type Hub struct {
 func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Access == nil {
+		cfg.Access = access.Open()
 	}
 	h := &Hub{cfg: cfg, rooms: reg, engine: e, log: log, limits: newAddrLimiter(cfg.AddressLimits),
 		sessions: make(map[*Session]struct{}), members: make(map[string]*member), routers: make(map[string]*sfu.Router)}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
@@ -18,6 +20,9 @@ import (
 type member struct {
 	hub   *Hub
 	token string
+	// access is the access token the member's first session presented
+	// (nil: none); a resumed session keeps it, and so its grants.
+	access *auth.Token
 
 	// Lock order: room lock, then mu. Never call into the room or the media
 	// plane with mu held.
@@ -33,12 +38,29 @@ type member struct {
 	// wait in held, so that the join's reply goes out first.
 	holding bool
 	held    []any
+	// adm is what the participant was admitted to its room with.
+	adm access.Admission
+}
+
+func (m *member) admission() access.Admission {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adm
+}
+
+func (m *member) setAdmission(a access.Admission) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.adm = a
 }
 
 // identity is who participant p is, for what is granted per person (the
-// TURN user name, so per-user TURN quotas): the subject of its credentials
+// TURN user name, so per-user TURN quotas): the subject of its access token
 // when the session has one, else its participant name.
 func (m *member) identity(p *room.Participant) string {
+	if id := p.Identity(); id != "" {
+		return id
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.subject != "" {
@@ -188,6 +210,23 @@ func (m *member) leave(reason string) {
 	}
 	if p != nil {
 		p.Leave(reason)
+	}
+	m.hub.setMember(m, false)
+}
+
+// roomEnded lets go of a room a moderator ended: its media is closed and the
+// member no longer answers to its resume token; the session stays connected.
+func (m *member) roomEnded(rm *room.Room) {
+	m.mu.Lock()
+	p, peer := m.p, m.peer
+	if p == nil || p.Room() != rm {
+		m.mu.Unlock()
+		return
+	}
+	m.p, m.peer = nil, nil
+	m.mu.Unlock()
+	if peer != nil {
+		peer.Close()
 	}
 	m.hub.setMember(m, false)
 }

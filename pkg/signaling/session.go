@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/parley/parley/pkg/access"
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/room"
@@ -29,6 +32,7 @@ type Session struct {
 	hub    *Hub
 	conn   *websocket.Conn
 	id     string
+	remote string // the client's address
 	log    *slog.Logger
 	out    *queue.FIFO[[]byte]
 	wake   chan struct{} // one pending wake-up for the write goroutine
@@ -55,6 +59,7 @@ func newSession(h *Hub, conn *websocket.Conn, remote string) *Session {
 		hub:     h,
 		conn:    conn,
 		id:      id,
+		remote:  remote,
 		log:     h.log.With("session", id, "remote", remote),
 		out:     queue.New[[]byte](h.cfg.SendQueue),
 		wake:    make(chan struct{}, 1),
@@ -247,6 +252,9 @@ func (s *Session) handle(env protocol.Envelope, data []byte) {
 			s.log.Error("request failed", "type", env.Type, "err", err)
 			pe = &protocol.Error{Code: protocol.CodeInternal, Reason: "internal error; the server log has details"}
 		}
+		if pe.Code == protocol.CodeForbidden {
+			s.log.Info("request refused", "type", env.Type, "username", s.username, "reason", pe.Reason)
+		}
 		s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: pe.Code, Reason: pe.Reason})
 		return
 	}
@@ -280,7 +288,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	}
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave:
+		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate:
 	case "":
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
 	default:
@@ -307,6 +315,9 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	case protocol.TypeMessage:
 		var req protocol.Message
 		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := access.CheckChat(p.Grants()); err != nil {
 			return nil, err
 		}
 		ts, err := p.SendMessage(req.To, req.Text)
@@ -360,6 +371,12 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 			SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
 	case protocol.TypeRestartICE:
 		return ok, peer.RestartICE()
+	case protocol.TypeModerate:
+		var req protocol.Moderate
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		return ok, s.moderate(p, req)
 	}
 	return nil, &protocol.Error{Code: protocol.CodeUnknownType, Reason: fmt.Sprintf("unknown message type %q", env.Type)}
 }
@@ -377,6 +394,15 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	est := &protocol.Session{Type: protocol.TypeSession, ID: id, Status: protocol.SessionEstablished, SessionID: s.id,
 		Limits: s.limits()}
+	var tok *auth.Token
+	if req.Token != "" && req.Resume == "" {
+		// Checked before anything else: a refused token leaves the session
+		// unconnected, so the client may connect again with another.
+		var err error
+		if tok, err = s.hub.cfg.Access.Verify(req.Token); err != nil {
+			return nil, err
+		}
+	}
 	if req.Resume != "" {
 		m := s.hub.member(req.Resume)
 		p, peer := (*room.Participant)(nil), (*sfu.Peer)(nil)
@@ -406,7 +432,12 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 	}
 	s.connected = true
 	s.username = req.Username
-	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s}
+	s.member = &member{hub: s.hub, token: randomToken("rt-", 16), session: s, access: tok}
+	if tok != nil {
+		s.member.subject = tok.Identity
+		s.log.Info("session connected with an access token", "identity", tok.Identity, "key", tok.KeyID,
+			"room", tok.Room, "grants", tok.Grants.String())
+	}
 	est.ResumeToken = s.member.token
 	return est, nil
 }
@@ -466,25 +497,53 @@ func (s *Session) join(req protocol.Join) error {
 	if name == "" {
 		name = s.username
 	}
-	subscribe := req.Subscribe == nil || *req.Subscribe
 	m := s.member
-	if p, _ := m.joined(); p != nil {
-		if p.Room().Name() == req.Room && p.Name() == name {
+	if p, _ := m.joined(); p != nil && p.Room().Name() == req.Room {
+		// The room it is in, under the same name (a reloaded page after a
+		// resumed connect): it was admitted already, with no need of the
+		// room's password again.
+		want := name
+		if tok := m.access; tok != nil && (tok.Name != "" || want == "") {
+			want = cmp.Or(tok.Name, tok.Identity)
+		}
+		if display, _, err := room.NameKey(want); err == nil && p.Name() == display {
+			subscribe := p.Grants().Subscribe
+			if req.Subscribe != nil {
+				if *req.Subscribe && !subscribe {
+					return access.Forbidden("your grants do not include subscribe: join with subscribe false")
+				}
+				subscribe = *req.Subscribe
+			}
 			return s.rejoin(p, req, subscribe)
 		}
+	}
+	remote := s.remote
+	if s.hasAddr {
+		remote = addrString(s.addr) // the client's, behind a trusted proxy too (IPv6: its /64)
+	}
+	adm, err := s.hub.cfg.Access.Admit(access.JoinRequest{Room: req.Room, Name: name, Token: m.access,
+		Subscribe: req.Subscribe, Record: req.Record, Password: req.Password, Remote: remote})
+	if err != nil {
+		return err
+	}
+	name, subscribe := adm.Name, adm.Subscribe
+	if p, _ := m.joined(); p != nil {
 		m.leave("left")
 	}
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
 	}
-	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs, Record: req.Record})
+	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
+		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,
+		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord()})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	m.p = p
+	m.adm = adm
 	m.mu.Unlock()
-	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: name, Subscribe: subscribe, Codecs: req.Codecs}, m)
+	peer, err := s.hub.router(p.Room()).AddPeer(p.ID(), sfu.PeerOptions{Name: p.Name(), Subscribe: subscribe, Codecs: req.Codecs}, m)
 	if err != nil {
 		m.leave("left")
 		return err
@@ -534,11 +593,15 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	if strings.TrimSpace(req.SDP) == "" {
 		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "publish needs the offer's sdp"}
 	}
+	offer, err := s.member.admission().CheckPublish(kind, req.SDP, req.Record)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.CanPublish(); err != nil {
 		return nil, err
 	}
 	streamID := room.NewStreamID()
-	answer, tracks, err := peer.Publish(streamID, kind, req.SDP, req.Record || p.Room().Recording())
+	answer, tracks, err := peer.Publish(streamID, kind, offer, req.Record || p.Room().Recording())
 	if err != nil {
 		return nil, err
 	}

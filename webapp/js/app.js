@@ -31,6 +31,12 @@ const ui = {
   chatTo: $('#chatTo'),
   chatText: $('#chatText'),
   chatSend: $('#chatSend'),
+  passwordForm: $('#passwordForm'),
+  password: $('#password'),
+  modControls: $('#modControls'),
+  modLock: $('#modLock'),
+  modRecord: $('#modRecord'),
+  modEnd: $('#modEnd'),
 };
 
 const params = new URLSearchParams(location.search);
@@ -42,6 +48,34 @@ const options = {
   publish: params.get('publish') !== '0', // 0: join without publishing the camera (messages only)
 };
 
+// An access token from an invite link (/?room=R&token=…): kept for this tab (so a reload
+// rejoins) and taken out of the address bar at once, so it is not bookmarked, shared or
+// sent on as a referrer.
+const TOKEN_KEY = 'parley.token:';
+function tabStorage() { try { return window.sessionStorage; } catch { return null; } }
+function storedAccessToken(room) {
+  try { return (room && tabStorage()?.getItem(TOKEN_KEY + room)) || ''; } catch { return ''; }
+}
+function storeAccessToken(room, token) {
+  try { if (room && token) tabStorage()?.setItem(TOKEN_KEY + room, token); } catch { /* storage off */ }
+}
+// tokenClaims reads a token's payload for display only (the server verifies it): {name, sub, room}.
+function tokenClaims(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+    const c = JSON.parse(new TextDecoder().decode(bytes));
+    return c && typeof c === 'object' ? c : {};
+  } catch { return {}; }
+}
+if (params.has('token')) {
+  storeAccessToken(params.get('room') || '', params.get('token'));
+  const q = new URLSearchParams(location.search);
+  q.delete('token');
+  const rest = q.toString();
+  try { history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '')); } catch { /* ignore */ }
+}
+
 const state = {
   connection: null,
   room: null,
@@ -51,6 +85,7 @@ const state = {
   screen: null, // LocalStream of the screen share
   wantCamera: true, // publish the camera when in a room (false after #publishToggle stopped it)
   audioOnlyTried: false,
+  password: '', // a room password to send with the next join (then forgotten)
 };
 
 window.parley = {connection: null, room: null, RoomApi, clips: null};
@@ -164,6 +199,10 @@ ui.chatForm.addEventListener('submit', (e) => {
 
 function setControls(joined) {
   for (const b of [ui.publishToggle, ui.shareScreen, ui.chatText, ui.chatSend]) b.disabled = !joined;
+  if (!joined) {
+    for (const b of [ui.publishToggle, ui.muteAudio, ui.muteVideo, ui.shareScreen]) b.hidden = false;
+    ui.chatText.placeholder = 'Message';
+  }
   ui.leave.disabled = !joined;
   ui.join.disabled = joined;
   ui.name.disabled = joined;
@@ -212,6 +251,81 @@ ui.autoplayHint.addEventListener('click', () => {
   for (const v of ui.tiles.querySelectorAll('video')) tryPlay(v);
 });
 
+// ---------------------------------------------------------------- moderation
+
+const SOURCE_LABEL = {microphone: 'mic', camera: 'cam', screen: 'screen'};
+
+function isModerator() { return !!state.room && state.room.hasGrant('moderate'); }
+
+// modBar is the row of moderator buttons on a remote tile (shown to moderators only, by CSS).
+function modBar(name, screen) {
+  const bar = el('div', 'mod');
+  const sources = screen ? ['screen'] : ['microphone', 'camera'];
+  for (const src of sources) {
+    const b = el('button', 'mod-mute', '');
+    b.type = 'button';
+    b.dataset.source = src;
+    b.addEventListener('click', () => {
+      const room = state.room;
+      const p = room && room.getParticipant(name);
+      if (!p) return;
+      const req = p.isMuted(src) ? room.unmuteParticipant(name, src) : room.muteParticipant(name, src);
+      req.catch(showError);
+    });
+    bar.append(b);
+  }
+  const rm = el('button', 'mod-remove danger', 'Remove');
+  rm.type = 'button';
+  rm.title = 'Remove from the room (and keep out until the room ends)';
+  rm.addEventListener('click', () => {
+    const room = state.room;
+    if (room) room.removeParticipant(name, {bar: true}).catch(showError);
+  });
+  bar.append(rm);
+  return bar;
+}
+
+// updateMuteMarks shows, on every tile of name, which sources a moderator muted.
+function updateMuteMarks(name) {
+  const p = state.room && state.room.getParticipant(name);
+  const muted = p ? p.mutedSources() : [];
+  for (const t of ui.tiles.children) {
+    if (t.dataset.name !== name) continue;
+    t.dataset.muted = muted.join(' ');
+    const mark = t.querySelector('.muted-mark');
+    if (mark) mark.textContent = muted.length ? muted.map((s) => SOURCE_LABEL[s] + ' muted').join(', ') : '';
+    for (const b of t.querySelectorAll('.mod-mute')) {
+      const src = b.dataset.source;
+      b.textContent = (muted.includes(src) ? 'Unmute ' : 'Mute ') + SOURCE_LABEL[src];
+    }
+  }
+}
+
+function updateModControls() {
+  const room = state.room;
+  const mod = isModerator();
+  document.body.classList.toggle('moderator', mod);
+  ui.modControls.hidden = !mod;
+  if (!room) return;
+  ui.modLock.textContent = room.isLocked() ? 'Unlock room' : 'Lock room';
+  ui.modRecord.textContent = room.isRecording() ? 'Stop recording' : 'Start recording';
+  const rec = document.getElementById('rec');
+  if (rec) rec.hidden = !room.isRecording();
+}
+
+ui.modLock.addEventListener('click', () => {
+  const room = state.room;
+  if (room) (room.isLocked() ? room.unlock() : room.lock()).catch(showError);
+});
+ui.modRecord.addEventListener('click', () => {
+  const room = state.room;
+  if (room) (room.isRecording() ? room.stopRecording() : room.startRecording()).catch(showError);
+});
+ui.modEnd.addEventListener('click', () => {
+  const room = state.room;
+  if (room && window.confirm('End the meeting for everyone?')) room.end().catch(showError);
+});
+
 function addTile(participant, stream) {
   let t = tileFor(stream.id());
   if (t) { updateTile(t, stream); return t; }
@@ -229,11 +343,12 @@ function addTile(participant, stream) {
   const ph = el('div', 'placeholder');
   ph.append(el('span', 'initial', initial(name)));
   const meta = el('div', 'meta');
-  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'status', ''));
-  t.append(video, ph, el('div', 'reason'), meta);
+  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''));
+  t.append(video, ph, el('div', 'reason'), meta, modBar(name, screen));
   ui.tiles.append(t);
   stream.play(video);
   updateTile(t, stream);
+  updateMuteMarks(name);
   layout();
   return t;
 }
@@ -333,6 +448,28 @@ new ResizeObserver(() => layout()).observe(ui.grid);
 
 // ---------------------------------------------------------------- publishing
 
+// cameraConstraints returns what the camera stream may capture under the room's grants
+// (null: nothing), so the page never offers a track the server would refuse.
+function cameraConstraints(room) {
+  const video = room.hasGrant('publish:camera');
+  const audio = room.hasGrant('publish:microphone');
+  if (!video && !audio) return null;
+  return video && audio ? undefined : {video, audio};
+}
+
+// applyGrants enables only the controls the participant's grants allow.
+function applyGrants(room) {
+  const canPublish = room.hasGrant('publish:camera') || room.hasGrant('publish:microphone');
+  ui.publishToggle.hidden = !canPublish;
+  ui.muteAudio.hidden = !room.hasGrant('publish:microphone');
+  ui.muteVideo.hidden = !room.hasGrant('publish:camera');
+  ui.shareScreen.hidden = !room.hasGrant('publish:screen');
+  const chat = room.hasGrant('chat');
+  ui.chatText.disabled = !chat;
+  ui.chatSend.disabled = !chat;
+  ui.chatText.placeholder = chat ? 'Message' : 'You may read the chat, not write';
+}
+
 function publishCamera(constraints) {
   const room = state.room;
   if (!room || state.camera) return;
@@ -358,7 +495,8 @@ function publishCamera(constraints) {
       ui.local.querySelector('.status').textContent = STREAM_STATUS.FAILED;
       updateCameraButtons();
       const wantedVideo = !constraints || constraints.video !== false;
-      if (info.code === 'MEDIA' && wantedVideo && !state.audioOnlyTried && state.room === room) {
+      if (info.code === 'MEDIA' && wantedVideo && !state.audioOnlyTried && state.room === room &&
+          room.hasGrant('publish:microphone')) {
         // No camera (or not allowed): try the microphone alone.
         state.audioOnlyTried = true;
         publishCamera({audio: true, video: false});
@@ -400,17 +538,27 @@ function startScreenShare() {
   updateCameraButtons();
 }
 
+// unmuteLocal turns a source back on; if a moderator muted it, the server must agree first.
+function unmuteLocal(source, turnOn) {
+  const room = state.room;
+  if (room && room.mutedSources().includes(source)) {
+    room.unmute(source).then(() => { turnOn(); updateCameraButtons(); }, showError);
+    return;
+  }
+  turnOn();
+}
+
 ui.muteAudio.addEventListener('click', () => {
   const cam = state.camera;
   if (!cam) return;
-  if (cam.isAudioMuted()) cam.unmuteAudio(); else cam.muteAudio();
+  if (cam.isAudioMuted()) unmuteLocal('microphone', () => cam.unmuteAudio()); else cam.muteAudio();
   updateCameraButtons();
 });
 
 ui.muteVideo.addEventListener('click', () => {
   const cam = state.camera;
   if (!cam) return;
-  if (cam.isVideoMuted()) cam.unmuteVideo(); else cam.muteVideo();
+  if (cam.isVideoMuted()) unmuteLocal('camera', () => cam.unmuteVideo()); else cam.muteVideo();
   updateCameraButtons();
 });
 
@@ -424,7 +572,8 @@ ui.publishToggle.addEventListener('click', () => {
     state.wantCamera = true;
     state.audioOnlyTried = false;
     clearError();
-    publishCamera();
+    const c = cameraConstraints(state.room);
+    if (c !== null) publishCamera(c);
   }
   updateCameraButtons();
 });
@@ -439,6 +588,8 @@ ui.shareScreen.addEventListener('click', () => {
 
 function resetRoomUi() {
   clipPanel.detach();
+  document.body.classList.remove('moderator');
+  ui.modControls.hidden = true;
   clearTiles();
   state.camera = null;
   state.screen = null;
@@ -470,8 +621,13 @@ function showRecording(info) {
     link.title = 'This meeting\'s recording: it can be watched there once the meeting is over and mixed' +
       (info.expires ? ' (link valid until ' + info.expires.toLocaleString() + ')' : '');
   }
-  if (info.status === 'STARTED') {
+  if (info.status === 'STARTED' && info.by) {
+    if (rec) rec.hidden = false;
+    chatLine('recording', `recording started by ${info.by}`, {cls: 'system'});
+  } else if (info.status === 'STARTED') {
     chatLine('recording', 'this meeting is recorded; the link "Your recording" opens it once the meeting is over', {cls: 'system'});
+  } else if (info.status === 'STOPPED' && info.by) {
+    chatLine('recording', `recording stopped by ${info.by}`, {cls: 'system'});
   } else if (info.status === 'STOPPED') {
     chatLine('recording', 'recording stopped: ' + (RECORDING_STOPPED[info.reason] || info.reason || 'stopped') +
       (info.url ? '; what was recorded stays available through "Your recording"' : ''), {cls: 'system'});
@@ -488,13 +644,16 @@ function joinRoom() {
   const conn = state.connection;
   const recordBox = document.getElementById('record');
   const record = options.record || (recordBox && recordBox.checked);
-  const room = conn.join({name: state.roomName, record: record || undefined});
+  const password = state.password;
+  state.password = '';
+  const room = conn.join({name: state.roomName, record: record || undefined, password: password || undefined});
   state.room = room;
   state.audioOnlyTried = false;
   expose();
   const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
   room
     .on(ROOM_EVENT.STATE, mine(() => {
+      ui.passwordForm.hidden = true;
       const names = room.getParticipants().map((p) => p.name());
       chatLine('chat', names.length ? 'participants: ' + names.join(', ') : 'room is empty', {cls: 'system'});
       setControls(true);
@@ -505,7 +664,11 @@ function joinRoom() {
       updateAddress(room.name(), room.selfName());
       const rec = document.getElementById('rec');
       if (rec) rec.hidden = !room.isRecording();
-      if (state.wantCamera && !state.camera) publishCamera();
+      applyGrants(room);
+      updateModControls();
+      for (const p of room.getParticipants()) updateMuteMarks(p.name());
+      const constraints = cameraConstraints(room);
+      if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
       room.ready.then(() => { if (state.room === room) clipPanel.attach(room); }, () => {});
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
@@ -528,11 +691,32 @@ function joinRoom() {
     .on(ROOM_EVENT.MESSAGE, mine((m) => {
       chatLine(m.from.name(), m.text, {ts: m.ts, cls: m.private ? 'private' : ''});
     }))
-    .on(ROOM_EVENT.RECORDING, mine((r, info) => showRecording(info)))
+    .on(ROOM_EVENT.MUTED, mine((p, info) => onMuteEvent(room, p, info, true)))
+    .on(ROOM_EVENT.UNMUTED, mine((p, info) => onMuteEvent(room, p, info, false)))
+    .on(ROOM_EVENT.REMOVED, mine((p, info) => {
+      if (info.self) return; // FAILED follows, with the reason
+      chatLine(p.name(), `removed by ${info.by}`, {cls: 'system'});
+    }))
+    .on(ROOM_EVENT.LOCKED, mine((r, info) => { chatLine('chat', `room locked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
+    .on(ROOM_EVENT.UNLOCKED, mine((r, info) => { chatLine('chat', `room unlocked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
+    .on(ROOM_EVENT.ENDED, mine((r, info) => chatLine('chat', `the meeting was ended by ${info.by}`, {cls: 'system'})))
+    .on(ROOM_EVENT.RECORDING, mine((r, info) => { showRecording(info); updateModControls(); }))
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();
+      if (info.code === 'PASSWORD_REQUIRED' || info.code === 'WRONG_PASSWORD') askPassword();
     }));
+}
+
+function onMuteEvent(room, p, info, muted) {
+  const what = `${info.source} ${muted ? 'muted' : 'unmuted'} by ${info.by}`;
+  if (info.self) {
+    chatLine(room.selfName(), 'your ' + what, {cls: 'system'});
+    updateCameraButtons();
+    return;
+  }
+  chatLine(p.name(), what, {cls: 'system'});
+  updateMuteMarks(p.name());
 }
 
 function onEstablished(conn) {
@@ -569,6 +753,7 @@ function join(name, roomName) {
   const conn = RoomApi.connect({
     urlServer: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
     username: name,
+    token: storedAccessToken(roomName) || undefined,
     resumeToken: RoomApi.storedResumeToken(roomName, name) || undefined,
     iceTransportPolicy: options.relay ? 'relay' : undefined,
   });
@@ -591,6 +776,24 @@ function join(name, roomName) {
     }))
     .on(CONNECTION_EVENT.ERROR, mine((err) => showError(err)));
 }
+
+// askPassword shows the room password box; its submit joins again with the password
+// (the server limits wrong guesses per address: RATE_LIMITED says how long to wait).
+function askPassword() {
+  ui.passwordForm.hidden = false;
+  ui.password.value = '';
+  ui.password.focus();
+}
+
+ui.passwordForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const pw = ui.password.value;
+  if (!pw) return;
+  ui.password.value = '';
+  ui.passwordForm.hidden = true;
+  state.password = pw;
+  join(state.name || ui.name.value, state.roomName || ui.room.value);
+});
 
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -640,7 +843,10 @@ setControls(false);
 updateLocalTile();
 {
   const room = params.get('room') || '';
-  const name = params.get('name') || '';
+  const token = storedAccessToken(room);
+  const claims = token ? tokenClaims(token) : {};
+  const tokenName = typeof claims.name === 'string' && claims.name ? claims.name : (typeof claims.sub === 'string' ? claims.sub : '');
+  const name = params.get('name') || tokenName;
   ui.room.value = room;
   ui.name.value = name;
   updateInvite(room);

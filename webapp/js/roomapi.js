@@ -1,7 +1,7 @@
 // Parley Room API: the browser side of docs/protocol.md, shaped like Flashphoner's Room API.
 //
 //   import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from './roomapi.js';
-//   const connection = RoomApi.connect({urlServer: 'wss://host/ws', username: 'alice'})
+//   const connection = RoomApi.connect({urlServer: 'wss://host/ws', username: 'alice', token})
 //     .on(SESSION_STATUS.ESTABLISHED, () => {
 //       const room = connection.join({name: 'standup'})
 //         .on(ROOM_EVENT.STATE, room => room.publish({}))
@@ -30,6 +30,13 @@ export const ROOM_EVENT = Object.freeze({
   FAILED: 'FAILED',
   // Parley extension: a remote stream's status for this client changed (PLAYING, STOPPED, FAILED).
   STREAM_STATUS: 'STREAM_STATUS',
+  // Parley extensions, moderation (docs/protocol.md): everyone gets each, with info.by the moderator.
+  MUTED: 'MUTED',
+  UNMUTED: 'UNMUTED',
+  REMOVED: 'REMOVED',
+  LOCKED: 'LOCKED',
+  UNLOCKED: 'UNLOCKED',
+  ENDED: 'ENDED',
   // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
   RECORDING: 'RECORDING',
   // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
@@ -188,7 +195,9 @@ function failInfo(reason, code) {
 
 /**
  * RoomApi.connect opens a session (one WebSocket) to a Parley server.
- * @param {{urlServer?: string, username: string, resumeToken?: string, iceTransportPolicy?: 'all'|'relay'}} options
+ * token is an access token (a JWT from the organizer: docs/security.md); without one the server's
+ * mode and the room's preset decide what the session may do.
+ * @param {{urlServer?: string, username: string, token?: string, resumeToken?: string, iceTransportPolicy?: 'all'|'relay'}} options
  * @returns {Connection}
  */
 export function connect(options = {}) {
@@ -202,6 +211,7 @@ class Connection extends Emitter {
     this._url = wsUrl(options.urlServer);
     this._username = options.username || '';
     this._token = options.resumeToken || null;
+    this._accessToken = options.token ? String(options.token) : null;
     this._iceTransportPolicy = options.iceTransportPolicy || undefined;
     this._nextId = 1;
     this._pending = new Map();
@@ -235,7 +245,8 @@ class Connection extends Emitter {
 
   /**
    * Joins a room (leaving the current one first). Events come on the returned Room.
-   * @param {{name: string, record?: boolean, subscribe?: boolean}} options name is the room name
+   * A room with a password fails with code PASSWORD_REQUIRED or WRONG_PASSWORD: join again with it.
+   * @param {{name: string, record?: boolean, subscribe?: boolean, password?: string}} options name is the room name
    */
   join(options = {}) {
     if (this._room) {
@@ -318,7 +329,10 @@ class Connection extends Emitter {
     const resume = !!this._token && mode !== 'fresh';
     let s;
     try {
-      s = await this._request(resume ? {type: 'connect', resume: this._token} : {type: 'connect', username: this._username}, {ws});
+      // A resumed session keeps the grants of the access token it first connected with.
+      const msg = resume ? {type: 'connect', resume: this._token} : {type: 'connect', username: this._username};
+      if (!resume && this._accessToken) msg.token = this._accessToken;
+      s = await this._request(msg, {ws});
     } catch (err) {
       s = {status: SESSION_STATUS.FAILED, reason: err.reason || err.message, code: err.code};
     }
@@ -513,10 +527,14 @@ class Room extends Emitter {
     this._conn = conn;
     this._name = String(options.name || '');
     this._record = !!options.record;
+    this._password = options.password ? String(options.password) : '';
     this._subscribe = options.subscribe !== false;
     this._self = conn._username;
     this._roomSession = null;
     this._recording = false;
+    this._grants = [];
+    this._locked = false;
+    this._muted = new Set(); // this client's sources a moderator muted
     this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
@@ -546,6 +564,59 @@ class Room extends Emitter {
   roomSession() { return this._roomSession; }
   /** Whether this room session is being recorded (STATE recording). */
   isRecording() { return this._recording; }
+  /** What this client may do in the room (STATE grants): 'publish' or 'publish:camera', 'subscribe', 'chat', … */
+  grants() { return this._grants.slice(); }
+  /** Whether a moderator locked the room (only moderators join). */
+  isLocked() { return this._locked; }
+  /** This client's sources a moderator muted: 'microphone', 'camera', 'screen'. */
+  mutedSources() { return [...this._muted]; }
+
+  // ---- moderation (needs the 'moderate' grant; the server refuses with FORBIDDEN otherwise)
+
+  /** Mutes a participant's source ('microphone', 'camera' or 'screen'): the server stops forwarding it. */
+  muteParticipant(name, source) { return this._moderate({action: 'mute', name: String(name), source}); }
+  /** Lifts a moderator's mute. */
+  unmuteParticipant(name, source) { return this._moderate({action: 'unmute', name: String(name), source}); }
+  /** Asks to lift a moderator's mute of this client's own source (allowed only if the room's preset says so). */
+  unmute(source) { return this._moderate({action: 'unmute', source}); }
+  /** Removes a participant; with {bar: true} it may not rejoin this room session. */
+  removeParticipant(name, {bar = false} = {}) {
+    const msg = {action: 'remove', name: String(name)};
+    if (bar) msg.bar = true;
+    return this._moderate(msg);
+  }
+  /** Locks the room: nobody but moderators joins until unlock(). */
+  lock() { return this._moderate({action: 'lock'}); }
+  unlock() { return this._moderate({action: 'unlock'}); }
+  /** Ends the room for everyone. */
+  end() { return this._moderate({action: 'end'}); }
+  /** Starts or stops the room's recording (moderate or record grant). */
+  startRecording() { return this._moderate({action: 'start_recording'}); }
+  stopRecording() { return this._moderate({action: 'stop_recording'}); }
+
+  _moderate(msg) {
+    return this._conn._request({type: 'moderate', ...msg}).then(() => undefined);
+  }
+
+  // _applyMute keeps this client's local tracks of a muted source disabled, so what it shows
+  // matches what the others get (nothing).
+  _applyMute(source, muted) {
+    if (muted) this._muted.add(source); else this._muted.delete(source);
+    if (!muted) return;
+    for (const s of this._local) {
+      const ms = s.getMediaStream();
+      if (!ms) continue;
+      if (source === 'microphone' && s.kind() === 'camera') ms.getAudioTracks().forEach((t) => { t.enabled = false; });
+      if (source === 'camera' && s.kind() === 'camera') ms.getVideoTracks().forEach((t) => { t.enabled = false; });
+      if (source === 'screen' && s.kind() === 'screen') ms.getTracks().forEach((t) => { t.enabled = false; });
+    }
+  }
+
+  /** Whether grants() include name; 'publish:camera' is included by 'publish'. */
+  hasGrant(name) {
+    name = String(name);
+    return this._grants.includes(name) || (name.startsWith('publish:') && this._grants.includes('publish'));
+  }
   /**
    * The room session's recording as the server last told (RECORDING), or null:
    * {status: 'STARTED'|'STOPPED', reason, url, expires}. url is a signed link
@@ -623,6 +694,7 @@ class Room extends Emitter {
     const msg = {type: 'join', room: this._name, codecs: decodableCodecs()};
     if (!this._subscribe) msg.subscribe = false;
     if (this._record) msg.record = true;
+    if (this._password) msg.password = this._password;
     try {
       const reply = await conn._request(msg);
       if (this._left) return;
@@ -729,10 +801,48 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'MUTED':
+      case 'UNMUTED': {
+        const muted = m.event === 'MUTED';
+        const info = {source: m.source, by: m.by || '', self: m.name === this._self};
+        if (info.self) {
+          this._applyMute(m.source, muted);
+          this._emit(m.event, null, info);
+          return;
+        }
+        const p = this._participant(m.name);
+        if (muted) p._muted.add(m.source); else p._muted.delete(m.source);
+        this._emit(m.event, p, info);
+        return;
+      }
+      case 'REMOVED': {
+        const info = {by: m.by || '', barred: !!m.barred, self: m.name === this._self};
+        if (!info.self) {
+          this._emit(ROOM_EVENT.REMOVED, this._participant(m.name, false) || new Participant(this, m.name), info);
+          return;
+        }
+        const conn = this._conn;
+        forgetResumeToken(this._name, this._self);
+        this._teardown('removed');
+        if (conn._room === this) conn._room = null;
+        this._emit(ROOM_EVENT.REMOVED, null, info);
+        this._emit(ROOM_EVENT.FAILED, this, failInfo(`removed from the room by ${info.by}`, 'REMOVED'));
+        return;
+      }
+      case 'LOCKED':
+      case 'UNLOCKED':
+        this._locked = m.event === 'LOCKED';
+        this._emit(m.event, this, {by: m.by || ''});
+        return;
+      case 'ENDED':
+        this._emit(ROOM_EVENT.ENDED, this, {by: m.by || ''}); // FAILED follows
+        return;
       case 'RECORDING': {
+        // STARTED/STOPPED by the recorder (first media, a limit) or by a moderator (info.by).
         const info = {status: m.status || '', reason: m.reason || '', url: m.recordingUrl || '',
-          expires: m.recordingExpires ? new Date(m.recordingExpires) : null};
+          expires: m.recordingExpires ? new Date(m.recordingExpires) : null, by: m.by || ''};
         if (info.status === 'STOPPED') this._recording = false;
+        if (info.status === 'STARTED') this._recording = true;
         if (!info.url && this._recordingInfo) info.url = this._recordingInfo.url, info.expires = this._recordingInfo.expires;
         this._recordingInfo = info;
         this._emit(ROOM_EVENT.RECORDING, this, info);
@@ -748,12 +858,17 @@ class Room extends Emitter {
     if (m.self) this._self = m.self;
     if (m.roomSession) this._roomSession = m.roomSession;
     this._recording = !!m.recording;
+    if (Array.isArray(m.grants)) this._grants = m.grants.map(String);
+    this._locked = !!m.locked;
+    this._muted = new Set(Array.isArray(m.muted) ? m.muted : []);
+    for (const src of this._muted) this._applyMute(src, true);
     const names = new Set();
     const ids = new Set();
     for (const info of m.participants || []) {
       if (!info || !info.name || info.name === this._self) continue;
       names.add(info.name);
       const p = this._participant(info.name);
+      p._muted = new Set(Array.isArray(info.muted) ? info.muted : []);
       for (const si of info.streams || []) {
         if (!si || !si.id) continue;
         ids.add(si.id);
@@ -884,8 +999,12 @@ class Participant {
     this._name = name;
     this._streams = new Map(); // id -> RemoteStream
     this._playEl = null;
+    this._muted = new Set(); // sources a moderator muted
   }
   name() { return this._name; }
+  /** Whether a moderator muted the participant's source ('microphone', 'camera', 'screen'). */
+  isMuted(source) { return this._muted.has(source); }
+  mutedSources() { return [...this._muted]; }
   /** The participant's published streams (RemoteStream objects). */
   getStreams() { return [...this._streams.values()]; }
   /** Sends a private chat message to this participant. Resolves with {ts}. */
@@ -1064,6 +1183,8 @@ class LocalStream extends Emitter {
       // The peer connection needs the ICE servers of the join's reply.
       await this._room.ready;
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // A source a moderator muted stays off in a new stream too.
+      for (const src of [...this._room._muted]) this._room._applyMute(src, true);
       if (this._options.display) {
         const d = this._options.display;
         d.muted = true;
