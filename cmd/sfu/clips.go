@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/notify"
 	"github.com/parley/parley/pkg/server"
@@ -70,8 +71,9 @@ func clipsConfig(c Config) (*server.ClipsConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clips.defaults: %w", err)
 	}
-	cc := &server.ClipsConfig{Dir: s.Dir, PublicURL: s.PublicURL,
-		Limits: func(string) clips.Limits { return defaults }}
+	// A room's settings are its preset's clips block (--rooms-dir) laid over
+	// these.
+	cc := &server.ClipsConfig{Dir: s.Dir, PublicURL: s.PublicURL, Defaults: &defaults}
 	if s.PublicURL != "" {
 		u, err := url.Parse(s.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -165,6 +167,11 @@ func runClips(args []string, stdout, stderr io.Writer) int {
 		Clips clips.Settings `yaml:"clips"`
 	}{[]string{*roomName}, ini.Settings})
 	if err != nil {
+		fmt.Fprintln(stderr, "sfu clips:", err)
+		return 1
+	}
+	// What it prints is a room preset as --rooms-dir reads it.
+	if _, err := access.ParsePreset(*roomName+".yaml", b); err != nil {
 		fmt.Fprintln(stderr, "sfu clips:", err)
 		return 1
 	}

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/clips"
 )
 
@@ -34,19 +33,20 @@ func TestClipsFromMozchat(t *testing.T) {
 	if code := runClips([]string{"from-mozchat", thread, "--room", "forum-*"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	var preset struct {
-		Rooms []string       `yaml:"rooms"`
-		Clips clips.Settings `yaml:"clips"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(out.Bytes()))
-	dec.KnownFields(true)
-	if err := dec.Decode(&preset); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	got, err := preset.Clips.Apply(clips.DefaultLimits())
-	if err != nil {
+	// It is a room preset: --rooms-dir loads it and matches the room.
+	rooms := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rooms, "forum.yaml"), out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ps, err := access.LoadPresets(rooms)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	preset := ps.Match("forum-travel")
+	if preset == nil || preset.Clips == nil {
+		t.Fatalf("the preset does not apply to forum-travel:\n%s", out.String())
+	}
+	got := preset.ClipLimits()
 	f, _ := os.Open(filepath.Join(thread, ".ini"))
 	defer f.Close()
 	ini, err := clips.ReadMozchatINI(f)

@@ -182,6 +182,26 @@ func (s Settings) Apply(base Limits) (Limits, error) {
 	return l, nil
 }
 
+// Check validates the keys given, each on its own and together, before
+// they are laid over the limits they will change (a room preset's clips
+// block is checked when the preset is read; Apply checks the result against
+// the server's defaults). It normalizes onRecorded (mozchat's "stop" is
+// preview).
+func (s *Settings) Check() error {
+	// Over a base that cannot conflict with any valid value, checked even
+	// when the block turns media messages off (enabled: false).
+	t := *s
+	t.Enabled = nil
+	l, err := t.Apply(Limits{Enabled: true, MaxBlobBytes: 1, MaxClipSec: 1, OnRecorded: OnRecordedPreview})
+	if err != nil {
+		return err
+	}
+	if s.OnRecorded != nil {
+		s.OnRecorded = &l.OnRecorded
+	}
+	return nil
+}
+
 // onRecorded reads an onRecorded value: upload, preview, or mozchat's stop
 // (= preview).
 func onRecorded(v string) (string, error) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/notify"
@@ -38,8 +40,13 @@ import (
 type ClipsConfig struct {
 	// Dir holds the clips, one folder per room.
 	Dir string
-	// Limits returns a room's settings; nil gives every room
-	// clips.DefaultLimits.
+	// Defaults are the settings of rooms whose preset has no clips block,
+	// and what a preset's clips block is laid over (nil:
+	// clips.DefaultLimits).
+	Defaults *clips.Limits
+	// Limits, when set, replaces the room presets: it returns a room's
+	// settings (tests). By default a room's settings are its preset's clips
+	// block over Defaults, as the presets in force at each upload say.
 	Limits func(room string) clips.Limits
 	// PassTTL bounds a participant's pass (default 12 h; it also ends when
 	// the participant leaves the room).
@@ -66,12 +73,12 @@ type clipService struct {
 	mail   *notify.Queue
 	rooms  *room.Registry
 	urls   *auth.URLSigner
-	tokens *auth.Verifier
+	access *access.Policy
 	log    *slog.Logger
 	stop   context.CancelFunc
 }
 
-func newClipService(cfg ClipsConfig, minFree int64, rooms *room.Registry, urls *auth.URLSigner, tokens *auth.Verifier,
+func newClipService(cfg ClipsConfig, minFree int64, rooms *room.Registry, urls *auth.URLSigner, policy *access.Policy,
 	log *slog.Logger) (*clipService, error) {
 	if cfg.PassTTL <= 0 {
 		cfg.PassTTL = 12 * time.Hour
@@ -80,9 +87,9 @@ func newClipService(cfg ClipsConfig, minFree int64, rooms *room.Registry, urls *
 		cfg.LinkTTL = 7 * 24 * time.Hour
 	}
 	if cfg.Limits == nil {
-		cfg.Limits = func(string) clips.Limits { return clips.DefaultLimits() }
+		cfg.Limits = policy.ClipLimits
 	}
-	cs := &clipService{cfg: cfg, passes: clips.NewPasses(), rooms: rooms, urls: urls, tokens: tokens, log: log}
+	cs := &clipService{cfg: cfg, passes: clips.NewPasses(), rooms: rooms, urls: urls, access: policy, log: log}
 	store, err := clips.Open(clips.Config{Dir: cfg.Dir, Limits: cfg.Limits, MinFreeBytes: minFree, FreeSpace: cfg.FreeSpace,
 		Probe: cfg.Probe, SweepInterval: cfg.SweepInterval, Logger: log,
 		OnDelete: func(c clips.Clip, reason string) { cs.announceDeleted(c, reason) }})
@@ -147,26 +154,59 @@ func clipInfo(c clips.Clip) *protocol.Clip {
 	return ci
 }
 
-// access is signaling's hook: a participant's pass and the room's limits,
-// with its join reply.
-func (cs *clipService) access(p *room.Participant, identity string) *protocol.ClipsAccess {
+// participantAccess is signaling's hook: a participant's pass and the room's
+// limits, with its join reply and its resumed sessions.
+func (cs *clipService) participantAccess(p *room.Participant) *protocol.ClipsAccess {
 	rm := p.Room()
 	lim := cs.cfg.Limits(rm.Name())
 	if !lim.Enabled {
 		return nil
 	}
-	post, moderate := participantClipGrants(p)
+	post, moderate := participantClipGrants(p.Grants())
+	owner := participantOwner(p)
 	exp := time.Now().Add(cs.cfg.PassTTL)
-	pass := cs.passes.Issue(clips.Pass{Room: rm.Name(), Participant: p.ID(), Name: p.Name(), Owner: identity,
+	pass := cs.passes.Issue(clips.Pass{Room: rm.Name(), Participant: p.ID(), Name: p.Name(), Owner: owner,
 		Post: post, Moderate: moderate, Expires: exp})
 	return &protocol.ClipsAccess{URL: clipsPath(rm.Name()), Pass: pass, PassExpires: exp.Truncate(time.Second).UnixMilli(),
-		Post: post, Moderate: moderate, Self: identity, Limits: protoLimits(lim)}
+		Post: post, Moderate: moderate, Self: owner, Limits: protoLimits(lim)}
 }
 
-// participantClipGrants says whether a participant may post clips and
-// delete others'. Until grants reach participants (the access work), every
-// participant may post and none moderates.
-func participantClipGrants(*room.Participant) (post, moderate bool) { return true, false }
+// participantClipGrants says what grants g (a participant's in its room, as
+// the access policy admitted it) allow with clips: posting needs chat (a
+// clip is a message), deleting others' clips needs moderate. Everyone in
+// the room may list and play them.
+func participantClipGrants(g auth.Grants) (post, moderate bool) { return g.Chat, g.Moderate }
+
+// Owners: who may delete a clip as its author (Clip.Owner, ClipsAccess.Self).
+const (
+	// ownerID prefixes an identity, the subject of an access token: the same
+	// person in every session, so one who rejoins still owns its clips.
+	ownerID = "id:"
+	// ownerName prefixes the name key (room.NameKey) of a participant
+	// without a token: in a room without tokens, names are identities (as
+	// barring treats them), and never collide with a token's subject.
+	ownerName = "name:"
+)
+
+// participantOwner is who owns the clips participant p posts.
+func participantOwner(p *room.Participant) string {
+	if id := p.Identity(); id != "" {
+		return ownerID + id
+	}
+	if _, key, err := room.NameKey(p.Name()); err == nil {
+		return ownerName + key
+	}
+	return ownerName + p.Name()
+}
+
+// ownerIdentity returns the identity of an owner, "" for an owner by name.
+func ownerIdentity(owner string) string {
+	id, _ := strings.CutPrefix(owner, ownerID)
+	if id == owner {
+		return ""
+	}
+	return id
+}
 
 // clipActor is who makes a clips request.
 type clipActor struct {
@@ -204,32 +244,44 @@ func (s *Server) clipActor(w http.ResponseWriter, r *http.Request, roomName stri
 		}
 		return clipActor{name: p.Name, owner: p.Owner, read: true, post: p.Post, moderate: p.Moderate, participantID: p.Participant}, true
 	case raw != "":
-		if cs.tokens == nil {
-			clipUnauthorized(w, true, "this server accepts no access tokens; join the room to get a pass")
-			return clipActor{}, false
-		}
-		tok, err := cs.tokens.Verify(raw)
+		tok, err := cs.access.Verify(raw)
 		if err != nil {
-			clipUnauthorized(w, true, "access token refused: "+err.Error())
+			clipUnauthorized(w, true, errReason(err))
 			return clipActor{}, false
 		}
-		g := tok.Grants
-		if !g.Admin && !tok.AllowsRoom(roomName) {
-			clipError(w, http.StatusForbidden, "FORBIDDEN", "this access token is not for this room")
+		owner := ownerID + tok.Identity
+		if tok.Grants.Admin {
+			name := cmp.Or(tok.Name, tok.Identity)
+			return clipActor{name: name, owner: owner, read: true, post: true, moderate: true}, true
+		}
+		// What a join with this token would be admitted with: the token's
+		// grants and the room preset's, for this room only.
+		adm, err := cs.access.Admit(access.JoinRequest{Room: roomName, Token: tok})
+		if err != nil {
+			clipError(w, http.StatusForbidden, "FORBIDDEN", errReason(err))
 			return clipActor{}, false
 		}
-		name := tok.Name
-		if name == "" {
-			name = tok.Identity
+		if rm := cs.rooms.Room(roomName); rm != nil && rm.Barred(tok.Identity) {
+			clipError(w, http.StatusForbidden, "FORBIDDEN", "a moderator removed you from this room until it ends")
+			return clipActor{}, false
 		}
-		return clipActor{name: name, owner: tok.Identity, read: g.Join || g.Admin, post: g.Chat || g.Admin,
-			moderate: g.Moderate || g.Admin}, true
+		post, moderate := participantClipGrants(adm.Grants)
+		return clipActor{name: adm.Name, owner: owner, read: true, post: post, moderate: moderate}, true
 	case r.URL.Query().Has("sig"):
 		return clipActor{signed: true}, true
 	}
 	clipUnauthorized(w, false, "media messages are for the room's participants: send the pass of your join "+
 		"(Authorization: Bearer …) or an access token for the room")
 	return clipActor{}, false
+}
+
+// errReason is the reason of a refusal, for people.
+func errReason(err error) string {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	return err.Error()
 }
 
 // present reports whether the participant with that id is in the live room.
@@ -379,7 +431,11 @@ func (cs *clipService) notifyNew(c clips.Clip, lim clips.Limits) {
 	if cs.mail == nil || len(lim.Notify) == 0 {
 		return
 	}
-	to := lim.NotifyFor(c.Owner, c.Author)
+	authors := []string{c.Author}
+	if id := ownerIdentity(c.Owner); id != "" {
+		authors = append(authors, id)
+	}
+	to := lim.NotifyFor(authors...)
 	if len(to) == 0 {
 		return
 	}

@@ -217,7 +217,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
-	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
+	ac := access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir}
+	if cfg.Clips != nil {
+		ac.ClipDefaults = cfg.Clips.Defaults
+	}
+	policy, err := access.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
@@ -292,7 +296,7 @@ func New(cfg Config) (*Server, error) {
 	var cs *clipService
 	if cfg.Clips != nil {
 		var err error
-		if cs, err = newClipService(*cfg.Clips, cfg.Recordings.MinFreeBytes, rooms, cfg.Auth.URLs, cfg.Auth.Tokens,
+		if cs, err = newClipService(*cfg.Clips, cfg.Recordings.MinFreeBytes, rooms, cfg.Auth.URLs, policy,
 			cfg.Logger.With("part", "clips")); err != nil {
 			if turn != nil {
 				_ = turn.Close()
@@ -306,7 +310,7 @@ func New(cfg Config) (*Server, error) {
 			}
 			return nil, fmt.Errorf("media messages: %w", err)
 		}
-		cfg.Signaling.Clips = cs.access
+		cfg.Signaling.Clips = cs.participantAccess
 	}
 	// The hub's finalize hook closes the room's router (and so its streams'
 	// files) before the recordings' hook closes the recording session.

@@ -63,8 +63,8 @@ type Config struct {
 	OnRouter func(rm *room.Room, r *sfu.Router)
 	// Clips, when set, gives a participant admitted to a room its access to
 	// the room's media messages (nil: none), with the reply to its join and
-	// to its resumed session. identity is as for ICEServers.
-	Clips func(p *room.Participant, identity string) *protocol.ClipsAccess
+	// to its resumed session: what p's grants allow there, as p's identity.
+	Clips func(p *room.Participant) *protocol.ClipsAccess
 	// Access decides who may join, publish, chat and record; nil is
 	// access.Open(): anyone may, and no token is accepted.
 	Access *access.Policy

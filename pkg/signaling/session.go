@@ -489,7 +489,7 @@ func (s *Session) clips(p *room.Participant) *protocol.ClipsAccess {
 	if s.hub.cfg.Clips == nil {
 		return nil
 	}
-	return s.hub.cfg.Clips(p, s.member.identity(p))
+	return s.hub.cfg.Clips(p)
 }
 
 func (s *Session) join(req protocol.Join) error {
