@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,9 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/clips"
+	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/server"
 )
 
@@ -79,25 +83,61 @@ func (p *page) space(down bool) {
 	}
 }
 
-// TestClipsInBrowsers: two pages in a room whose preset uploads at once.
-// A records a clip with the Record button and another by holding the
-// spacebar (the fake microphone); each uploads, and B gets CLIP_ADDED and
-// plays it to its end by itself; "from here" on B plays both in order; A
-// deletes its first clip and it disappears from B, which has no Delete on
-// A's clips.
+// open navigates the page to url (a fresh page load: a new session).
+func (p *page) open(url string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		p.t.Fatalf("%s: open %s: %v", p.name, url, err)
+	}
+}
+
+// clipDurations are the durations (s) the server probed of the room's clips, oldest first.
+func (p *page) clipDurations() []float64 {
+	p.t.Helper()
+	var d []float64
+	if err := p.eval(`window.parley.room.getClips().then(l => l.map(c => c.durationMs() / 1000))`, &d); err != nil {
+		p.t.Fatalf("%s: getClips: %v", p.name, err)
+	}
+	return d
+}
+
+// TestClipsInBrowsers: two pages in rooms of the shipped presets
+// (configs/rooms). In a media-chat room (uploads at once, 15 s clips), A
+// records a clip with the Record button and another by holding the spacebar
+// (the fake microphone); each uploads, and B gets CLIP_ADDED and plays it to
+// its end by itself; "from here" on B plays both in order. B holds an
+// invite token with the moderate grant: it has Delete on A's clips. A
+// deletes its first clip and it disappears from B; B deletes A's second
+// with the Room API's clip.delete() and it disappears from A. Then in a
+// voice-stream room (2 s clips), A holds the spacebar 5 s: the page sends
+// consecutive clips of at most 2 s, and B plays each, in order.
 func TestClipsInBrowsers(t *testing.T) {
-	lim := clips.DefaultLimits()
-	lim.OnRecorded = clips.OnRecordedUpload
-	lim.MaxClipSec = 10
-	lim.AllowVideo = false
+	key := auth.Key{ID: "k1", Secret: []byte(strings.Repeat("c", 32))}
+	v, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := startServer(t, func(c *server.Config) {
-		c.Clips = &server.ClipsConfig{Dir: t.TempDir(), Limits: func(string) clips.Limits { return lim }}
+		c.Auth = server.AuthConfig{Mode: server.AuthOpen, Tokens: v, RoomsDir: filepath.Join("..", "configs", "rooms")}
+		c.Clips = &server.ClipsConfig{Dir: t.TempDir()}
 	})
-	room := fmt.Sprintf("clips%d", time.Now().UnixNano()%100000)
+	n := time.Now().UnixNano() % 100000
+	room := fmt.Sprintf("chat-%d", n)
+	modTok := mustSign(t, key, auth.Spec{Identity: "mod-b", Name: "B", Room: room,
+		Grants: auth.MustParseGrants("subscribe", "chat", "moderate")})
 	a := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&publish=0", srv.URL(), room))
-	b := openPage(t, "B", fmt.Sprintf("%s/?room=%s&name=B&publish=0", srv.URL(), room))
+	b := openPage(t, "B", fmt.Sprintf("%s/?%s", srv.URL(), url.Values{"room": {room}, "token": {modTok}, "publish": {"0"}}.Encode()))
 	for _, p := range []*page{a, b} {
 		p.waitClips("the clips panel", func(c pageClips) bool { return c.Attached })
+	}
+	var lim protocol.ClipLimits
+	if err := a.eval(`window.parley.room.clipsAccess().limits`, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.MaxClipSizeSec != 15 || lim.OnRecorded != clips.OnRecordedUpload || lim.VideoOn || lim.MaxBlobBytes != 5_000_000 {
+		t.Errorf("%s's limits %+v, want media-chat.yaml's", room, lim)
 	}
 
 	// The Record button: click, 1.5 s, click.
@@ -109,8 +149,8 @@ func TestClipsInBrowsers(t *testing.T) {
 		return len(c.Rows) == 1 && len(c.Played) == 1 && c.Played[0] == c.Rows[0].ID
 	})
 	id1 := first.Rows[0].ID
-	if first.Rows[0].Author != "A" || first.Rows[0].Own || first.Rows[0].Delete {
-		t.Errorf("B's row of A's clip: %+v", first.Rows[0])
+	if first.Rows[0].Author != "A" || first.Rows[0].Own || !first.Rows[0].Delete {
+		t.Errorf("B's (a moderator's) row of A's clip: %+v", first.Rows[0])
 	}
 
 	// Push-to-talk: hold the spacebar 1.5 s.
@@ -130,10 +170,7 @@ func TestClipsInBrowsers(t *testing.T) {
 		t.Errorf("A (author) shows %+v; its own clips must not play by themselves", own)
 	}
 	// The server's durations: about what was held (the fake microphone's beeps, Opus in WebM).
-	var durations []float64
-	if err := a.eval(`window.parley.room.getClips().then(l => l.map(c => c.durationMs() / 1000))`, &durations); err != nil {
-		t.Fatal(err)
-	}
+	durations := a.clipDurations()
 	t.Logf("clip durations as probed: %v s; B's rows: %q, %q", durations, second.Rows[0].Text, second.Rows[1].Text)
 	for _, d := range durations {
 		if d < 1 || d > 3 {
@@ -152,9 +189,56 @@ func TestClipsInBrowsers(t *testing.T) {
 	b.waitClips("the deleted clip gone from B", func(c pageClips) bool {
 		return len(c.Rows) == 1 && c.Rows[0].ID == id2
 	})
+	// The moderator deletes A's second clip with the Room API; it goes from A.
+	var deleted string
+	if err := b.eval(fmt.Sprintf(`window.parley.room.getClips().then(l => l.find(c => c.id() === %q))
+		.then(c => c.delete().then(() => 'ok', e => e.code || String(e)))`, id2), &deleted); err != nil || deleted != "ok" {
+		t.Fatalf("the moderator's clip.delete(): %q %v", deleted, err)
+	}
+	a.waitClips("the clip the moderator deleted gone from A", func(c pageClips) bool { return len(c.Rows) == 0 })
 	for _, p := range []*page{a, b} {
 		if c := p.clips(); c.Error != "" && !strings.Contains(c.Error, "NotAllowed") {
 			t.Errorf("%s shows an error: %s", p.name, c.Error)
 		}
+	}
+
+	// A walkie-talkie: speech held past the room's 2 s limit goes as
+	// consecutive clips, each played on the other page in order.
+	walkie := fmt.Sprintf("walkie-%d", n)
+	a.open(fmt.Sprintf("%s/?room=%s&name=A&publish=0", srv.URL(), walkie))
+	b.open(fmt.Sprintf("%s/?room=%s&name=B2&publish=0", srv.URL(), walkie))
+	for _, p := range []*page{a, b} {
+		p.waitClips("the clips panel in "+walkie, func(c pageClips) bool { return c.Attached && len(c.Rows) == 0 })
+	}
+	if err := a.eval(`(document.activeElement && document.activeElement.blur(), true)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.space(true)
+	a.waitClips("push-to-talk in "+walkie, func(c pageClips) bool { return c.Recording })
+	time.Sleep(5 * time.Second)
+	a.space(false)
+	a.waitClips("the recording over", func(c pageClips) bool { return !c.Recording })
+	stream := b.waitClips("every clip of the 5 s played on B, in order", func(c pageClips) bool {
+		if len(c.Rows) < 3 || len(c.Played) != len(c.Rows) {
+			return false
+		}
+		for i := range c.Rows {
+			if c.Played[i] != c.Rows[i].ID {
+				return false
+			}
+		}
+		return true
+	})
+	durations = b.clipDurations()
+	total := 0.0
+	for _, d := range durations {
+		total += d
+		if d > 2.3 {
+			t.Errorf("a voice-stream clip lasts %.2f s; the preset says 2 s", d)
+		}
+	}
+	t.Logf("5 s of push-to-talk in %s: %d clips of %v s (%.1f s)", walkie, len(stream.Rows), durations, total)
+	if total < 4 || total > 6.5 {
+		t.Errorf("the clips of 5 s of speech last %.1f s together", total)
 	}
 }

@@ -50,7 +50,8 @@ export class ClipPanel {
     this.onError = onError || ((e) => console.error(e));
     this.room = null;
     this.access = null;
-    this.recording = null; // {recorder, stream, chunks, start, timer, byKey}
+    this.recording = null; // {recorder, stream, start, timer, byKey, segments}
+    this._uploads = Promise.resolve(); // uploads go one after another, in recording order
     this.preview = null; // {blob, url}
     this.queue = []; // clips waiting to play
     this.current = null; // the clip playing
@@ -171,7 +172,11 @@ export class ClipPanel {
     const type = recorderType(video);
     if (type === null) { this.onError(new Error('this browser cannot record (no MediaRecorder)')); return; }
     this._discardPreview();
-    const rec = {byKey, chunks: [], start: 0, stopped: false};
+    // A room that uploads at once takes speech longer than its clip limit as consecutive
+    // clips (mozchat's stream modes: the voice-stream preset's walkie-talkie); one that
+    // previews stops at the limit.
+    const chain = lim.onRecorded === 'upload';
+    const rec = {byKey, start: 0, stopped: false, segments: 0};
     this.recording = rec;
     this._pausePlayer(); // never over one's own recording
     this.recordBtn.classList.add('on');
@@ -186,17 +191,31 @@ export class ClipPanel {
       return;
     }
     if (rec.stopped) { for (const t of rec.stream.getTracks()) t.stop(); return; }
-    rec.recorder = new MediaRecorder(rec.stream, type ? {mimeType: type, audioBitsPerSecond: 32000} : {});
-    rec.recorder.ondataavailable = (e) => { if (e.data && e.data.size) rec.chunks.push(e.data); };
-    rec.recorder.onstop = () => this._recorded(rec);
-    rec.recorder.start();
-    rec.start = performance.now();
+    this._segment(rec, type);
     rec.timer = setInterval(() => {
       const t = performance.now() - rec.start;
       this._limitText(t);
-      if (t >= lim.maxClipSizeSec * 1000) this.stop();
+      if (t < lim.maxClipSizeSec * 1000) return;
+      if (!chain) { this.stop(); return; }
+      // The next clip starts on the same microphone before this one ends: no gap.
+      const done = rec.recorder;
+      this._segment(rec, type);
+      done.stop();
     }, 50);
     this.status.textContent = byKey ? 'recording… release the spacebar to stop' : 'recording…';
+  }
+
+  // _segment starts a MediaRecorder on the recording's stream: one clip, a file of its own.
+  _segment(rec, type) {
+    const chunks = [];
+    const recorder = new MediaRecorder(rec.stream, type ? {mimeType: type, audioBitsPerSecond: 32000} : {});
+    recorder.ondataavailable = (e) => { if (e.data && e.data.size) chunks.push(e.data); };
+    recorder.onstop = () => this._recorded(rec, recorder, chunks);
+    recorder.start();
+    rec.recorder = recorder;
+    rec.start = performance.now();
+    rec.segments++;
+    if (rec.segments > 1) this.status.textContent = `recording… clip ${rec.segments}`;
   }
 
   /** Stops recording; the clip is uploaded or previewed, as the room says. */
@@ -223,29 +242,42 @@ export class ClipPanel {
     this._limitText();
   }
 
-  _recorded(rec) {
-    if (this.recording === rec) this.recording = null;
-    this._recordUi();
+  _recorded(rec, recorder, chunks) {
+    // The recording is over with its last clip (an earlier clip of a chain ends while the
+    // next one records).
+    const last = rec.stopped && recorder === rec.recorder;
+    if (last) {
+      if (this.recording === rec) this.recording = null;
+      this._recordUi();
+      this.status.textContent = '';
+    }
     if (rec.aborted || !this.room) return;
-    const blob = new Blob(rec.chunks, {type: (rec.recorder.mimeType || '').split(';')[0] || 'audio/webm'});
-    this.status.textContent = '';
+    const blob = new Blob(chunks, {type: (recorder.mimeType || '').split(';')[0] || 'audio/webm'});
     if (this.access.limits.onRecorded === 'upload') {
       this._upload(blob);
     } else {
       this.preview = {blob, url: URL.createObjectURL(blob)};
       this.previewBox.hidden = false;
     }
-    this._next();
+    if (last) this._next();
   }
 
-  async _upload(blob) {
+  // _upload queues blob behind the uploads before it, so that a chain's clips arrive in order.
+  _upload(blob) {
     const room = this.room;
-    this.status.textContent = `sending ${size(blob.size)}…`;
+    this._uploads = this._uploads.then(() => (this.room === room ? this._send(room, blob) : undefined));
+    return this._uploads;
+  }
+
+  async _send(room, blob) {
+    // While a chain records on, its status says so rather than the uploads'.
+    const show = (text) => { if (this.room === room && !this.recording) this.status.textContent = text; };
+    show(`sending ${size(blob.size)}…`);
     try {
-      await room.postClip(blob, {onProgress: (f) => { this.status.textContent = `sending… ${Math.round(f * 100)} %`; }});
-      if (this.room === room) this.status.textContent = '';
+      await room.postClip(blob, {onProgress: (f) => show(`sending… ${Math.round(f * 100)} %`)});
+      show('');
     } catch (err) {
-      if (this.room === room) this.status.textContent = '';
+      show('');
       this.onError(err);
     }
   }
