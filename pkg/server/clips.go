@@ -201,11 +201,10 @@ func participantOwner(p *room.Participant) string {
 
 // ownerIdentity returns the identity of an owner, "" for an owner by name.
 func ownerIdentity(owner string) string {
-	id, _ := strings.CutPrefix(owner, ownerID)
-	if id == owner {
-		return ""
+	if id, ok := strings.CutPrefix(owner, ownerID); ok {
+		return id
 	}
-	return id
+	return ""
 }
 
 // clipActor is who makes a clips request.
