@@ -26,7 +26,11 @@ type pageClips struct {
 		Own    bool   `json:"own"`
 		Delete bool   `json:"delete"`
 		Text   string `json:"text"`
+		Kind   string `json:"kind"`
 	} `json:"rows"`
+	Current   string   `json:"current"`
+	Preview   bool     `json:"preview"`
+	Hint      bool     `json:"hint"`
 	Played    []string `json:"played"`
 	Recording bool     `json:"recording"`
 	Attached  bool     `json:"attached"`
@@ -41,7 +45,8 @@ const readClips = `(() => {
   return {
     rows: [...document.querySelectorAll('#clips .clip')].map(li => ({id: li.dataset.clip,
       author: li.querySelector('.clip-author').textContent, own: li.classList.contains('own'),
-      delete: !!li.querySelector('.clip-delete'), text: li.innerText})),
+      delete: !!li.querySelector('.clip-delete'), text: li.innerText, kind: li.dataset.kind})),
+    current: c.current ? c.current.id() : '', preview: !c.previewBox.hidden, hint: !c.hint.hidden,
     played: c.played.slice(), recording: !!c.recording, attached: !!c.access, status: c.status.textContent,
     error: err && !err.hidden ? err.textContent : '',
   };
@@ -240,5 +245,165 @@ func TestClipsInBrowsers(t *testing.T) {
 	t.Logf("5 s of push-to-talk in %s: %d clips of %v s (%.1f s)", walkie, len(stream.Rows), durations, total)
 	if total < 4 || total > 6.5 {
 		t.Errorf("the clips of 5 s of speech last %.1f s together", total)
+	}
+}
+
+// playerEnd is what the page's one player showed when it reached the end of
+// something: a clip from the server or the page's own recording (a blob).
+type playerEnd struct {
+	Blob   bool    `json:"blob"`
+	Width  int     `json:"w"`
+	Height int     `json:"h"`
+	At     float64 `json:"at"`
+}
+
+// watchPlayer records every end the page's #clipPlayer reaches.
+func (p *page) watchPlayer() {
+	p.t.Helper()
+	if err := p.eval(`(() => { window.__ends = []; document.getElementById('clipPlayer').addEventListener('ended', (e) => {
+		const v = e.target; window.__ends.push({blob: v.currentSrc.startsWith('blob:'), w: v.videoWidth, h: v.videoHeight, at: v.currentTime});
+	}); return true; })()`, nil); err != nil {
+		p.t.Fatalf("%s: watching the player: %v", p.name, err)
+	}
+}
+
+func (p *page) playerEnds() []playerEnd {
+	var out []playerEnd
+	if err := p.eval(`window.__ends || []`, &out); err != nil {
+		p.t.Logf("%s: reading the player's ends: %v", p.name, err)
+	}
+	return out
+}
+
+func (p *page) serverClips() int {
+	p.t.Helper()
+	var n int
+	if err := p.eval(`window.parley.room.getClips().then(l => l.length)`, &n); err != nil {
+		p.t.Fatalf("%s: getClips: %v", p.name, err)
+	}
+	return n
+}
+
+// TestClipPreviewVideoAndAutoplay: a media-forum room (configs/rooms: video
+// on, a preview before upload, nothing plays by itself). A records a video
+// clip with the camera and microphone (fake): the preview plays the
+// recording (its pictures decoded) and Discard posts nothing; a second one
+// is uploaded with Upload. B's browser allows sound only after a click
+// (Chromium's document-user-activation-required autoplay policy) and B
+// turns auto-play on: A's clip arrives while B records and waits for the
+// end of B's recording; then the browser blocks it, the page shows the
+// hint, and one real click on it plays the video clip to its end. Last, A
+// turns "only from others" off, and A's own next clip plays on A by itself.
+func TestClipPreviewVideoAndAutoplay(t *testing.T) {
+	srv := startServer(t, func(c *server.Config) {
+		c.Auth = server.AuthConfig{Mode: server.AuthOpen, RoomsDir: filepath.Join("..", "configs", "rooms")}
+		c.Clips = &server.ClipsConfig{Dir: t.TempDir()}
+	})
+	room := fmt.Sprintf("forum-%d", time.Now().UnixNano()%100000)
+	a := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&publish=0", srv.URL(), room))
+	b := openPage(t, "B", fmt.Sprintf("%s/?room=%s&name=B&publish=0", srv.URL(), room),
+		chromedp.Flag("autoplay-policy", "document-user-activation-required"))
+	for _, p := range []*page{a, b} {
+		p.waitClips("the clips panel", func(c pageClips) bool { return c.Attached })
+		p.watchPlayer()
+	}
+	var lim protocol.ClipLimits
+	if err := a.eval(`window.parley.room.clipsAccess().limits`, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var video bool
+	if err := a.eval(`(() => { const v = document.getElementById('clipsVideo'); return v.checked && !v.parentElement.hidden; })()`, &video); err != nil {
+		t.Fatal(err)
+	}
+	if lim.OnRecorded != clips.OnRecordedPreview || !lim.AllowVideo || !lim.VideoOn || lim.AutoPlay || !video {
+		t.Fatalf("%s: limits %+v, video box checked and shown: %v; want media-forum.yaml's", room, lim, video)
+	}
+	// B turns auto-play on (a script's change: no user activation) and records.
+	if err := b.eval(`(() => { const x = document.getElementById('clipsAuto'); x.checked = true; x.dispatchEvent(new Event('change')); return true; })()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.click("#clips .clips-record")
+	b.waitClips("B recording", func(c pageClips) bool { return c.Recording })
+
+	record := func(what string) {
+		a.click("#clips .clips-record")
+		a.waitClips("A recording "+what, func(c pageClips) bool { return c.Recording })
+		time.Sleep(1500 * time.Millisecond)
+		a.click("#clips .clips-record")
+		a.waitClips("the preview of "+what, func(c pageClips) bool { return !c.Recording && c.Preview })
+	}
+
+	// A preview played and discarded: nothing posted.
+	record("a discarded clip")
+	if n := a.serverClips(); n != 0 {
+		t.Fatalf("a clip in preview is on the server already (%d)", n)
+	}
+	a.click("#clips .clips-preview-play")
+	var ends []playerEnd
+	a.waitFor("the preview played to its end", func() (bool, string) {
+		ends = a.playerEnds()
+		return len(ends) == 1, fmt.Sprintf("%+v", ends)
+	})
+	if !ends[0].Blob || ends[0].Width != 320 || ends[0].Height != 240 || ends[0].At < 1 {
+		t.Errorf("the preview played %+v; want the 320x240 recording of 1.5 s", ends[0])
+	}
+	a.click("#clips .clips-preview-discard")
+	a.waitClips("the preview gone", func(c pageClips) bool { return !c.Preview })
+	if n := a.serverClips(); n != 0 {
+		t.Errorf("a discarded clip was posted (%d on the server)", n)
+	}
+
+	// The second one uploaded.
+	record("an uploaded clip")
+	a.click("#clips .clips-preview-upload")
+	up := a.waitClips("the uploaded clip listed", func(c pageClips) bool { return !c.Preview && len(c.Rows) == 1 })
+	id := up.Rows[0].ID
+	if up.Rows[0].Kind != "video" || !up.Rows[0].Own {
+		t.Errorf("A's row: %+v", up.Rows[0])
+	}
+
+	// On B it waits for the end of B's recording.
+	b.waitClips("A's clip listed on B", func(c pageClips) bool { return len(c.Rows) == 1 && c.Rows[0].ID == id })
+	time.Sleep(time.Second)
+	if c := b.clips(); !c.Recording || c.Current != "" || len(c.Played) != 0 || len(b.playerEnds()) != 0 {
+		t.Fatalf("B plays a clip over its own recording: %+v", c)
+	}
+	b.click("#clips .clips-record")
+	blocked := b.waitClips("the autoplay hint on B", func(c pageClips) bool { return !c.Recording && c.Hint })
+	if len(blocked.Played) != 0 || blocked.Error != "" {
+		t.Errorf("B, blocked: %+v", blocked)
+	}
+	b.click("#clips .clips-preview-discard") // B's own recording (the room previews)
+	// One real click (a user activation) on the hint plays the queue.
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	_, err := chromedp.Run(ctx, chromedp.Click(chromedp.CSS("#clips .clips-hint")))
+	cancel()
+	if err != nil {
+		t.Fatalf("clicking the hint: %v", err)
+	}
+	played := b.waitClips("A's video clip played on B", func(c pageClips) bool { return len(c.Played) == 1 && c.Played[0] == id })
+	if played.Hint {
+		t.Errorf("the hint stays after the click: %+v", played)
+	}
+	ends = b.playerEnds()
+	if len(ends) != 1 || ends[0].Blob || ends[0].Width != 320 || ends[0].Height != 240 || ends[0].At < 1 {
+		t.Errorf("B played %+v; want A's 320x240 clip of 1.5 s from the server", ends)
+	}
+
+	// "Only from others" off: A's own new clip plays on A by itself.
+	if err := a.eval(`(() => { const x = document.getElementById('clipsAuto'); x.checked = true; x.dispatchEvent(new Event('change'));
+		document.getElementById('clipsOthers').click(); return !document.getElementById('clipsOthers').checked; })()`, &video); err != nil || !video {
+		t.Fatalf("turning 'only from others' off: %v %v", video, err)
+	}
+	record("A's own clip for itself")
+	a.click("#clips .clips-preview-upload")
+	own := a.waitClips("A's own clip played on A", func(c pageClips) bool { return len(c.Rows) == 2 && len(c.Played) == 1 })
+	if own.Played[0] != own.Rows[1].ID {
+		t.Errorf("A played %v, want its new clip %s", own.Played, own.Rows[1].ID)
+	}
+	for _, p := range []*page{a, b} {
+		if c := p.clips(); c.Error != "" {
+			t.Errorf("%s shows an error: %s", p.name, c.Error)
+		}
 	}
 }

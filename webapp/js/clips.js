@@ -55,6 +55,7 @@ export class ClipPanel {
     this.preview = null; // {blob, url}
     this.queue = []; // clips waiting to play
     this.current = null; // the clip playing
+    this.previewing = false; // the preview plays in the player
     this.played = []; // ids of clips that played to their end (tests read it)
     this._build();
     document.addEventListener('keydown', (e) => this._key(e, true));
@@ -80,7 +81,17 @@ export class ClipPanel {
     const autoLabel = el('label', 'clips-opt');
     autoLabel.title = 'Play new messages from others as they arrive';
     autoLabel.append(this.autoBox, ' auto-play');
-    bar.append(this.recordBtn, this.timer, videoLabel, autoLabel);
+    // "only from others" (on by default): with it off, one's own new clips play too (an echo
+    // check of what the others hear), posted here or from another session of the same person.
+    this.othersBox = el('input');
+    this.othersBox.type = 'checkbox';
+    this.othersBox.id = 'clipsOthers';
+    this.othersBox.checked = true;
+    const othersLabel = el('label', 'clips-opt');
+    othersLabel.title = 'Auto-play only the messages of others, not your own';
+    othersLabel.append(this.othersBox, ' only from others');
+    this.autoBox.addEventListener('change', () => { this.othersBox.disabled = !this.autoBox.checked; });
+    bar.append(this.recordBtn, this.timer, videoLabel, autoLabel, othersLabel);
     this.previewBox = el('div', 'clips-preview');
     this.previewBox.hidden = true;
     const play = button('Play', 'clips-preview-play');
@@ -88,7 +99,7 @@ export class ClipPanel {
     const upload = button('Upload', 'clips-preview-upload primary');
     upload.addEventListener('click', () => this._uploadPreview());
     const discard = button('Discard', 'clips-preview-discard');
-    discard.addEventListener('click', () => this._discardPreview());
+    discard.addEventListener('click', () => { this._discardPreview(); this._next(); });
     this.previewBox.append(el('span', 'clips-preview-label', 'Your message:'), play, upload, discard);
     this.hint = button('Click to play messages', 'clips-hint', 'The browser blocked playing sound before you clicked the page');
     this.hint.hidden = true;
@@ -116,6 +127,7 @@ export class ClipPanel {
     this.videoLabel.hidden = !lim.allowVideo;
     this.videoBox.checked = !!lim.videoOn;
     this.autoBox.checked = lim.autoPlay !== false;
+    this.othersBox.disabled = !this.autoBox.checked;
     this.recordBtn.disabled = !access.post;
     this.root.hidden = false;
     this._limitText();
@@ -282,12 +294,29 @@ export class ClipPanel {
     }
   }
 
+  // _playPreview plays the recording before it is posted; it holds the player like a clip
+  // does (what arrives meanwhile waits for its end).
   _playPreview() {
-    if (!this.preview) return;
-    this._stopPlayer();
+    if (!this.preview || this.recording) return;
+    this._pausePlayer();
+    const url = this.preview.url;
+    this.previewing = true;
     this.player.hidden = this.preview.blob.type.startsWith('audio');
-    this.player.src = this.preview.url;
-    this.player.play().catch((err) => this.onError(err));
+    const done = (err) => {
+      this.player.removeEventListener('ended', onEnded);
+      this.player.removeEventListener('error', onFail);
+      if (!this.previewing || this.player.src !== url) return;
+      this.previewing = false;
+      this.player.hidden = true;
+      if (err) this.onError(err);
+      this._next();
+    };
+    const onEnded = () => done();
+    const onFail = () => done(new Error('your recording cannot be played here'));
+    this.player.addEventListener('ended', onEnded);
+    this.player.addEventListener('error', onFail);
+    this.player.src = url;
+    this.player.play().catch((err) => done(err));
   }
 
   _uploadPreview() {
@@ -295,6 +324,7 @@ export class ClipPanel {
     const {blob} = this.preview;
     this._discardPreview();
     this._upload(blob);
+    this._next();
   }
 
   _discardPreview() {
@@ -333,7 +363,7 @@ export class ClipPanel {
 
   _added(clip) {
     this._row(clip);
-    if (!clip.isOwn() && this.autoBox.checked) {
+    if (this.autoBox.checked && (!clip.isOwn() || !this.othersBox.checked)) {
       this.queue.push(clip);
       this._next();
     }
@@ -360,6 +390,7 @@ export class ClipPanel {
 
   _stopPlayer() {
     this.current = null;
+    this.previewing = false;
     this.player._parleyClip = null;
     this.player.pause();
     this.player.removeAttribute('src');
@@ -376,7 +407,7 @@ export class ClipPanel {
   }
 
   _next() {
-    if (this.current || this.recording || !this.room || this.queue.length === 0) return;
+    if (this.current || this.previewing || this.recording || !this.room || this.queue.length === 0) return;
     const clip = this.queue.shift();
     this.current = clip;
     const li = this.list.querySelector(`[data-clip="${clip.id()}"]`);
