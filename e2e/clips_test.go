@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -328,6 +329,11 @@ func TestClipPreviewVideoAndAutoplay(t *testing.T) {
 	record := func(what string) {
 		a.click("#clips .clips-record")
 		a.waitClips("A recording "+what, func(c pageClips) bool { return c.Recording })
+		// While recording: the elapsed time and the room's limit.
+		a.waitFor("the elapsed time and the limit", func() (bool, string) {
+			s := a.text("#clips .clips-timer")
+			return regexp.MustCompile(`^(0\.[1-9]|1\.[0-9]) / 1800 s$`).MatchString(s), s
+		})
 		time.Sleep(1500 * time.Millisecond)
 		a.click("#clips .clips-record")
 		a.waitClips("the preview of "+what, func(c pageClips) bool { return !c.Recording && c.Preview })
@@ -358,7 +364,9 @@ func TestClipPreviewVideoAndAutoplay(t *testing.T) {
 	a.click("#clips .clips-preview-upload")
 	up := a.waitClips("the uploaded clip listed", func(c pageClips) bool { return !c.Preview && len(c.Rows) == 1 })
 	id := up.Rows[0].ID
-	if up.Rows[0].Kind != "video" || !up.Rows[0].Own {
+	// The row: author, time, duration, size, kind.
+	if up.Rows[0].Kind != "video" || !up.Rows[0].Own ||
+		!regexp.MustCompile(`^A\s+\d\d:\d\d\s+[12]\.\d s\s+(\d+ kB|\d+\.\d MB)\s+video\s`).MatchString(up.Rows[0].Text) {
 		t.Errorf("A's row: %+v", up.Rows[0])
 	}
 

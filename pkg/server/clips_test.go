@@ -439,3 +439,35 @@ func TestClipNotificationEmail(t *testing.T) {
 		t.Errorf("a clip's signed link lists the room: %d", got.status)
 	}
 }
+
+// TestClipDiskFloor: clips share the recordings' floor of free disk space
+// (recordings.min_free_bytes): an upload that could take free space below
+// it is refused (507 DISK_LOW) before its body is stored, and taken again
+// once there is room.
+func TestClipDiskFloor(t *testing.T) {
+	var mu sync.Mutex
+	lim := clips.DefaultLimits()
+	lim.MaxBlobBytes = 1_000_000
+	const floor = 100_000_000
+	free := int64(floor + 500_000) // less than one clip above the floor
+	srv := clipServer(t, t.TempDir(), func(string) clips.Limits { return lim }, func(c *server.Config) {
+		c.Recordings.MinFreeBytes = floor
+		c.Clips.FreeSpace = func(string) (int64, error) { mu.Lock(); defer mu.Unlock(); return free, nil }
+	})
+	tok := token(t, "disk", "join", "chat")
+	clip := clipBytes(t, 1, false)
+	if st, out := post(t, srv, "disk", tok, clip); st != http.StatusInsufficientStorage || out["code"] != clips.CodeDiskLow {
+		t.Errorf("near the floor: %d %v", st, out)
+	}
+	var list struct{ Clips []protocol.Clip }
+	_ = json.Unmarshal(fetch(t, "GET", srv.URL()+"/api/rooms/disk/clips", bearer(tok)).body, &list)
+	if len(list.Clips) != 0 {
+		t.Errorf("a refused clip is listed: %+v", list.Clips)
+	}
+	mu.Lock()
+	free = floor + 2*lim.MaxBlobBytes
+	mu.Unlock()
+	if st, out := post(t, srv, "disk", tok, clip); st != http.StatusCreated {
+		t.Errorf("with room above the floor: %d %v", st, out)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/client"
-	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/recorder"
@@ -41,20 +40,21 @@ func bandVolume(t *testing.T, path string, freq int, from, dur float64) float64 
 
 // TestClipInRecordedSession: a clip posted while the room is recorded is
 // listed in the session's manifest (time, author, its own copy of the
-// file), and, the room's settings saying mix, the mix plays it at that
-// time: a 3 kHz tone there and not before (the publisher sends 440 Hz).
+// file), and, the room's preset saying mix (its clips block), the mix plays
+// it at that time: a 3 kHz tone there and not before (the publisher sends
+// 440 Hz).
 func TestClipInRecordedSession(t *testing.T) {
 	dir := t.TempDir()
 	settings := mixer.DefaultSettings()
 	settings.Width, settings.Height = 320, 180
-	lim := clips.DefaultLimits()
-	lim.Mix = true
+	rooms := roomsDir(t, map[string]string{"mixed.yaml": "rooms: [mixed]\nclips: {mix: true}\n"})
 	srv := testServer(t, func(c *server.Config) {
 		c.RecordsDir = dir
 		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
 		c.Rooms.IdleTimeout = 300 * time.Millisecond
 		c.Auth.Tokens = testVerifier(t)
-		c.Clips = &server.ClipsConfig{Dir: t.TempDir(), Limits: func(string) clips.Limits { return lim }}
+		c.Auth.RoomsDir = rooms
+		c.Clips = &server.ClipsConfig{Dir: t.TempDir()}
 	})
 	a := dial(t, srv, client.Options{Username: "a"})
 	if _, err := a.Join(ctxT(t, 5*time.Second), client.JoinOptions{Room: "mixed", Name: "Ann", Record: true}); err != nil {
