@@ -47,7 +47,7 @@ func (s *Session) AddClip(src string, posted time.Time, e ClipEntry) error {
 	e.OffsetMs = max(posted.Sub(start).Milliseconds(), 0)
 	dst := filepath.Join(s.dir, e.File)
 	if err := os.Link(src, dst); err != nil {
-		if err := copyFile(src, dst); err != nil {
+		if err := copyClipFile(src, dst); err != nil {
 			return fmt.Errorf("copy clip into the recording: %w", err)
 		}
 	}
@@ -61,7 +61,9 @@ func (s *Session) AddClip(src string, posted time.Time, e ClipEntry) error {
 	return s.saveLocked()
 }
 
-func copyFile(src, dst string) error {
+// copyClipFile copies a clip into the session's folder through a .partial file,
+// renamed when it is complete (a crash leaves no half clip under its name).
+func copyClipFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
