@@ -10,6 +10,10 @@
 //
 // docs/roomapi.md is the reference. Plain ES module, no dependencies.
 
+import {ClipStore, ClipError, Clip} from './clipapi.js';
+
+export {ClipError, Clip};
+
 export const SESSION_STATUS = Object.freeze({
   ESTABLISHED: 'ESTABLISHED',
   FAILED: 'FAILED',
@@ -35,6 +39,9 @@ export const ROOM_EVENT = Object.freeze({
   ENDED: 'ENDED',
   // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
   RECORDING: 'RECORDING',
+  // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
+  CLIP_ADDED: 'CLIP_ADDED',
+  CLIP_DELETED: 'CLIP_DELETED',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -353,6 +360,7 @@ class Connection extends Emitter {
     // A resumed session brings fresh TURN credentials for the ICE restarts below.
     if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
     if (s.limits) this._limits = s.limits;
+    if (s.clips && this._room) this._room._clipStore._setAccess(s.clips);
     if (mode === 'reconnect') {
       this._stopReconnect();
       const room = this._room;
@@ -543,6 +551,7 @@ class Room extends Emitter {
     this._sub = null; // {pc, queue, lastRestart}
     this._joined = false;
     this._left = false;
+    this._clipStore = new ClipStore(this, (ev, arg) => this._emit(ev, arg));
     let resolve, reject;
     /** Resolves with the room once the server confirmed the join; rejects with its error. */
     this.ready = new Promise((res, rej) => { resolve = res; reject = rej; });
@@ -625,6 +634,13 @@ class Room extends Emitter {
   getLocalStreams() { return [...this._local]; }
   isJoined() { return this._joined && !this._left; }
 
+  /** Media messages (clipapi.js): this participant's access ({post, moderate, self, limits}) or null. */
+  clipsAccess() { return this._clipStore.access(); }
+  /** Posts a recorded clip (a Blob); resolves with the Clip. meta: {onProgress(fraction)}. */
+  postClip(blob, meta) { return this._clipStore.post(blob, meta); }
+  /** Fetches the room's clips, oldest first. */
+  getClips() { return this._clipStore.list(); }
+
   /**
    * Sends chat text to everyone, or only to `to` (a participant name). Resolves with {ts}.
    */
@@ -683,8 +699,9 @@ class Room extends Emitter {
     if (this._record) msg.record = true;
     if (this._password) msg.password = this._password;
     try {
-      await conn._request(msg);
+      const reply = await conn._request(msg);
       if (this._left) return;
+      if (reply && reply.clips) this._clipStore._setAccess(reply.clips);
       this._joined = true;
       storeResumeToken(this._name, this._self, conn._token);
       this._ready.resolve(this);
@@ -835,6 +852,8 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.RECORDING, this, info);
         return;
       }
+      case 'CLIP_ADDED':
+      case 'CLIP_DELETED': this._clipStore._onEvent(m); return;
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
@@ -1493,6 +1512,7 @@ export const RoomApi = {
   STREAM_STATUS,
   CONNECTION_EVENT,
   RoomApiError,
+  ClipError,
   decodableCodecs,
   storedResumeToken,
   // Flashphoner's name for ROOM_EVENT (Flashphoner.roomApi.events, RoomApi.events).
