@@ -86,6 +86,9 @@ type Engine struct {
 	localCandidates   bool
 	ignoredCandidates atomic.Uint64
 
+	// hooks let tests run code at chosen points; all nil in production.
+	hooks testHooks
+
 	mu      sync.Mutex
 	routers map[*Router]struct{}
 	// Totals of closed subscribers and publications, so the counters in
@@ -93,6 +96,13 @@ type Engine struct {
 	retiredSent, retiredDropped, retiredReceived atomic.Uint64
 	retiredNACKed, retiredRetransmitted          atomic.Uint64
 	retiredRtxLate, retiredRtxOver               atomic.Uint64
+}
+
+// testHooks are points where tests interleave code with the engine's.
+type testHooks struct {
+	// publishConnMade runs when a publication has made its connection and
+	// has not stored it yet.
+	publishConnMade func(*publication, *webrtc.PeerConnection)
 }
 
 // Stats are the media plane's packet counters since start.

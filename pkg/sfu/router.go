@@ -334,7 +334,11 @@ func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) 
 		if err != nil {
 			return err
 		}
-		if err := pub.pc.AddICECandidate(c); err != nil {
+		pc, err := pub.conn()
+		if err != nil {
+			return err
+		}
+		if err := pc.AddICECandidate(c); err != nil {
 			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad ICE candidate: " + err.Error()}
 		}
 		return nil
