@@ -180,8 +180,7 @@ func newPublication(peer *Peer, id, kind string) *publication {
 
 // start creates the publish connection and answers the client's offer.
 func (pub *publication) start(offer string) (string, error) {
-	offered, err := checkOffer(offer)
-	if err != nil {
+	if _, err := checkOffer(offer); err != nil {
 		return "", err
 	}
 	e := pub.peer.router.engine
@@ -229,7 +228,7 @@ func (pub *publication) start(offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
 	}
-	pub.peer.router.preferCodecs(pc, pub.peer, offered)
+	pub.peer.router.preferCodecs(pc, pub.peer, offer)
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", &protocol.Error{Code: protocol.CodeUnsupportedCodec, Reason: "cannot answer the offer: " + err.Error()}

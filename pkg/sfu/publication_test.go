@@ -12,7 +12,7 @@ import (
 // nopSignal drops what the media plane tells a participant.
 type nopSignal struct{}
 
-func (nopSignal) SubscribeOffer(string, map[string]string)           {}
+func (nopSignal) SubscribeOffer(string, map[string]string)          {}
 func (nopSignal) Candidate(string, string, webrtc.ICECandidateInit) {}
 func (nopSignal) StreamStatus(string, string, string, string)       {}
 func (nopSignal) PublishStatus(string, string, string)              {}

@@ -95,6 +95,9 @@ type subscriber struct {
 	pending     bool
 	restart     bool
 	closed      bool
+	// decoders is what the client decodes: its declaration, narrowed by
+	// its answers (h264profile.go).
+	decoders decoderSet
 	// early holds the client's candidates that arrived before its answer
 	// (a client trickles as soon as it sets its answer, so they can overtake
 	// it); they are applied once the answer is.
@@ -106,13 +109,14 @@ type subscriber struct {
 
 func newSubscriber(peer *Peer, queueSize int) *subscriber {
 	return &subscriber{
-		peer:    peer,
-		log:     peer.log,
-		queue:   queue.New[queued](queueSize),
-		writer:  peer.router.engine.writers.assign(),
-		tracks:  make(map[*forwarder]*downTrack),
-		streams: make(map[string]*streamState),
-		bwe:     bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
+		peer:     peer,
+		log:      peer.log,
+		queue:    queue.New[queued](queueSize),
+		writer:   peer.router.engine.writers.assign(),
+		tracks:   make(map[*forwarder]*downTrack),
+		streams:  make(map[string]*streamState),
+		bwe:      bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
+		decoders: decoderSet{declared: peer.codecs},
 	}
 }
 
@@ -332,6 +336,14 @@ func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 		s.reportLocked()
 		return false
 	}
+	if !s.decoders.decodes(f.codec) {
+		// The MIME type, but not this configuration (an H.264 High
+		// stream, and the client decodes Constrained Baseline only).
+		s.tracks[f] = nil
+		st.unsupported = append(st.unsupported, codecLabel(f.codec))
+		s.reportLocked()
+		return false
+	}
 	if err := s.ensurePCLocked(); err != nil {
 		s.log.Error("subscribe connection", "err", err)
 		return false
@@ -450,6 +462,8 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the answer does not fit the offer: " + err.Error()}
 	}
 	s.negotiating = false
+	s.decoders.answered = answeredCodecs(sdp)
+	s.dropRefusedLocked()
 	for _, c := range s.early {
 		if err := s.pc.AddICECandidate(c); err != nil {
 			s.log.Debug("early subscribe candidate refused", "err", err)
@@ -465,6 +479,37 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		s.negotiateLocked()
 	}
 	return nil
+}
+
+// dropRefusedLocked takes out of the connection the tracks that no codec of
+// the answer can carry (downTrack.Bind refused them: an H.264 profile the
+// client does not decode): the stream is reported with the reason, and the
+// next offer leaves the track out.
+func (s *subscriber) dropRefusedLocked() {
+	for f, d := range s.tracks {
+		if d == nil || !d.refused.Load() {
+			continue
+		}
+		d.detachAll()
+		if err := s.pc.RemoveTrack(d.sender); err != nil {
+			s.log.Debug("remove refused track", "track", f.id, "err", err)
+		}
+		s.tracks[f] = nil
+		if st := s.streams[f.streamID]; st != nil {
+			st.tracks--
+			st.unsupported = append(st.unsupported, codecLabel(f.codec))
+		}
+		s.log.Info("track not sent: the client's answer has no codec that carries it", "track", f.id, "codec", codecLabel(f.codec))
+		s.pending = true
+	}
+}
+
+// decodes reports whether the client decodes a stream of codec c, as far
+// as its declaration and answers tell.
+func (s *subscriber) decodes(c webrtc.RTPCodecCapability) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decoders.decodes(c)
 }
 
 // reportLocked sends each stream's status when it changed: PLAYING once its

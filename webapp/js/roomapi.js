@@ -130,16 +130,28 @@ function forgetResumeTokenValue(token) {
   } catch { /* ignore */ }
 }
 
-/** The MIME types this page can decode, as sent in join.codecs. */
+/**
+ * The MIME types this page can decode, as sent in join.codecs; H.264 also once per profile it
+ * decodes ("video/H264;profile-level-id=42e01f;packetization-mode=1"), so the server never sends
+ * it a profile it cannot decode.
+ */
 export function decodableCodecs() {
   const out = [];
   if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return out;
+  let h264 = 0;
   for (const kind of ['audio', 'video']) {
     const caps = RTCRtpReceiver.getCapabilities(kind);
     for (const c of (caps && caps.codecs) || []) {
       const sub = c.mimeType.split('/')[1]?.toLowerCase() || '';
       if (sub === 'rtx' || sub === 'red' || sub === 'ulpfec' || sub.startsWith('flexfec')) continue;
       if (!out.some((m) => m.toLowerCase() === c.mimeType.toLowerCase())) out.push(c.mimeType);
+      const fmtp = c.sdpFmtpLine || '';
+      const plid = /profile-level-id=([0-9a-fA-F]{6})/.exec(fmtp);
+      if (sub === 'h264' && plid && h264 < 16) {
+        const mode = /packetization-mode=(\d)/.exec(fmtp);
+        const entry = `${c.mimeType};profile-level-id=${plid[1].toLowerCase()};packetization-mode=${mode ? mode[1] : 0}`;
+        if (!out.includes(entry)) { out.push(entry); h264++; }
+      }
     }
   }
   return out;
