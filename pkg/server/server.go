@@ -463,6 +463,23 @@ func (s *Server) metricsHandler() http.Handler {
 			return float64(st.PionSubscribers)
 		}))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_stops_total",
+		Help: "Subscribe connections that stopped sending because ICE failed (the client's consent expired); they resume on a new candidate pair."},
+		func() float64 { return float64(s.engine.Stats().PathStops) }))
+	for reason, get := range map[string]func(sfu.Stats) uint64{
+		"no_route":    func(st sfu.Stats) uint64 { return st.FallbacksNoRoute },
+		"no_progress": func(st sfu.Stats) uint64 { return st.FallbacksNoProgress },
+		"refused":     func(st sfu.Stats) uint64 { return st.FallbacksRefused },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_fallbacks_total",
+			Help: "Subscribe connections whose RTP left the direct path for pion's SRTP session, by reason: no_route (the selected " +
+				"candidate pair is on no socket of the server), no_progress (the receiver's reports showed nothing of what was sent: " +
+				"wrong keys); refused: one that could not fall back without reusing the keystream, and stopped.",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(get(s.engine.Stats())) }))
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_pion_path_refused_writes_total",
+		Help: "RTP and RTCP writes refused on pion's SRTP session of a connection whose RTP goes on the direct path (the same keys)."},
+		func() float64 { return float64(s.engine.Stats().GuardRefused) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
 		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_sent_datagrams_total",

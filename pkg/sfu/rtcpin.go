@@ -34,6 +34,7 @@ type rxStats struct {
 	jitter       atomic.Uint32 // RTP clock units
 	rtt          atomic.Int64  // ns; 0 unknown
 	reports      atomic.Uint64
+	highest      atomic.Uint32 // extended highest sequence number received
 }
 
 // onRTCP handles one compound RTCP packet from the subscriber about d's
@@ -66,9 +67,11 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 						LostPackets: rtcp.PacketBitmap(binary.BigEndian.Uint16(p[2:]))})
 				}
 				if len(nacks) > 0 {
+					d.sub.markProgress(now) // it read the packets around the gap
 					d.nack(nacks)
 				}
 			case fmtTWCC:
+				d.sub.markProgress(now)
 				d.sub.bwe.OnFeedback(pkt, now)
 			}
 		case rtcpPSFB:
@@ -102,6 +105,9 @@ func (d *downTrack) onReportBlocks(blocks []byte, count int, now time.Time) {
 		st.totalLost.Store(lost)
 		st.jitter.Store(binary.BigEndian.Uint32(blocks[12:]))
 		st.reports.Add(1)
+		if hi := binary.BigEndian.Uint32(blocks[8:]); st.highest.Swap(hi) != hi {
+			d.sub.markProgress(now)
+		}
 		lsr, dlsr := binary.BigEndian.Uint32(blocks[16:]), binary.BigEndian.Uint32(blocks[20:])
 		if lsr != 0 {
 			mid := uint32(toNTP(now) >> 16)
