@@ -17,8 +17,8 @@ func (nopSignal) Candidate(string, string, webrtc.ICECandidateInit) {}
 func (nopSignal) StreamStatus(string, string, string, string)       {}
 func (nopSignal) PublishStatus(string, string, string)              {}
 
-// clientOffer is a publisher's offer of one Opus track, as pion makes it.
-func clientOffer(t *testing.T) string {
+// pionClientOffer is a publisher's offer of one Opus track, as pion makes it.
+func pionClientOffer(t *testing.T) string {
 	t.Helper()
 	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -51,7 +51,7 @@ func TestCloseDuringPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	offer := clientOffer(t)
+	offer := pionClientOffer(t)
 
 	var mu sync.Mutex
 	var made []*webrtc.PeerConnection

@@ -106,6 +106,7 @@ type subscriber struct {
 	pending     bool
 	restart     bool
 	closed      bool
+	refusals    int // answers refused in a row (negotiation.go)
 	// decoders is what the client decodes: its declaration, narrowed by
 	// its answers (h264profile.go).
 	decoders decoderSet
@@ -427,6 +428,9 @@ func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 		return false
 	}
 	d.sender = sender
+	if err := narrowCodecs(s.pc, sender, f.codec.MimeType); err != nil {
+		s.log.Debug("subscribe offer keeps every codec", "track", f.id, "err", err)
+	}
 	s.tracks[f] = d
 	st.tracks++
 	st.negotiated = false
@@ -534,6 +538,7 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the answer does not fit the offer: " + err.Error()}
 	}
 	s.negotiating = false
+	s.refusals = 0
 	s.decoders.answered = answeredCodecs(sdp)
 	s.dropRefusedLocked()
 	for _, c := range s.early {
