@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley/parley/internal/netnstest"
 	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/sfu"
 )
@@ -24,6 +25,10 @@ type udpRelay struct {
 	down, up *net.UDPConn // the client's side, the server's side
 	server   *net.UDPAddr
 	cut      atomic.Bool
+	// dropEvery, when set, drops every n-th SRTP datagram from the server
+	// (a lossy link).
+	dropEvery atomic.Int64
+	seen      atomic.Int64
 	// fromServer counts the server's SRTP/SRTCP datagrams (not STUN, not
 	// DTLS: RFC 7983's first byte 128-191); cutDrops those dropped while cut.
 	fromServer, cutDrops atomic.Int64
@@ -64,6 +69,11 @@ func (r *udpRelay) run(c *net.UDPConn, fromClient bool) {
 		srtp := n > 0 && buf[0] >= 128 && buf[0] <= 191
 		if !fromClient && srtp {
 			r.fromServer.Add(1)
+		}
+		if every := r.dropEvery.Load(); every > 0 && !fromClient && srtp && n > 12 && (buf[1] < 192 || buf[1] > 223) {
+			if r.seen.Add(1)%every == 0 {
+				continue // RTP (not RTCP: RFC 5761's packet types 192-223)
+			}
 		}
 		if r.cut.Load() {
 			if !fromClient && srtp {
@@ -295,4 +305,69 @@ func TestNoRouteFallsBackToPion(t *testing.T) {
 			t.Error("/metrics does not count the fallback")
 		}
 	})
+}
+
+// A subscriber is told how it receives each remote track, from its own
+// receiver reports: QUALITY names the publisher's audio and video with the
+// loss the relay between them causes (every 8th RTP datagram dropped) and
+// a measured round trip; /metrics aggregates the reports' loss, jitter and
+// round trip as histograms.
+func TestReceiverReportQuality(t *testing.T) {
+	srv := testServer(t, nil)
+	relay := newUDPRelay(t, srv)
+	relay.dropEvery.Store(8)
+	a := dial(t, srv, client.Options{Username: "a"})
+	join(t, a, "quality", "a")
+	b := dial(t, srv, client.Options{Username: "b", ICE: relay.ice()})
+	join(t, b, "quality", "b")
+	cam := publishCamera(t, a)
+	if _, err := b.WaitRemoteTracks(ctxT(t, 20*time.Second), 2); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	lossy, rtt := false, false
+	deadline := time.After(20 * time.Second)
+	for !(seen["audio"] && seen["video"] && lossy && rtt) {
+		select {
+		case ev := <-b.Events():
+			if ev.Event != protocol.EventQuality {
+				continue
+			}
+			for _, q := range ev.Quality {
+				if q.StreamID != cam.ID() || q.Name != "a" || q.LossPct < 0 || q.LossPct > 100 || q.JitterMS < 0 {
+					t.Fatalf("quality %+v", q)
+				}
+				seen[q.Kind] = true
+				lossy = lossy || q.LossPct > 0
+				rtt = rtt || q.RTTMS > 0
+			}
+		case <-deadline:
+			t.Fatalf("after 20 s: QUALITY named %v, loss seen %v, round trip seen %v", seen, lossy, rtt)
+		}
+	}
+	m := metricsText(t, srv)
+	for _, name := range []string{"parley_subscriber_loss_ratio", "parley_subscriber_jitter_seconds", "parley_subscriber_rtt_seconds"} {
+		i := strings.Index(m, name+"_count ")
+		if i < 0 {
+			t.Errorf("/metrics has no %s", name)
+			continue
+		}
+		line := m[i:]
+		line = line[:strings.IndexByte(line, '\n')]
+		if n, err := strconv.Atoi(strings.TrimPrefix(line, name+"_count ")); err != nil || n == 0 {
+			t.Errorf("%s: %q, want observations", name, line)
+		}
+	}
+	// The lossy link shows in the histogram: not every report said 0.
+	if strings.Contains(m, "parley_subscriber_loss_ratio_bucket{le=\"0\"} ") {
+		i := strings.Index(m, "parley_subscriber_loss_ratio_bucket{le=\"0\"} ")
+		zero := m[i+len("parley_subscriber_loss_ratio_bucket{le=\"0\"} "):]
+		zero = zero[:strings.IndexByte(zero, '\n')]
+		j := strings.Index(m, "parley_subscriber_loss_ratio_count ")
+		all := m[j+len("parley_subscriber_loss_ratio_count "):]
+		all = all[:strings.IndexByte(all, '\n')]
+		if zero == all {
+			t.Errorf("every one of %s reports said no loss", all)
+		}
+	}
 }

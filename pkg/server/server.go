@@ -189,18 +189,21 @@ type Server struct {
 	engine *sfu.Engine
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
-	rooms        *room.Registry
-	access       *access.Policy
-	hub          *signaling.Hub
-	http         *http.Server
-	ln           net.Listener
-	metricsHTTP  *http.Server // nil: /metrics is on http
-	metricsLn    net.Listener
-	served       chan error
-	turn         *turnserver.Server
-	recs         *recordings
-	mixes        *mixer.Queue
-	stop         context.CancelFunc // ends the mix queue's work
+	// quality are the subscribers' receiver reports' loss, jitter and
+	// round trip (sfu.Config.Quality).
+	quality     []prometheus.Histogram
+	rooms       *room.Registry
+	access      *access.Policy
+	hub         *signaling.Hub
+	http        *http.Server
+	ln          net.Listener
+	metricsHTTP *http.Server // nil: /metrics is on http
+	metricsLn   net.Listener
+	served      chan error
+	turn        *turnserver.Server
+	recs        *recordings
+	mixes       *mixer.Queue
+	stop        context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -227,6 +230,18 @@ func New(cfg Config) (*Server, error) {
 			"(the oldest packet of each burst to each subscriber).",
 		Buckets: []float64{.0002, .0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1}})
 	cfg.Media.ForwardDelay = forwardDelay
+	quality := []prometheus.Histogram{
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_loss_ratio",
+			Help:    "Fraction of packets lost, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{0, .005, .01, .02, .05, .1, .2, .5, 1}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_jitter_seconds",
+			Help:    "Interarrival jitter, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{.001, .002, .005, .01, .02, .03, .05, .1, .2, .5}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_rtt_seconds",
+			Help:    "Round trip to subscribers, measured from their receiver reports of the server's sender reports (one observation per report).",
+			Buckets: []float64{.001, .005, .01, .02, .05, .1, .15, .2, .3, .5, 1, 2}}),
+	}
+	cfg.Media.Quality = sfu.QualityObservers{Loss: quality[0], Jitter: quality[1], RTT: quality[2]}
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
 		return nil, err
@@ -290,7 +305,7 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, quality: quality, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, mixes: mixes}
 
 	closeAll := func() {
@@ -490,6 +505,9 @@ func (s *Server) metricsHandler() http.Handler {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
+	for _, h := range s.quality {
+		reg.MustRegister(h)
+	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_ignored_candidates_total",
 		Help: "Client ICE candidates ignored because they name a loopback, link-local, unspecified or broadcast address, or a host name."},
 		func() float64 { return float64(s.engine.IgnoredCandidates()) }))

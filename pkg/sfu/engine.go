@@ -62,6 +62,18 @@ type Config struct {
 	ICE ICETimeouts
 	// Faults injects faults for tests; the zero value injects none.
 	Faults Faults
+	// Quality, if set, observes each subscriber receiver report's figures
+	// about a track (prometheus.Histograms fit); QualityInterval is how
+	// often each subscriber is told its own (QualitySignal; 2 s when 0).
+	Quality         QualityObservers
+	QualityInterval time.Duration
+}
+
+// QualityObservers take the figures of subscribers' receiver reports: the
+// fraction lost (0 to 1), the interarrival jitter and the round trip, in
+// seconds. Any may be nil.
+type QualityObservers struct {
+	Loss, Jitter, RTT Observer
 }
 
 // ICETimeouts are the ICE agents' timers (pion's defaults when zero).
@@ -123,6 +135,10 @@ type Engine struct {
 	// What happened to subscribe connections' send paths (direct.go).
 	pathStops, fallbacksNoRoute, fallbacksNoProgress, fallbacksRefused atomic.Uint64
 	guardRefused                                                       atomic.Uint64
+	// The quality loop (quality.go).
+	qualityDone chan struct{}
+	qualityOnce sync.Once
+	qualityWG   sync.WaitGroup
 }
 
 // testHooks are points where tests interleave code with the engine's.
@@ -309,6 +325,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.writers = newWriterPool(runtime.GOMAXPROCS(0), bn.flush, cfg.ForwardDelay)
+	e.qualityDone = make(chan struct{})
+	e.qualityWG.Add(1)
+	go e.qualityLoop()
 	return e, nil
 }
 
@@ -425,6 +444,10 @@ func (e *Engine) Close() error {
 	}
 	if e.writers != nil {
 		e.writers.close()
+	}
+	if e.qualityDone != nil {
+		e.qualityOnce.Do(func() { close(e.qualityDone) })
+		e.qualityWG.Wait()
 	}
 	return errors.Join(errs...)
 }

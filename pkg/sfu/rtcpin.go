@@ -112,14 +112,16 @@ func (d *downTrack) onReportBlocks(blocks []byte, count int, now time.Time) {
 			d.sub.markProgress(now)
 		}
 		lsr, dlsr := binary.BigEndian.Uint32(blocks[16:]), binary.BigEndian.Uint32(blocks[20:])
+		var rtt time.Duration
 		if lsr != 0 {
 			mid := uint32(toNTP(now) >> 16)
 			if units := mid - lsr - dlsr; units < 1<<31 {
-				rtt := time.Duration(uint64(units) * uint64(time.Second) >> 16)
-				st.rtt.Store(int64(max(rtt, time.Microsecond)))
-				d.sub.bwe.SetRTT(max(rtt, time.Microsecond))
+				rtt = max(time.Duration(uint64(units)*uint64(time.Second)>>16), time.Microsecond)
+				st.rtt.Store(int64(rtt))
+				d.sub.bwe.SetRTT(rtt)
 			}
 		}
+		d.observeReport(blocks[4], binary.BigEndian.Uint32(blocks[12:]), rtt)
 		d.sub.bwe.OnReceiverLoss(float64(blocks[4])/256, now)
 	}
 }

@@ -97,6 +97,8 @@ type subscriber struct {
 	progressAt atomic.Int64
 	consented  atomic.Bool // the connection is connected
 	health     pathHealth
+	// observe takes the figures of its receiver reports (quality.go).
+	observe *QualityObservers
 
 	mu          sync.Mutex
 	pc          *webrtc.PeerConnection
@@ -129,6 +131,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		streams:  make(map[string]*streamState),
 		bwe:      bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
 		decoders: decoderSet{declared: peer.codecs},
+		observe:  &peer.router.engine.cfg.Quality,
 	}
 }
 

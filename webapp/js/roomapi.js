@@ -35,6 +35,9 @@ export const ROOM_EVENT = Object.freeze({
   ENDED: 'ENDED',
   // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
   RECORDING: 'RECORDING',
+  // Parley extension: how this client receives a remote stream, from its own receiver reports
+  // (every few seconds): handler(participant, stream, stream.quality()).
+  QUALITY: 'QUALITY',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -798,6 +801,17 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'QUALITY': {
+        const changed = new Set();
+        for (const q of m.quality || []) {
+          const remote = this._remote.get(q.streamId);
+          if (!remote || (q.kind !== 'audio' && q.kind !== 'video')) continue;
+          remote._quality[q.kind] = {lossPct: +q.lossPct || 0, jitterMs: +q.jitterMs || 0, rttMs: +q.rttMs || 0};
+          changed.add(remote);
+        }
+        for (const remote of changed) this._emit(ROOM_EVENT.QUALITY, remote._participant, remote, remote.quality());
+        return;
+      }
       case 'MUTED':
       case 'UNMUTED': {
         const muted = m.event === 'MUTED';
@@ -1035,8 +1049,18 @@ class RemoteStream extends Emitter {
     this._reason = '';
     this._displays = new Map(); // element given to play -> the <video>/<audio> that shows the stream
     this._mediaStream = room._media.get(info.id) || null;
+    this._quality = {};
   }
   id() { return this._id; }
+  /**
+   * How this client receives the stream, per kind, from its last receiver reports:
+   * {audio: {lossPct, jitterMs, rttMs}, video: {...}} (a kind is absent until reported on).
+   */
+  quality() {
+    const out = {};
+    for (const [k, v] of Object.entries(this._quality)) out[k] = {...v};
+    return out;
+  }
   /** 'camera' or 'screen'. */
   kind() { return this._info.kind || 'camera'; }
   /** Its tracks as announced: [{kind: 'audio'|'video', codec}]. */
