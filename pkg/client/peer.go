@@ -47,6 +47,9 @@ func codecTable() []webrtc.RTPCodecParameters {
 }
 
 // filterCodecs keeps the codecs whose MIME type is in mimes (and their RTX).
+// An entry may name fmtp parameters after the MIME type
+// ("video/H264;profile-level-id=42e01f"): then only the codecs of that MIME
+// type whose fmtp line has those parameters.
 func filterCodecs(all []webrtc.RTPCodecParameters, mimes []string) []webrtc.RTPCodecParameters {
 	if len(mimes) == 0 {
 		return all
@@ -58,7 +61,7 @@ func filterCodecs(all []webrtc.RTPCodecParameters, mimes []string) []webrtc.RTPC
 			continue
 		}
 		for _, m := range mimes {
-			if strings.EqualFold(m, c.MimeType) {
+			if codecEntryMatches(m, c) {
 				keepPT[c.PayloadType] = true
 				out = append(out, c)
 				break
@@ -314,4 +317,29 @@ func (c *Client) onRemoteCandidate(cand protocol.Candidate) {
 	default:
 		c.log.Warn("candidate with unknown target", "target", cand.Target)
 	}
+}
+
+// codecEntryMatches reports whether a join codec entry (a MIME type, maybe
+// with fmtp parameters) names c.
+func codecEntryMatches(entry string, c webrtc.RTPCodecParameters) bool {
+	mime, params, _ := strings.Cut(entry, ";")
+	if !strings.EqualFold(strings.TrimSpace(mime), c.MimeType) {
+		return false
+	}
+	have := map[string]string{}
+	for _, kv := range strings.Split(c.SDPFmtpLine, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			have[strings.ToLower(strings.TrimSpace(k))] = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	for _, kv := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		if have[strings.ToLower(strings.TrimSpace(k))] != strings.ToLower(strings.TrimSpace(v)) {
+			return false
+		}
+	}
+	return true
 }

@@ -45,6 +45,11 @@ var (
 		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
 	}
+	// codecH264High is a High profile stream's (profile_idc 100).
+	codecH264High = webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f",
+	}
 	codecOpus = webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 		SDPFmtpLine: "minptime=10;useinbandfec=1",
@@ -264,6 +269,11 @@ func parseH264(data []byte, fps int, loop bool) (*memSource, error) {
 			if typ == 5 {
 				auKey = true
 			}
+		}
+		if typ == 7 && len(nal) >= 4 && nal[1] == 100 {
+			// The SPS says High profile: the stream is offered as such
+			// (a Constrained Baseline decoder could not decode it).
+			src.codec = codecH264High
 		}
 		au = append(au, annexBStart...)
 		au = append(au, nal...)

@@ -83,6 +83,10 @@ const (
 	// evicted to make room.
 	EventClipAdded   = "CLIP_ADDED"
 	EventClipDeleted = "CLIP_DELETED"
+	// EventQuality tells a subscriber how it receives each remote track,
+	// from its own receiver reports (loss, jitter) and the round trip the
+	// server measured from them, every few seconds (Quality).
+	EventQuality = "QUALITY"
 )
 
 // Recording statuses (RECORDING's status).
@@ -473,6 +477,22 @@ type Event struct {
 	// ("paused": this client's link cannot carry it; Reason says so) or
 	// resumed ("playing").
 	Video string `json:"video,omitempty"`
+
+	// QUALITY: one entry per remote track the subscriber reported on.
+	Quality []TrackQuality `json:"quality,omitempty"`
+}
+
+// TrackQuality is how a subscriber receives one remote track, from its last
+// receiver report about it.
+type TrackQuality struct {
+	StreamID string `json:"streamId"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"` // audio or video
+	// LossPct is the loss over the report's interval, in percent; JitterMS
+	// the interarrival jitter; RTTMS the round trip (0: not measured yet).
+	LossPct  float64 `json:"lossPct"`
+	JitterMS float64 `json:"jitterMs"`
+	RTTMS    float64 `json:"rttMs"`
 }
 
 // Video states of STREAM_STATUS.

@@ -193,19 +193,22 @@ type Server struct {
 	engine *sfu.Engine
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
-	rooms        *room.Registry
-	access       *access.Policy
-	hub          *signaling.Hub
-	http         *http.Server
-	ln           net.Listener
-	metricsHTTP  *http.Server // nil: /metrics is on http
-	metricsLn    net.Listener
-	served       chan error
-	turn         *turnserver.Server
-	recs         *recordings
-	clips        *clipService
-	mixes        *mixer.Queue
-	stop         context.CancelFunc // ends the mix queue's work
+	// quality are the subscribers' receiver reports' loss, jitter and
+	// round trip (sfu.Config.Quality).
+	quality     []prometheus.Histogram
+	rooms       *room.Registry
+	access      *access.Policy
+	hub         *signaling.Hub
+	http        *http.Server
+	ln          net.Listener
+	metricsHTTP *http.Server // nil: /metrics is on http
+	metricsLn   net.Listener
+	served      chan error
+	turn        *turnserver.Server
+	recs        *recordings
+	clips       *clipService
+	mixes       *mixer.Queue
+	stop        context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -236,6 +239,18 @@ func New(cfg Config) (*Server, error) {
 			"(the oldest packet of each burst to each subscriber).",
 		Buckets: []float64{.0002, .0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1}})
 	cfg.Media.ForwardDelay = forwardDelay
+	quality := []prometheus.Histogram{
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_loss_ratio",
+			Help:    "Fraction of packets lost, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{0, .005, .01, .02, .05, .1, .2, .5, 1}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_jitter_seconds",
+			Help:    "Interarrival jitter, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{.001, .002, .005, .01, .02, .03, .05, .1, .2, .5}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_rtt_seconds",
+			Help:    "Round trip to subscribers, measured from their receiver reports of the server's sender reports (one observation per report).",
+			Buckets: []float64{.001, .005, .01, .02, .05, .1, .15, .2, .3, .5, 1, 2}}),
+	}
+	cfg.Media.Quality = sfu.QualityObservers{Loss: quality[0], Jitter: quality[1], RTT: quality[2]}
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
 		return nil, err
@@ -318,7 +333,7 @@ func New(cfg Config) (*Server, error) {
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, quality: quality, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, clips: cs, mixes: mixes}
 
 	closeAll := func() {
@@ -503,6 +518,23 @@ func (s *Server) metricsHandler() http.Handler {
 			return float64(st.PionSubscribers)
 		}))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_stops_total",
+		Help: "Subscribe connections that stopped sending because ICE failed (the client's consent expired); they resume on a new candidate pair."},
+		func() float64 { return float64(s.engine.Stats().PathStops) }))
+	for reason, get := range map[string]func(sfu.Stats) uint64{
+		"no_route":    func(st sfu.Stats) uint64 { return st.FallbacksNoRoute },
+		"no_progress": func(st sfu.Stats) uint64 { return st.FallbacksNoProgress },
+		"refused":     func(st sfu.Stats) uint64 { return st.FallbacksRefused },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_fallbacks_total",
+			Help: "Subscribe connections whose RTP left the direct path for pion's SRTP session, by reason: no_route (the selected " +
+				"candidate pair is on no socket of the server), no_progress (the receiver's reports showed nothing of what was sent: " +
+				"wrong keys); refused: one that could not fall back without reusing the keystream, and stopped.",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(get(s.engine.Stats())) }))
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_pion_path_refused_writes_total",
+		Help: "RTP and RTCP writes refused on pion's SRTP session of a connection whose RTP goes on the direct path (the same keys)."},
+		func() float64 { return float64(s.engine.Stats().GuardRefused) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
 		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_sent_datagrams_total",
@@ -514,6 +546,9 @@ func (s *Server) metricsHandler() http.Handler {
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
 	s.clipMetrics(reg)
+	for _, h := range s.quality {
+		reg.MustRegister(h)
+	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_ignored_candidates_total",
 		Help: "Client ICE candidates ignored because they name a loopback, link-local, unspecified or broadcast address, or a host name."},
 		func() float64 { return float64(s.engine.IgnoredCandidates()) }))

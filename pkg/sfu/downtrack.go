@@ -36,6 +36,10 @@ type downTrack struct {
 	sender *webrtc.RTPSender
 
 	bound atomic.Pointer[binding]
+	// refused says the connection negotiated no codec that carries the
+	// track (Bind): it is never sent, and leaves the connection after the
+	// answer (subscriber.dropRefusedLocked).
+	refused atomic.Bool
 	// needKeyframe says the track was (re)bound: video starts again at a
 	// keyframe that really went out.
 	needKeyframe atomic.Bool
@@ -90,7 +94,16 @@ func newDownTrack(f *forwarder, s *subscriber) *downTrack {
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c, ok := matchCodec(ctx.CodecParameters(), d.fwd.codec)
 	if !ok {
-		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+		// Failing the bind would fail the whole answer (pion starts every
+		// sender in SetRemoteDescription): the track is bound to a codec
+		// it never uses, and taken out right after the answer.
+		negotiated := ctx.CodecParameters()
+		if len(negotiated) == 0 {
+			return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+		}
+		d.refused.Store(true)
+		d.bound.Store(nil)
+		return negotiated[0], nil
 	}
 	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()}
 	for _, x := range ctx.HeaderExtensions() {

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -140,33 +139,46 @@ func (r *Router) trackRemoved(f *forwarder) {
 
 // preferCodecs steers a publisher to codecs that every subscriber of the
 // room can decode, when some subscriber cannot decode everything offered: the
-// answer then lists only those, in the publisher's order. When no offered
-// codec suits everyone, the answer is left alone and the subscribers who
-// cannot decode the stream are told so (STREAM_STATUS).
-func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer, offered map[string][]string) {
-	peers := r.peerList()
-	everyone := func(mime string) bool {
-		for _, p := range peers {
-			if p != publisher && p.sub != nil && !canDecode(p.codecs, mime) {
+// answer then lists only those, in the publisher's order. For H.264 that is
+// per profile: a publisher offering High and Constrained Baseline sends
+// Constrained Baseline when a subscriber decodes only that (h264profile.go).
+// When no offered codec suits everyone, the answer is left alone and the
+// subscribers who cannot decode the stream are told so (STREAM_STATUS).
+func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer, offer string) {
+	var subs []*subscriber
+	for _, p := range r.peerList() {
+		if p != publisher && p.sub != nil {
+			subs = append(subs, p.sub)
+		}
+	}
+	everyone := func(c webrtc.RTPCodecCapability) bool {
+		for _, s := range subs {
+			if !canDecode(s.peer.codecs, c.MimeType) || !s.decodes(c) {
 				return false
 			}
 		}
 		return true
 	}
+	sections := parseSections(offer)
 	for _, t := range pc.GetTransceivers() {
-		order := offered[t.Mid()]
+		var offered []webrtc.RTPCodecCapability
+		for _, sec := range sections {
+			if sec.mid == t.Mid() {
+				offered = sec.codecs
+			}
+		}
 		var ok []webrtc.RTPCodecParameters
 		narrowed := false
-		for _, mime := range order {
-			if !supportedMime(mime) {
+		for _, oc := range offered {
+			if !supportedMime(oc.MimeType) {
 				continue
 			}
-			if !everyone(mime) {
+			if !everyone(oc) {
 				narrowed = true
 				continue
 			}
 			for _, c := range codecs {
-				if strings.EqualFold(c.MimeType, mime) && !slices.ContainsFunc(ok, func(o webrtc.RTPCodecParameters) bool {
+				if sameFormat(c.RTPCodecCapability, oc) && !slices.ContainsFunc(ok, func(o webrtc.RTPCodecParameters) bool {
 					return o.PayloadType == c.PayloadType
 				}) {
 					ok = append(ok, c)
@@ -343,7 +355,11 @@ func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) 
 		if err != nil {
 			return err
 		}
-		if err := pub.pc.AddICECandidate(c); err != nil {
+		pc, err := pub.conn()
+		if err != nil {
+			return err
+		}
+		if err := pc.AddICECandidate(c); err != nil {
 			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad ICE candidate: " + err.Error()}
 		}
 		return nil

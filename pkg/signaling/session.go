@@ -550,6 +550,11 @@ func (s *Session) join(req protocol.Join) error {
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
 	}
+	for _, c := range req.Codecs {
+		if len(c) > 200 {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "a codec entry is too long (at most 200 bytes)"}
+		}
+	}
 	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
 		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,
 		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord()})

@@ -38,6 +38,9 @@ type Options struct {
 	FFmpeg string
 	// Timeout bounds one ffmpeg run; default 2 minutes.
 	Timeout time.Duration
+	// H264Profile is the profile of H264AnnexB: baseline (the default,
+	// constrained baseline), main or high.
+	H264Profile string
 }
 
 func (o Options) withVideoDefaults() Options {
@@ -150,17 +153,26 @@ func AV1IVF(dir string, opts Options) (string, error) {
 	return p, nil
 }
 
-// H264AnnexB returns the path of an H.264 constrained-baseline Annex-B elementary
-// stream in dir (.h264: no B-frames, SPS and PPS before every IDR), generating it if needed.
+// H264AnnexB returns the path of an H.264 Annex-B elementary stream in dir
+// (.h264: constrained baseline unless Options.H264Profile says otherwise; no
+// B-frames, SPS and PPS before every IDR), generating it if needed.
 func H264AnnexB(dir string, opts Options) (string, error) {
 	o := opts.withVideoDefaults()
-	args := append(o.videoInput(), "-c:v", "libx264", "-profile:v", "baseline", "-level", "3.1",
+	profile, name := "baseline", "h264"
+	switch o.H264Profile {
+	case "", "baseline":
+	case "main", "high":
+		profile, name = o.H264Profile, "h264"+o.H264Profile
+	default:
+		return "", fmt.Errorf("testmedia: h264: profile %q (want baseline, main or high)", o.H264Profile)
+	}
+	args := append(o.videoInput(), "-c:v", "libx264", "-profile:v", profile, "-level", "3.1",
 		"-pix_fmt", "yuv420p", "-b:v", strconv.Itoa(o.Bitrate), "-tune", "zerolatency", "-bf", "0")
 	args = append(args, o.gop()...)
 	// repeat-headers puts SPS/PPS before every IDR, so playback can start at any keyframe.
 	args = append(args, "-x264-params", "repeat-headers=1:scenecut=0",
 		"-bsf:v", "h264_mp4toannexb", "-f", "h264")
-	p, err := generate(dir, o.videoName("h264", "h264"), o, args)
+	p, err := generate(dir, o.videoName(name, "h264"), o, args)
 	if err != nil {
 		return "", fmt.Errorf("testmedia: h264: %w", err)
 	}

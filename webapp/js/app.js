@@ -343,7 +343,8 @@ function addTile(participant, stream) {
   const ph = el('div', 'placeholder');
   ph.append(el('span', 'initial', initial(name)));
   const meta = el('div', 'meta');
-  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''));
+  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''),
+    el('span', 'quality', ''));
   t.append(video, ph, el('div', 'reason'), meta, modBar(name, screen));
   ui.tiles.append(t);
   stream.play(video);
@@ -368,6 +369,20 @@ function updateTile(t, stream) {
   t.classList.toggle('novideo', !stream.hasVideo() || paused);
   t.querySelector('.reason').textContent = noVideo ? (reason || (paused ? 'video paused: the connection is too slow'
     : 'this stream cannot be played here')) : '';
+}
+
+// showQuality puts how this page receives a stream (its receiver reports, as the server read them)
+// on the tile's info: the video's loss, jitter and round trip in the corner, both kinds in its title.
+function showQuality(t, q) {
+  const span = t.querySelector('.quality');
+  if (!span) return;
+  const main = q.video || q.audio;
+  if (!main) return;
+  const fmt = (x) => `loss ${x.lossPct.toFixed(1)}% · jitter ${Math.round(x.jitterMs)} ms` +
+    (x.rttMs > 0 ? ` · rtt ${Math.round(x.rttMs)} ms` : '');
+  span.textContent = fmt(main);
+  span.title = Object.entries(q).map(([kind, x]) => `${kind}: ${fmt(x)}`).join('\n');
+  span.dataset.level = main.lossPct >= 5 || main.rttMs >= 300 ? 'bad' : main.lossPct >= 1 || main.rttMs >= 150 ? 'fair' : 'good';
 }
 
 function removeTile(t) {
@@ -692,6 +707,10 @@ function joinRoom() {
     .on(ROOM_EVENT.STREAM_STATUS, mine((p, s) => {
       const t = tileFor(s.id());
       if (t) updateTile(t, s);
+    }))
+    .on(ROOM_EVENT.QUALITY, mine((p, s, q) => {
+      const t = tileFor(s.id());
+      if (t) showQuality(t, q);
     }))
     .on(ROOM_EVENT.MESSAGE, mine((m) => {
       chatLine(m.from.name(), m.text, {ts: m.ts, cls: m.private ? 'private' : ''});

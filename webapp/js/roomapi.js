@@ -42,6 +42,9 @@ export const ROOM_EVENT = Object.freeze({
   // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
   CLIP_ADDED: 'CLIP_ADDED',
   CLIP_DELETED: 'CLIP_DELETED',
+  // Parley extension: how this client receives a remote stream, from its own receiver reports
+  // (every few seconds): handler(participant, stream, stream.quality()).
+  QUALITY: 'QUALITY',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -137,16 +140,28 @@ function forgetResumeTokenValue(token) {
   } catch { /* ignore */ }
 }
 
-/** The MIME types this page can decode, as sent in join.codecs. */
+/**
+ * The MIME types this page can decode, as sent in join.codecs; H.264 also once per profile it
+ * decodes ("video/H264;profile-level-id=42e01f;packetization-mode=1"), so the server never sends
+ * it a profile it cannot decode.
+ */
 export function decodableCodecs() {
   const out = [];
   if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return out;
+  let h264 = 0;
   for (const kind of ['audio', 'video']) {
     const caps = RTCRtpReceiver.getCapabilities(kind);
     for (const c of (caps && caps.codecs) || []) {
       const sub = c.mimeType.split('/')[1]?.toLowerCase() || '';
       if (sub === 'rtx' || sub === 'red' || sub === 'ulpfec' || sub.startsWith('flexfec')) continue;
       if (!out.some((m) => m.toLowerCase() === c.mimeType.toLowerCase())) out.push(c.mimeType);
+      const fmtp = c.sdpFmtpLine || '';
+      const plid = /profile-level-id=([0-9a-fA-F]{6})/.exec(fmtp);
+      if (sub === 'h264' && plid && h264 < 16) {
+        const mode = /packetization-mode=(\d)/.exec(fmtp);
+        const entry = `${c.mimeType};profile-level-id=${plid[1].toLowerCase()};packetization-mode=${mode ? mode[1] : 0}`;
+        if (!out.includes(entry)) { out.push(entry); h264++; }
+      }
     }
   }
   return out;
@@ -805,6 +820,17 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'QUALITY': {
+        const changed = new Set();
+        for (const q of m.quality || []) {
+          const remote = this._remote.get(q.streamId);
+          if (!remote || (q.kind !== 'audio' && q.kind !== 'video')) continue;
+          remote._quality[q.kind] = {lossPct: +q.lossPct || 0, jitterMs: +q.jitterMs || 0, rttMs: +q.rttMs || 0};
+          changed.add(remote);
+        }
+        for (const remote of changed) this._emit(ROOM_EVENT.QUALITY, remote._participant, remote, remote.quality());
+        return;
+      }
       case 'MUTED':
       case 'UNMUTED': {
         const muted = m.event === 'MUTED';
@@ -1044,8 +1070,18 @@ class RemoteStream extends Emitter {
     this._reason = '';
     this._displays = new Map(); // element given to play -> the <video>/<audio> that shows the stream
     this._mediaStream = room._media.get(info.id) || null;
+    this._quality = {};
   }
   id() { return this._id; }
+  /**
+   * How this client receives the stream, per kind, from its last receiver reports:
+   * {audio: {lossPct, jitterMs, rttMs}, video: {...}} (a kind is absent until reported on).
+   */
+  quality() {
+    const out = {};
+    for (const [k, v] of Object.entries(this._quality)) out[k] = {...v};
+    return out;
+  }
   /** 'camera' or 'screen'. */
   kind() { return this._info.kind || 'camera'; }
   /** Its tracks as announced: [{kind: 'audio'|'video', codec}]. */
