@@ -77,6 +77,10 @@ const (
 	// started it (By), STOPPED when a limit or a moderator (By) ended it. Each participant in the room gets a signed link to the
 	// session's recording page (RecordingURL).
 	EventRecording = "RECORDING"
+	// EventActiveSpeakers reports who speaks (Speakers, dominant first)
+	// and the dominant speaker (Dominant), when either changes, at most a
+	// few times a second; a joiner gets the current one after its STATE.
+	EventActiveSpeakers = "ACTIVE_SPEAKERS"
 )
 
 // Recording statuses (RECORDING's status).
@@ -403,10 +407,25 @@ type Event struct {
 
 	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
+	// ACTIVE_SPEAKERS: the dominant speaker (nil before anyone spoke),
+	// and everyone speaking now, the dominant speaker first (when speaking),
+	// then by level. Speakers is empty when no one speaks.
+	Dominant *Speaker  `json:"dominant,omitempty"`
+	Speakers []Speaker `json:"speakers,omitempty"`
+
 	// STREAM_STATUS of a remote stream whose video the server paused
 	// ("paused": this client's link cannot carry it; Reason says so) or
 	// resumed ("playing").
 	Video string `json:"video,omitempty"`
+}
+
+// Speaker is a speaking stream in ACTIVE_SPEAKERS: its publisher, the
+// stream, and its smoothed audio level from 0 (silence, -127 dBov) to 1
+// (0 dBov), linear in decibels.
+type Speaker struct {
+	Name     string  `json:"name"`
+	StreamID string  `json:"streamId"`
+	Level    float64 `json:"level"`
 }
 
 // Video states of STREAM_STATUS.

@@ -184,6 +184,63 @@ func OpusOgg(dir string, opts Options) (string, error) {
 	return p, nil
 }
 
+// Span is a stretch of a generated file, from its start.
+type Span struct{ From, To time.Duration }
+
+// speechInput is a 300 Hz tone at about -21 dBFS during the loud spans and
+// 60 dB quieter (about -81 dBFS, a quiet room) elsewhere: a voice that talks
+// and pauses, whose RFC 6464 level is about 21 while it talks and 81 while not.
+func speechInput(o Options, loud []Span) []string {
+	expr := "0"
+	for _, s := range loud {
+		expr += fmt.Sprintf("+between(t,%s,%s)", secs(s.From), secs(s.To))
+	}
+	return []string{
+		"-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000",
+		"-af", fmt.Sprintf("volume='if(%s,1,0.001)':eval=frame", expr),
+		"-t", secs(o.Duration), "-ac", "1",
+	}
+}
+
+func speechName(o Options, loud []Span, ext string) string {
+	name := fmt.Sprintf("speech-%dms", o.Duration.Milliseconds())
+	for _, s := range loud {
+		name += fmt.Sprintf("-%d_%d", s.From.Milliseconds(), s.To.Milliseconds())
+	}
+	return name + "." + ext
+}
+
+// SpeechOpus returns an Ogg Opus file (mono, 20 ms frames, one frame per
+// page) of a voice that is loud during the spans and quiet elsewhere, and
+// the same audio as raw samples (s16le, 48 kHz, mono) from which a sender
+// measures its levels (pkg/client NewOpusLevelSource), generating them if
+// needed.
+func SpeechOpus(dir string, opts Options, loud []Span) (ogg, pcm string, err error) {
+	o := opts.withAudioDefaults()
+	args := append(speechInput(o, loud), "-c:a", "libopus", "-b:a", strconv.Itoa(o.Bitrate),
+		"-page_duration", "20000", "-frame_duration", "20", "-f", "ogg")
+	if ogg, err = generate(dir, speechName(o, loud, "ogg"), o, args); err != nil {
+		return "", "", fmt.Errorf("testmedia: speech opus: %w", err)
+	}
+	args = append(speechInput(o, loud), "-ar", "48000", "-f", "s16le")
+	if pcm, err = generate(dir, speechName(o, loud, "s16le"), o, args); err != nil {
+		return "", "", fmt.Errorf("testmedia: speech samples: %w", err)
+	}
+	return ogg, pcm, nil
+}
+
+// SpeechWAV returns a WAV file (48 kHz, mono) of the voice SpeechOpus
+// makes, for Chromium's --use-file-for-fake-audio-capture.
+func SpeechWAV(dir string, opts Options, loud []Span) (string, error) {
+	o := opts.withAudioDefaults()
+	args := append(speechInput(o, loud), "-ar", "48000", "-c:a", "pcm_s16le", "-f", "wav")
+	p, err := generate(dir, speechName(o, loud, "wav"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: speech wav: %w", err)
+	}
+	return p, nil
+}
+
 // generate runs ffmpeg with args into dir/name unless that file already exists.
 func generate(dir, name string, o Options, args []string) (string, error) {
 	if dir == "" {
