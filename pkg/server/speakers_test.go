@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/pkg/recorder"
+	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/testmedia"
 )
 
@@ -29,9 +32,11 @@ func sec(s float64) time.Duration { return time.Duration(s * float64(time.Second
 // participant gets ACTIVE_SPEAKERS in that order: alice dominant, bob shown
 // speaking during his cough while alice stays dominant, then bob dominant;
 // the dominant speaker comes first in the list; a latecomer gets the current
-// speakers after its STATE.
+// speakers after its STATE. Both streams are recorded: the manifest has the
+// dominant speaker's changes on the room's time line.
 func TestActiveSpeakersFollowTheVoice(t *testing.T) {
-	srv := testServer(t, nil)
+	records := t.TempDir()
+	srv := testServer(t, func(c *server.Config) { c.RecordsDir = records })
 	const roomName = "speakers"
 	carol := dial(t, srv, client.Options{})
 	join(t, carol, roomName, "carol")
@@ -44,11 +49,11 @@ func TestActiveSpeakersFollowTheVoice(t *testing.T) {
 	aliceVoice := speechSource(t, length, testmedia.Span{From: 0, To: sec(2.5)}, testmedia.Span{From: sec(4.5), To: sec(6)})
 	bobVoice := speechSource(t, length, testmedia.Span{From: sec(3.2), To: sec(3.6)}, testmedia.Span{From: sec(7), To: sec(9.5)})
 	ctx := ctxT(t, 30*time.Second)
-	pa, err := alice.Publish(ctx, client.PublishOptions{Audio: aliceVoice})
+	pa, err := alice.Publish(ctx, client.PublishOptions{Audio: aliceVoice, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := bob.Publish(ctx, client.PublishOptions{Audio: bobVoice})
+	pb, err := bob.Publish(ctx, client.PublishOptions{Audio: bobVoice, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +130,36 @@ func TestActiveSpeakersFollowTheVoice(t *testing.T) {
 	}
 	if at[len(at)-1] < sec(7) {
 		t.Errorf("bob dominant after %v, before he talked for long (7 s)", at[len(at)-1])
+	}
+
+	// The recording's manifest, while it records: alice, then bob, at the
+	// times the room saw them become dominant.
+	matches, _ := filepath.Glob(filepath.Join(records, "*", "*", recorder.ManifestName))
+	if len(matches) != 1 {
+		t.Fatalf("manifests %q", matches)
+	}
+	// (The recorder hears of the change right after the room does.)
+	var m *recorder.Manifest
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, err = recorder.ReadManifest(matches[0]); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Speakers) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(m.Speakers) != 2 || m.Speakers[0].Participant != "alice" || m.Speakers[0].StreamID != pa.ID() ||
+		m.Speakers[1].Participant != "bob" || m.Speakers[1].StreamID != pb.ID() {
+		t.Fatalf("manifest speakers %+v, want alice (%s) then bob (%s)", m.Speakers, pa.ID(), pb.ID())
+	}
+	// On the room's time line: bob's change came about 7 s after the
+	// media started, alice's within the first second or two.
+	mediaStart := start.Sub(m.Start)
+	if d := m.Speakers[1].At() - m.Speakers[0].At(); d < sec(5.5) || d > sec(8.5) {
+		t.Errorf("speaker changes at %v and %v (media from %v): %v apart, want about 7 s", m.Speakers[0].At(), m.Speakers[1].At(), mediaStart, d)
+	}
+	if a := m.Speakers[0].At(); a < mediaStart || a > mediaStart+sec(2) {
+		t.Errorf("alice dominant at %v on the time line, media from %v", a, mediaStart)
 	}
 
 	// A latecomer learns who speaks right after its STATE.
