@@ -12,12 +12,14 @@ package testmedia
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -203,11 +205,12 @@ func speechInput(o Options, loud []Span) []string {
 }
 
 func speechName(o Options, loud []Span, ext string) string {
-	name := fmt.Sprintf("speech-%dms", o.Duration.Milliseconds())
+	var spans strings.Builder
 	for _, s := range loud {
-		name += fmt.Sprintf("-%d_%d", s.From.Milliseconds(), s.To.Milliseconds())
+		fmt.Fprintf(&spans, "%d-%d,", s.From.Milliseconds(), s.To.Milliseconds())
 	}
-	return name + "." + ext
+	sum := sha256.Sum256([]byte(spans.String()))
+	return fmt.Sprintf("speech-%dms-%dspans-%x.%s", o.Duration.Milliseconds(), len(loud), sum[:6], ext)
 }
 
 // SpeechOpus returns an Ogg Opus file (mono, 20 ms frames, one frame per
