@@ -14,11 +14,13 @@
 // A stream joins the list of speakers when its short score passes 0.5 and
 // leaves it when both scores have fallen (a second or so of silence, so the
 // pauses between words do not make it flicker). The dominant speaker changes
-// only when a challenger's long score passes Config.SwitchScore and beats
-// the dominant one's by Config.Margin while the challenger speaks: a cough or
-// a word (a few hundred milliseconds) never reaches it, a dominant speaker
-// who keeps talking is not interrupted, and a dominant speaker who falls
-// silent stays dominant until someone else really speaks. This follows the
+// only when the dominant one's long score has fallen under Config.HoldScore
+// (they have mostly stopped talking) and a speaking challenger's long score
+// passes Config.SwitchScore and beats it by Config.Margin: a cough or a word
+// (a few hundred milliseconds) never reaches that, someone talking over the
+// dominant speaker does not take over while the dominant one keeps talking,
+// and a dominant speaker who falls silent stays dominant until someone else
+// really speaks. This follows the
 // idea of Volfin and Cohen's dominant speaker identification (as Jitsi does
 // it: a challenger must win on more than one time scale), with two exponential
 // scores in place of its three block likelihoods.
@@ -69,7 +71,9 @@ type Config struct {
 	// the smoothing constants below are per tick.
 	Tick time.Duration
 	// ActiveLevel is the level (in -dBov) at or below which a packet is
-	// active, i.e. louder than -ActiveLevel dBov (default 40).
+	// active, i.e. at least as loud as -ActiveLevel dBov (default 50:
+	// speech in a browser is about -20 to -45 dBov, a quiet room after its
+	// noise suppression -60 and below).
 	ActiveLevel uint8
 	// SwitchScore is the long score a challenger needs to become dominant
 	// (default 0.55: about 0.8 s of continuous speech).
@@ -77,6 +81,10 @@ type Config struct {
 	// Margin is how much a challenger's long score must exceed the
 	// dominant one's (default 0.1).
 	Margin float64
+	// HoldScore is the long score at or above which the dominant speaker
+	// keeps the place whoever else talks (default 0.4: talking more than
+	// about 40 % of the last second).
+	HoldScore float64
 	// MinInterval is the shortest time between two updates (default 300 ms:
 	// at most a few per second).
 	MinInterval time.Duration
@@ -97,7 +105,10 @@ func (c Config) withDefaults() Config {
 		c.Tick = 100 * time.Millisecond
 	}
 	if c.ActiveLevel == 0 {
-		c.ActiveLevel = 40
+		c.ActiveLevel = 50
+	}
+	if c.HoldScore <= 0 {
+		c.HoldScore = 0.4
 	}
 	if c.SwitchScore <= 0 {
 		c.SwitchScore = 0.55
@@ -238,9 +249,9 @@ func (d *Detector) Tick() (u Update, ok bool) {
 	return cur, true
 }
 
-// decideLocked picks the dominant speaker: the speaking challenger with the
-// best long score takes over when that score is high enough and beats the
-// dominant one's by the margin.
+// decideLocked picks the dominant speaker: once the dominant one has mostly
+// stopped, the speaking challenger with the best long score takes over when
+// that score is high enough and beats the dominant one's by the margin.
 func (d *Detector) decideLocked() {
 	var best string
 	var bestS *source
@@ -263,7 +274,7 @@ func (d *Detector) decideLocked() {
 		}
 		return
 	}
-	if bestS.long >= d.cfg.SwitchScore && bestS.long > dom.long+d.cfg.Margin {
+	if dom.long < d.cfg.HoldScore && bestS.long >= d.cfg.SwitchScore && bestS.long > dom.long+d.cfg.Margin {
 		d.dominant = best
 	}
 }

@@ -251,3 +251,30 @@ func BenchmarkMeterAdd(b *testing.B) {
 		m.Add(uint8(i))
 	}
 }
+
+// A dominant speaker who talks in short bursts (60 % of the time) keeps the
+// place against someone who talks over them almost without pause (90 %), and
+// loses it within a second and a half of stopping.
+func TestMoreActiveChallengerWaits(t *testing.T) {
+	r := newRoom(t, "alice", "bob")
+	r.run(100, func(id string, tick int) uint8 {
+		switch {
+		case id == "alice" && tick < 70 && tick%5 < 3:
+			return loud
+		case id == "bob" && tick >= 20 && tick%10 != 9:
+			return loud
+		}
+		return quiet
+	})
+	if got, want := r.dominants(), []string{"", "alice", "bob"}; !slices.Equal(got, want) {
+		t.Fatalf("dominant speakers in order %q, want %q", got, want)
+	}
+	for i, u := range r.updates {
+		if u.Dominant == "bob" {
+			if r.at[i] < 70 || r.at[i] > 85 {
+				t.Errorf("bob took over at tick %d, want after alice stopped (70) and within 1.5 s", r.at[i])
+			}
+			break
+		}
+	}
+}

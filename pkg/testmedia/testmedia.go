@@ -189,16 +189,18 @@ func OpusOgg(dir string, opts Options) (string, error) {
 // Span is a stretch of a generated file, from its start.
 type Span struct{ From, To time.Duration }
 
-// speechInput is a 300 Hz tone at about -21 dBFS during the loud spans and
-// 60 dB quieter (about -81 dBFS, a quiet room) elsewhere: a voice that talks
-// and pauses, whose RFC 6464 level is about 21 while it talks and 81 while not.
+// speechInput is a voice: a tone whose pitch wanders between 180 and 420 Hz
+// (a steady one is what noise suppression removes), at about -21 dBFS during
+// the loud spans and 60 dB quieter (about -81 dBFS, a quiet room) elsewhere;
+// its RFC 6464 level is about 21 while it talks and 81 while not.
 func speechInput(o Options, loud []Span) []string {
 	expr := "0"
 	for _, s := range loud {
 		expr += fmt.Sprintf("+between(t,%s,%s)", secs(s.From), secs(s.To))
 	}
 	return []string{
-		"-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000",
+		// The phase of 300 Hz, moved by ±120 Hz at 1.7 Hz: 0.125 of full scale.
+		"-f", "lavfi", "-i", "aevalsrc=exprs='0.125*sin(2*PI*300*t-(120/1.7)*cos(2*PI*1.7*t))':s=48000",
 		"-af", fmt.Sprintf("volume='if(%s,1,0.001)':eval=frame", expr),
 		"-t", secs(o.Duration), "-ac", "1",
 	}
