@@ -126,7 +126,7 @@ func TestActiveSpeakersFollowTheVoice(t *testing.T) {
 		t.Errorf("no event showed bob speaking (his cough) while alice was dominant")
 	}
 	if last := events[len(events)-1]; len(last.Speakers) == 0 || last.Speakers[0].Name != "bob" || last.Speakers[0].Level < 0.6 {
-		t.Errorf("when bob became dominant: speakers %+v, want bob first and loud (his tone is about -21 dBov)", last.Speakers)
+		t.Errorf("when bob became dominant: speakers %+v, want bob first and loud (his voice is about -25 dBov)", last.Speakers)
 	}
 	if at[len(at)-1] < sec(7) {
 		t.Errorf("bob dominant after %v, before he talked for long (7 s)", at[len(at)-1])

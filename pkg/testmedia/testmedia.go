@@ -189,19 +189,24 @@ func OpusOgg(dir string, opts Options) (string, error) {
 // Span is a stretch of a generated file, from its start.
 type Span struct{ From, To time.Duration }
 
-// speechInput is a voice: a tone whose pitch wanders between 180 and 420 Hz
-// (a steady one is what noise suppression removes), at about -21 dBFS during
-// the loud spans and 60 dB quieter (about -81 dBFS, a quiet room) elsewhere;
-// its RFC 6464 level is about 21 while it talks and 81 while not.
+// speechText is what the voice says, again and again: synthetic speech
+// (ffmpeg's flite), which a browser's noise suppression leaves alone where it
+// removes a steady tone.
+const speechText = "we are talking about the plan for the next release and what we should ship first then we look at the numbers again "
+
+// speechInput is a voice talking during the loud spans, at about -25 dBFS
+// (an RFC 6464 level of 15 to 45 from word to word), and 60 dB quieter
+// (about -85 dBFS, a quiet room) elsewhere.
 func speechInput(o Options, loud []Span) []string {
 	expr := "0"
 	for _, s := range loud {
 		expr += fmt.Sprintf("+between(t,%s,%s)", secs(s.From), secs(s.To))
 	}
+	// flite says the text in about 5.5 s.
+	text := strings.Repeat(speechText, int(o.Duration/(5*time.Second))+2)
 	return []string{
-		// The phase of 300 Hz, moved by ±120 Hz at 1.7 Hz: 0.125 of full scale.
-		"-f", "lavfi", "-i", "aevalsrc=exprs='0.125*sin(2*PI*300*t-(120/1.7)*cos(2*PI*1.7*t))':s=48000",
-		"-af", fmt.Sprintf("volume='if(%s,1,0.001)':eval=frame", expr),
+		"-f", "lavfi", "-i", "flite=text='" + text + "':voice=slt",
+		"-af", fmt.Sprintf("aresample=48000,volume=0.5,volume='if(%s,1,0.001)':eval=frame", expr),
 		"-t", secs(o.Duration), "-ac", "1",
 	}
 }
@@ -212,11 +217,11 @@ func speechName(o Options, loud []Span, ext string) string {
 		fmt.Fprintf(&spans, "%d-%d,", s.From.Milliseconds(), s.To.Milliseconds())
 	}
 	sum := sha256.Sum256([]byte(spans.String()))
-	return fmt.Sprintf("speech-%dms-%dspans-%x.%s", o.Duration.Milliseconds(), len(loud), sum[:6], ext)
+	return fmt.Sprintf("voice-%dms-%dspans-%x.%s", o.Duration.Milliseconds(), len(loud), sum[:6], ext)
 }
 
 // SpeechOpus returns an Ogg Opus file (mono, 20 ms frames, one frame per
-// page) of a voice that is loud during the spans and quiet elsewhere, and
+// page) of a voice that talks during the spans and is quiet elsewhere, and
 // the same audio as raw samples (s16le, 48 kHz, mono) from which a sender
 // measures its levels (pkg/client NewOpusLevelSource), generating them if
 // needed.
