@@ -1257,6 +1257,18 @@ const SIMULCAST_LAYERS = [
   {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000},
 ];
 
+// simulcastLayers are the layers a camera track is offered with: as many as the browser will send
+// for its capture (three from 960x540 up, two from 480x270, one below), so that the top layer
+// offered, the one the server records and taps, is the one that arrives; two layers are the half
+// and the whole of the capture. One layer means no simulcast at all.
+function simulcastLayers(track) {
+  const st = (track.getSettings && track.getSettings()) || {};
+  const pixels = (st.width || 0) * (st.height || 0);
+  if (pixels >= 960 * 540) return SIMULCAST_LAYERS.map((l) => ({...l}));
+  if (pixels >= 480 * 270) return SIMULCAST_LAYERS.slice(1).map((l) => ({...l, scaleResolutionDownBy: l.scaleResolutionDownBy / 2}));
+  return [];
+}
+
 // simulcastCodec says whether a camera in codec is published as simulcast: VP8 and H.264 (the
 // browser's default choice is one of them); VP9 and AV1 go as one layer.
 function simulcastCodec(codec) {
@@ -1429,7 +1441,8 @@ class LocalStream extends Emitter {
             // Text must stay sharp: one high-resolution layer, frame rate yields first.
             if ('contentHint' in track) track.contentHint = 'detail';
           } else if (this._options.simulcast !== false && simulcastCodec(this._options.codec)) {
-            init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({...l}));
+            const layers = simulcastLayers(track);
+            if (layers.length > 1) init.sendEncodings = layers;
           }
         }
         const tr = pc.addTransceiver(track, init);
