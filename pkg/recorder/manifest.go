@@ -69,6 +69,9 @@ type Manifest struct {
 	Updated time.Time `json:"updated"`
 	// Streams are the published streams, in the order they were added.
 	Streams []StreamEntry `json:"streams"`
+	// Clips are the media messages posted to the room during the session
+	// (clips.go).
+	Clips []ClipEntry `json:"clips,omitempty"`
 }
 
 // StreamEntry describes one recorded stream and its file.

@@ -301,6 +301,7 @@ func (s *Session) Manifest() Manifest {
 	defer s.mu.Unlock()
 	m := s.m
 	m.Streams = append([]StreamEntry(nil), s.m.Streams...)
+	m.Clips = append([]ClipEntry(nil), s.m.Clips...)
 	return m
 }
 

@@ -257,6 +257,24 @@ func (rm *Room) Announce(fn func() *protocol.Event, keep bool) {
 	}
 }
 
+// Broadcast delivers the event that fn makes for each participant (nil:
+// none for that one), in the room's event order. fn is called with the
+// room's lock held: it must not block or call into the room. Media
+// messages use it for CLIP_ADDED and CLIP_DELETED.
+func (rm *Room) Broadcast(fn func(p *Participant) *protocol.Event) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.finalized {
+		return
+	}
+	for _, p := range rm.order {
+		if ev := fn(p); ev != nil {
+			ev.Room = rm.name
+			p.sink.Deliver(ev)
+		}
+	}
+}
+
 // deliverNoticeLocked gives p the kept Announce event, if any.
 func (rm *Room) deliverNoticeLocked(sink Sink) {
 	if rm.notice != nil {

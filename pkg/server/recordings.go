@@ -223,6 +223,25 @@ func (rc *recordings) finalized(info room.Finalized) {
 	}
 }
 
+// addClip lists a media message posted in a recorded room session in its
+// manifest (with a copy of its file), for the mixer to play at that time
+// when mix is set. A room session that records nothing (yet) gets none.
+func (rc *recordings) addClip(roomSession, src string, e recorder.ClipEntry, posted time.Time) {
+	rc.mu.Lock()
+	s := rc.sessions[roomSession]
+	rc.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if err := s.AddClip(src, posted, e); err != nil {
+		if !errors.Is(err, recorder.ErrNotRecording) {
+			rc.log.Error("clip into the recording", "session", roomSession, "clip", e.ID, "err", err)
+		}
+		return
+	}
+	rc.log.Info("clip in the recording", "session", roomSession, "clip", e.ID, "mix", e.Mix)
+}
+
 // recover closes the sessions a previous run left unfinished (a crash) and
 // hands each on, like a finalized one.
 func (rc *recordings) recover() {

@@ -73,7 +73,11 @@ type Config struct {
 	HTTPTimeouts HTTPTimeouts
 	// Auth is the access model (docs/security.md): who may join, publish,
 	// moderate and read recordings.
-	Auth   AuthConfig
+	Auth AuthConfig
+	// Clips, when set, turns on media messages: voice and video clips
+	// posted to rooms (clips.go). They share the recordings' disk floor
+	// (Recordings.MinFreeBytes).
+	Clips  *ClipsConfig
 	Logger *slog.Logger
 }
 
@@ -202,6 +206,7 @@ type Server struct {
 	served      chan error
 	turn        *turnserver.Server
 	recs        *recordings
+	clips       *clipService
 	mixes       *mixer.Queue
 	stop        context.CancelFunc // ends the mix queue's work
 
@@ -215,7 +220,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
-	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
+	ac := access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir}
+	if cfg.Clips != nil {
+		ac.ClipDefaults = cfg.Clips.Defaults
+	}
+	policy, err := access.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
@@ -299,6 +308,25 @@ func New(cfg Config) (*Server, error) {
 		recs.rooms = rooms
 		cfg.Signaling.OnRouter = recs.attach
 	}
+	var cs *clipService
+	if cfg.Clips != nil {
+		var err error
+		if cs, err = newClipService(*cfg.Clips, cfg.Recordings.MinFreeBytes, rooms, cfg.Auth.URLs, policy,
+			cfg.Logger.With("part", "clips")); err != nil {
+			if turn != nil {
+				_ = turn.Close()
+			}
+			_ = engine.Close()
+			if recs != nil {
+				recs.close()
+			}
+			if mixes != nil {
+				_ = mixes.Close()
+			}
+			return nil, fmt.Errorf("media messages: %w", err)
+		}
+		cfg.Signaling.Clips = cs.participantAccess
+	}
 	// The hub's finalize hook closes the room's router (and so its streams'
 	// files) before the recordings' hook closes the recording session.
 	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
@@ -306,7 +334,7 @@ func New(cfg Config) (*Server, error) {
 		rooms.OnFinalize(recs.finalized)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, quality: quality, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
-		recs: recs, mixes: mixes}
+		recs: recs, clips: cs, mixes: mixes}
 
 	closeAll := func() {
 		_ = engine.Close()
@@ -315,6 +343,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		if recs != nil {
 			recs.close()
+		}
+		if cs != nil {
+			cs.close()
 		}
 		if s.metricsLn != nil {
 			_ = s.metricsLn.Close()
@@ -326,6 +357,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
 	}
 	s.ln = ln
+	if cs != nil && cs.cfg.PublicURL == "" {
+		cs.cfg.PublicURL = s.URL()
+	}
 	if cfg.MetricsAddr != "" {
 		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			_ = ln.Close()
@@ -442,6 +476,12 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		mux.HandleFunc("GET /api/recordings", s.listRecordings)
 		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
 	}
+	if s.clips != nil {
+		mux.HandleFunc("GET /api/rooms/{room}/clips", s.listClips)
+		mux.HandleFunc("POST /api/rooms/{room}/clips", s.postClip)
+		mux.HandleFunc("GET /api/rooms/{room}/clips/{id}", s.clipMedia)
+		mux.HandleFunc("DELETE /api/rooms/{room}/clips/{id}", s.deleteClip)
+	}
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
 		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -505,6 +545,7 @@ func (s *Server) metricsHandler() http.Handler {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
+	s.clipMetrics(reg)
 	for _, h := range s.quality {
 		reg.MustRegister(h)
 	}
@@ -573,6 +614,9 @@ func (s *Server) Serve() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stop = cancel
 		s.mixes.Start(ctx)
+	}
+	if s.clips != nil {
+		s.clips.start()
 	}
 	go func() {
 		var err error
@@ -645,6 +689,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.recs != nil {
 		s.recs.close()
+	}
+	if s.clips != nil {
+		s.clips.close()
 	}
 	return err
 }

@@ -250,7 +250,20 @@ func (d *downTrack) setTarget(t *forwarder) bool {
 	if t != nil && t != d.sending.Load() {
 		t.requestKeyframe()
 	}
+	d.sub.log.Debug("layer target", "track", d.fwd.id, "from", layerName(old), "to", layerName(t),
+		"sending", layerName(d.sending.Load()))
 	return true
+}
+
+// layerName names a layer in logs: its rid, "-" for none.
+func layerName(f *forwarder) string {
+	if f == nil {
+		return "-"
+	}
+	if f.rid == "" {
+		return "(one layer)"
+	}
+	return f.rid
 }
 
 // detachUnlessWanted stops d being a sink of f unless f is its target or
@@ -338,6 +351,7 @@ func (d *downTrack) keyframe(now time.Time) {
 		return
 	}
 	if d.lastPLI.CompareAndSwap(last, now.UnixNano()) {
+		d.sub.log.Debug("keyframe asked for by the subscriber", "track", d.fwd.id, "layer", layerName(f))
 		f.requestKeyframe()
 	}
 }

@@ -53,7 +53,7 @@ func testSubscriber(wp *writerPool, queueSize int) *subscriber {
 func testForwarder(pool *packetPool, wp *writerPool) *forwarder {
 	f := &forwarder{id: "st-test/audio", streamID: "st-test", kind: webrtc.RTPCodecTypeAudio,
 		codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, pool: pool, wakeWriters: wp.signal,
-		requestPLI: func(uint32) {}}
+		requestPLI: func(uint32) {}, log: slog.New(slog.DiscardHandler)}
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
 	f.layers = newLayerSet(f)
@@ -310,7 +310,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 	f := testForwarder(pool, wp)
 	f.kind = webrtc.RTPCodecTypeVideo
 	f.startBackstop(time.Hour)
-	s := &subscriber{queue: queue.New[queued](64), writer: w}
+	s := &subscriber{queue: queue.New[queued](64), writer: w, log: slog.New(slog.DiscardHandler)}
 	attach(f, s, &countWriter{})
 	// woken reports whether the writer was woken with s ready, and resets both.
 	woken := func() bool {
@@ -365,7 +365,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 
 	// Audio: every packet.
 	a := testForwarder(pool, wp)
-	as := &subscriber{queue: queue.New[queued](64), writer: w}
+	as := &subscriber{queue: queue.New[queued](64), writer: w, log: slog.New(slog.DiscardHandler)}
 	attach(a, as, &countWriter{})
 	for i := range 3 {
 		a.fanOut(makePacket(pool, uint16(i)))

@@ -66,6 +66,10 @@ type Config struct {
 	// OnRouter, when set, is called with each room session's media router
 	// when it is made (the recorder attaches there).
 	OnRouter func(rm *room.Room, r *sfu.Router)
+	// Clips, when set, gives a participant admitted to a room its access to
+	// the room's media messages (nil: none), with the reply to its join and
+	// to its resumed session: what p's grants allow there, as p's identity.
+	Clips func(p *room.Participant) *protocol.ClipsAccess
 	// Access decides who may join, publish, chat and record; nil is
 	// access.Open(): anyone may, and no token is accepted.
 	Access *access.Policy

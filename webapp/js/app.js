@@ -2,6 +2,7 @@
 // Every name and text from the network goes into the page with textContent, never innerHTML.
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
+import {ClipPanel} from './clips.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -44,6 +45,7 @@ const options = {
   codec: CODECS.includes((params.get('codec') || '').toUpperCase()) ? params.get('codec').toUpperCase() : undefined,
   relay: params.get('relay') === '1',
   record: params.get('record') === '1',  // also the Record checkbox
+  publish: params.get('publish') !== '0', // 0: join without publishing the camera (messages only)
 };
 
 // An access token from an invite link (/?room=R&token=…): kept for this tab (so a reload
@@ -86,7 +88,7 @@ const state = {
   password: '', // a room password to send with the next join (then forgotten)
 };
 
-window.parley = {connection: null, room: null, RoomApi};
+window.parley = {connection: null, room: null, RoomApi, clips: null};
 function expose() {
   window.parley.connection = state.connection;
   window.parley.room = state.room;
@@ -358,10 +360,15 @@ function updateTile(t, stream) {
   t.dataset.status = status;
   t.querySelector('.status').textContent = status;
   const failed = status === STREAM_STATUS.FAILED;
-  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason);
-  t.classList.toggle('undecodable', noVideo);
-  t.classList.toggle('novideo', !stream.hasVideo());
-  t.querySelector('.reason').textContent = noVideo ? (reason || 'this stream cannot be played here') : '';
+  // The server paused the video (this link cannot carry it): the name and why, not a frozen
+  // picture; it comes back by itself.
+  const paused = status === STREAM_STATUS.PLAYING && stream.videoPaused();
+  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason) || paused;
+  t.classList.toggle('undecodable', noVideo && !paused);
+  t.classList.toggle('paused', paused);
+  t.classList.toggle('novideo', !stream.hasVideo() || paused);
+  t.querySelector('.reason').textContent = noVideo ? (reason || (paused ? 'video paused: the connection is too slow'
+    : 'this stream cannot be played here')) : '';
 }
 
 // showQuality puts how this page receives a stream (its receiver reports, as the server read them)
@@ -600,6 +607,7 @@ ui.shareScreen.addEventListener('click', () => {
 // ---------------------------------------------------------------- session and room
 
 function resetRoomUi() {
+  clipPanel.detach();
   document.body.classList.remove('moderator');
   ui.modControls.hidden = true;
   clearTiles();
@@ -681,6 +689,7 @@ function joinRoom() {
       for (const p of room.getParticipants()) updateMuteMarks(p.name());
       const constraints = cameraConstraints(room);
       if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
+      room.ready.then(() => { if (state.room === room) clipPanel.attach(room); }, () => {});
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
       chatLine(p.name(), 'joined', {cls: 'system'});
@@ -752,7 +761,7 @@ function join(name, roomName) {
   clearError();
   state.name = name;
   state.roomName = roomName;
-  state.wantCamera = true;
+  state.wantCamera = options.publish;
   ui.name.value = name;
   ui.room.value = roomName;
   updateInvite(roomName);
@@ -846,6 +855,11 @@ ui.copyInvite.addEventListener('click', async () => {
   ui.copyInvite.textContent = 'Copied';
   setTimeout(() => { ui.copyInvite.textContent = old; }, 1500);
 });
+
+// ---------------------------------------------------------------- media messages
+
+const clipPanel = new ClipPanel(document.getElementById('clips'), {onError: (err) => showError(err)});
+window.parley.clips = clipPanel;
 
 // ---------------------------------------------------------------- start
 
