@@ -10,6 +10,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
@@ -170,6 +171,10 @@ func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrt
 		// Simulcast layers name themselves with their RTP stream id.
 		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 			return nil, fmt.Errorf("simulcast header extensions: %w", err)
+		}
+		// Audio levels (RFC 6464) of a LevelSource, as browsers send them.
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("audio level header extension: %w", err)
 		}
 		// Number outgoing packets so the server can send TWCC feedback.
 		hdr, err := twcc.NewHeaderExtensionInterceptor()

@@ -278,7 +278,7 @@ func buildPlan(m *recorder.Manifest, dir, work string, s Settings) (*plan, error
 			}
 		}
 		g = append(g, fmt.Sprintf("color=c=black:s=%dx%d:r=%d:d=%s[base0]", s.Width, s.Height, s.FrameRate, dur))
-		segs := Layout(m, s.Width, s.Height)
+		segs := LayoutFor(m, s.Width, s.Height, s.Layout)
 		// Branches of each stream's video, one per segment it shows in.
 		uses := map[int][]int{} // stream -> indexes into tiles
 		type tileUse struct {

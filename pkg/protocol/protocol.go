@@ -87,6 +87,10 @@ const (
 	// from its own receiver reports (loss, jitter) and the round trip the
 	// server measured from them, every few seconds (Quality).
 	EventQuality = "QUALITY"
+	// EventActiveSpeakers reports who speaks (Speakers, dominant first)
+	// and the dominant speaker (Dominant), when either changes, at most a
+	// few times a second; a joiner gets the current one after its STATE.
+	EventActiveSpeakers = "ACTIVE_SPEAKERS"
 )
 
 // Recording statuses (RECORDING's status).
@@ -473,6 +477,12 @@ type Event struct {
 
 	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
+	// ACTIVE_SPEAKERS: the dominant speaker (nil before anyone spoke),
+	// and everyone speaking now, the dominant speaker first (when speaking),
+	// then by level. Speakers is empty when no one speaks.
+	Dominant *Speaker  `json:"dominant,omitempty"`
+	Speakers []Speaker `json:"speakers,omitempty"`
+
 	// STREAM_STATUS of a remote stream whose video the server paused
 	// ("paused": this client's link cannot carry it; Reason says so) or
 	// resumed ("playing").
@@ -493,6 +503,15 @@ type TrackQuality struct {
 	LossPct  float64 `json:"lossPct"`
 	JitterMS float64 `json:"jitterMs"`
 	RTTMS    float64 `json:"rttMs"`
+}
+
+// Speaker is a speaking stream in ACTIVE_SPEAKERS: its publisher, the
+// stream, and its smoothed audio level from 0 (silence, -127 dBov) to 1
+// (0 dBov), linear in decibels.
+type Speaker struct {
+	Name     string  `json:"name"`
+	StreamID string  `json:"streamId"`
+	Level    float64 `json:"level"`
 }
 
 // Video states of STREAM_STATUS.

@@ -112,6 +112,11 @@ func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
 			info.Tracks = append(info.Tracks, recorder.TrackInfo{Kind: t.Kind, MimeType: t.MimeType,
 				ClockRate: t.ClockRate, Channels: t.Channels})
 		}
+		if d := r.ActiveSpeakers().Dominant; d != nil {
+			// The speaker of the time before this session's first stream
+			// (a recording a moderator started mid-meeting).
+			sess.SpeakerChanged(time.Now(), d.Participant, d.StreamID)
+		}
 		w, err := sess.AddStream(info)
 		if errors.Is(err, recorder.ErrStopped) {
 			// A limit ended the room session's recording (the room was told):
@@ -126,6 +131,19 @@ func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
 		rc.log.Info("stream to record once its media arrives", "room", rm.Name(), "stream", rs.StreamID,
 			"participant", rs.Participant)
 		return w, nil
+	})
+	// The dominant speaker's changes go into the manifest of a recording
+	// under way (the mixer's speaker layout follows them).
+	r.OnActiveSpeakers(func(as sfu.ActiveSpeakers) {
+		if as.Dominant == nil {
+			return
+		}
+		rc.mu.Lock()
+		sess := rc.sessions[rm.Session()]
+		rc.mu.Unlock()
+		if sess != nil {
+			sess.SpeakerChanged(as.At, as.Dominant.Participant, as.Dominant.StreamID)
+		}
 	})
 }
 

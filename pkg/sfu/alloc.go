@@ -167,10 +167,21 @@ func (s *subscriber) allocate(now time.Time) {
 		budget -= r
 		wanted += r
 	}
-	// Screen shares first, then cameras; a stable order within each.
+	// Screen shares first, then cameras, the dominant speaker's first; a
+	// stable order within each.
+	dominant := ""
+	if s.peer != nil {
+		dominant = s.peer.router.speakers.dominantStream()
+	}
 	slices.SortFunc(video, func(a, b allocItem) int {
 		if a.screen != b.screen {
 			if a.screen {
+				return -1
+			}
+			return 1
+		}
+		if ad, bd := a.d.fwd.streamID == dominant, b.d.fwd.streamID == dominant; ad != bd {
+			if ad {
 				return -1
 			}
 			return 1

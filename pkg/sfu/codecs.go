@@ -57,6 +57,12 @@ func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 			return err
 		}
 	}
+	if publish {
+		// Publishers' audio levels (RFC 6464) tell who speaks (speakers.go).
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
 	if !publish {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {

@@ -309,6 +309,10 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		}
 	})
 	f.streamKind = pub.kind
+	levelExt := uint8(0)
+	if f.kind == webrtc.RTPCodecTypeAudio {
+		levelExt = levelExtension(recv)
+	}
 	mid := ""
 	for _, t := range ssrcPC.GetTransceivers() {
 		if t.Receiver() == recv {
@@ -319,6 +323,12 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	if pub.closed {
 		pub.mu.Unlock()
 		return
+	}
+	if levelExt != 0 {
+		// Under pub.mu, so that a close that lists the forwarder sees it
+		// metered and stops the meter.
+		f.levelExt = levelExt
+		f.level = pub.peer.router.speakers.add(pub.id, pub.peer.name)
 	}
 	var primary *forwarder
 	if rid := track.RID(); rid != "" {

@@ -37,11 +37,25 @@ type Router struct {
 	peers    map[string]*Peer
 	closed   bool
 	recorder RecorderFunc
+
+	// speakers finds who speaks from the audio levels (speakers.go);
+	// lastDominant is only used by its goroutine.
+	speakers     *speakers
+	lastDominant string
 }
 
 // NewRouter returns the media router of a room session.
 func (e *Engine) NewRouter(session string) *Router {
-	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer)}
+	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer),
+		speakers: newSpeakers()}
+	// The dominant speaker's camera comes first in every subscriber's
+	// allocation (alloc.go).
+	r.speakers.listen(func(as ActiveSpeakers) {
+		if as.Dominant != nil && as.Dominant.StreamID != r.lastDominant {
+			r.lastDominant = as.Dominant.StreamID
+			r.reallocateAll()
+		}
+	})
 	e.mu.Lock()
 	e.routers[r] = struct{}{}
 	e.mu.Unlock()
@@ -128,8 +142,20 @@ func (r *Router) layersChanged(f *forwarder) {
 	}
 }
 
+// reallocateAll runs every subscriber's allocation again.
+func (r *Router) reallocateAll() {
+	for _, p := range r.peerList() {
+		if p.sub != nil {
+			p.sub.reallocate()
+		}
+	}
+}
+
 // trackRemoved stops sending a track to everyone.
 func (r *Router) trackRemoved(f *forwarder) {
+	if f.level != nil {
+		r.speakers.remove(f.streamID)
+	}
 	for _, p := range r.peerList() {
 		if p.sub != nil {
 			p.sub.removeForwarder(f)
@@ -203,6 +229,7 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		p.Close()
 	}
+	r.speakers.close()
 	r.engine.mu.Lock()
 	delete(r.engine.routers, r)
 	r.engine.mu.Unlock()

@@ -244,6 +244,7 @@ func (h *Hub) router(rm *room.Room) *sfu.Router {
 	if r == nil {
 		r = h.engine.NewRouter(rm.Session())
 		h.routers[rm.Session()] = r
+		r.OnActiveSpeakers(func(as sfu.ActiveSpeakers) { rm.SetActiveSpeakers(speakersEvent(as)) })
 		if h.cfg.OnRouter != nil {
 			h.cfg.OnRouter(rm, r)
 		}
@@ -330,4 +331,16 @@ func randomToken(prefix string, n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return prefix + hex.EncodeToString(b)
+}
+
+// speakersEvent makes the ACTIVE_SPEAKERS event of the media plane's speakers.
+func speakersEvent(as sfu.ActiveSpeakers) *protocol.Event {
+	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventActiveSpeakers}
+	if d := as.Dominant; d != nil {
+		ev.Dominant = &protocol.Speaker{Name: d.Participant, StreamID: d.StreamID, Level: d.Level}
+	}
+	for _, s := range as.Speakers {
+		ev.Speakers = append(ev.Speakers, protocol.Speaker{Name: s.Participant, StreamID: s.StreamID, Level: s.Level})
+	}
+	return ev
 }

@@ -3,6 +3,7 @@
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
 import {ClipPanel} from './clips.js';
+import {Speakers} from './speakers.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -442,7 +443,8 @@ function layout() {
   const grid = ui.grid;
   const tiles = [...grid.querySelectorAll('.tile')].filter((t) => !t.hidden);
   const n = Math.max(tiles.length, 1);
-  const screens = tiles.filter((t) => t.dataset.kind === 'screen').length;
+  // The dominant speaker's tile (speakers.js) is big like a screen share, when there is none.
+  const screens = tiles.filter((t) => t.dataset.kind === 'screen' || t.classList.contains('big')).length;
   const W = grid.clientWidth;
   const H = grid.clientHeight;
   if (!W || !H) return;
@@ -465,6 +467,10 @@ function layout() {
   grid.style.setProperty('--span', best.span);
 }
 new ResizeObserver(() => layout()).observe(ui.grid);
+
+// Who speaks: highlights, the dominant speaker's big tile, the stage of recent speakers.
+const speakers = new Speakers({grid: ui.grid, tiles: ui.tiles, local: ui.local, relayout: () => layout()});
+window.parley.speakers = speakers;
 
 // ---------------------------------------------------------------- publishing
 
@@ -608,6 +614,7 @@ ui.shareScreen.addEventListener('click', () => {
 
 function resetRoomUi() {
   clipPanel.detach();
+  speakers.reset();
   document.body.classList.remove('moderator');
   ui.modControls.hidden = true;
   clearTiles();
@@ -725,6 +732,7 @@ function joinRoom() {
     .on(ROOM_EVENT.UNLOCKED, mine((r, info) => { chatLine('chat', `room unlocked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
     .on(ROOM_EVENT.ENDED, mine((r, info) => chatLine('chat', `the meeting was ended by ${info.by}`, {cls: 'system'})))
     .on(ROOM_EVENT.RECORDING, mine((r, info) => { showRecording(info); updateModControls(); }))
+    .on(ROOM_EVENT.ACTIVE_SPEAKERS, mine((r, info) => speakers.update(info)))
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();

@@ -45,6 +45,9 @@ export const ROOM_EVENT = Object.freeze({
   // Parley extension: how this client receives a remote stream, from its own receiver reports
   // (every few seconds): handler(participant, stream, stream.quality()).
   QUALITY: 'QUALITY',
+  // Parley extension: who speaks changed: info.dominant (the dominant speaker, or null) and
+  // info.speakers (everyone speaking now, dominant first), each {name, streamId, level, self}.
+  ACTIVE_SPEAKERS: 'ACTIVE_SPEAKERS',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -553,6 +556,7 @@ class Room extends Emitter {
     this._locked = false;
     this._muted = new Set(); // this client's sources a moderator muted
     this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
+    this._activeSpeakers = {dominant: null, speakers: []}; // the last ACTIVE_SPEAKERS
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -642,6 +646,12 @@ class Room extends Emitter {
    * expires (a Date), for everyone in the room while it records.
    */
   recording() { return this._recordingInfo; }
+  /**
+   * Who speaks, as the server last told (ACTIVE_SPEAKERS): {dominant, speakers}. dominant is the
+   * dominant speaker or null; speakers everyone speaking now, the dominant one first; each is
+   * {name, streamId, level (0 silence to 1), self (this client)}.
+   */
+  activeSpeakers() { return {dominant: this._activeSpeakers.dominant, speakers: [...this._activeSpeakers.speakers]}; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
@@ -880,6 +890,14 @@ class Room extends Emitter {
       }
       case 'CLIP_ADDED':
       case 'CLIP_DELETED': this._clipStore._onEvent(m); return;
+      case 'ACTIVE_SPEAKERS': {
+        const one = (v) => (v && typeof v.name === 'string' ? {name: v.name, streamId: String(v.streamId || ''),
+          level: Math.min(1, Math.max(0, Number(v.level) || 0)), self: v.name === this._self} : null);
+        const info = {dominant: one(m.dominant), speakers: (Array.isArray(m.speakers) ? m.speakers : []).map(one).filter(Boolean)};
+        this._activeSpeakers = info;
+        this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this, {dominant: info.dominant, speakers: [...info.speakers]});
+        return;
+      }
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
