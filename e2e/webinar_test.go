@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/server"
+	"github.com/parley/parley/pkg/testmedia"
+)
+
+// countGetUserMedia counts the page's camera and microphone requests.
+const countGetUserMedia = `(() => {
+  window.__gum = 0;
+  const md = navigator.mediaDevices;
+  if (md && md.getUserMedia) {
+    const orig = md.getUserMedia.bind(md);
+    md.getUserMedia = (...args) => { window.__gum++; return orig(...args); };
+  }
+})();`
+
+// webinarKey signs the presenters' tokens of the webinar tests.
+var webinarKey = auth.Key{ID: "w1", Secret: []byte(strings.Repeat("w", 32))}
+
+// webinarServer serves the web app with a webinar preset for rooms
+// webinar-*: anonymous participants are viewers; tokens of webinarKey name
+// presenters.
+func webinarServer(t *testing.T, tweak func(*server.Config)) *server.Server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "webinar.yaml"),
+		[]byte("rooms: ['webinar-*']\nwebinar: true\ngrants: [subscribe, chat]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier([]auth.Key{webinarKey}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, func(c *server.Config) {
+		c.Auth = server.AuthConfig{Mode: server.AuthOpen, Tokens: v, RoomsDir: dir}
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// testMedia returns the paths of the VP8 and Opus test media (made with ffmpeg once).
+func testMedia(t *testing.T) (ivf, ogg string) {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "parley-testmedia")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if ivf, err = testmedia.VP8IVF(dir, testmedia.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if ogg, err = testmedia.OpusOgg(dir, testmedia.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return ivf, ogg
+}
+
+// presenter joins room as a Pion client with a presenter's token (publish,
+// moderate) and publishes VP8 and Opus test media.
+func presenter(t *testing.T, srv *server.Server, room, name string) *client.Client {
+	t.Helper()
+	// The client's media runs as long as the context of its publish.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ivf, ogg := testMedia(t)
+	video, err := client.NewIVFSource(ivf, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio, err := client.NewOpusSource(ogg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mustSign(t, webinarKey, auth.Spec{Identity: name, Room: room,
+		Grants: auth.MustParseGrants("publish", "subscribe", "chat", "moderate", "record")})
+	c, err := client.Dial(ctx, strings.Replace(srv.URL(), "http", "ws", 1)+"/ws", client.Options{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Join(ctx, client.JoinOptions{Room: room}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, client.PublishOptions{Video: video, Audio: audio}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readWatch reads what the viewer page decoded from the presenters and shows.
+const readWatch = `(async () => {
+  let frames = 0, samples = 0;
+  for (const pc of (window.__pcs || [])) {
+    if (pc.connectionState === 'closed') continue;
+    const report = await pc.getStats();
+    report.forEach(s => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'video') frames += s.framesDecoded || 0;
+      else samples += s.totalSamplesReceived || 0;
+    });
+  }
+  return {frames, samples, tiles: document.querySelectorAll('#presenters video').length,
+    viewers: document.querySelector('#viewers').textContent, path: document.querySelector('#path').dataset.path || '',
+    gum: window.__gum, error: document.querySelector('#error').hidden ? '' : document.querySelector('#error').textContent};
+})()`
+
+type watchState struct {
+	Frames  float64 `json:"frames"`
+	Samples float64 `json:"samples"`
+	Tiles   int     `json:"tiles"`
+	Viewers string  `json:"viewers"`
+	Path    string  `json:"path"`
+	GUM     int     `json:"gum"`
+	Error   string  `json:"error"`
+}
+
+// TestWebinarViewerPage: a viewer of a webinar room on the viewer page
+// (watch.html) decodes the presenter's video and receives its audio over
+// WebRTC, in one large tile, sees the viewer count, and is never asked for
+// a camera or microphone. The presenter is a Pion client.
+func TestWebinarViewerPage(t *testing.T) {
+	srv := webinarServer(t, nil)
+	room := fmt.Sprintf("webinar-%d", time.Now().UnixNano()%100000)
+	presenter(t, srv, room, "host")
+	p := openPageScripts(t, "viewer", fmt.Sprintf("%s/watch.html?room=%s&name=viewer1", srv.URL(), room),
+		[]string{countGetUserMedia})
+	var first watchState
+	p.waitFor("the presenter's video and audio", func() (bool, string) {
+		first = watchState{}
+		_ = p.eval(readWatch, &first)
+		return first.Frames > 0 && first.Samples > 0 && first.Tiles == 1 && first.Viewers == "1 viewer", fmt.Sprintf("%+v", first)
+	})
+	p.waitFor("more frames", func() (bool, string) {
+		var st watchState
+		_ = p.eval(readWatch, &st)
+		return st.Frames > first.Frames+10 && st.Samples > first.Samples, fmt.Sprintf("%+v then %+v", first, st)
+	})
+	var st watchState
+	_ = p.eval(readWatch, &st)
+	if st.GUM != 0 || st.Path != "webrtc" || st.Error != "" {
+		t.Errorf("viewer page: %+v (no camera request, WebRTC, no error expected)", st)
+	}
+}
