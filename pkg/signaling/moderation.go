@@ -118,10 +118,12 @@ func (s *Session) moderate(p *room.Participant, req protocol.Moderate) error {
 			return err
 		}
 		members := s.hub.membersOf(rm)
+		viewers := s.hub.liveEnding(rm, members)
 		rm.End(p)
 		for _, m := range members {
 			m.roomEnded(rm)
 		}
+		s.hub.releaseViewers(viewers)
 		return nil
 	case protocol.ActionStartRecording, protocol.ActionStopRecording:
 		on := req.Action == protocol.ActionStartRecording

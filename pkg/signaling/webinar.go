@@ -1,6 +1,10 @@
 package signaling
 
 import (
+	"fmt"
+	"net/http"
+	"sync"
+
 	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
@@ -67,5 +71,66 @@ func (m *member) endStreams() {
 			_ = peer.Unpublish(st.ID)
 		}
 		_ = p.RemoveStream(st.ID)
+	}
+}
+
+// AdmitWebSocket applies to another WebSocket endpoint (pkg/live's viewers)
+// what a signaling session gets: the page origin check and the per-address
+// session limits. It answers a refusal itself (403, or 429 with the reason)
+// and returns ok false; otherwise release must be called when the
+// WebSocket ends, and addr is the client's address as the limits count it
+// (behind a trusted proxy, the client's; IPv6 by /64).
+func (h *Hub) AdmitWebSocket(w http.ResponseWriter, r *http.Request) (release func(), addr string, ok bool) {
+	if !originAllowed(r, h.cfg.AllowedOrigins) {
+		h.limits.origin.Add(1)
+		http.Error(w, fmt.Sprintf("pages of origin %s may not open a WebSocket on this server; "+
+			"its operator can allow them with allowed_origins", clip(r.Header.Get("Origin"))), http.StatusForbidden)
+		return nil, "", false
+	}
+	ip := clientAddr(r, h.cfg.TrustedProxies)
+	if !ip.IsValid() {
+		return func() {}, r.RemoteAddr, true
+	}
+	key := addrKey(ip)
+	if code, reason := h.limits.admitSession(key); code != "" {
+		h.log.Info("websocket refused", "code", code, "address", addrString(key), "path", r.URL.Path)
+		http.Error(w, code+": "+reason, http.StatusTooManyRequests)
+		return nil, "", false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { h.limits.sessionEnded(key) }) }, addrString(key), true
+}
+
+// liveEnding tells everyone in a webinar room that a moderator is ending
+// (LIVE_ENDED, with the replay) and returns the members that are viewers,
+// whose sessions releaseViewers ends once the room has.
+func (h *Hub) liveEnding(rm *room.Room, members []*member) []*member {
+	if !rm.Webinar() {
+		return nil
+	}
+	replay := ""
+	if h.cfg.Replay != nil && rm.Recording() {
+		replay = h.cfg.Replay(rm.Name(), rm.Session())
+	}
+	rm.Announce(func() *protocol.Event {
+		return &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventLiveEnded, Replay: replay,
+			Reason: "the live has ended"}
+	}, false)
+	var viewers []*member
+	for _, m := range members {
+		if p, _ := m.joined(); p != nil && p.Viewer() {
+			viewers = append(viewers, m)
+		}
+	}
+	return viewers
+}
+
+// releaseViewers ends the sessions of a webinar's viewers once its live
+// ended: nothing of theirs stays open on the server.
+func (h *Hub) releaseViewers(viewers []*member) {
+	for _, m := range viewers {
+		if s := m.current(); s != nil {
+			s.disconnect("the live has ended")
+		}
 	}
 }
