@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/testmedia"
 )
@@ -154,5 +157,144 @@ func TestWebinarViewerPage(t *testing.T) {
 	_ = p.eval(readWatch, &st)
 	if st.GUM != 0 || st.Path != "webrtc" || st.Error != "" {
 		t.Errorf("viewer page: %+v (no camera request, WebRTC, no error expected)", st)
+	}
+}
+
+// noWebRTC removes WebRTC from the page before it loads.
+const noWebRTC = `(() => {
+  for (const n of ['RTCPeerConnection', 'webkitRTCPeerConnection', 'RTCSessionDescription', 'RTCIceCandidate']) {
+    try { delete window[n]; } catch (e) {}
+    try { Object.defineProperty(window, n, {value: undefined, configurable: true}); } catch (e) {}
+  }
+})();`
+
+// readLive reads the WebSocket path's player on the viewer page.
+const readLive = `(() => {
+  const v = document.querySelector('#presenters video');
+  return {time: v ? v.currentTime : -1, audio: v ? (v.webkitAudioDecodedByteCount || 0) : 0,
+    video: v ? (v.webkitVideoDecodedByteCount || 0) : 0, paused: v ? v.paused : true,
+    path: document.querySelector('#path').dataset.path || '', label: document.querySelector('#path').textContent,
+    viewers: document.querySelector('#viewers').textContent, hasRTC: typeof window.RTCPeerConnection,
+    ended: !document.querySelector('#ended').hidden, replay: document.querySelector('#replay').hidden ? '' : document.querySelector('#replay').getAttribute('href'),
+    error: document.querySelector('#error').hidden ? '' : document.querySelector('#error').textContent};
+})()`
+
+type liveState struct {
+	Time    float64 `json:"time"`
+	Audio   float64 `json:"audio"`
+	Video   float64 `json:"video"`
+	Paused  bool    `json:"paused"`
+	Path    string  `json:"path"`
+	Label   string  `json:"label"`
+	Viewers string  `json:"viewers"`
+	HasRTC  string  `json:"hasRTC"`
+	Ended   bool    `json:"ended"`
+	Replay  string  `json:"replay"`
+	Error   string  `json:"error"`
+}
+
+// healthz reads the server's session and live viewer counts.
+func healthz(t *testing.T, srv *server.Server) (sessions, liveViewers int) {
+	t.Helper()
+	resp, err := http.Get(srv.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Sessions    int `json:"sessions"`
+		LiveViewers int `json:"live_viewers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Sessions, h.LiveViewers
+}
+
+// TestViewerPageWithoutWebRTC: the viewer page in a Chromium whose
+// RTCPeerConnection is removed before the page loads plays the presenter
+// over the WebSocket path (Media Source Extensions): its <video>'s
+// currentTime advances and it decodes audio and video, with a label that
+// says so; it stays in the room (the count). When the presenter ends the
+// live the page says so, and the server holds nothing of it any more: no
+// session, no WebSocket viewer.
+func TestViewerPageWithoutWebRTC(t *testing.T) {
+	srv := webinarServer(t, nil)
+	room := fmt.Sprintf("webinar-%d", time.Now().UnixNano()%100000)
+	host := presenter(t, srv, room, "host")
+	p := openPageScripts(t, "viewer", fmt.Sprintf("%s/watch.html?room=%s&name=ws-viewer", srv.URL(), room),
+		[]string{noWebRTC})
+	var first liveState
+	p.waitFor("the presenter over the WebSocket path", func() (bool, string) {
+		first = liveState{}
+		_ = p.eval(readLive, &first)
+		return first.Time > 0.5 && first.Audio > 0 && first.Video > 0 && first.Path == "websocket", fmt.Sprintf("%+v", first)
+	})
+	p.waitFor("currentTime and audio advancing", func() (bool, string) {
+		var st liveState
+		_ = p.eval(readLive, &st)
+		return st.Time > first.Time+2 && st.Audio > first.Audio && st.Video > first.Video && !st.Paused,
+			fmt.Sprintf("%+v then %+v", first, st)
+	})
+	var st liveState
+	_ = p.eval(readLive, &st)
+	if st.HasRTC != "undefined" || !strings.Contains(st.Label, "WebSocket") || st.Viewers != "1 viewer" || st.Error != "" {
+		t.Errorf("viewer page: %+v", st)
+	}
+	if _, lv := healthz(t, srv); lv != 1 {
+		t.Errorf("the server counts %d WebSocket viewers", lv)
+	}
+
+	// The end of the live: the page says so, and everything is let go.
+	if err := host.Moderate(context.Background(), protocol.Moderate{Action: protocol.ActionEnd}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("the end of the live", func() (bool, string) {
+		var st liveState
+		_ = p.eval(readLive, &st)
+		return st.Ended, fmt.Sprintf("%+v", st)
+	})
+	_ = host.Close()
+	p.waitFor("the server to let go of everything", func() (bool, string) {
+		sessions, lv := healthz(t, srv)
+		return sessions == 0 && lv == 0, fmt.Sprintf("%d sessions, %d live viewers", sessions, lv)
+	})
+}
+
+// iceFails makes every peer connection of the page relay-only with no relay
+// to use, as on a network that blocks UDP and TURN alike: ICE never connects.
+const iceFails = `(() => {
+  const Orig = window.RTCPeerConnection;
+  window.RTCPeerConnection = function(cfg) {
+    return new Orig({...(cfg || {}), iceServers: [], iceTransportPolicy: 'relay'});
+  };
+  window.RTCPeerConnection.prototype = Orig.prototype;
+  Object.setPrototypeOf(window.RTCPeerConnection, Orig);
+})();`
+
+// TestViewerPageFallsBackWhenICEFails: on the viewer page WebRTC is tried
+// first; when its connection does not come up (ICE fails, through TURN too)
+// the page plays over the WebSocket path on its own, and says so.
+func TestViewerPageFallsBackWhenICEFails(t *testing.T) {
+	srv := webinarServer(t, nil)
+	room := fmt.Sprintf("webinar-%d", time.Now().UnixNano()%100000)
+	presenter(t, srv, room, "host")
+	p := openPageScripts(t, "viewer", fmt.Sprintf("%s/watch.html?room=%s&name=blocked", srv.URL(), room),
+		[]string{iceFails})
+	var first liveState
+	p.waitFor("the fallback to the WebSocket path", func() (bool, string) {
+		first = liveState{}
+		_ = p.eval(readLive, &first)
+		return first.Path == "websocket" && first.Time > 0.5 && first.Video > 0, fmt.Sprintf("%+v", first)
+	})
+	p.waitFor("currentTime advancing", func() (bool, string) {
+		var st liveState
+		_ = p.eval(readLive, &st)
+		return st.Time > first.Time+1 && st.Audio > first.Audio, fmt.Sprintf("%+v then %+v", first, st)
+	})
+	var pcs int
+	_ = p.eval(`(window.__pcs || []).filter(pc => pc.connectionState !== 'closed').length`, &pcs)
+	if pcs != 0 {
+		t.Errorf("%d peer connections left open after the fallback", pcs)
 	}
 }

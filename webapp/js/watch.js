@@ -3,6 +3,11 @@
 // into the page with textContent, never innerHTML.
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS} from './roomapi.js';
+import {LivePlayer} from './liveplayer.js';
+
+// WebRTC first; when its subscribe connection is not up this long after there is something to
+// receive (ICE failed, through TURN too), the page plays over the WebSocket path instead.
+const ICE_TIMEOUT_MS = 8000;
 
 const $ = (sel) => document.querySelector(sel);
 const ui = {
@@ -57,10 +62,15 @@ const state = {
   room: null,
   name: '',
   password: '',
+  livePassword: '', // the room's password, for the WebSocket path
   ended: false,
+  path: '', // 'webrtc' or 'websocket'
+  player: null, // LivePlayer on the WebSocket path
+  watchdog: null,
 };
+const hasWebRTC = typeof window.RTCPeerConnection === 'function';
 // For tests and the console.
-window.parley = {state, RoomApi};
+window.parley = {state, RoomApi, hasWebRTC};
 
 // ---------------------------------------------------------------- helpers
 
@@ -141,7 +151,7 @@ function tileFor(id) {
 }
 
 function addTile(participant, stream) {
-  if (tileFor(stream.id())) return;
+  if (state.path === 'websocket' || tileFor(stream.id())) return;
   const t = el('div', 'presenter');
   t.dataset.stream = stream.id();
   t.dataset.name = participant.name();
@@ -181,6 +191,10 @@ function clearTiles() {
 function showEnded(replay) {
   if (state.ended) return;
   state.ended = true;
+  stopWatchdog();
+  if (state.player) { state.player.stop(); state.player = null; }
+  // Nothing stays open: the server releases a webinar's viewers, and the page lets go too.
+  if (state.conn) state.conn.disconnect();
   clearTiles();
   ui.ended.hidden = false;
   ui.waiting.hidden = true;
@@ -194,12 +208,81 @@ function showEnded(replay) {
   layout();
 }
 
+// ---------------------------------------------------------------- WebRTC or WebSocket
+
+function stopWatchdog() {
+  if (state.watchdog) clearInterval(state.watchdog);
+  state.watchdog = null;
+}
+
+// watchWebRTC falls back to the WebSocket path when the subscribe connection does not come up.
+function watchWebRTC(room) {
+  if (state.watchdog || state.path !== 'webrtc') return;
+  let since = 0;
+  state.watchdog = setInterval(() => {
+    if (state.room !== room || state.path !== 'webrtc' || state.ended) { stopWatchdog(); return; }
+    const pcs = state.conn ? state.conn.peerConnections() : [];
+    const pc = pcs[pcs.length - 1];
+    if (!pc) return; // nothing to receive yet
+    if (pc.connectionState === 'connected') { stopWatchdog(); return; }
+    if (!since) since = Date.now();
+    const failed = pc.connectionState === 'failed' || pc.iceConnectionState === 'failed';
+    if (failed || Date.now() - since > ICE_TIMEOUT_MS) {
+      stopWatchdog();
+      useWebSocket('WebRTC could not connect');
+    }
+  }, 500);
+}
+
+// useWebSocket plays the presenter over the WebSocket path; the room stays joined (chat, count)
+// without its media.
+function useWebSocket(why) {
+  if (state.path === 'websocket' || state.ended) return;
+  console.info('watch: playing over WebSocket:', why);
+  state.path = 'websocket';
+  setPath('websocket');
+  clearTiles();
+  if (hasWebRTC && state.conn && state.room) joinRoom(state.conn, {subscribe: false}); // drops its WebRTC media
+  const t = el('div', 'presenter');
+  t.dataset.stream = 'live';
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.setAttribute('playsinline', '');
+  const label = el('span', 'label', '');
+  t.append(video, label);
+  ui.presenters.append(t);
+  layout();
+  const player = new LivePlayer(video, {
+    room: roomName, name: state.name, token: storedAccessToken(roomName) || undefined,
+    password: state.livePassword || undefined,
+    onStatus: (status, info) => {
+      if (status === 'playing') {
+        label.textContent = info.publisher || '';
+        ui.waiting.hidden = true;
+        ui.live.hidden = false;
+      } else if (status === 'waiting') {
+        ui.waiting.textContent = info.reason ? `Waiting: ${info.reason}` : 'Waiting for the presenter…';
+        ui.waiting.hidden = false;
+        ui.live.hidden = true;
+      } else if (status === 'autoplay') {
+        ui.autoplayHint.hidden = false;
+      }
+    },
+    onEnded: (info) => showEnded(info.replay),
+    onError: (code, reason) => { if (!state.ended) showError(code, reason); },
+  });
+  state.player = player;
+  player.start();
+}
+
 // ---------------------------------------------------------------- session and room
 
-function joinRoom(conn) {
+function joinRoom(conn, {subscribe = hasWebRTC} = {}) {
   const password = state.password;
   state.password = '';
-  const room = conn.join({name: roomName, password: password || undefined});
+  if (password) state.livePassword = password;
+  const room = conn.join({name: roomName, password: password || undefined, subscribe});
   state.room = room;
   const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
   room
@@ -215,8 +298,14 @@ function joinRoom(conn) {
       const presenter = room.hasGrant('publish:camera') || room.hasGrant('publish:microphone') || room.hasGrant('moderate');
       ui.presenterLink.hidden = !presenter;
       ui.presenterLink.href = '/?' + new URLSearchParams({room: roomName, name: room.selfName()}).toString();
-      setPath('webrtc');
-      syncTiles(room);
+      if (!state.path) state.path = hasWebRTC ? 'webrtc' : '';
+      if (state.path === 'webrtc') {
+        setPath('webrtc');
+        syncTiles(room);
+        watchWebRTC(room);
+      } else {
+        useWebSocket('this browser has no WebRTC');
+      }
     }))
     .on(ROOM_EVENT.PUBLISHED, mine((p, s) => addTile(p, s)))
     .on(ROOM_EVENT.UNPUBLISHED, mine((p, s) => removeTile(s.id())))
