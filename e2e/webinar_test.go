@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,8 +40,16 @@ var webinarKey = auth.Key{ID: "w1", Secret: []byte(strings.Repeat("w", 32))}
 func webinarServer(t *testing.T, tweak func(*server.Config)) *server.Server {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "webinar.yaml"),
-		[]byte("rooms: ['webinar-*']\nwebinar: true\ngrants: [subscribe, chat]\n"), 0o644); err != nil {
+	preset := "rooms: ['webinar-*']\nwebinar: true\ngrants: [subscribe, chat]\n"
+	if tweak != nil {
+		// A server with a records directory keeps its broadcasts.
+		var c server.Config
+		tweak(&c)
+		if c.RecordsDir != "" {
+			preset += "record: always\n"
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "webinar.yaml"), []byte(preset), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	v, err := auth.NewVerifier([]auth.Key{webinarKey}, auth.Options{})
@@ -219,7 +230,8 @@ func healthz(t *testing.T, srv *server.Server) (sessions, liveViewers int) {
 // live the page says so, and the server holds nothing of it any more: no
 // session, no WebSocket viewer.
 func TestViewerPageWithoutWebRTC(t *testing.T) {
-	srv := webinarServer(t, nil)
+	records := t.TempDir()
+	srv := webinarServer(t, func(c *server.Config) { c.RecordsDir = records })
 	room := fmt.Sprintf("webinar-%d", time.Now().UnixNano()%100000)
 	host := presenter(t, srv, room, "host")
 	p := openPageScripts(t, "viewer", fmt.Sprintf("%s/watch.html?room=%s&name=ws-viewer", srv.URL(), room),
@@ -249,11 +261,32 @@ func TestViewerPageWithoutWebRTC(t *testing.T) {
 	if err := host.Moderate(context.Background(), protocol.Moderate{Action: protocol.ActionEnd}); err != nil {
 		t.Fatal(err)
 	}
-	p.waitFor("the end of the live", func() (bool, string) {
-		var st liveState
-		_ = p.eval(readLive, &st)
-		return st.Ended, fmt.Sprintf("%+v", st)
+	var end liveState
+	p.waitFor("the end of the live, with the replay", func() (bool, string) {
+		end = liveState{}
+		_ = p.eval(readLive, &end)
+		return end.Ended && end.Replay != "", fmt.Sprintf("%+v", end)
 	})
+	// The replay the page offers plays: the presenter's recording.
+	resp, err := http.Get(srv.URL() + end.Replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := filepath.Join(t.TempDir(), "replay.webm")
+	f, err := os.Create(replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(f, resp.Body)
+	resp.Body.Close()
+	f.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the replay %s: %s %v", end.Replay, resp.Status, err)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", replay).Output()
+	if d, perr := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err != nil || perr != nil || d < 1.5 {
+		t.Errorf("the replay: duration %q, %v", out, err)
+	}
 	_ = host.Close()
 	p.waitFor("the server to let go of everything", func() (bool, string) {
 		sessions, lv := healthz(t, srv)

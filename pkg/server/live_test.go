@@ -330,3 +330,111 @@ func TestLiveStalledViewerSkipsToKeyframe(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// get fetches url (relative to the server) with an optional bearer token.
+func get(t *testing.T, srv *server.Server, url, token string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL()+url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return resp, b.Bytes()
+}
+
+// TestBroadcastReplay: a webinar room whose preset records it always; its
+// one presenter publishes, a moderator ends the live. Every viewer gets the
+// replay's URL (the WebSocket viewer with ended, the signaling viewer with
+// LIVE_ENDED); it plays the presenter's recording at once, without a token
+// (its signature), as ffprobe reads it; without credentials it answers
+// 401, with an altered signature 403; the archive lists the session as a
+// broadcast with its replay.
+func TestBroadcastReplay(t *testing.T) {
+	k := hsKey("k1", 'r')
+	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, func(c *server.Config) {
+		c.Auth.RoomsDir = roomsDir(t, map[string]string{"webinar.yaml": webinarPreset + "record: always\n"})
+		c.RecordsDir = t.TempDir()
+	})
+	const room = "webinar-replay"
+	host := dial(t, srv, client.Options{Token: sign(t, k, "host", room, "publish", "subscribe", "chat", "moderate")})
+	if st := join(t, host, room, ""); !st.Recording {
+		t.Fatal("the webinar does not record")
+	}
+	publishCamera(t, host)
+	viewer := dial(t, srv, client.Options{Username: "v"})
+	join(t, viewer, room, "v")
+	ws := watchLive(t, srv, map[string]string{"room": room})
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := ws.next(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := host.Moderate(ctxT(t, 5*time.Second), protocol.Moderate{Action: protocol.ActionEnd}); err != nil {
+		t.Fatal(err)
+	}
+	ev := waitEvent(t, viewer, "LIVE_ENDED", func(e protocol.Event) bool { return e.Event == protocol.EventLiveEnded })
+	var ended map[string]string
+	for ended == nil {
+		m, err := ws.next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("the WebSocket viewer was not told the live ended: %v", err)
+		}
+		if m.text != nil && m.text["type"] == "ended" {
+			ended = m.text
+		}
+	}
+	replay := ended["replay"]
+	if !strings.HasPrefix(replay, "/replay/") || !strings.Contains(replay, "sig=") || !strings.HasPrefix(ev.Replay, "/replay/") {
+		t.Fatalf("replay: WebSocket %q, LIVE_ENDED %q", replay, ev.Replay)
+	}
+	resp, body := get(t, srv, replay, "")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "video/webm" {
+		t.Fatalf("the replay: %s %s %q", resp.Status, resp.Header.Get("Content-Type"), body[:min(len(body), 200)])
+	}
+	path := filepath.Join(t.TempDir(), "replay.webm")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := probe(t, path); d < 2 {
+		t.Errorf("the replay lasts %.2f s", d)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", path).Output()
+	if err != nil || !strings.Contains(string(out), "vp8") || !strings.Contains(string(out), "opus") {
+		t.Errorf("the replay's streams: %q %v", out, err)
+	}
+	stable, _, _ := strings.Cut(replay, "?")
+	if resp, _ := get(t, srv, stable, ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the replay without credentials: %s", resp.Status)
+	}
+	if resp, _ := get(t, srv, strings.Replace(replay, "sig=", "sig=A", 1), ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the replay with an altered signature: %s", resp.Status)
+	}
+	admin := sign(t, k, "admin", "*", "admin")
+	resp, body = get(t, srv, "/api/recordings", admin)
+	var list []struct {
+		Room      string `json:"room"`
+		Broadcast bool   `json:"broadcast"`
+		Replay    string `json:"replay"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the list: %s %v", resp.Status, err)
+	}
+	if len(list) != 1 || list[0].Room != room || !list[0].Broadcast || !strings.HasPrefix(list[0].Replay, stable+"?") {
+		t.Fatalf("the list: %+v", list)
+	}
+	if resp, _ := get(t, srv, list[0].Replay, ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("the listed replay: %s", resp.Status)
+	}
+}

@@ -449,6 +449,7 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		mux.HandleFunc(recordsPrefix, s.serveRecord)
 		mux.HandleFunc("GET /api/recordings", s.listRecordings)
 		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
+		mux.HandleFunc("GET /replay/{room}/{session}", s.serveReplay) // live.go
 	}
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
