@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -160,6 +161,16 @@ type ICEOptions struct {
 	// Servers replaces the ICE servers of the session message when not nil
 	// (an empty, non-nil slice: no ICE servers at all).
 	Servers []webrtc.ICEServer
+	// IPFilter, when set, gathers candidates only on the addresses it
+	// accepts (a test that gives this client an address of its own, on a
+	// link it shapes).
+	IPFilter func(net.IP) bool
+	// HideLocalCandidates keeps the subscribe connection's own candidates
+	// from the server (not trickled, none in the answer): the server learns
+	// the client's address from its connectivity checks alone, as behind a
+	// NAT. With RewriteRemoteCandidate, a test or the load tool puts a relay
+	// of its own (a shaped link) between client and server.
+	HideLocalCandidates bool
 	// DisconnectedTimeout, FailedTimeout and KeepAliveInterval override pion's
 	// ICE timeouts when not zero.
 	DisconnectedTimeout, FailedTimeout, KeepAliveInterval time.Duration
@@ -213,7 +224,7 @@ type Client struct {
 	tracksChanged chan struct{} // closed and replaced when a remote track is added
 }
 
-type streamState struct{ status, reason string }
+type streamState struct{ status, reason, video string }
 
 type result struct {
 	data []byte
@@ -665,7 +676,11 @@ func (c *Client) onEvent(ev protocol.Event) {
 		c.mu.Unlock()
 	case protocol.EventStreamStatus:
 		c.mu.Lock()
-		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason}
+		video := c.streamStatus[ev.StreamID].video
+		if ev.Video != "" {
+			video = ev.Video
+		}
+		c.streamStatus[ev.StreamID] = streamState{ev.Status, ev.Reason, video}
 		p := c.pubByID[ev.StreamID]
 		c.mu.Unlock()
 		if p != nil {
@@ -899,6 +914,24 @@ func (c *Client) StreamStatus(streamID string) (status, reason string) {
 	defer c.mu.Unlock()
 	s := c.streamStatus[streamID]
 	return s.status, s.reason
+}
+
+// VideoPaused reports whether the server paused the video of a remote
+// stream for this client (its link cannot carry it), and why.
+func (c *Client) VideoPaused(streamID string) (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.streamStatus[streamID]
+	return s.video == protocol.VideoPaused, s.reason
+}
+
+// SetTiles tells the server how this client shows remote streams' video:
+// each tile's size in device pixels, and whether it is visible (tiles).
+func (c *Client) SetTiles(ctx context.Context, tiles []protocol.Tile) error {
+	if _, err := c.Request(ctx, &protocol.Tiles{Type: protocol.TypeTiles, Tiles: tiles}); err != nil {
+		return fmt.Errorf("tiles: %w", err)
+	}
+	return nil
 }
 
 // Publications returns the client's live publications.

@@ -16,7 +16,8 @@ import (
 // media files whose samples many sources share.
 
 // PacketSentFunc observes a packet a publication is about to write: kind is
-// "audio" or "video", sentAt is taken just before the write. It runs on the
+// "audio" or "video" ("video:q", "video:h" or "video:f" for a simulcast
+// layer), sentAt is taken just before the write. It runs on the
 // track's pump goroutine: it must be quick and must not keep pkt.
 type PacketSentFunc func(kind string, pkt *rtp.Packet, sentAt time.Time)
 
@@ -167,4 +168,12 @@ func (m *Media) Samples() int { return len(m.src.samples) }
 // loop), sharing its samples with every other source of m.
 func (m *Media) NewSource(loop bool) KeyframeSource {
 	return &memSource{codec: m.src.codec, samples: m.src.samples, loop: loop}
+}
+
+// LayerNACKs is NACKs for one simulcast layer (q, h or f).
+func (p *Publication) LayerNACKs(rid string) int64 {
+	if t := p.layer(rid); t != nil {
+		return t.nacks.Load()
+	}
+	return 0
 }

@@ -164,6 +164,10 @@ func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrt
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
 	if !subscribe {
+		// Simulcast layers name themselves with their RTP stream id.
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+			return nil, fmt.Errorf("simulcast header extensions: %w", err)
+		}
 		// Number outgoing packets so the server can send TWCC feedback.
 		hdr, err := twcc.NewHeaderExtensionInterceptor()
 		if err != nil {
@@ -183,6 +187,9 @@ func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrt
 		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	}
 	se.SetNetworkTypes(networks)
+	if ico.IPFilter != nil {
+		se.SetIPFilter(ico.IPFilter)
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if arrivals != nil {
 		n, err := stdnet.NewNet()

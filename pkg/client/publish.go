@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -35,6 +36,26 @@ type PublishOptions struct {
 	Record bool
 	// OnPacketSent, when set, observes every packet just before it is written.
 	OnPacketSent PacketSentFunc
+	// Padding makes the video track send RTP padding as browsers do (tests).
+	Padding Padding
+	// Simulcast, instead of Video, publishes the video as simulcast layers,
+	// lowest first: two or three sources of the same codec (the same
+	// picture at different sizes), sent with the RTP stream ids q, h and f.
+	Simulcast []Source
+}
+
+// simulcastRIDs name the simulcast layers, lowest first.
+var simulcastRIDs = []string{"q", "h", "f"}
+
+// Padding is RTP padding a video track sends, as a browser does: padding-only
+// packets on the media SSRC while it probes its uplink, and padding after a
+// packet's payload.
+type Padding struct {
+	// AfterFrame is how many padding-only packets follow each frame.
+	AfterFrame int
+	// Every, with Bytes, pads every Every-th media packet with Bytes bytes
+	// (1 to 255) after its payload.
+	Every, Bytes int
 }
 
 // Publication is a published stream: one publish peer connection with a
@@ -49,6 +70,7 @@ type Publication struct {
 	connected chan struct{}
 	closeOnce sync.Once
 	onSent    PacketSentFunc
+	padding   Padding
 
 	mu           sync.Mutex
 	id           string
@@ -62,17 +84,23 @@ type Publication struct {
 }
 
 type localTrack struct {
-	kind      string // audio or video
-	src       Source
-	codec     webrtc.RTPCodecCapability
-	track     *webrtc.TrackLocalStaticRTP
-	sender    *webrtc.RTPSender
-	records   recordRing
-	bytes     atomic.Int64
-	kfWanted  atomic.Bool
-	kfAsked   atomic.Int64
-	kfStarted atomic.Int64
-	nacks     atomic.Int64
+	kind string // audio or video
+	rid  string // simulcast layer ("" without simulcast)
+	// The header extensions a simulcast layer sends its mid and rid in
+	// (negotiated ids, 0: not negotiated), and its mid.
+	midExt, ridExt uint8
+	mid            string
+	src            Source
+	codec          webrtc.RTPCodecCapability
+	track          *webrtc.TrackLocalStaticRTP
+	sender         *webrtc.RTPSender
+	records        recordRing
+	bytes          atomic.Int64
+	kfWanted       atomic.Bool
+	kfAsked        atomic.Int64
+	kfStarted      atomic.Int64
+	keyframes      atomic.Int64 // keyframe starts sent
+	nacks          atomic.Int64
 }
 
 // Publish publishes a stream: it offers a new peer connection with a sendonly
@@ -81,7 +109,17 @@ type localTrack struct {
 // up. The sources are pumped until ctx ends, Unpublish, or Close: pass a ctx
 // that lasts as long as the stream should.
 func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, error) {
-	if o.Video == nil && o.Audio == nil {
+	if len(o.Simulcast) > 0 {
+		if o.Video != nil || len(o.Simulcast) < 2 || len(o.Simulcast) > len(simulcastRIDs) {
+			return nil, fmt.Errorf("publish: simulcast takes 2 to %d layers instead of Video", len(simulcastRIDs))
+		}
+		for _, l := range o.Simulcast[1:] {
+			if l.Codec().MimeType != o.Simulcast[0].Codec().MimeType {
+				return nil, errors.New("publish: simulcast layers of different codecs")
+			}
+		}
+	}
+	if o.Video == nil && o.Audio == nil && len(o.Simulcast) == 0 {
 		return nil, errors.New("publish: no source")
 	}
 	kind := o.Kind
@@ -98,6 +136,12 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 		connected: make(chan struct{}),
 		statusCh:  make(chan struct{}),
 		onSent:    o.OnPacketSent,
+		padding:   o.Padding,
+	}
+	if b := o.Padding.Bytes; o.Padding.Every > 0 && (b < 1 || b > 255) {
+		cancel()
+		_ = pc.Close()
+		return nil, fmt.Errorf("publish: padding of %d bytes: want 1 to 255", b)
 	}
 	var connOnce sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -117,6 +161,12 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 			continue
 		}
 		if err := p.addTrack(s.kind, s.src, label); err != nil {
+			p.close()
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+	}
+	if len(o.Simulcast) > 0 {
+		if err := p.addSimulcast(o.Simulcast, label); err != nil {
 			p.close()
 			return nil, fmt.Errorf("publish: %w", err)
 		}
@@ -157,6 +207,7 @@ func (c *Client) Publish(ctx context.Context, o PublishOptions) (*Publication, e
 		return nil, fmt.Errorf("publish: set remote description: %w", err)
 	}
 	p.setRemoteReady()
+	p.simulcastExtensions()
 
 	for _, t := range p.tracks {
 		t := t
@@ -186,6 +237,60 @@ func (p *Publication) addTrack(kind string, src Source, label string) error {
 	}
 	p.tracks = append(p.tracks, &localTrack{kind: kind, src: src, codec: codec, track: track, sender: tr.Sender()})
 	return nil
+}
+
+// addSimulcast adds one video transceiver sending a layer per source,
+// lowest first, with the RTP stream ids q, h and f.
+func (p *Publication) addSimulcast(layers []Source, label string) error {
+	codec := layers[0].Codec()
+	prefs, err := codecPreferences(codec)
+	if err != nil {
+		return err
+	}
+	var tr *webrtc.RTPTransceiver
+	for i, src := range layers {
+		rid := simulcastRIDs[i]
+		track, err := webrtc.NewTrackLocalStaticRTP(codec, "video", label, webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			return fmt.Errorf("new video layer %s: %w", rid, err)
+		}
+		if i == 0 {
+			if tr, err = p.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				return fmt.Errorf("add video transceiver: %w", err)
+			}
+			if err := tr.SetCodecPreferences(prefs); err != nil {
+				return fmt.Errorf("video codec preferences: %w", err)
+			}
+		} else if err := tr.Sender().AddEncoding(track); err != nil {
+			return fmt.Errorf("add video layer %s: %w", rid, err)
+		}
+		p.tracks = append(p.tracks, &localTrack{kind: "video", rid: rid, src: src, codec: codec, track: track, sender: tr.Sender()})
+	}
+	return nil
+}
+
+// simulcastExtensions notes, once the answer is applied, the header
+// extensions simulcast layers name themselves in: the SFU tells layers
+// apart by their RTP stream id.
+func (p *Publication) simulcastExtensions() {
+	for _, t := range p.tracks {
+		if t.rid == "" {
+			continue
+		}
+		for _, x := range t.sender.GetParameters().HeaderExtensions {
+			switch x.URI {
+			case sdp.SDESMidURI:
+				t.midExt = uint8(x.ID)
+			case sdp.SDESRTPStreamIDURI:
+				t.ridExt = uint8(x.ID)
+			}
+		}
+		for _, tr := range p.pc.GetTransceivers() {
+			if tr.Sender() == t.sender {
+				t.mid = tr.Mid()
+			}
+		}
+	}
 }
 
 // registerPublication records the stream id the server assigned and picks up
@@ -392,13 +497,54 @@ func (p *Publication) close() {
 	})
 }
 
+// track returns the track of a kind: for simulcast video, the top layer.
 func (p *Publication) track(kind string) *localTrack {
+	var found *localTrack
 	for _, t := range p.tracks {
 		if t.kind == kind {
+			found = t
+		}
+	}
+	return found
+}
+
+// layer returns the simulcast layer with the RTP stream id rid.
+func (p *Publication) layer(rid string) *localTrack {
+	for _, t := range p.tracks {
+		if t.kind == "video" && t.rid == rid {
 			return t
 		}
 	}
 	return nil
+}
+
+// LayerSentPackets is SentPackets for one simulcast layer (q, h or f).
+func (p *Publication) LayerSentPackets(rid string) []PacketRecord {
+	if t := p.layer(rid); t != nil {
+		return t.records.snapshot()
+	}
+	return nil
+}
+
+// LayerKeyframeRequests is how many PLI and FIR one simulcast layer received.
+func (p *Publication) LayerKeyframeRequests(rid string) int64 {
+	if t := p.layer(rid); t != nil {
+		return t.kfAsked.Load()
+	}
+	return 0
+}
+
+// KeyframesSent is how many keyframes the video track (for simulcast, the
+// layer rid; "" for the top one) sent, periodic and requested ones.
+func (p *Publication) KeyframesSent(rid string) int64 {
+	t := p.track("video")
+	if rid != "" {
+		t = p.layer(rid)
+	}
+	if t == nil {
+		return 0
+	}
+	return t.keyframes.Load()
 }
 
 // SentPackets returns the last packets (at most 20000) sent on the track of a
@@ -438,7 +584,13 @@ func (p *Publication) KeyframeRequests(kind string) int64 {
 // report interceptors) and notes keyframe requests, until the connection closes.
 func (p *Publication) readRTCP(t *localTrack) {
 	for {
-		pkts, _, err := t.sender.ReadRTCP()
+		var pkts []rtcp.Packet
+		var err error
+		if t.rid != "" {
+			pkts, _, err = t.sender.ReadSimulcastRTCP(t.rid)
+		} else {
+			pkts, _, err = t.sender.ReadRTCP()
+		}
 		if err != nil {
 			return
 		}
@@ -496,6 +648,8 @@ func (p *Publication) pump(t *localTrack) {
 	<-timer.C
 	next := time.Now()
 	var lastKeyframe time.Time
+	sent := 0 // media packets, for Padding.Every
+	keyed, keyTS := false, uint32(0)
 	for {
 		if t.kfWanted.Load() && time.Since(lastKeyframe) >= keyframeInterval {
 			t.kfWanted.Store(false)
@@ -513,16 +667,43 @@ func (p *Publication) pump(t *localTrack) {
 			return
 		}
 		now := time.Now()
-		for _, pkt := range pk.Packetize(data, rtpc.advance(dur)) {
+		pkts := pk.Packetize(data, rtpc.advance(dur))
+		if isVideo && p.padding.AfterFrame > 0 && len(pkts) > 0 {
+			// With the frame's timestamp, as a browser's: pion's would be
+			// the next frame's, which moves its sender reports' clock.
+			ts := pkts[len(pkts)-1].Timestamp
+			for _, pad := range pk.GeneratePadding(uint32(p.padding.AfterFrame)) {
+				pad.Timestamp = ts
+				pkts = append(pkts, pad)
+			}
+		}
+		for _, pkt := range pkts {
+			padOnly := len(pkt.Payload) == 0
+			if isVideo && !padOnly && p.padding.Every > 0 {
+				if sent++; sent%p.padding.Every == 0 {
+					pkt.Header.Padding, pkt.Header.PaddingSize = true, byte(p.padding.Bytes)
+				}
+			}
 			rec := PacketRecord{
-				Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Marker: pkt.Marker,
+				Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Marker: pkt.Marker, Padding: padOnly,
 				PayloadHash: HashPayload(pkt.Payload), PayloadSize: len(pkt.Payload), SentAt: now,
 			}
 			if isVideo {
 				rec.Keyframe = codec.IsKeyframe(t.codec.MimeType, pkt.Payload)
+				if rec.Keyframe && (!keyed || pkt.Timestamp != keyTS) {
+					keyed, keyTS = true, pkt.Timestamp // one count per keyframe, whatever its packets
+					t.keyframes.Add(1)
+				}
+			}
+			if t.ridExt != 0 {
+				// The SFU tells the layers apart by these.
+				_ = pkt.Header.SetExtension(t.ridExt, []byte(t.rid))
+				if t.midExt != 0 {
+					_ = pkt.Header.SetExtension(t.midExt, []byte(t.mid))
+				}
 			}
 			if p.onSent != nil {
-				p.onSent(t.kind, pkt, time.Now())
+				p.onSent(t.label(), pkt, time.Now())
 			}
 			// Recorded before the write: the SFU may deliver the packet
 			// before WriteRTP returns.
@@ -552,4 +733,13 @@ func (p *Publication) pump(t *localTrack) {
 			return
 		}
 	}
+}
+
+// label names the track to OnPacketSent: its kind, and for a simulcast
+// layer "video:" and its RTP stream id.
+func (t *localTrack) label() string {
+	if t.rid != "" {
+		return t.kind + ":" + t.rid
+	}
+	return t.kind
 }

@@ -19,6 +19,8 @@ type PacketRecord struct {
 	Marker    bool
 	// Keyframe is codec.IsKeyframe(codec, payload).
 	Keyframe bool
+	// Padding says the packet is padding only (no payload).
+	Padding bool
 	// PayloadHash is the 64-bit FNV-1a hash of the RTP payload.
 	PayloadHash uint64
 	// PayloadSize is the payload length in bytes.

@@ -3,12 +3,14 @@ package client
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -165,7 +167,11 @@ func (s *subscriber) handleOffer(o *protocol.SDP, at time.Time) error {
 	}
 	ctx, cancel := context.WithTimeout(s.c.ctx, answerTimeout)
 	defer cancel()
-	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: s.c.rewriteLocalSDP(answer.SDP)}); err != nil {
+	sdp := answer.SDP
+	if s.c.opts.ICE.HideLocalCandidates {
+		sdp = withoutCandidates(sdp)
+	}
+	if _, err := s.c.Request(ctx, &protocol.SDP{Type: protocol.TypeAnswer, SDP: s.c.rewriteLocalSDP(sdp)}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
 	return nil
@@ -182,6 +188,9 @@ func (s *subscriber) newPC() (*webrtc.PeerConnection, error) {
 		return nil, err
 	}
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if c.opts.ICE.HideLocalCandidates {
+			return
+		}
 		err := c.Send(&protocol.Candidate{Type: protocol.TypeCandidate, Target: protocol.TargetSubscribe, Candidate: localCandidate(cand)})
 		if err != nil {
 			c.log.Debug("subscribe candidate not sent", "err", err)
@@ -269,6 +278,55 @@ func (s *subscriber) onTrack(pc *webrtc.PeerConnection, conn *subConn, track *we
 		}
 		rt.read(c)
 	}()
+	if !rt.light {
+		// Read the receiver's RTCP, as a browser does: pion's report
+		// interceptor sees the sender reports only then (its receiver
+		// reports answer them, so the server learns the round trip).
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			rt.readRTCP()
+		}()
+	}
+}
+
+// SenderReport is an RTCP sender report a remote track got, and when.
+type SenderReport struct {
+	*rtcp.SenderReport
+	At time.Time
+}
+
+// maxSenderReports is how many sender reports a RemoteTrack keeps.
+const maxSenderReports = 64
+
+// readRTCP reads the track's RTCP until the receiver stops, keeping its
+// sender reports.
+func (t *RemoteTrack) readRTCP() {
+	for {
+		pkts, _, err := t.receiver.ReadRTCP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(t.track.SSRC()) {
+				t.mu.Lock()
+				if len(t.srs) == maxSenderReports {
+					t.srs = append(t.srs[:0], t.srs[1:]...)
+				}
+				t.srs = append(t.srs, SenderReport{SenderReport: sr, At: now})
+				t.mu.Unlock()
+			}
+		}
+	}
+}
+
+// SenderReports returns the last sender reports (at most 64) the track got,
+// oldest first; none with Options.LightReceiver.
+func (t *RemoteTrack) SenderReports() []SenderReport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]SenderReport(nil), t.srs...)
 }
 
 // SubscribePeerConnection is the subscribe peer connection (nil before the
@@ -363,6 +421,7 @@ type RemoteTrack struct {
 	lastTS          uint32
 	regressions     int64
 	gaps            int64
+	srs             []SenderReport
 }
 
 // subConn is what the tracks of one subscribe connection share.
@@ -486,7 +545,7 @@ func (t *RemoteTrack) onPacket(seq uint16, ts uint32, marker bool, payload []byt
 	kf := t.kind == webrtc.RTPCodecTypeVideo.String() && codec.IsKeyframe(t.codec, payload)
 	if !t.light {
 		t.records.add(PacketRecord{
-			Seq: seq, Timestamp: ts, Marker: marker, Keyframe: kf,
+			Seq: seq, Timestamp: ts, Marker: marker, Keyframe: kf, Padding: len(payload) == 0,
 			PayloadHash: HashPayload(payload), PayloadSize: len(payload), ReceivedAt: now,
 		})
 	}
@@ -514,4 +573,16 @@ func (t *RemoteTrack) onPacket(seq uint16, ts uint32, marker bool, payload []byt
 		t.regressions++
 	}
 	t.maxSeq, t.lastTS = ext, ts
+}
+
+// withoutCandidates drops the a=candidate lines of an SDP.
+func withoutCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "a=candidate:") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }

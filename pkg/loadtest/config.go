@@ -5,13 +5,19 @@
 // latency, and the server's CPU and memory from its /metrics. cmd/loadtest is
 // its command line; tests run it in-process against pkg/server/servertest.
 //
-// Publishers send real VP8 and Opus (pkg/testmedia files, generated once into
-// a cache directory and shared by every publisher) at the media's pace. Every
-// receiver is a client.Options.LightReceiver: no NACK generator, no
-// per-packet records. Publisher and receivers share one clock, so latency is
-// measured per packet: each publisher remembers the send time of its recent
-// packets by sequence number and RTP timestamp (the SFU passes both through),
-// and each receiver looks its packets up.
+// Publishers send real VP8 (or three simulcast layers of it) and Opus
+// (pkg/testmedia files, generated once into a cache directory and shared by
+// every publisher) at the media's pace. Every receiver is a
+// client.Options.LightReceiver: no NACK generator, no per-packet records.
+// Publisher and receivers share one clock, so latency is measured per
+// packet: each publisher remembers the send time of its recent packets by
+// sequence number and RTP timestamp, and by payload; the SFU numbers each
+// receiver's packets itself, so a receiver finds the offsets (and the layer)
+// of its packets from a payload when its numbers stop matching, and looks
+// its packets up by number. Loss is counted by each receiver's own numbers:
+// the SFU's numbering has no gap but loss, whatever it leaves out for that
+// receiver. Shaped subscribers receive through a rate-limited relay of this
+// process (shaper.go) and are reported apart.
 //
 // Figures are taken over a measuring window that opens once every session is
 // connected and receiving (after the ramp-up and a settle time): a packet
@@ -69,6 +75,17 @@ type Config struct {
 	VideoBitrate  int
 	Width, Height int
 	FPS           int
+	// Simulcast makes video publishers send three simulcast layers, as
+	// browsers do: a quarter, half and the whole of Width×Height, at an
+	// eighth, a third and all of VideoBitrate.
+	Simulcast bool
+	// Shaped is how many of each room's subscribers receive through a link
+	// of ShapedRate bit/s with a queue of ShapedQueue (default 400 ms) in
+	// front of it (shaper.go); the report gives their layers, video loss
+	// and audio loss apart from the others'.
+	Shaped      int
+	ShapedRate  int
+	ShapedQueue time.Duration
 	// MediaDir caches the generated media (default the user cache directory's
 	// parley-testmedia).
 	MediaDir string
@@ -134,6 +151,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.VideoBitrate <= 0 {
 		c.VideoBitrate = 1_000_000
+	}
+	if c.Shaped < 0 || c.Shaped > c.Subscribers {
+		return c, fmt.Errorf("%d shaped subscribers of %d", c.Shaped, c.Subscribers)
+	}
+	if c.Shaped > 0 && c.ShapedRate <= 0 {
+		return c, errors.New("shaped subscribers need a rate (ShapedRate, bit/s)")
+	}
+	if c.ShapedQueue <= 0 {
+		c.ShapedQueue = 400 * time.Millisecond
 	}
 	if c.Width <= 0 || c.Height <= 0 {
 		c.Width, c.Height = 640, 360

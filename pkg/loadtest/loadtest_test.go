@@ -124,3 +124,40 @@ func TestRunInProcess(t *testing.T) {
 		t.Logf("logs:\n%s", logs.String())
 	}
 }
+
+// TestShapedSubscribersInProcess: a simulcast publisher and three
+// subscribers, one of them behind a 400 kbit/s link of the load tool's own
+// (shaper.go). The report tells the groups apart: the unshaped receivers
+// get the top layer without loss; the shaped one the lowest layer, with
+// little video loss and its audio whole.
+func TestShapedSubscribersInProcess(t *testing.T) {
+	srv := servertest.Start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		URL: servertest.WSURL(srv), VideoPublishers: 1, Subscribers: 3, Simulcast: true, Width: 1280, Height: 720,
+		VideoBitrate: 1_500_000, Shaped: 1, ShapedRate: 400_000,
+		Duration: 6 * time.Second, Settle: 8 * time.Second, Drain: 500 * time.Millisecond, RampRate: 50,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", table.String())
+	if len(rep.Groups) != 2 || rep.Groups[0].Receivers != 2 || rep.Groups[1].Receivers != 1 {
+		t.Fatalf("groups %+v, want 2 unshaped and 1 shaped receiver", rep.Groups)
+	}
+	good, shaped := rep.Groups[0], rep.Groups[1]
+	if good.Layers["f"] < 0.95 || good.VideoLossPct > 0.5 || good.AudioLossPct > 0.5 {
+		t.Errorf("unshaped: %+v, want the top layer without loss", good)
+	}
+	if shaped.Layers["q"] < 0.9 || shaped.VideoLossPct > 3 || shaped.AudioLossPct > 1 || shaped.VideoKbps > 400 {
+		t.Errorf("shaped: %+v, want the lowest layer, little video loss, audio whole", shaped)
+	}
+	if rep.Totals.Unmatched > rep.Totals.Received/100 {
+		t.Errorf("%d packets unmatched of %d", rep.Totals.Unmatched, rep.Totals.Received)
+	}
+}

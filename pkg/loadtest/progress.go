@@ -27,7 +27,6 @@ func (e *engine) progress(ctx context.Context) {
 		var ready, failed int
 		var rx, received int64
 		expected := int64(0)
-		receivers := map[streamKey]int{}
 		for _, s := range e.sessions {
 			switch s.state.Load() {
 			case stateReady:
@@ -38,16 +37,12 @@ func (e *engine) progress(ctx context.Context) {
 			for _, r := range s.trackList() {
 				rx += r.total.Load()
 				if r.measured.Load() {
-					receivers[r.key]++
-					received += r.receivedCount()
+					exp, got := r.receivedCount()
+					expected += exp
+					received += got
 				}
 			}
 		}
-		e.mu.Lock()
-		for k, st := range e.sent {
-			expected += st.winPackets.Load() * int64(receivers[k])
-		}
-		e.mu.Unlock()
 		self := selfCPU()
 		line := fmt.Sprintf("[%s] %-18s sessions %d/%d ready, %d failed | rx %.0f pkt/s", now.Format("15:04:05"),
 			e.phase.Load(), ready, len(e.sessions), failed, float64(rx-lastRx)/span)

@@ -27,6 +27,9 @@ type Report struct {
 	WindowSeconds float64 `json:"window_seconds"`
 	// Streams has one entry per published track.
 	Streams []StreamReport `json:"streams"`
+	// Groups compare the shaped subscribers with the others (with
+	// Config.Shaped): what layers, loss and audio loss each group got.
+	Groups []GroupReport `json:"groups,omitempty"`
 	// Totals adds the streams up.
 	Totals Totals `json:"totals"`
 	// Latency is the forwarding latency of every packet received in the
@@ -64,6 +67,7 @@ type Shape struct {
 	Subscribers         int     `json:"subscribers"`
 	PublishersSubscribe bool    `json:"publishers_subscribe"`
 	Video               string  `json:"video"`
+	Shaped              string  `json:"shaped,omitempty"`
 	RampRate            float64 `json:"ramp_per_second"`
 	NACK                bool    `json:"nack_negotiated"`
 	SocketStamps        bool    `json:"socket_stamps"`
@@ -99,10 +103,16 @@ type StreamReport struct {
 	Kbps float64 `json:"kbps"`
 	// Receivers is how many connected sessions receive the track.
 	Receivers int `json:"receivers"`
-	// Expected is Sent × Receivers; Received what they got of it.
+	// Expected is what the server sent the receivers of the track in the
+	// window, by their own sequence numbers (the server numbers each
+	// receiver's packets, leaving out what it does not send: Sent ×
+	// Receivers when it leaves nothing out); Received what they got of it.
 	Expected int64   `json:"expected"`
 	Received int64   `json:"received"`
 	LossPct  float64 `json:"loss_pct"`
+	// Layers is, for a simulcast track, the share of the media packets its
+	// receivers got from each layer (q, h, f).
+	Layers map[string]float64 `json:"layers,omitempty"`
 	// NACKs (packets asked again) and PLIs (keyframe requests, PLI and FIR)
 	// the publisher got from the server during the window.
 	NACKs int64 `json:"nacks"`
@@ -112,6 +122,25 @@ type StreamReport struct {
 	JitterMeanMS float64   `json:"jitter_mean_ms"`
 	JitterMaxMS  float64   `json:"jitter_max_ms"`
 	Latency      Quantiles `json:"latency"`
+}
+
+// GroupReport is what one group of receivers got (shaped or not).
+type GroupReport struct {
+	Name      string `json:"name"`
+	Receivers int    `json:"receivers"`
+	// VideoLossPct and AudioLossPct are the group's loss (as LossPct).
+	VideoLossPct float64 `json:"video_loss_pct"`
+	AudioLossPct float64 `json:"audio_loss_pct"`
+	// VideoKbps is the video payload each receiver got of what was sent in
+	// the window, on average.
+	VideoKbps float64 `json:"video_kbps"`
+	// Layers is the share of the group's video packets from each simulcast layer.
+	Layers map[string]float64 `json:"layers,omitempty"`
+	// Latency is the group's forwarding latency (to the sockets).
+	Latency Quantiles `json:"latency"`
+	// RelayDropped counts the packets the shaped links dropped at their
+	// queues (shaped group only).
+	RelayDropped int64 `json:"relay_dropped,omitempty"`
 }
 
 // Totals add up the streams.
@@ -185,6 +214,12 @@ func (e *engine) collect(rep *Report, before, after counters) {
 	rep.Shape = Shape{URL: c.URL, Rooms: c.Rooms, VideoPublishers: c.VideoPublishers, AudioPublishers: c.AudioPublishers,
 		Subscribers: c.Subscribers, PublishersSubscribe: c.PublishersSubscribe, RampRate: c.RampRate, SameProcess: c.SameProcess, NACK: !c.NoNACK, SocketStamps: !c.NoSocketStamps,
 		Video: fmt.Sprintf("VP8 %dx%d %d fps %d kbit/s", c.Width, c.Height, c.FPS, c.VideoBitrate/1000)}
+	if c.Simulcast {
+		rep.Shape.Video += " in three simulcast layers (1/4, 1/2, 1)"
+	}
+	if c.Shaped > 0 {
+		rep.Shape.Shaped = fmt.Sprintf("%d subscriber(s) per room at %d kbit/s, %v queue", c.Shaped, c.ShapedRate/1000, c.ShapedQueue)
+	}
 	win := time.Duration(e.win.end.Load() - e.win.start.Load())
 	rep.WindowSeconds = win.Seconds()
 	rep.LoadAverage = [2]float64{before.load, after.load}
@@ -195,12 +230,29 @@ func (e *engine) collect(rep *Report, before, after counters) {
 	var joins, firsts []time.Duration
 	roomVideo := c.VideoPublishers > 0
 	type agg struct {
-		receivers int
-		received  int64
-		lat       histogram
-		jitters   []float64
+		receivers          int
+		received, expected int64
+		bytes              int64
+		layers             map[string]int64
+		lat                histogram
+		jitters            []float64
+	}
+	add := func(a *agg, sn recvSnapshot) {
+		a.receivers++
+		a.received += sn.got
+		a.expected += sn.expected
+		a.lat.merge(&sn.lat)
+		a.jitters = append(a.jitters, sn.jitterMS)
+		for rid, n := range sn.layers {
+			if a.layers == nil {
+				a.layers = map[string]int64{}
+			}
+			a.layers[rid] += n
+		}
 	}
 	byKey := map[streamKey]*agg{}
+	groups := map[bool]map[string]*agg{false: {}, true: {}} // shaped → kind → agg
+	var relayDropped int64
 	var all, allRead histogram
 	for _, s := range e.sessions {
 		if s.joinTime > 0 {
@@ -232,6 +284,10 @@ func (e *engine) collect(rep *Report, before, after counters) {
 				}
 			}
 		}
+		if s.sh != nil {
+			_, d := s.sh.stats()
+			relayDropped += d
+		}
 		for _, r := range s.trackList() {
 			if (r.key.kind == "video") == roomVideo {
 				from := s.joinedAt
@@ -251,10 +307,14 @@ func (e *engine) collect(rep *Report, before, after counters) {
 				byKey[r.key] = a
 			}
 			sn := r.snapshot()
-			a.receivers++
-			a.received += sn.received
-			a.lat.merge(&sn.lat)
-			a.jitters = append(a.jitters, sn.jitterMS)
+			add(a, sn)
+			g := groups[r.shaped][r.key.kind]
+			if g == nil {
+				g = &agg{}
+				groups[r.shaped][r.key.kind] = g
+			}
+			add(g, sn)
+			g.bytes += sn.bytes
 			all.merge(&sn.lat)
 			allRead.merge(&sn.read)
 			rep.Totals.Unmatched += r.unmatched.Load()
@@ -270,28 +330,41 @@ func (e *engine) collect(rep *Report, before, after counters) {
 	rep.ReaderLatency = allRead.summary()
 
 	for _, s := range e.sessions {
+		rows := map[string]*StreamReport{}
 		for _, st := range s.sent {
 			if st.streamID == "" {
 				continue
 			}
-			a := byKey[streamKey{st.streamID, st.kind}]
-			if a == nil {
-				a = &agg{}
+			row := rows[st.kind]
+			if row == nil {
+				// One row per published track, its layers added up.
+				a := byKey[streamKey{st.streamID, st.kind}]
+				if a == nil {
+					a = &agg{}
+				}
+				row = &StreamReport{Room: st.room, Publisher: st.publisher, StreamID: st.streamID, Kind: st.kind,
+					Receivers: a.receivers, Expected: a.expected, Received: a.received, Latency: a.lat.summary(),
+					Layers: shares(a.layers)}
+				row.LossPct = lossPct(row.Expected, row.Received)
+				for _, j := range a.jitters {
+					row.JitterMeanMS += j / float64(len(a.jitters))
+					row.JitterMaxMS = max(row.JitterMaxMS, j)
+				}
+				rows[st.kind] = row
 			}
-			sent := st.winPackets.Load()
-			row := StreamReport{Room: st.room, Publisher: st.publisher, StreamID: st.streamID, Kind: st.kind,
-				Sent: sent, Receivers: a.receivers, Expected: sent * int64(a.receivers), Received: a.received,
-				NACKs: after.nacks[st] - before.nacks[st], PLIs: after.plis[st] - before.plis[st],
-				Latency: a.lat.summary()}
+			row.Sent += st.winPackets.Load()
+			row.NACKs += after.nacks[st] - before.nacks[st]
+			row.PLIs += after.plis[st] - before.plis[st]
 			if win > 0 {
-				row.Kbps = float64(st.winBytes.Load()) * 8 / win.Seconds() / 1000
+				row.Kbps += float64(st.winBytes.Load()) * 8 / win.Seconds() / 1000
 			}
-			row.LossPct = lossPct(row.Expected, row.Received)
-			for _, j := range a.jitters {
-				row.JitterMeanMS += j / float64(len(a.jitters))
-				row.JitterMaxMS = max(row.JitterMaxMS, j)
+		}
+		for _, kind := range []string{"audio", "video"} {
+			row := rows[kind]
+			if row == nil {
+				continue
 			}
-			rep.Streams = append(rep.Streams, row)
+			rep.Streams = append(rep.Streams, *row)
 			t := &rep.Totals
 			t.Sent += row.Sent
 			t.Expected += row.Expected
@@ -301,6 +374,32 @@ func (e *engine) collect(rep *Report, before, after counters) {
 		}
 	}
 	rep.Totals.LossPct = lossPct(rep.Totals.Expected, rep.Totals.Received)
+	if c.Shaped > 0 {
+		for _, shaped := range []bool{false, true} {
+			g := GroupReport{Name: "unshaped"}
+			if shaped {
+				g.Name = fmt.Sprintf("shaped %d kbit/s", c.ShapedRate/1000)
+				g.RelayDropped = relayDropped
+			}
+			var lat histogram
+			if v := groups[shaped]["video"]; v != nil {
+				g.Receivers = v.receivers
+				g.VideoLossPct = lossPct(v.expected, v.received)
+				g.Layers = shares(v.layers)
+				lat.merge(&v.lat)
+				if win > 0 && v.receivers > 0 {
+					g.VideoKbps = float64(v.bytes) * 8 / float64(v.receivers) / 1000 / win.Seconds()
+				}
+			}
+			if a := groups[shaped]["audio"]; a != nil {
+				g.Receivers = max(g.Receivers, a.receivers)
+				g.AudioLossPct = lossPct(a.expected, a.received)
+				lat.merge(&a.lat)
+			}
+			g.Latency = lat.summary()
+			rep.Groups = append(rep.Groups, g)
+		}
+	}
 	if win > 0 {
 		rep.Totals.ReceivedPerSecond = float64(rep.Totals.Received) / win.Seconds()
 	}
@@ -367,6 +466,22 @@ func (rep *Report) finish(c Config) {
 	}
 }
 
+// shares turns per-layer counts into shares of the total.
+func shares(n map[string]int64) map[string]float64 {
+	var total int64
+	for _, v := range n {
+		total += v
+	}
+	if total == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for k, v := range n {
+		out[k] = float64(v) / float64(total)
+	}
+	return out
+}
+
 func lossPct(expected, received int64) float64 {
 	if expected <= 0 {
 		return 0
@@ -419,6 +534,17 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			u.RcvbufErrors, u.SndbufErrors, u.InErrors)
 	}
 	p("publisher RTCP\t%d NACKed packets, %d keyframe requests\n", t.NACKs, t.PLIs)
+	if sh.Shaped != "" {
+		p("shaped\t%s\n", sh.Shaped)
+	}
+	for _, g := range rep.Groups {
+		p("%s\t%d receivers: video loss %.2f%%, audio loss %.2f%%, %.0f kbit/s of video each, layers %s, latency p50 %.1f ms p99 %.1f ms",
+			g.Name, g.Receivers, g.VideoLossPct, g.AudioLossPct, g.VideoKbps, layerShares(g.Layers), g.Latency.P50, g.Latency.P99)
+		if g.RelayDropped > 0 {
+			p(", %d packets dropped at the links' queues", g.RelayDropped)
+		}
+		p("\n")
+	}
 	p("latency\tp50 %.2f ms, p99 %.2f ms, max %.2f ms, publisher's write to the receivers' sockets\n",
 		rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
 	p("\tp50 %.2f ms, p99 %.2f ms, max %.2f ms to the receivers' readers (adds this tool's receive path)\n",
@@ -445,16 +571,30 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "room\tpublisher\tkind\tkbit/s\tsent\treceivers\texpected\treceived\tloss %\tNACK\tPLI\tjitter ms (mean/max)\tlatency ms (p50/p99)\t")
+	fmt.Fprintln(tw, "room\tpublisher\tkind\tkbit/s\tsent\treceivers\texpected\treceived\tloss %\tNACK\tPLI\tjitter ms (mean/max)\tlatency ms (p50/p99)\tlayers\t")
 	for _, s := range rep.Streams {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%.2f/%.2f\t%.2f/%.2f\t\n", s.Room, s.Publisher, s.Kind,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%.2f/%.2f\t%.2f/%.2f\t%s\t\n", s.Room, s.Publisher, s.Kind,
 			s.Kbps, s.Sent, s.Receivers, s.Expected, s.Received, s.LossPct, s.NACKs, s.PLIs, s.JitterMeanMS, s.JitterMaxMS,
-			s.Latency.P50, s.Latency.P99)
+			s.Latency.P50, s.Latency.P99, layerShares(s.Layers))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// layerShares writes layer shares as "q 10% h 0% f 90%".
+func layerShares(m map[string]float64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, rid := range layerRIDs {
+		if v, ok := m[rid]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", rid, 100*v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func failedBy(m map[string]int) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,8 @@ type session struct {
 	video      bool // publishes VP8 + Opus
 	audio      bool // publishes Opus only
 	subscribes bool
-	expect     int // remote tracks it must receive
+	shaped     bool // receives through a shaped link (shaper.go)
+	expect     int  // remote tracks it must receive
 
 	state     atomic.Int32
 	published chan struct{} // closed when its stream is PUBLISHING, or it failed
@@ -40,6 +42,7 @@ type session struct {
 
 	// Written by the session goroutine before settled is closed.
 	c         *client.Client
+	sh        *shaper // the shaped link's relays, for a shaped session
 	pub       *client.Publication
 	sent      []*sentTrack
 	joinedAt  time.Time
@@ -91,6 +94,7 @@ type engine struct {
 	base    time.Time
 	win     window
 	video   *client.Media
+	layers  []*client.Media // simulcast: the layers, lowest first
 	audio   *client.Media
 	metrics *metricsClient
 
@@ -99,7 +103,7 @@ type engine struct {
 	phase    atomic.Value // string, for the progress line
 
 	mu   sync.Mutex
-	sent map[streamKey]*sentTrack
+	sent map[streamKey][]*sentTrack // a track's layers (one without simulcast)
 }
 
 // Run runs a load test as cfg describes and returns its report. It returns an
@@ -113,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxRunTime())
 	defer cancel()
-	e := &engine{cfg: cfg, log: cfg.Logger, sent: map[streamKey]*sentTrack{}}
+	e := &engine{cfg: cfg, log: cfg.Logger, sent: map[streamKey][]*sentTrack{}}
 	e.phase.Store("media")
 	if err := e.loadMedia(); err != nil {
 		return nil, err
@@ -154,13 +158,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (e *engine) loadMedia() error {
 	o := testmedia.Options{Duration: mediaDuration, Width: e.cfg.Width, Height: e.cfg.Height,
 		FPS: e.cfg.FPS, Bitrate: e.cfg.VideoBitrate}
-	if e.cfg.VideoPublishers > 0 {
+	if e.cfg.VideoPublishers > 0 && !e.cfg.Simulcast {
 		p, err := testmedia.VP8IVF(e.cfg.MediaDir, o)
 		if err != nil {
 			return fmt.Errorf("load test: video media: %w", err)
 		}
 		if e.video, err = client.LoadIVF(p); err != nil {
 			return fmt.Errorf("load test: %w", err)
+		}
+	}
+	if e.cfg.VideoPublishers > 0 && e.cfg.Simulcast {
+		for _, l := range simulcastLayers(o) {
+			p, err := testmedia.VP8IVF(e.cfg.MediaDir, l)
+			if err != nil {
+				return fmt.Errorf("load test: video media: %w", err)
+			}
+			m, err := client.LoadIVF(p)
+			if err != nil {
+				return fmt.Errorf("load test: %w", err)
+			}
+			e.layers = append(e.layers, m)
 		}
 	}
 	p, err := testmedia.OpusOgg(e.cfg.MediaDir, testmedia.Options{Duration: mediaDuration})
@@ -195,6 +212,11 @@ func (e *engine) plan() {
 			add(fmt.Sprintf("audio-%d", i+1), false, true, c.PublishersSubscribe, 1)
 		}
 		for i := range c.Subscribers {
+			if i < c.Shaped {
+				add(fmt.Sprintf("shaped-%d", i+1), false, false, true, 0)
+				e.sessions[len(e.sessions)-1].shaped = true
+				continue
+			}
 			add(fmt.Sprintf("sub-%d", i+1), false, false, true, 0)
 		}
 	}
@@ -326,6 +348,11 @@ func (e *engine) snapshot(ctx context.Context) counters {
 			continue
 		}
 		for _, st := range s.sent {
+			if st.rid != "" {
+				c.plis[st] = s.pub.LayerKeyframeRequests(st.rid)
+				c.nacks[st] = s.pub.LayerNACKs(st.rid)
+				continue
+			}
 			c.plis[st] = s.pub.KeyframeRequests(st.kind)
 			c.nacks[st] = s.pub.NACKs(st.kind)
 		}
@@ -347,11 +374,17 @@ func (e *engine) runSession(sctx context.Context, s *session, sem chan struct{},
 	jctx, cancel := context.WithTimeout(sctx, e.cfg.JoinTimeout)
 	defer cancel()
 	start := time.Now()
-	c, err := client.Dial(jctx, e.cfg.URL, client.Options{
+	opts := client.Options{
 		Username: s.name, LightReceiver: true, NegotiateNACK: !e.cfg.NoNACK, StampArrivals: !e.cfg.NoSocketStamps,
 		Logger:        e.cfg.ClientLogger.With("session", s.room+"/"+s.name),
 		OnRemoteTrack: func(rt *client.RemoteTrack) client.PacketReceivedFunc { return e.onRemoteTrack(s, rt) },
-	})
+	}
+	if s.shaped {
+		s.sh = newShaper(sctx, e.cfg.ShapedRate, e.cfg.ShapedQueue)
+		defer s.sh.close() // after the client (deferred later, so run first)
+		opts.ICE = s.sh.ice()
+	}
+	c, err := client.Dial(jctx, e.cfg.URL, opts)
 	if err != nil {
 		s.fail("dial", err)
 		return
@@ -400,23 +433,26 @@ func (e *engine) runSession(sctx context.Context, s *session, sem chan struct{},
 // publish publishes the session's stream; jctx bounds the request, sctx the pumps.
 func (e *engine) publish(sctx, jctx context.Context, s *session) error {
 	o := client.PublishOptions{Audio: e.audio.NewSource(true)}
-	kinds := []string{"audio"}
-	if s.video {
+	labels := []string{"audio"}
+	if s.video && len(e.layers) > 0 {
+		for i, m := range e.layers {
+			o.Simulcast = append(o.Simulcast, m.NewSource(true))
+			labels = append(labels, "video:"+layerRIDs[i])
+		}
+	} else if s.video {
 		o.Video = e.video.NewSource(true)
-		kinds = append(kinds, "video")
+		labels = append(labels, "video")
 	}
-	byKind := map[string]*sentTrack{}
-	for _, k := range kinds {
-		st := &sentTrack{room: s.room, publisher: s.name, kind: k, base: e.base, win: &e.win}
-		byKind[k] = st
+	byLabel := map[string]*sentTrack{}
+	for _, l := range labels {
+		kind, rid, _ := strings.Cut(l, ":")
+		st := &sentTrack{room: s.room, publisher: s.name, kind: kind, rid: rid, base: e.base, win: &e.win}
+		byLabel[l] = st
 		s.sent = append(s.sent, st)
 	}
-	audio, video := byKind["audio"], byKind["video"]
-	o.OnPacketSent = func(kind string, pkt *rtp.Packet, at time.Time) {
-		if kind == "video" {
-			video.record(pkt, at)
-		} else {
-			audio.record(pkt, at)
+	o.OnPacketSent = func(label string, pkt *rtp.Packet, at time.Time) {
+		if st := byLabel[label]; st != nil {
+			st.record(pkt, at)
 		}
 	}
 	// Publish's context also runs the pumps, so it is the session's; the
@@ -440,23 +476,40 @@ func (e *engine) publish(sctx, jctx context.Context, s *session) error {
 	e.mu.Lock()
 	for _, st := range s.sent {
 		st.streamID = pub.ID()
-		e.sent[streamKey{pub.ID(), st.kind}] = st
+		k := streamKey{pub.ID(), st.kind}
+		e.sent[k] = append(e.sent[k], st)
 	}
 	e.mu.Unlock()
 	return nil
 }
 
-func (e *engine) lookupSent(k streamKey) *sentTrack {
+// lookupSent returns the layers of a published track (one without simulcast).
+func (e *engine) lookupSent(k streamKey) []*sentTrack {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.sent[k]
+}
+
+// layerRIDs name the simulcast layers, lowest first (as pkg/client sends them).
+var layerRIDs = []string{"q", "h", "f"}
+
+// simulcastLayers are the media options of the three layers of o.
+func simulcastLayers(o testmedia.Options) []testmedia.Options {
+	out := make([]testmedia.Options, 3)
+	for i, div := range []int{4, 2, 1} {
+		l := o
+		l.Width, l.Height = o.Width/div&^1, o.Height/div&^1
+		l.Bitrate = []int{o.Bitrate / 8, o.Bitrate / 3, o.Bitrate}[i]
+		out[i] = l
+	}
+	return out
 }
 
 // onRemoteTrack is the session's client.Options.OnRemoteTrack.
 func (e *engine) onRemoteTrack(s *session, rt *client.RemoteTrack) client.PacketReceivedFunc {
 	r := &recvTrack{
 		key: streamKey{rt.StreamID(), rt.Kind()}, clock: float64(rt.Track().Codec().ClockRate),
-		base: e.base, win: &e.win, lookup: e.lookupSent, rt: rt,
+		base: e.base, win: &e.win, lookup: e.lookupSent, rt: rt, shaped: s.shaped,
 	}
 	if r.clock <= 0 {
 		r.clock = 90000

@@ -45,7 +45,7 @@ func TestWindowCounting(t *testing.T) {
 	w.set(time.Second, 2*time.Second)
 	st := &sentTrack{kind: "video", base: base, win: &w}
 	r := &recvTrack{key: streamKey{"st-1", "video"}, clock: 90000, base: base, win: &w,
-		lookup: func(streamKey) *sentTrack { return st }}
+		lookup: func(streamKey) []*sentTrack { return []*sentTrack{st} }}
 	r.measured.Store(true)
 	for i, at := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 1999 * time.Millisecond, 2 * time.Second} {
 		pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(65534 + i), Timestamp: uint32(i * 3000)}, Payload: []byte{1, 2, 3}}
@@ -57,7 +57,7 @@ func TestWindowCounting(t *testing.T) {
 		r.observe(pkt, base.Add(at+3*time.Millisecond), arrived)
 	}
 	// An unknown packet.
-	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7}}, base.Add(1500*time.Millisecond), time.Time{})
+	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7}, Payload: []byte{9}}, base.Add(1500*time.Millisecond), time.Time{})
 	sn := r.snapshot()
 	if st.winPackets.Load() != 2 || sn.received != 2 || st.packets.Load() != 4 || r.unmatched.Load() != 1 || r.total.Load() != 5 {
 		t.Fatalf("window packets %d, received %d, sent %d, unmatched %d, total %d",
@@ -71,6 +71,56 @@ func TestWindowCounting(t *testing.T) {
 	}
 	if lo, hi := sn.lat.quantile(0), sn.lat.quantile(1); !near(lo, time.Millisecond) || !near(hi, 3*time.Millisecond) || sn.unstamped != 1 {
 		t.Errorf("socket latency %v..%v with %d unstamped, want 1 ms, and 3 ms for the unstamped one", lo, hi, sn.unstamped)
+	}
+}
+
+// A receiver whose numbers the server rewrote (offsets of its own, a
+// switch to another simulcast layer, padding the server added, a loss)
+// finds its packets all the same, counts its loss by its own numbers, and
+// which layer each packet came from.
+func TestReceiverFollowsRewrites(t *testing.T) {
+	base := time.Now()
+	var w window
+	w.set(time.Second, 10*time.Second)
+	q := &sentTrack{kind: "video", rid: "q", base: base, win: &w}
+	f := &sentTrack{kind: "video", rid: "f", base: base, win: &w}
+	r := &recvTrack{key: streamKey{"st-1", "video"}, clock: 90000, base: base, win: &w,
+		lookup: func(streamKey) []*sentTrack { return []*sentTrack{q, f} }}
+	r.measured.Store(true)
+	at := 2 * time.Second
+	out := uint16(65530) // the receiver's own numbers
+	// send has the publisher send a packet; to this receiver (numbered
+	// its own way), lost on the way, or not at all (another layer).
+	send := func(st *sentTrack, seq uint16, ts uint32, to, lost bool) {
+		pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts}, Payload: []byte{byte(seq), byte(seq >> 8), byte(ts), st.rid[0]}}
+		st.record(pkt, base.Add(at))
+		at += 10 * time.Millisecond
+		if !to {
+			return
+		}
+		got := *pkt
+		got.SequenceNumber, got.Timestamp = out, ts+777
+		out++
+		if !lost {
+			r.observe(&got, base.Add(at), time.Time{})
+		}
+	}
+	for i := range 20 {
+		send(q, 100+uint16(i), uint32(i/2)*3000, true, i == 7)     // one lost
+		send(f, 5000+uint16(i), uint32(i/2)*3000+50, false, false) // to the others
+	}
+	// Padding the server added, then a switch to layer f.
+	r.observe(&rtp.Packet{Header: rtp.Header{SequenceNumber: out}}, base.Add(at), time.Time{})
+	out++
+	for i := range 10 {
+		send(f, 6000+uint16(i), uint32(i)*3000+99, true, false)
+	}
+	sn := r.snapshot()
+	if sn.received != 29 || sn.expected != 31 || sn.got != 30 || r.unmatched.Load() != 0 {
+		t.Errorf("received %d media packets, %d of %d numbers, %d unmatched; want 29, 30 of 31, 0", sn.received, sn.got, sn.expected, r.unmatched.Load())
+	}
+	if sn.layers["q"] != 19 || sn.layers["f"] != 10 {
+		t.Errorf("layers %v, want q 19 and f 10", sn.layers)
 	}
 }
 

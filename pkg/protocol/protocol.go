@@ -25,6 +25,7 @@ const (
 	TypeLeave      = "leave"
 	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
 	TypeModerate   = "moderate"
+	TypeTiles      = "tiles" // how the client shows remote video: each stream's tile size and visibility
 )
 
 // Moderation actions (Moderate.Action).
@@ -410,7 +411,41 @@ type Event struct {
 
 	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
+	// STREAM_STATUS of a remote stream whose video the server paused
+	// ("paused": this client's link cannot carry it; Reason says so) or
+	// resumed ("playing").
+	Video string `json:"video,omitempty"`
 }
+
+// Video states of STREAM_STATUS.
+const (
+	VideoPaused  = "paused"
+	VideoPlaying = "playing"
+)
+
+// Tiles tells the server how the client shows the video of remote streams,
+// so that each gets the layer its tile needs and a hidden one none. Streams
+// not named keep what they had; one never named has no size limit.
+type Tiles struct {
+	Type  string `json:"type"`
+	ID    *int64 `json:"id,omitempty"`
+	Tiles []Tile `json:"tiles"`
+}
+
+// Tile is one remote stream's tile: its size in device pixels (CSS pixels
+// times devicePixelRatio), and whether it can be seen at all.
+type Tile struct {
+	Stream  string `json:"stream"`
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Visible bool   `json:"visible"`
+}
+
+// MaxTiles bounds the tiles of one message; MaxTileSide a tile's side.
+const (
+	MaxTiles    = 256
+	MaxTileSide = 16384
+)
 
 // Raw is a decoded-later message body.
 type Raw = json.RawMessage

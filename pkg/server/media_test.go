@@ -136,13 +136,15 @@ func checkFirstKeyframe(t *testing.T, who string, pub *client.Publication, tr *c
 	var after []client.PacketRecord // keyframe starts sent once the connection was up
 	gotAt := -1                     // where the first keyframe received is among them
 	for _, p := range pub.SentPackets("video") {
+		// The SFU numbers the subscriber's packets itself: the payload
+		// tells which keyframe arrived.
 		if !p.Keyframe || p.SentAt.Before(up) {
-			if p.Seq == recv[0].Seq {
+			if p.Keyframe && p.PayloadHash == recv[0].PayloadHash {
 				return // sent before the connection was up and still received
 			}
 			continue
 		}
-		if p.Seq == recv[0].Seq {
+		if p.PayloadHash == recv[0].PayloadHash {
 			gotAt = len(after)
 		}
 		after = append(after, p)
@@ -161,51 +163,123 @@ func seqs(ps []client.PacketRecord) []uint16 {
 	return out
 }
 
-// checkPackets compares what a subscriber received with what the publisher sent.
+// checkPackets compares what a subscriber received with what the publisher
+// sent: the SFU numbers each subscriber's packets itself (leaving out what it
+// does not send, padding among them, without a gap), so the received packets
+// must be the publisher's media packets in order, contiguously numbered,
+// their payloads unchanged and their timestamps moved by one constant
+// offset; at most 1 % of them missing (loopback).
 func checkPackets(t *testing.T, who string, pub *client.Publication, tr *client.RemoteTrack) {
 	t.Helper()
 	// What was received first, then what was sent: every packet received was
 	// sent before the second snapshot.
 	recv := tr.ReceivedPackets()
-	sent := pub.SentPackets(tr.Kind())
-	bySeq := make(map[uint16]client.PacketRecord, len(sent))
+	m := matchPackets(t, who, pub.SentPackets(tr.Kind()), recv)
+	if n := tr.TimestampRegressions(); n != 0 {
+		t.Errorf("%s: %d RTP timestamps went backwards", who, n)
+	}
+	if m.missing*100 > m.expected {
+		t.Errorf("%s: %d of %d packets missing", who, m.missing, m.expected)
+	}
+	t.Logf("%s: %d packets received, %d of %d missing", who, len(recv), m.missing, m.expected)
+}
+
+// matched is how a subscriber's packets map onto the publisher's.
+type matched struct {
+	// media are the publisher's packets that carry a payload, in order;
+	// first and last are the indexes of the first and last received.
+	media       []client.PacketRecord
+	first, last int
+	// seqOff and tsOff take the first received packet's numbers as sent
+	// to the received ones; drift is the sequence number offset at the last
+	// (packets left out in between make it differ).
+	seqOff, drift uint16
+	tsOff         uint32
+	expected      int // media packets from first to last
+	missing       int // of them, not received
+}
+
+// matchPackets maps recv onto the media packets of sent (padding-only ones
+// left out): received sequence numbers must follow the sent media packets
+// one for one, so a received packet is found at its sequence number's
+// distance from the first one; each must carry the payload sent there, and
+// timestamps one offset from the sent ones. Errors are the test's.
+func matchPackets(t *testing.T, who string, sent, recv []client.PacketRecord) matched {
+	t.Helper()
+	var m matched
 	for _, p := range sent {
-		bySeq[p.Seq] = p
+		if !p.Padding {
+			m.media = append(m.media, p)
+		}
 	}
 	if len(recv) < 50 {
 		t.Fatalf("%s: received %d packets, want a steady flow", who, len(recv))
 	}
-	seen := make(map[uint16]bool, len(recv))
+	// Where the first received packet is: the sent one with its payload
+	// from which the next received packets line up by sequence number; the
+	// last one sent before it arrived, since looping sources send the same
+	// payloads again.
+	m.first = -1
+	for i := len(m.media) - 1; i >= 0; i-- {
+		if p := m.media[i]; p.PayloadHash != recv[0].PayloadHash || p.SentAt.After(recv[0].ReceivedAt) {
+			continue
+		}
+		ok := true
+		for _, r := range recv[1:min(len(recv), 40)] {
+			j := i + int(int16(r.Seq-recv[0].Seq))
+			if j >= 0 && j < len(m.media) && m.media[j].PayloadHash != r.PayloadHash {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			m.first = i
+			break
+		}
+	}
+	if m.first < 0 {
+		t.Fatalf("%s: the packets received do not follow the publisher's media packets one for one", who)
+	}
+	m.seqOff = recv[0].Seq - m.media[m.first].Seq
+	m.tsOff = recv[0].Timestamp - m.media[m.first].Timestamp
+	seen := make(map[int]bool, len(recv))
+	newest, newestSeq := int64(0), recv[0].Seq // received sequence numbers unwrapped, from the first
+	bad := 0
 	for _, r := range recv {
-		s, ok := bySeq[r.Seq]
-		if !ok {
-			t.Errorf("%s: received seq %d that was never sent", who, r.Seq)
+		e := newest + int64(int16(r.Seq-newestSeq))
+		if e > newest {
+			newest, newestSeq = e, r.Seq
+		}
+		j := int64(m.first) + e
+		if r.Padding {
+			t.Errorf("%s: a padding-only packet (seq %d) arrived", who, r.Seq)
 			continue
 		}
-		if s.PayloadHash != r.PayloadHash || s.Timestamp != r.Timestamp {
-			t.Errorf("%s: seq %d arrived changed (payload or timestamp differs)", who, r.Seq)
-		}
-		seen[r.Seq] = true
-	}
-	if n := tr.TimestampRegressions(); n != 0 {
-		t.Errorf("%s: %d RTP timestamps went backwards", who, n)
-	}
-	// Everything sent from the first received packet to the last must have arrived.
-	first, last := recv[0].Seq, recv[len(recv)-1].Seq
-	missing, expected := 0, 0
-	for seq := first; seq != last+1; seq++ {
-		if _, wasSent := bySeq[seq]; !wasSent {
+		if j < 0 || j >= int64(len(m.media)) {
+			t.Errorf("%s: received seq %d, which is no media packet sent", who, r.Seq)
 			continue
 		}
-		expected++
-		if !seen[seq] {
-			missing++
+		s := m.media[j]
+		if s.PayloadHash != r.PayloadHash || r.Timestamp-s.Timestamp != m.tsOff {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: received seq %d ts %d is not the media packet sent there (seq %d ts %d, timestamp offset %d)",
+					who, r.Seq, r.Timestamp, s.Seq, s.Timestamp, m.tsOff)
+			}
+			continue
+		}
+		seen[int(j)] = true
+	}
+	m.last = m.first + int(newest)
+	if m.last < len(m.media) {
+		m.drift = newestSeq - m.media[m.last].Seq
+	}
+	for j := m.first; j <= m.last && j < len(m.media); j++ {
+		m.expected++
+		if !seen[j] {
+			m.missing++
 		}
 	}
-	if missing*100 > expected { // loopback: allow at most 1 %
-		t.Errorf("%s: %d of %d packets missing", who, missing, expected)
-	}
-	t.Logf("%s: %d packets received, %d of %d missing", who, len(recv), missing, expected)
+	return m
 }
 
 // forwardDelay reads the count and sum of parley_forward_delay_seconds.

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"math"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,30 +32,14 @@ func TestSenderReportsToSubscribers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	got := map[string][]receivedSR{}
-	var wg sync.WaitGroup
-	for _, tr := range tracks {
-		wg.Go(func() {
-			for {
-				pkts, _, err := tr.Receiver().ReadRTCP()
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				for _, p := range pkts {
-					if sr, ok := p.(*rtcp.SenderReport); ok {
-						mu.Lock()
-						got[tr.Kind()] = append(got[tr.Kind()], receivedSR{sr: sr, at: now})
-						mu.Unlock()
-					}
-				}
-			}
-		})
-	}
 	time.Sleep(4500 * time.Millisecond)
+	got := map[string][]receivedSR{}
+	for _, tr := range tracks {
+		for _, r := range tr.SenderReports() {
+			got[tr.Kind()] = append(got[tr.Kind()], receivedSR{sr: r.SenderReport, at: r.At})
+		}
+	}
 	b.Close()
-	wg.Wait()
 
 	for _, tr := range tracks {
 		kind := tr.Kind()

@@ -1,8 +1,10 @@
 package sfu
 
 import (
+	"slices"
 	"strings"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,29 +38,30 @@ var codecs = []webrtc.RTPCodecParameters{
 		RTCPFeedback: videoFeedback}, PayloadType: 45},
 }
 
-// registerCodecs registers the forwarded codecs. Publish connections offer
-// transport-wide congestion control feedback (the SFU reports what arrived, so
-// a browser's send-side bandwidth estimator adapts its bitrate); subscribe
-// connections do not: the SFU has no bandwidth estimator of its own yet
-// (simulcast layer selection will bring one), and the feedback would cost
-// every receiver and the SFU work per packet for nothing.
+// registerCodecs registers the forwarded codecs. Both directions negotiate
+// transport-wide congestion control: on publish connections the SFU sends
+// the feedback (so a browser's send-side estimator adapts its bitrate), on
+// subscribe connections it reads it (its own estimate per subscriber,
+// pkg/bwe). Subscribe connections also offer REMB feedback, for receivers
+// that estimate themselves.
 func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 	for _, c := range codecs {
 		kind := webrtc.RTPCodecTypeVideo
 		if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
 			kind = webrtc.RTPCodecTypeAudio
 		}
-		if !publish {
-			fb := make([]webrtc.RTCPFeedback, 0, len(c.RTCPFeedback))
-			for _, f := range c.RTCPFeedback {
-				if f.Type != webrtc.TypeRTCPFBTransportCC {
-					fb = append(fb, f)
-				}
-			}
-			c.RTCPFeedback = fb
+		if !publish && kind == webrtc.RTPCodecTypeVideo {
+			c.RTCPFeedback = append(slices.Clone(c.RTCPFeedback), webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB})
 		}
 		if err := m.RegisterCodec(c, kind); err != nil {
 			return err
+		}
+	}
+	if !publish {
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -64,19 +64,31 @@ func newSendScratch() *sendScratch {
 
 var errNoRoute = errors.New("the selected candidate pair is not on a socket of the SFU")
 
-// writeRTP encrypts the packet and queues it on the path's socket.
+// writeRTP encrypts the packet (with h.PaddingSize bytes of padding when
+// h.Padding is set) and queues it on the path's socket.
 func (o *sendPath) writeRTP(h *rtp.Header, payload []byte, sc *sendScratch) error {
 	if o.udp == nil && o.tcp == nil {
 		return errNoRoute
+	}
+	pad := 0
+	if h.Padding {
+		if pad = int(h.PaddingSize); pad == 0 {
+			return errors.New("rtp padding of 0 bytes")
+		}
 	}
 	n, err := h.MarshalTo(sc.buf)
 	if err != nil {
 		return fmt.Errorf("marshal rtp header: %w", err)
 	}
-	if n+len(payload)+srtpOverhead > len(sc.buf) {
-		return fmt.Errorf("rtp packet of %d bytes is too large", n+len(payload))
+	if n+len(payload)+pad+srtpOverhead > len(sc.buf) {
+		return fmt.Errorf("rtp packet of %d bytes is too large", n+len(payload)+pad)
 	}
 	n += copy(sc.buf[n:], payload)
+	if pad > 0 {
+		clear(sc.buf[n : n+pad-1])
+		sc.buf[n+pad-1] = byte(pad)
+		n += pad
+	}
 	// In place, as pion's SRTP session does: the buffer has room for the tag.
 	enc, err := o.srtp.EncryptRTP(sc.buf, sc.buf[:n], &sc.hdr)
 	if err != nil {

@@ -106,6 +106,40 @@ func TestDirectPathSendsSRTP(t *testing.T) {
 	}
 }
 
+// A packet with padding goes out with its padding bytes, so the receiver
+// finds the payload whole; a padding-only packet is a valid packet too.
+func TestDirectPathWritesPadding(t *testing.T) {
+	p, recv, next := directLoopback(t)
+	sc := newSendScratch()
+	payload := bytes.Repeat([]byte{0xab}, 300)
+	for i, tc := range []struct {
+		payload []byte
+		pad     byte
+	}{{payload, 7}, {nil, fillPadding}, {payload, 1}} {
+		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(10 + i), Timestamp: 3000, SSRC: 0xabc,
+			Padding: true, PaddingSize: tc.pad}
+		if err := p.writeRTP(&h, tc.payload, sc); err != nil {
+			t.Fatal(err)
+		}
+		plain, err := recv.DecryptRTP(nil, next(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got rtp.Packet
+		if err := got.Unmarshal(plain); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !got.Padding || got.PaddingSize != tc.pad || !bytes.Equal(got.Payload, tc.payload) {
+			t.Errorf("packet %d: padding %v of %d bytes, %d bytes of payload; want %d of padding and %d of payload",
+				i, got.Padding, got.PaddingSize, len(got.Payload), tc.pad, len(tc.payload))
+		}
+	}
+	h := rtp.Header{Version: 2, Padding: true}
+	if err := p.writeRTP(&h, payload, sc); err == nil {
+		t.Error("padding of 0 bytes was written")
+	}
+}
+
 // Sender reports on the direct path are SRTCP that the receiver's context
 // opens, report after report (each with the next SRTCP index: a replayed
 // index would be refused).

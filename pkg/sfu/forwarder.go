@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,9 @@ type packet struct {
 	hdr      rtp.Header
 	payload  []byte
 	keyframe bool
-	arrived  time.Time // when the forwarder read it
+	padding  bool       // padding only: no payload (a bandwidth probe)
+	src      *forwarder // the track (simulcast layer) it came on
+	arrived  time.Time  // when the forwarder read it
 	refs     atomic.Int32
 	pool     *packetPool
 }
@@ -94,6 +97,7 @@ type forwarder struct {
 	// track's first packet has arrived.
 	siblingCodecs []string
 	track         *webrtc.TrackRemote
+	ssrc          uint32 // the track's
 	codec         webrtc.RTPCodecCapability
 	kind          webrtc.RTPCodecType
 	pool          *packetPool
@@ -113,8 +117,11 @@ type forwarder struct {
 	closed     bool
 
 	received atomic.Uint64
-	// muted drops the track's packets as they are read (moderation.go).
+	// muted drops the track's packets as they are read (moderation.go);
+	// epoch counts the times it was unmuted, so downTracks number on
+	// without a gap where the muted packets were.
 	muted atomic.Bool
+	epoch atomic.Uint32
 
 	// pubClock is the publisher's RTP clock mapping from its last sender
 	// report, at the report's arrival.
@@ -122,6 +129,27 @@ type forwarder struct {
 
 	// hist answers subscribers' NACKs (video only: audio is not retransmitted).
 	hist *history
+
+	// Simulcast: the layer this track is (0 the lowest; 0 without
+	// simulcast), its RTP stream id, and the layers of the published track
+	// it belongs to, shared by them (this one alone without simulcast). The
+	// first layer to arrive stands for the published track (subscribers'
+	// downTracks are made from it and follow whichever layer the
+	// allocation picks, alloc.go).
+	layer      int
+	rid        string
+	primary    bool // stands for the published track (its first layer to arrive)
+	layers     *layerSet
+	streamKind string // camera or screen
+
+	// Measured by the reader: the track's bitrate (headers included),
+	// when its newest packet came, and the picture size its newest
+	// keyframe carried (0 until one did).
+	rate          atomic.Int64
+	lastAt        atomic.Int64
+	width, height atomic.Int32
+	rateBytes     int
+	rateSince     time.Time
 
 	// rec is set once, before or while the reader runs; recPkt is the
 	// reader goroutine's scratch packet for it.
@@ -157,7 +185,7 @@ func (f *forwarder) onRTCP(b []byte) {
 	now := time.Now()
 	for _, p := range pkts {
 		sr, ok := p.(*rtcp.SenderReport)
-		if !ok || sr.SSRC != uint32(f.track.SSRC()) {
+		if !ok || sr.SSRC != f.ssrc {
 			continue
 		}
 		f.pubClock.Store(&clockAnchor{rtp: sr.RTPTime, at: now})
@@ -173,6 +201,7 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		id:          streamID + "/" + track.Kind().String(),
 		streamID:    streamID,
 		track:       track,
+		ssrc:        uint32(track.SSRC()),
 		codec:       track.Codec().RTPCodecCapability,
 		kind:        track.Kind(),
 		pool:        pool,
@@ -184,6 +213,7 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		f.hist = &history{}
 		f.startBackstop(frameBackstop)
 	}
+	f.layers = newLayerSet(f)
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
 	return f
@@ -215,6 +245,7 @@ func (f *forwarder) removeSink(s packetSink) {
 // run reads the track until it ends. It is the only reader of the track.
 func (f *forwarder) run() {
 	isVideo := f.kind == webrtc.RTPCodecTypeVideo
+	wasMuted := false
 	for {
 		p := f.pool.get()
 		n, _, err := f.track.Read(p.buf[:])
@@ -232,24 +263,38 @@ func (f *forwarder) run() {
 		}
 		end := n
 		p.hdr.PaddingSize = 0
-		if p.hdr.Padding && n > hl {
-			p.hdr.PaddingSize = p.buf[n-1]
+		if p.hdr.Padding {
+			if n > hl {
+				p.hdr.PaddingSize = p.buf[n-1]
+			}
 			end -= int(p.hdr.PaddingSize)
+			if p.hdr.PaddingSize == 0 || end < hl {
+				f.pool.put(p) // malformed padding
+				continue
+			}
 		}
-		if end <= hl || (p.hdr.Padding && p.hdr.PaddingSize == 0) {
-			// Padding only (bandwidth probing) or malformed: nothing to forward.
-			f.pool.put(p)
-			continue
-		}
+		// A padding-only packet (a browser probing its uplink; or one with
+		// no payload at all) goes on to the downTracks and the recorder,
+		// which leave it out without a gap in their sequence numbers
+		// (rewrite.go).
 		p.n = n
 		p.arrived = time.Now()
 		p.payload = p.buf[hl:end]
-		p.keyframe = !isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload)
+		p.padding = end == hl
+		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
 		f.received.Add(1)
 		if f.muted.Load() {
 			f.pool.put(p)
+			wasMuted = true
 			continue
 		}
+		if wasMuted {
+			// What was muted left a gap no subscriber should wait for:
+			// their numbering starts again (at a keyframe, for video).
+			wasMuted = false
+			f.epoch.Add(1)
+		}
+		f.measure(p)
 		if tr := f.rec.Load(); tr != nil {
 			f.recPkt.Header = p.hdr
 			f.recPkt.Payload = p.payload
@@ -259,12 +304,75 @@ func (f *forwarder) run() {
 	}
 }
 
+// rateWindow is how often a track's bitrate is measured.
+const rateWindow = 500 * time.Millisecond
+
+// measure keeps the track's bitrate, its newest packet's time and, from
+// keyframes, its picture size. Only the reader calls it.
+func (f *forwarder) measure(p *packet) {
+	f.lastAt.Store(p.arrived.UnixNano())
+	f.rateBytes += p.n
+	if f.rateSince.IsZero() {
+		f.rateSince = p.arrived
+	}
+	if el := p.arrived.Sub(f.rateSince); el >= rateWindow {
+		r := int64(float64(f.rateBytes*8) / el.Seconds())
+		if old := f.rate.Load(); old > 0 {
+			r = (old + r) / 2
+		}
+		f.rate.Store(r)
+		f.rateBytes, f.rateSince = 0, p.arrived
+	}
+	if p.keyframe && f.kind == webrtc.RTPCodecTypeVideo {
+		if w, h, ok := codec.FrameSize(f.codec.MimeType, p.payload); ok {
+			f.width.Store(int32(w))
+			f.height.Store(int32(h))
+		}
+	}
+}
+
+// bitrate is the track's measured bitrate, 0 when it sent nothing lately
+// (a browser stopped the layer, or the publisher stalls).
+func (f *forwarder) bitrate(now time.Time) int {
+	if last := f.lastAt.Load(); last == 0 || now.Sub(time.Unix(0, last)) > time.Second {
+		return 0
+	}
+	return int(f.rate.Load())
+}
+
+// layerSet is the layers of one published track, lowest first.
+type layerSet struct {
+	mu  sync.Mutex
+	all atomic.Pointer[[]*forwarder]
+}
+
+func newLayerSet(f *forwarder) *layerSet {
+	ls := &layerSet{}
+	ls.all.Store(&[]*forwarder{f})
+	return ls
+}
+
+// list returns the layers, lowest first.
+func (ls *layerSet) list() []*forwarder { return *ls.all.Load() }
+
+// add puts f among the layers by its layer index.
+func (ls *layerSet) add(f *forwarder) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	next := append([]*forwarder(nil), ls.list()...)
+	next = append(next, f)
+	slices.SortStableFunc(next, func(a, b *forwarder) int { return a.layer - b.layer })
+	ls.all.Store(&next)
+}
+
 // fanOut queues p to every sink without blocking; p goes back to the pool
 // when the last sink is done with it. At the end of a frame (every audio
 // packet is one) the writers are woken, once for all the sinks, so each
 // writer runs once per frame.
 func (f *forwarder) fanOut(p *packet) {
-	wake := f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p)
+	// Padding belongs to no frame: it neither ends nor opens one.
+	p.src = f
+	wake := !p.padding && (f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p))
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)
 	if f.hist != nil {
@@ -331,7 +439,7 @@ func (f *forwarder) requestKeyframe() {
 	since := time.Since(f.lastPLI)
 	if since >= keyframeInterval {
 		f.lastPLI = time.Now()
-		f.requestPLI(uint32(f.track.SSRC()))
+		f.requestPLI(f.ssrc)
 		return
 	}
 	f.pliPending = true
@@ -343,7 +451,7 @@ func (f *forwarder) requestKeyframe() {
 			return
 		}
 		f.lastPLI = time.Now()
-		f.requestPLI(uint32(f.track.SSRC()))
+		f.requestPLI(f.ssrc)
 	})
 }
 

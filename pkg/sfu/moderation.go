@@ -42,7 +42,7 @@ func (p *Peer) SetMuted(streamKind, trackKind string, muted bool) {
 		if pub.kind != streamKind {
 			continue
 		}
-		for _, f := range pub.tracks() {
+		for _, f := range pub.allForwarders() { // every simulcast layer
 			if trackKind != "" && f.kind.String() != trackKind {
 				continue
 			}

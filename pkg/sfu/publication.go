@@ -24,11 +24,17 @@ type publication struct {
 	tracksWant int      // tracks the answer accepted
 	codecs     []string // their codecs (MIME types), from the answer
 	forwarders []*forwarder
-	closed     bool
-	wg         sync.WaitGroup
+	// rids are the simulcast layers offered per media section (mid), in
+	// the offer's order; groups the first layer of each that arrived,
+	// which stands for the published track.
+	rids   map[string][]string
+	groups map[string]*forwarder
+	closed bool
+	wg     sync.WaitGroup
 
 	rec      StreamRecorder
-	recKinds []string // track kinds in recorder order
+	recKinds []string     // track kinds in recorder order
+	recorded []*forwarder // the tracks (layers) recorded
 
 	sigMu     sync.Mutex
 	trickling bool
@@ -83,6 +89,56 @@ func checkOffer(offer string) (map[string][]string, error) {
 			Reason: "none of the offered codecs (" + strings.Join(offered, ", ") + ") can be forwarded; use Opus, PCMU, PCMA, VP8, VP9, H264 or AV1"}
 	}
 	return byMid, nil
+}
+
+// offeredRIDs lists the RTP stream ids (simulcast layers) each media
+// section of an offer sends, in order.
+func offeredRIDs(offer string) map[string][]string {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, m := range sd.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		for _, a := range m.Attributes {
+			if a.Key != "rid" {
+				continue
+			}
+			if id, dir, ok := strings.Cut(a.Value, " "); ok && strings.HasPrefix(dir, "send") && len(out[mid]) < 4 {
+				out[mid] = append(out[mid], id)
+			}
+		}
+	}
+	return out
+}
+
+// layerIndex is a simulcast layer's place, 0 the lowest: the conventional
+// names q, h and f (quarter, half, full) say it; others go by the offer's
+// order, which browsers keep from sendEncodings (lowest first, as Parley's
+// page sends them).
+func layerIndex(rid string, offered []string) int {
+	switch rid {
+	case "q":
+		return 0
+	case "h":
+		return 1
+	case "f":
+		return 2
+	}
+	if i := slices.Index(offered, rid); i >= 0 {
+		return i
+	}
+	return 0
+}
+
+// topLayer reports whether rid is the highest layer offered.
+func topLayer(rid string, offered []string) bool {
+	top := -1
+	for _, o := range offered {
+		top = max(top, layerIndex(o, offered))
+	}
+	return layerIndex(rid, offered) >= top
 }
 
 // answerTracks lists the tracks an answer accepts, each with the codec the
@@ -170,6 +226,7 @@ func (pub *publication) start(offer string) (string, error) {
 		pub.codecs = append(pub.codecs, t.Codec)
 	}
 	pub.tracksWant = len(pub.codecs)
+	pub.rids = offeredRIDs(offer)
 	pub.mu.Unlock()
 	return answer.SDP, nil
 }
@@ -212,19 +269,45 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 			pub.log.Debug("send PLI", "err", err)
 		}
 	})
+	f.streamKind = pub.kind
+	mid := ""
+	for _, t := range ssrcPC.GetTransceivers() {
+		if t.Receiver() == recv {
+			mid = t.Mid()
+		}
+	}
 	pub.mu.Lock()
 	if pub.closed {
 		pub.mu.Unlock()
 		return
 	}
+	var primary *forwarder
+	if rid := track.RID(); rid != "" {
+		f.rid, f.layer = rid, layerIndex(rid, pub.rids[mid])
+		if pub.groups == nil {
+			pub.groups = map[string]*forwarder{}
+		}
+		key := f.kind.String() + "/" + mid
+		if primary = pub.groups[key]; primary != nil {
+			// Another layer of a published track: it joins the layers,
+			// subscribers keep their downTrack.
+			f.id, f.layers = primary.id, primary.layers
+			primary.layers.add(f)
+		} else {
+			pub.groups[key] = f
+		}
+	}
+	f.primary = primary == nil
 	f.siblings = max(pub.tracksWant, 1)
 	f.siblingCodecs = pub.codecs
 	pub.forwarders = append(pub.forwarders, f)
-	pub.attachRecorderLocked(f)
+	if f.rid == "" || topLayer(f.rid, pub.rids[mid]) {
+		pub.attachRecorderLocked(f) // a simulcast track records its top layer
+	}
 	pub.wg.Add(2)
 	pub.mu.Unlock()
 	f.muted.Store(pub.peer.mutes.get(pub.kind, f.kind.String()))
-	pub.log.Info("track published", "track", f.id, "codec", f.codec.MimeType, "ssrc", uint32(track.SSRC()))
+	pub.log.Info("track published", "track", f.id, "codec", f.codec.MimeType, "ssrc", uint32(track.SSRC()), "rid", f.rid)
 
 	go func() {
 		defer pub.wg.Done()
@@ -237,13 +320,23 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		defer pub.wg.Done()
 		buf := make([]byte, maxPacket)
 		for {
-			n, _, err := recv.Read(buf)
+			var n int
+			var err error
+			if f.rid != "" {
+				n, _, err = recv.ReadSimulcast(buf, f.rid)
+			} else {
+				n, _, err = recv.Read(buf)
+			}
 			if err != nil {
 				return
 			}
 			f.onRTCP(buf[:n])
 		}
 	}()
+	if primary != nil {
+		pub.peer.router.layersChanged(primary)
+		return
+	}
 	pub.peer.router.trackAdded(pub, f)
 }
 
@@ -256,7 +349,9 @@ func (pub *publication) setRecorder(rec StreamRecorder, tracks []protocol.Track)
 		pub.recKinds = append(pub.recKinds, t.Kind)
 	}
 	for _, f := range pub.forwarders {
-		pub.attachRecorderLocked(f)
+		if f.rid == "" || f.layer == f.layers.list()[len(f.layers.list())-1].layer {
+			pub.attachRecorderLocked(f)
+		}
 	}
 }
 
@@ -264,20 +359,39 @@ func (pub *publication) attachRecorderLocked(f *forwarder) {
 	if pub.rec == nil {
 		return
 	}
+	pub.recorded = append(pub.recorded, f)
 	if i := slices.Index(pub.recKinds, f.kind.String()); i >= 0 {
 		f.setRecorder(pub.rec, i)
 	}
 }
 
-// requestKeyframe asks the publisher for a keyframe of every video track.
+// requestKeyframe asks the publisher for a keyframe of every video track
+// the recorder records.
 func (pub *publication) requestKeyframe() {
-	for _, f := range pub.tracks() {
+	pub.mu.Lock()
+	fwds := slices.Clone(pub.recorded)
+	pub.mu.Unlock()
+	for _, f := range fwds {
 		f.requestKeyframe()
 	}
 }
 
-// tracks returns the stream's forwarders.
+// tracks returns the stream's published tracks: one forwarder each (the
+// first layer of a simulcast track stands for it).
 func (pub *publication) tracks() []*forwarder {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	var out []*forwarder
+	for _, f := range pub.forwarders {
+		if f.primary {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// allForwarders returns every forwarder, every simulcast layer included.
+func (pub *publication) allForwarders() []*forwarder {
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	return slices.Clone(pub.forwarders)

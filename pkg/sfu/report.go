@@ -11,16 +11,17 @@ import (
 //
 // A receiver maps each track's RTP timestamps to wall-clock time with the
 // sender reports it gets, and lines audio and video up by that mapping (lip
-// sync). The SFU forwards the publisher's timestamps unchanged, so it reports
-// the publisher's own mapping, taken from the publisher's sender reports and
-// moved to the SFU's clock at their arrival: the audio and video of one
-// publisher keep the offsets their sender measured at capture, whatever each
-// spent in its encoder. Until the publisher has sent a report, the mapping is
-// the last forwarded packet's timestamp at the time it was written (as pion's
-// sender-report interceptor does). The subscriber's writer sends the reports,
-// about once a second per track, in the same flush as the media: no goroutine,
-// timer or lock per subscriber, and on the direct send path (direct.go) no
-// trip through pion's SRTCP session and ICE conn either.
+// sync). The SFU reports the publisher's own mapping, taken from the
+// publisher's sender reports, moved to the SFU's clock at their arrival and
+// to the subscriber's timestamps by the downTrack's offset (rewrite.go): the
+// audio and video of one publisher keep the offsets their sender measured at
+// capture, whatever each spent in its encoder. Until the publisher has sent
+// a report, the mapping is the last forwarded packet's timestamp at the time
+// it was written (as pion's sender-report interceptor does). The
+// subscriber's writer sends the reports, about once a second per track, in
+// the same flush as the media: no goroutine, timer or lock per subscriber,
+// and on the direct send path (direct.go) no trip through pion's SRTCP
+// session and ICE conn either.
 
 // senderReportInterval is how often each track to a subscriber gets a report.
 const senderReportInterval = time.Second
@@ -45,27 +46,34 @@ type srState struct {
 	next            time.Time // when the next report is due
 }
 
-// sent accounts for a packet written at now, and reports whether a sender
-// report is due.
-func (s *srState) sent(p *packet, now time.Time) bool {
-	diff := p.hdr.SequenceNumber - s.lastSeq
+// sent accounts for a packet with the subscriber's sequence number seq and
+// timestamp ts and size payload bytes, written at now, and reports whether a
+// sender report is due.
+func (s *srState) sent(seq uint16, ts uint32, size int, now time.Time) bool {
+	diff := seq - s.lastSeq
 	if s.packets == 0 || (diff > 0 && diff < 1<<15) { // not a retransmission
-		s.lastSeq = p.hdr.SequenceNumber
-		if s.packets == 0 || p.hdr.Timestamp != s.last.rtp {
-			s.last = clockAnchor{rtp: p.hdr.Timestamp, at: now}
+		s.lastSeq = seq
+		if s.packets == 0 || ts != s.last.rtp {
+			s.last = clockAnchor{rtp: ts, at: now}
 		}
 	}
 	s.packets++
-	s.octets += uint32(len(p.payload))
+	s.octets += uint32(size)
 	return !now.Before(s.next)
 }
 
-// senderReport builds the report for d at now.
+// senderReport builds the report for d at now, in the subscriber's
+// timestamps: the publisher's clock moved by the track's timestamp offset.
 func (d *downTrack) senderReport(ssrc uint32, now time.Time) *rtcp.SenderReport {
 	clock := d.fwd.codec.ClockRate
 	anchor := d.sr.last
-	if pub := d.fwd.pubClock.Load(); pub != nil {
+	src := d.rw.src
+	if src == nil {
+		src = d.fwd
+	}
+	if pub := src.pubClock.Load(); pub != nil {
 		anchor = *pub
+		anchor.rtp += d.rw.tsOff
 	}
 	return &rtcp.SenderReport{SSRC: ssrc, NTPTime: toNTP(now), RTPTime: anchor.rtpAt(now, clock),
 		PacketCount: d.sr.packets, OctetCount: d.sr.octets}

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,16 +20,16 @@ func TestSenderReportClock(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 	p := makePacket(pool, 100) // timestamp 96000
-	if !d.sr.sent(p, t0) {
+	if !d.sr.sent(p.hdr.SequenceNumber, p.hdr.Timestamp, len(p.payload), t0) {
 		t.Fatal("the first packet does not make a report due")
 	}
 	d.sr.next = t0.Add(senderReportInterval)
 	old := makePacket(pool, 90) // a retransmission: counted, but not the clock's anchor
 	old.hdr.Timestamp = 1000
-	if d.sr.sent(old, t0.Add(10*time.Millisecond)) {
+	if d.sr.sent(old.hdr.SequenceNumber, old.hdr.Timestamp, len(old.payload), t0.Add(10*time.Millisecond)) {
 		t.Fatal("a report is due again within the interval")
 	}
-	if !d.sr.sent(makePacket(pool, 101), t0.Add(time.Second)) {
+	if !d.sr.sent(101, 101*960, 160, t0.Add(time.Second)) {
 		t.Fatal("no report due after the interval")
 	}
 
@@ -45,6 +46,12 @@ func TestSenderReportClock(t *testing.T) {
 	if sr := d.senderReport(77, at); sr.RTPTime != 5_000_000+14400 {
 		t.Errorf("with the publisher's clock: RTP %d, want %d", sr.RTPTime, 5_000_000+14400)
 	}
+	// A downTrack whose timestamps carry an offset reports in its own.
+	d.rw.tsOff = 1000
+	if sr := d.senderReport(77, at); sr.RTPTime != 5_000_000+14400+1000 {
+		t.Errorf("with a timestamp offset of 1000: RTP %d, want %d", sr.RTPTime, 5_000_000+14400+1000)
+	}
+	d.rw.tsOff = 0
 	// Video clock, and wrap-around.
 	f.codec.ClockRate = 90000
 	f.kind = webrtc.RTPCodecTypeVideo
@@ -62,38 +69,62 @@ func TestNTPRoundTrip(t *testing.T) {
 	}
 }
 
-// Only compound RTCP packets with NACK, PLI or FIR are parsed by a
-// subscriber's RTCP reader.
-func TestCarriesFeedback(t *testing.T) {
-	rr := &rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2}}}
-	sdes := &rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 1,
-		Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "x"}}}}}
-	pli := &rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 2}
-	fir := &rtcp.FullIntraRequest{SenderSSRC: 1, MediaSSRC: 2, FIR: []rtcp.FIREntry{{SSRC: 2}}}
-	nack := &rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 2, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{5, 7})}
-	marshal := func(pkts ...rtcp.Packet) []byte {
-		b, err := rtcp.Marshal(pkts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+// A subscriber's RTCP is read without allocating: receiver reports give the
+// track's loss, jitter and round trip (from the SFU's own sender report they
+// answer), NACKs go to the writer, PLI and FIR to the publisher, REMB and
+// transport-wide CC feedback to the connection's estimate.
+func TestSubscriberRTCP(t *testing.T) {
+	pool := newPacketPool()
+	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo
+	f.hist = &history{}
+	plis := 0
+	f.requestPLI = func(uint32) { plis++ }
+	s := testSubscriber(wp, 16)
+	d := newDownTrack(f, s)
+	d.bound.Store(&binding{ssrc: 4242, pt: 96, ws: &countWriter{}})
+	d.target.Store(f)
+	now := time.Now()
+	// The report answers a sender report sent 150 ms ago and held 50 ms.
+	sentSR := toNTP(now.Add(-150 * time.Millisecond))
+	rr := &rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{
+		{SSRC: 999, FractionLost: 200},
+		{SSRC: 4242, FractionLost: 64, TotalLost: 12, Jitter: 900, LastSenderReport: uint32(sentSR >> 16), Delay: 50 * 65536 / 1000},
+	}}
+	nack := &rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 4242, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{5, 7, 40})}
+	remb := &rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 400_000, SSRCs: []uint32{4242}}
+	raw, err := rtcp.Marshal([]rtcp.Packet{rr, nack, &rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 4242}, remb})
+	if err != nil {
+		t.Fatal(err)
 	}
-	withPLI := marshal(rr, sdes, pli)
-	for _, tc := range []struct {
-		name string
-		b    []byte
-		want bool
-	}{
-		{"receiver report and SDES", marshal(rr, sdes), false},
-		{"PLI after a receiver report", withPLI, true},
-		{"FIR", marshal(fir), true},
-		{"NACK", marshal(rr, nack), true},
-		{"truncated before the PLI", withPLI[:len(withPLI)-4], false},
-		{"empty", nil, false},
-		{"not RTCP", []byte{0, 1, 2, 3, 4, 5, 6, 7}, false},
-	} {
-		if got := carriesFeedback(tc.b); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
+	scratch := make([]rtcp.NackPair, 0, 64)
+	scratch = d.onRTCP(raw, now, scratch)
+	if got := d.rx.fractionLost.Load(); got != 64 {
+		t.Errorf("fraction lost %d, want 64 (the block of this track's SSRC)", got)
+	}
+	if got, want := time.Duration(d.rx.rtt.Load()), 100*time.Millisecond; got < want-time.Millisecond || got > want+time.Millisecond {
+		t.Errorf("round trip %v, want %v", got, want)
+	}
+	if d.rx.totalLost.Load() != 12 || d.rx.jitter.Load() != 900 || s.bwe.RTT() != time.Duration(d.rx.rtt.Load()) {
+		t.Errorf("lost %d, jitter %d, estimator's RTT %v", d.rx.totalLost.Load(), d.rx.jitter.Load(), s.bwe.RTT())
+	}
+	if plis != 1 {
+		t.Errorf("%d keyframe requests, want 1", plis)
+	}
+	if got := s.bwe.Target(); got != 400_000 {
+		t.Errorf("estimate %d after a REMB of 400 kbit/s", got)
+	}
+	if len(s.nacks) != 2 || s.nacked.Load() != 3 || !s.nackPending.Load() {
+		t.Errorf("NACK queued as %+v (%d NACKed), want two ranges of 3 packets", s.nacks, s.nacked.Load())
+	}
+	s.nacks, s.nackPending = s.nacks[:0], atomic.Bool{}
+	// Receiver reports and feedback, every second of every subscriber: no allocation.
+	rrOnly, _ := rtcp.Marshal([]rtcp.Packet{rr})
+	if n := testing.AllocsPerRun(100, func() { scratch = d.onRTCP(rrOnly, now, scratch) }); n != 0 {
+		t.Errorf("a receiver report allocates %.1f times", n)
+	}
+	for _, bad := range [][]byte{nil, {0x80}, {0x81, 201, 0, 40, 0, 0, 0, 1}, {0x41, 201, 0, 1, 0, 0, 0, 0}} {
+		d.onRTCP(bad, now, scratch) // truncated or not RTCP: ignored, no panic
 	}
 }

@@ -119,6 +119,16 @@ func (r *Router) trackAdded(pub *publication, f *forwarder) {
 	}
 }
 
+// layersChanged tells every subscriber that a published track gained a
+// simulcast layer: their allocations may pick it.
+func (r *Router) layersChanged(f *forwarder) {
+	for _, p := range r.peerList() {
+		if p.sub != nil {
+			p.sub.reallocate()
+		}
+	}
+}
+
 // trackRemoved stops sending a track to everyone.
 func (r *Router) trackRemoved(f *forwarder) {
 	for _, p := range r.peerList() {

@@ -4,15 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/queue"
 	"github.com/parley/parley/pkg/srtpkeys"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -26,6 +30,7 @@ type streamState struct {
 	negotiated  bool     // the tracks are in an answered offer
 	status      string   // last status reported
 	reason      string
+	videoPaused bool // the allocation paused its video (alloc.go)
 }
 
 // subscriber is a participant's subscribe connection: the SFU offers, the
@@ -43,12 +48,35 @@ type subscriber struct {
 	// writeMu is held while the writer writes to this subscriber; close
 	// takes it to wait for a pass in progress.
 	writeMu sync.Mutex
-	// resent says retransmissions were queued: the burst they are in is not
-	// a measure of the forwarding delay (their packets arrived long ago).
-	resent  atomic.Bool
 	sent    atomic.Uint64
 	dropped atomic.Uint64
 	wg      sync.WaitGroup // the tracks' RTCP readers
+
+	// NACKs from the tracks' RTCP readers, for the writer to answer
+	// (downTrack.resend): the writer owns the sequence numbering.
+	nackMu        sync.Mutex
+	nacks, spare  []pendingNACK
+	nackPending   atomic.Bool
+	nacked        atomic.Uint64 // sequence numbers the subscriber NACKed
+	retransmitted atomic.Uint64 // packets sent again for them
+	// NACKed packets not sent again: too old to arrive in time, or over
+	// the retransmission budget.
+	rtxLate, rtxOver atomic.Uint64
+	sentBytes        atomic.Uint64 // payload bytes sent
+
+	// bwe estimates the connection's bandwidth from the receiver's
+	// feedback; the writer stamps each packet with the next transport-wide
+	// sequence number (twccSeq) and reports it sent.
+	bwe       *bwe.Estimator
+	twccSeq   uint16     // the writer's
+	wireBytes int64      // the writer's: bytes sent, headers and padding included
+	rtx       rtxBudget  // the writer's
+	probe     probeState // the writer's
+	// wanted is what the subscriber would receive if its estimate
+	// allowed, bits/s (the layer allocation sets it; 0: nothing held back).
+	wanted atomic.Int64
+	probed atomic.Uint64 // padding packets sent to probe
+	alloc  allocState
 
 	// out is how RTP leaves (direct.go): nil until the connection is up.
 	out atomic.Pointer[sendPath]
@@ -84,11 +112,61 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		writer:  peer.router.engine.writers.assign(),
 		tracks:  make(map[*forwarder]*downTrack),
 		streams: make(map[string]*streamState),
+		bwe:     bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
 	}
 }
 
 // writeBatch is how many queued packets the writer takes at a time.
 const writeBatch = 64
+
+// pendingNACK is a NACKed range of one of the subscriber's tracks.
+type pendingNACK struct {
+	d    *downTrack
+	pair rtcp.NackPair
+}
+
+// maxPendingNACKs bounds the NACKed ranges waiting for the writer (each
+// names up to 17 packets); a subscriber NACKing faster than its writer
+// answers loses the excess, and asks again.
+const maxPendingNACKs = 64
+
+// queueNACK hands NACKed ranges of d to the writer.
+func (s *subscriber) queueNACK(d *downTrack, pairs []rtcp.NackPair) {
+	s.nackMu.Lock()
+	for _, pr := range pairs {
+		s.nacked.Add(uint64(1 + bits.OnesCount16(uint16(pr.LostPackets))))
+		if len(s.nacks) == maxPendingNACKs {
+			continue
+		}
+		if s.nacks == nil {
+			s.nacks = make([]pendingNACK, 0, maxPendingNACKs)
+		}
+		s.nacks = append(s.nacks, pendingNACK{d: d, pair: pr})
+	}
+	s.nackMu.Unlock()
+	s.nackPending.Store(true)
+	s.wake()
+}
+
+// answerNACKs sends again what the subscriber NACKed, before its queued
+// packets (the receiver is waiting for these), and reports how many packets
+// went out. Only the writer calls it.
+func (s *subscriber) answerNACKs(now time.Time, sc *sendScratch) int {
+	s.nackMu.Lock()
+	list := s.nacks
+	s.nacks, s.spare = s.spare[:0], nil
+	s.nackMu.Unlock()
+	n := 0
+	for i, pn := range list {
+		n += pn.d.resend(pn.pair, now, sc)
+		list[i] = pendingNACK{}
+	}
+	s.retransmitted.Add(uint64(n))
+	s.nackMu.Lock()
+	s.spare = list[:0]
+	s.nackMu.Unlock()
+	return n
+}
 
 // push queues q. With wake, the subscriber is marked ready on its writer,
 // which its caller then wakes (a forwarder wakes the writers once per frame,
@@ -118,6 +196,9 @@ func (s *subscriber) wake() {
 func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch) (n int, frameOpen bool, oldest time.Time) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.nackPending.Swap(false) {
+		n += s.answerNACKs(now, sc)
+	}
 	for {
 		batch = s.queue.Drain(batch[:0])
 		if len(batch) == 0 {
@@ -129,7 +210,7 @@ func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch)
 		}
 		for i, q := range batch {
 			q.d.write(q.p, now, sc)
-			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker
+			frameOpen = q.d.fwd.kind == webrtc.RTPCodecTypeVideo && !q.p.hdr.Marker && !q.p.padding
 			q.p.release()
 			batch[i] = queued{}
 		}
@@ -220,9 +301,16 @@ func (s *subscriber) reroute(ice *webrtc.ICETransport, pair *webrtc.ICECandidate
 // addForwarder starts sending f's track to this subscriber.
 func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	added := s.addForwarderLocked(f, publisher)
+	s.mu.Unlock()
+	if added {
+		s.reallocate()
+	}
+}
+
+func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 	if s.closed || s.tracks[f] != nil || f.isClosed() {
-		return
+		return false
 	}
 	st := s.streams[f.streamID]
 	if st == nil {
@@ -242,29 +330,31 @@ func (s *subscriber) addForwarder(f *forwarder, publisher string) {
 	if !canDecode(s.peer.codecs, f.codec.MimeType) {
 		s.tracks[f] = nil // known, not sent
 		s.reportLocked()
-		return
+		return false
 	}
 	if err := s.ensurePCLocked(); err != nil {
 		s.log.Error("subscribe connection", "err", err)
-		return
+		return false
 	}
 	d := newDownTrack(f, s)
 	sender, err := s.pc.AddTrack(d)
 	if err != nil {
 		s.log.Error("add track to subscribe connection", "track", f.id, "err", err)
-		return
+		return false
 	}
 	d.sender = sender
 	s.tracks[f] = d
 	st.tracks++
 	st.negotiated = false
-	f.addSink(d)
+	// The lowest layer until the allocation (right after) picks one.
+	d.setTarget(f.layers.list()[0])
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		d.readRTCP()
 	}()
 	s.negotiateLocked()
+	return true
 }
 
 // removeForwarder stops sending f's track.
@@ -278,7 +368,7 @@ func (s *subscriber) removeForwarder(f *forwarder) {
 	delete(s.tracks, f)
 	st := s.streams[f.streamID]
 	if d != nil {
-		f.removeSink(d)
+		d.detachAll()
 		if s.pc != nil && !s.closed {
 			if err := s.pc.RemoveTrack(d.sender); err != nil {
 				s.log.Debug("remove track", "track", f.id, "err", err)
@@ -412,8 +502,11 @@ func (s *subscriber) refreshVideo() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for f, d := range s.tracks {
-		if d != nil && f.kind == webrtc.RTPCodecTypeVideo {
-			f.requestKeyframe()
+		if d == nil || f.kind != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		if t := d.target.Load(); t != nil {
+			t.requestKeyframe()
 		}
 	}
 }
@@ -476,9 +569,9 @@ func (s *subscriber) close() {
 		return
 	}
 	s.closed = true
-	for f, d := range s.tracks {
+	for _, d := range s.tracks {
 		if d != nil {
-			f.removeSink(d)
+			d.detachAll()
 		}
 	}
 	pc := s.pc
@@ -494,8 +587,7 @@ func (s *subscriber) close() {
 	s.out.Swap(nil).close()
 	s.pathMu.Unlock()
 	s.wg.Wait()
-	sent, dropped := s.stats()
-	s.peer.router.engine.retire(Stats{Forwarded: sent, Dropped: dropped})
+	s.peer.router.engine.retire(s.stats())
 }
 
 // stopWriting lets the queued packets go and waits for a write in progress:
@@ -508,7 +600,125 @@ func (s *subscriber) stopWriting() {
 	s.writeMu.Unlock() //nolint:staticcheck // an empty critical section: waits for the writer
 }
 
-// stats returns the packets this subscriber's writer sent and its queue dropped.
-func (s *subscriber) stats() (sent, dropped uint64) {
-	return s.sent.Load(), s.dropped.Load()
+// stats returns the subscriber's packet counters.
+func (s *subscriber) stats() Stats {
+	return Stats{Forwarded: s.sent.Load(), Dropped: s.dropped.Load(), NACKed: s.nacked.Load(),
+		Retransmitted: s.retransmitted.Load(), RetransmitLate: s.rtxLate.Load(), RetransmitOverBudget: s.rtxOver.Load()}
+}
+
+// probeState is the writer's probe cluster in progress, if any.
+type probeState struct {
+	cluster uint8     // 0: none
+	goal    int       // bits/s to pad up to
+	start   time.Time // when the cluster began
+	until   time.Time // when it ends
+	base    int64     // wireBytes when it began
+	asked   time.Time // when the estimator was last asked for a cluster
+}
+
+// probeAsk is how often a writer asks the estimator whether to probe.
+const probeAsk = 100 * time.Millisecond
+
+// probeMaxPad bounds the padding packets sent after one frame.
+const probeMaxPad = 40
+
+// probePad pads the subscriber's traffic up to a probe cluster's rate: when
+// the subscriber receives less than it wants (wanted, set by the layer
+// allocation), the estimator may start a cluster; its padding goes out on
+// d right after the end of one of d's frames (padding inside a frame could
+// split it for a receiver), with numbers of its own (rewriter.insert).
+// Only the writer calls it.
+func (s *subscriber) probePad(d *downTrack, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
+	p := &s.probe
+	if p.cluster == 0 {
+		w := s.wanted.Load()
+		if w == 0 || now.Sub(p.asked) < probeAsk {
+			return
+		}
+		p.asked = now
+		c, goal := s.bwe.Probe(int(w), now)
+		if c == 0 {
+			return
+		}
+		*p = probeState{cluster: c, goal: goal, start: now, until: now.Add(bwe.ProbeDuration), base: s.wireBytes, asked: now}
+	}
+	// What the cluster is due by the next frame (about 20 ms ahead, so its
+	// rate is met between frames), less what went out since it began.
+	due := int64(float64(p.goal)/8*(now.Sub(p.start)+20*time.Millisecond).Seconds()) - (s.wireBytes - p.base)
+	for n := 0; due > 0 && n < probeMaxPad; n++ {
+		seq, ts, ok := d.rw.insert()
+		if !ok {
+			break
+		}
+		d.hdr = rtp.Header{Version: 2, Padding: true, PaddingSize: 255, SequenceNumber: seq, Timestamp: ts,
+			SSRC: b.ssrc, PayloadType: b.pt, Extensions: d.extBuf[:0]}
+		before := s.wireBytes
+		if !d.sendRTP(b, out, nil, now, sc) {
+			break
+		}
+		s.probed.Add(1)
+		due -= s.wireBytes - before
+	}
+	if !now.Before(p.until) {
+		s.bwe.EndProbe(p.cluster, now)
+		p.cluster = 0
+	}
+}
+
+// SubscriberStats describe one subscribe connection.
+type SubscriberStats struct {
+	// Session is the room session, Participant the subscriber's name.
+	Session, Participant string
+	// Direct says its RTP goes on the direct send path (else through
+	// pion's SRTP session; neither before the connection is up).
+	Direct bool
+	// Estimate is the connection's bandwidth estimate.
+	Estimate bwe.Stats
+	// Counters are the connection's packet counters.
+	Counters Stats
+	// SentBytes counts the payload bytes sent.
+	SentBytes uint64
+	// Probes counts the padding packets sent to probe the link.
+	Probes uint64
+	// Tracks are the tracks it receives.
+	Tracks []TrackStats
+}
+
+// TrackStats describe a track as one subscriber receives it, from its
+// receiver reports.
+type TrackStats struct {
+	StreamID, Kind string
+	// FractionLost is the loss over the last report's interval.
+	FractionLost float64
+	// TotalLost counts the packets the receiver misses in all.
+	TotalLost int
+	// Jitter is the interarrival jitter the receiver measured.
+	Jitter time.Duration
+	// RTT is the round trip measured from its last report (0: none yet).
+	RTT time.Duration
+	// Reports counts the receiver reports about the track.
+	Reports uint64
+}
+
+func (s *subscriber) snapshot(session, name string) SubscriberStats {
+	st := SubscriberStats{Session: session, Participant: name, Estimate: s.bwe.Stats(), Counters: s.stats(),
+		SentBytes: s.sentBytes.Load(), Probes: s.probed.Load()}
+	if out := s.out.Load(); out != nil && !out.viaPion {
+		st.Direct = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for f, d := range s.tracks {
+		if d == nil {
+			continue
+		}
+		ts := TrackStats{StreamID: f.streamID, Kind: f.kind.String(), FractionLost: float64(d.rx.fractionLost.Load()) / 256,
+			TotalLost: int(d.rx.totalLost.Load()), RTT: time.Duration(d.rx.rtt.Load()), Reports: d.rx.reports.Load()}
+		if c := f.codec.ClockRate; c > 0 {
+			ts.Jitter = time.Duration(float64(d.rx.jitter.Load()) / float64(c) * float64(time.Second))
+		}
+		st.Tracks = append(st.Tracks, ts)
+	}
+	slices.SortFunc(st.Tracks, func(a, b TrackStats) int { return strings.Compare(a.StreamID+a.Kind, b.StreamID+b.Kind) })
+	return st
 }

@@ -146,26 +146,28 @@ func (w *writer) pass(ready []*subscriber, batch []queued, oldest []time.Time, s
 		}
 		oldest = append(oldest, first)
 		if written += n; flush && written >= flushEvery {
-			w.flush(ready[from:i+1], oldest[from:i+1])
+			w.flush(oldest[from : i+1])
 			from, written, flush = i+1, 0, false
 		}
 	}
 	if flush {
-		w.flush(ready[from:], oldest[from:])
+		w.flush(oldest[from:])
 	}
 	return oldest
 }
 
-// flush sends what the media sockets queued and observes, for each of
-// subs, how long its oldest packet spent in the SFU.
-func (w *writer) flush(subs []*subscriber, oldest []time.Time) {
+// flush sends what the media sockets queued and observes, for each
+// subscriber written since the last flush, how long its oldest queued packet
+// spent in the SFU (retransmissions are not queued: their age is not a
+// forwarding delay).
+func (w *writer) flush(oldest []time.Time) {
 	w.pool.flush()
 	if w.pool.delay == nil {
 		return
 	}
-	for i, s := range subs {
-		if !oldest[i].IsZero() && !s.resent.Swap(false) {
-			w.pool.delay.Observe(time.Since(oldest[i]).Seconds())
+	for _, at := range oldest {
+		if !at.IsZero() {
+			w.pool.delay.Observe(time.Since(at).Seconds())
 		}
 	}
 }

@@ -143,6 +143,19 @@ func (m *member) StreamStatus(publisher, streamID, status, reason string) {
 	}
 }
 
+// VideoStatus implements sfu.VideoSignal: STREAM_STATUS PLAYING with the
+// video's state and why.
+func (m *member) VideoStatus(publisher, streamID string, paused bool, reason string) {
+	video := protocol.VideoPlaying
+	if paused {
+		video = protocol.VideoPaused
+	}
+	if p, _ := m.joined(); p != nil {
+		p.Notify(&protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventStreamStatus, Name: publisher,
+			StreamID: streamID, Status: protocol.StreamPlaying, Reason: reason, Video: video})
+	}
+}
+
 // PublishStatus implements sfu.Signal.
 func (m *member) PublishStatus(streamID, status, reason string) {
 	if p, _ := m.joined(); p != nil {

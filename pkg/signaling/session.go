@@ -288,7 +288,8 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	}
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate:
+		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate,
+		protocol.TypeTiles:
 	case "":
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
 	default:
@@ -371,6 +372,15 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 			SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
 	case protocol.TypeRestartICE:
 		return ok, peer.RestartICE()
+	case protocol.TypeTiles:
+		var req protocol.Tiles
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if err := checkTiles(req.Tiles); err != nil {
+			return nil, err
+		}
+		return ok, peer.SetTiles(req.Tiles)
 	case protocol.TypeModerate:
 		var req protocol.Moderate
 		if err := decode(data, &req); err != nil {
@@ -604,4 +614,21 @@ func (s *Session) publish(id *int64, p *room.Participant, peer *sfu.Peer, req pr
 	peer.StartTrickle(streamID)
 	s.log.Info("stream published", "room", p.Room().Name(), "name", p.Name(), "stream", streamID, "kind", kind)
 	return nil, nil
+}
+
+// checkTiles bounds a tiles message.
+func checkTiles(tiles []protocol.Tile) error {
+	if len(tiles) > protocol.MaxTiles {
+		return &protocol.Error{Code: protocol.CodeTooLarge, Reason: fmt.Sprintf("at most %d tiles at a time", protocol.MaxTiles)}
+	}
+	for _, t := range tiles {
+		if t.Stream == "" || len(t.Stream) > 64 {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "a tile needs the \"stream\" it shows (at most 64 bytes)"}
+		}
+		if t.Width < 0 || t.Height < 0 || t.Width > protocol.MaxTileSide || t.Height > protocol.MaxTileSide {
+			return &protocol.Error{Code: protocol.CodeBadRequest,
+				Reason: fmt.Sprintf("a tile's width and height are 0 to %d device pixels", protocol.MaxTileSide)}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,256 @@
+package sfu
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley/parley/pkg/protocol"
+	"github.com/pion/webrtc/v4"
+)
+
+// Allocation: what each subscriber receives of every video, from its own
+// bandwidth estimate (pkg/bwe) and the size of the tile it shows the video
+// in. Audio comes first and is never paused for video; then screen shares,
+// then cameras. Each video gets the highest layer that fits the rest of the
+// estimate and is no larger than its tile needs: the smallest layer at least
+// as large as the tile (a smaller one would be shown stretched). A hidden
+// tile gets nothing; a video whose lowest layer does not fit pauses, the
+// subscriber is told why, and it resumes by itself when the estimate allows
+// (probing finds out when: the subscriber "wants" what its tiles need).
+//
+// Allocations run when the subscriber's feedback arrives (at most every
+// allocEvery), when its tiles change, and when tracks or layers come and go.
+// One subscriber's allocation touches only its own downTracks: a weak
+// subscriber's choices cost the others nothing.
+
+const (
+	allocEvery    = 250 * time.Millisecond
+	allocHeadroom = 0.9                     // of the estimate, allocated
+	upgradeMargin = 1.15                    // a layer above the one sent must fit with this to spare
+	keepMargin    = 1.3                     // the lowest layer, being sent, is kept while over the budget by at most this
+	pauseAfter    = 1500 * time.Millisecond // and a video pauses once it did not fit for this long
+	audioDefault  = 64_000
+	videoUnknown  = 150_000 // a layer's rate before it was measured
+)
+
+// tile is how a subscriber shows a remote stream's video.
+type tile struct {
+	width, height int // device pixels; 0: not known (no limit)
+	hidden        bool
+}
+
+// VideoSignal is implemented by a Signal that can tell a subscriber that
+// its video of a stream paused (its link cannot carry it) or plays again.
+// Without it the subscriber gets STREAM_STATUS PLAYING with the reason.
+type VideoSignal interface {
+	VideoStatus(publisher, streamID string, paused bool, reason string)
+}
+
+// allocState is a subscriber's allocation bookkeeping.
+type allocState struct {
+	mu    sync.Mutex // serializes allocations
+	last  atomic.Int64
+	tiles map[string]tile // stream id -> tile, under subscriber.mu
+}
+
+// maybeAllocate allocates unless an allocation ran within allocEvery.
+func (s *subscriber) maybeAllocate(now time.Time) {
+	if last := s.alloc.last.Load(); last != 0 && now.Sub(time.Unix(0, last)) < allocEvery {
+		return
+	}
+	s.allocate(now)
+}
+
+// reallocate allocates now (tracks, layers or tiles changed).
+func (s *subscriber) reallocate() { s.allocate(time.Now()) }
+
+// SetTiles tells the subscriber's allocation how its client shows remote
+// streams: the size of each stream's tile in device pixels, or that it is
+// hidden. Streams not named keep what they had; a stream never named has no
+// size limit.
+func (p *Peer) SetTiles(tiles []protocol.Tile) error {
+	if p.sub == nil {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
+	}
+	s := p.sub
+	s.mu.Lock()
+	if s.alloc.tiles == nil {
+		s.alloc.tiles = make(map[string]tile)
+	}
+	for _, t := range tiles {
+		s.alloc.tiles[t.Stream] = tile{width: t.Width, height: t.Height, hidden: !t.Visible}
+	}
+	// Forget tiles of streams no longer received, so the map stays bounded.
+	if len(s.alloc.tiles) > len(s.streams)+len(tiles) {
+		for id := range s.alloc.tiles {
+			if s.streams[id] == nil {
+				delete(s.alloc.tiles, id)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.reallocate()
+	return nil
+}
+
+// allocItem is one of the subscriber's tracks as the allocation sees it.
+type allocItem struct {
+	d      *downTrack
+	st     *streamState
+	tile   tile
+	screen bool
+}
+
+// allocate chooses each video's layer from the subscriber's estimate.
+func (s *subscriber) allocate(now time.Time) {
+	s.alloc.mu.Lock()
+	defer s.alloc.mu.Unlock()
+	s.alloc.last.Store(now.UnixNano())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	var audio, video []allocItem
+	for f, d := range s.tracks {
+		if d == nil {
+			continue
+		}
+		it := allocItem{d: d, st: s.streams[f.streamID], tile: s.alloc.tiles[f.streamID], screen: f.streamKind == protocol.KindScreen}
+		if f.kind == webrtc.RTPCodecTypeAudio {
+			audio = append(audio, it)
+		} else {
+			video = append(video, it)
+		}
+	}
+	s.mu.Unlock()
+
+	estimate := float64(s.bwe.Target())
+	budget := allocHeadroom * estimate
+	wanted := 0.0
+	for _, a := range audio {
+		r := float64(a.d.fwd.bitrate(now))
+		if r == 0 {
+			r = audioDefault
+		}
+		budget -= r
+		wanted += r
+	}
+	// Screen shares first, then cameras; a stable order within each.
+	slices.SortFunc(video, func(a, b allocItem) int {
+		if a.screen != b.screen {
+			if a.screen {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.d.fwd.id, b.d.fwd.id)
+	})
+	held := false
+	for _, v := range video {
+		choice, want, pausedFor := s.pick(v, budget, estimate, now)
+		wanted += want
+		if choice != nil {
+			budget -= float64(max(choice.bitrate(now), 1))
+		}
+		if choice == nil && pausedFor != "" || choice != nil && want > float64(choice.bitrate(now)) {
+			held = true
+		}
+		if pausedFor != "" {
+			v.d.setCarrier(v.d.fwd.layers.list()[0]) // probe on the lowest layer while paused
+		}
+		v.d.setTarget(choice)
+		if pausedFor == "" {
+			v.d.setCarrier(nil)
+		}
+		s.reportVideo(v, pausedFor, estimate)
+	}
+	if held {
+		s.wanted.Store(int64(wanted / allocHeadroom))
+	} else {
+		s.wanted.Store(0)
+	}
+}
+
+// pick chooses a video's layer within budget: it returns the layer (nil:
+// none), the rate its tile wants (the layer the tile needs), and, when it
+// pauses for lack of bandwidth, why.
+func (s *subscriber) pick(v allocItem, budget, estimate float64, now time.Time) (*forwarder, float64, string) {
+	if v.tile.hidden {
+		return nil, 0, ""
+	}
+	var layers []*forwarder
+	for _, f := range v.d.fwd.layers.list() {
+		if f.bitrate(now) > 0 {
+			layers = append(layers, f)
+		}
+	}
+	if len(layers) == 0 {
+		// Nothing measured yet (the stream just started): the lowest layer.
+		return v.d.fwd.layers.list()[0], videoUnknown, ""
+	}
+	// The layer the tile needs: the smallest at least as large as it.
+	need := len(layers) - 1
+	if v.tile.width > 0 && v.tile.height > 0 {
+		for i, f := range layers {
+			if w, h := int(f.width.Load()), int(f.height.Load()); w >= v.tile.width || h >= v.tile.height {
+				need = i
+				break
+			}
+		}
+	}
+	want := float64(layers[need].bitrate(now))
+	sending := v.d.sending.Load()
+	for i := need; i >= 0; i-- {
+		f := layers[i]
+		r := float64(f.bitrate(now))
+		if sending == nil || f.layer > sending.layer {
+			r *= upgradeMargin // going up (or resuming): with some to spare
+		}
+		if r <= budget {
+			v.d.shortSince = time.Time{}
+			return f, want, ""
+		}
+	}
+	// Not even the lowest layer fits. One being sent is kept a little
+	// over the budget, and for a while: an estimate dips, and a pause costs
+	// the subscriber a keyframe wait when it ends. Until the estimate rests
+	// on the receiver's feedback, nothing pauses.
+	low := layers[0]
+	if v.d.shortSince.IsZero() {
+		v.d.shortSince = now
+	}
+	if !s.bwe.Measured() || (sending == low || v.d.target.Load() == low) &&
+		(float64(low.bitrate(now)) <= keepMargin*budget || now.Sub(v.d.shortSince) < pauseAfter) {
+		return low, want, ""
+	}
+	return nil, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)
+}
+
+// reportVideo tells the subscriber when a stream's video paused for lack of
+// bandwidth or plays again.
+func (s *subscriber) reportVideo(v allocItem, pausedFor string, estimate float64) {
+	if v.st == nil {
+		return
+	}
+	s.mu.Lock()
+	paused := pausedFor != ""
+	changed := v.st.videoPaused != paused
+	v.st.videoPaused = paused
+	publisher := v.st.publisher
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	s.log.Info("video of a stream", "stream", v.d.fwd.streamID, "paused", paused, "estimate", int(estimate))
+	sig := s.peer.signal()
+	if vs, ok := sig.(VideoSignal); ok {
+		vs.VideoStatus(publisher, v.d.fwd.streamID, paused, pausedFor)
+		return
+	}
+	sig.StreamStatus(publisher, v.d.fwd.streamID, protocol.StreamPlaying, pausedFor)
+}
