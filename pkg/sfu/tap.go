@@ -107,8 +107,20 @@ func (t *Tap) Refresh() bool {
 	if t.closed {
 		return false
 	}
+	// A simulcast track is tapped on its highest layer (as the recorder
+	// records it): a higher one that arrives later takes over.
+	top := func(f *forwarder) bool {
+		list := f.layers.list()
+		return list[len(list)-1] == f
+	}
+	for f, sk := range t.sinks {
+		if !top(f) {
+			f.removeSink(sk)
+			delete(t.sinks, f)
+		}
+	}
 	for _, f := range fwds {
-		if t.sinks[f] != nil || f.isClosed() {
+		if t.sinks[f] != nil || f.isClosed() || !top(f) {
 			continue
 		}
 		i := slices.IndexFunc(codecs, func(c string) bool { return strings.EqualFold(c, f.codec.MimeType) })
