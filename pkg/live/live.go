@@ -480,3 +480,26 @@ func (m *Manager) LiveViewers(session string) int {
 	defer rl.mu.Unlock()
 	return rl.viewers
 }
+
+// Router returns the media router of the live session of the room called
+// name, and the room, when it is live (WHEP plays from it).
+func (m *Manager) Router(name string) (*room.Room, *sfu.Router, bool) {
+	rm := m.cfg.Rooms.Room(name)
+	if rm == nil {
+		return nil, nil, false
+	}
+	m.mu.Lock()
+	rl := m.sessions[rm.Session()]
+	m.mu.Unlock()
+	if rl == nil {
+		return nil, nil, false
+	}
+	return rm, rl.router, true
+}
+
+// PickStream returns the stream a room's viewers watch by default: the
+// presenter's camera (the earliest publisher's), among streams whose tracks
+// have all arrived.
+func PickStream(streams []sfu.PublishedStream) (sfu.PublishedStream, bool) {
+	return pickStream(streams, "")
+}

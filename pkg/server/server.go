@@ -30,6 +30,7 @@ import (
 	"github.com/parley/parley/pkg/sfu"
 	"github.com/parley/parley/pkg/signaling"
 	"github.com/parley/parley/pkg/turnserver"
+	"github.com/parley/parley/pkg/whip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -202,6 +203,7 @@ type Server struct {
 	recs         *recordings
 	mixes        *mixer.Queue
 	live         *live.Manager      // live viewers over WebSocket
+	whip         *whip.Server       // WHIP ingest and WHEP playback
 	stop         context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
@@ -314,6 +316,8 @@ func New(cfg Config) (*Server, error) {
 	rooms.OnFinalize(lives.Finalized) // after the recording's, so the replay exists
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
 		recs: recs, mixes: mixes, live: lives}
+	s.whip = whip.New(whip.Config{Access: policy, Hub: hub, Live: lives, Engine: engine, ICEServers: cfg.Signaling.ICEServers,
+		AllowedOrigins: cfg.Signaling.AllowedOrigins, Logger: cfg.Logger.With("part", "whip")})
 
 	closeAll := func() {
 		_ = engine.Close()
@@ -435,11 +439,12 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.hub)
 	mux.Handle("/live", s.live)
+	s.whip.Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		rooms, participants := s.rooms.Count()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "participants": participants,
-			"sessions": s.hub.Sessions(), "live_viewers": s.live.Viewers()})
+			"sessions": s.hub.Sessions(), "live_viewers": s.live.Viewers(), "whip_whep": s.whip.Resources()})
 	})
 	if s.metricsLn == nil {
 		mux.Handle("/metrics", metrics)
@@ -610,6 +615,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down")
+	s.whip.Close()
 	err := s.hub.Shutdown(ctx)
 	s.live.Close()
 	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {
