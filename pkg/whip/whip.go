@@ -27,8 +27,8 @@ import (
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/live"
 	"github.com/parley/parley/pkg/protocol"
-	"github.com/parley/parley/pkg/signaling"
 	"github.com/parley/parley/pkg/sfu"
+	"github.com/parley/parley/pkg/signaling"
 	"github.com/pion/webrtc/v4"
 )
 
