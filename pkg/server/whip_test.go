@@ -141,8 +141,9 @@ func TestWHEPGoClient(t *testing.T) {
 	const room = "webinar-whep"
 	host := dial(t, srv, client.Options{Token: sign(t, k, "host", room, "publish", "subscribe", "moderate")})
 	join(t, host, room, "")
-	publishCamera(t, host)
+	cam := publishCamera(t, host)
 	time.Sleep(time.Second) // the tracks' first packets
+	asked := cam.KeyframeRequests("video")
 
 	if resp, body := request(t, "POST", srv.URL()+"/whep/elsewhere", "application/sdp", "v=0\r\n", "", nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("WHEP of a room without grants: %s %s", resp.Status, body)
@@ -194,6 +195,11 @@ func TestWHEPGoClient(t *testing.T) {
 	c.waitMedia(30)
 	if !c.firstKey.Load() {
 		t.Error("the player's video did not start with a keyframe")
+	}
+	// The room does not record: the player's keyframe was asked for all the
+	// same (a publisher may send none unasked).
+	if got := cam.KeyframeRequests("video"); got <= asked {
+		t.Errorf("the presenter was asked for %d keyframes for the player (%d before)", got-asked, asked)
 	}
 
 	// An ICE restart.

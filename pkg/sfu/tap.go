@@ -134,11 +134,18 @@ func (t *Tap) Refresh() bool {
 	return true
 }
 
-// RequestKeyframe asks the publisher for a keyframe of the stream's video
-// (throttled as every keyframe request is).
+// RequestKeyframe asks the publisher for a keyframe of the video tracks
+// the tap takes (throttled as every keyframe request is), whether or not
+// the stream is recorded.
 func (t *Tap) RequestKeyframe() {
-	if pub := t.publication(); pub != nil {
-		pub.requestKeyframe()
+	t.mu.Lock()
+	fwds := make([]*forwarder, 0, len(t.sinks))
+	for f := range t.sinks {
+		fwds = append(fwds, f)
+	}
+	t.mu.Unlock()
+	for _, f := range fwds {
+		f.requestKeyframe()
 	}
 }
 
