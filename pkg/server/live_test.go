@@ -358,7 +358,9 @@ func get(t *testing.T, srv *server.Server, url, token string) (*http.Response, [
 // replay's URL (the WebSocket viewer with ended, the signaling viewer with
 // LIVE_ENDED); it plays the presenter's recording at once, without a token
 // (its signature), as ffprobe reads it; without credentials it answers
-// 401, with an altered signature 403; the archive lists the session as a
+// 401, with an altered signature 403; a token with the record grant for
+// the room reads it, one for another room or a viewer's gets 403 (and
+// another room's token does not list it); the archive lists the session as a
 // broadcast with its replay.
 func TestBroadcastReplay(t *testing.T) {
 	k := hsKey("k1", 'r')
@@ -420,6 +422,23 @@ func TestBroadcastReplay(t *testing.T) {
 	}
 	if resp, _ := get(t, srv, strings.Replace(replay, "sig=", "sig=A", 1), ""); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("the replay with an altered signature: %s", resp.Status)
+	}
+	// Tokens: the record grant for the room reads it; for another room, or
+	// a viewer's grants for this one, do not.
+	for _, c := range []struct {
+		who, tok string
+		want     int
+	}{
+		{"the room's recorder", sign(t, k, "rec", room, "record"), http.StatusOK},
+		{"another room's recorder", sign(t, k, "rec2", "webinar-other", "record"), http.StatusForbidden},
+		{"a viewer", sign(t, k, "v2", room, "subscribe", "chat"), http.StatusForbidden},
+	} {
+		if resp, _ := get(t, srv, stable, c.tok); resp.StatusCode != c.want {
+			t.Errorf("the replay for %s: %s, want %d", c.who, resp.Status, c.want)
+		}
+	}
+	if resp, body := get(t, srv, "/api/recordings", sign(t, k, "rec2", "webinar-other", "record")); resp.StatusCode != http.StatusOK || strings.Contains(string(body), room) {
+		t.Errorf("another room's recorder lists: %s %s", resp.Status, body)
 	}
 	admin := sign(t, k, "admin", "*", "admin")
 	resp, body = get(t, srv, "/api/recordings", admin)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func waitPackets(t *testing.T, tr *client.RemoteTrack, n int64) {
 
 // TestWebinarViewers: Pion clients in a webinar room, in token mode. A
 // presenter (its token grants publish) publishes; viewers without a token
-// receive its media, are refused publishing (FORBIDDEN), are not listed to
+// receive its media, are refused publishing (FORBIDDEN; over WHIP 403), are not listed to
 // each other (STATE, JOINED) while the presenter sees them and their count;
 // the moderator brings one on stage, which publishes to the others, and
 // back, which ends its stream and refuses its next publish.
@@ -78,6 +79,12 @@ func TestWebinarViewers(t *testing.T) {
 	// They cannot publish, and may chat.
 	_, err := v1.Publish(ctxT(t, 20*time.Second), client.PublishOptions{Video: vp8Source(t), Audio: opusSource(t)})
 	wantForbidden(t, "a viewer publishes", err, "publishing")
+	// Nor over WHIP, without a token or with a viewer's.
+	for _, tok := range []string{"", sign(t, k, "v3", room, "subscribe", "chat")} {
+		if resp, body := request(t, "POST", srv.URL()+"/whip/"+room, "application/sdp", "v=0\r\n", tok, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a viewer's WHIP publish (token %v): %s %s", tok != "", resp.Status, body)
+		}
+	}
 	if _, err := v1.SendMessage(ctxT(t, 5*time.Second), "", "hello from v1"); err != nil {
 		t.Fatalf("a viewer chats: %v", err)
 	}
