@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,6 +29,14 @@ import {WHEPClient} from './whep.js';
 const q = new URLSearchParams(location.search);
 const base = q.get('server'), room = q.get('room'), token = q.get('token');
 window.state = {};
+// The clients' DELETEs and what the server answered.
+window.deletes = [];
+const origFetch = window.fetch;
+window.fetch = async (url, opts) => {
+  const resp = await origFetch(url, opts);
+  if (opts && opts.method === 'DELETE') window.deletes.push(new URL(String(url), location.href).pathname.split('/')[1] + ' ' + resp.status);
+  return resp;
+};
 window.startPlay = async () => {
   try {
     const play = new RTCPeerConnection();
@@ -157,6 +166,15 @@ func TestThirdPartyWHIPAndWHEP(t *testing.T) {
 
 	if err := p.eval(`window.stopAll().then(() => true)`, nil); err != nil {
 		t.Fatal(err)
+	}
+	var deletes []string
+	p.waitFor("the clients' DELETEs", func() (bool, string) {
+		deletes = nil
+		_ = p.eval(`window.deletes`, &deletes)
+		return len(deletes) == 2, fmt.Sprint(deletes)
+	})
+	if !slices.Contains(deletes, "whip 200") || !slices.Contains(deletes, "whep 200") {
+		t.Errorf("the DELETEs: %v, want whip 200 and whep 200", deletes)
 	}
 	if _, err := viewer.WaitEvent(ctx, func(e protocol.Event) bool { return e.Event == protocol.EventLeft && e.Name == "whip-cam" }); err != nil {
 		t.Fatalf("the WHIP publisher did not leave the room after DELETE: %v", err)
