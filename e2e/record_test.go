@@ -23,11 +23,12 @@ import (
 )
 
 type apiRecording struct {
-	Room         string   `json:"room"`
-	Session      string   `json:"session"`
-	State        string   `json:"state"`
-	DurationMs   int64    `json:"durationMs"`
-	Participants []string `json:"participants"`
+	Room         string    `json:"room"`
+	Session      string    `json:"session"`
+	State        string    `json:"state"`
+	Start        time.Time `json:"start"`
+	DurationMs   int64     `json:"durationMs"`
+	Participants []string  `json:"participants"`
 	Streams      []struct {
 		Participant string `json:"participant"`
 		URL         string `json:"url"`

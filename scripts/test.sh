@@ -32,3 +32,26 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 25m "$@" ./...
+
+# Each fuzz target for a short while (PARLEY_FUZZTIME, default 3s; 0 skips):
+# their seed corpora (testdata/fuzz) ran above as plain tests; this looks a
+# little further. docs/testing.md has the longer runs.
+fuzztime="${PARLEY_FUZZTIME:-3s}"
+if [ "$fuzztime" != "0" ]; then
+  echo "== go test -fuzz ($fuzztime per target)"
+  # The recorder's targets write files: a RAM disk makes their fsyncs cheap.
+  fuzztmp=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
+  trap 'rm -rf "$fuzztmp"' EXIT
+  for target in \
+    ./pkg/signaling:FuzzSession \
+    ./pkg/sfu:FuzzPublishOffer ./pkg/sfu:FuzzSubscribeAnswer ./pkg/sfu:FuzzRTCPFeedback \
+    ./pkg/codec:FuzzIsKeyframe ./pkg/codec:FuzzAppendAnnexBNALs ./pkg/codec:FuzzOpusPacketDuration \
+    ./pkg/recorder:FuzzDepacketize ./pkg/recorder:FuzzRecordRTP ./pkg/recorder:FuzzRepairFile; do
+    if ! TMPDIR="$fuzztmp" go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}" >"$fuzztmp/out" 2>&1; then
+      tail -40 "$fuzztmp/out"
+      echo "FAIL ${target}: the failing input is kept in ${target%%:*}/testdata/fuzz/${target#*:}/"
+      exit 1
+    fi
+    echo "ok   ${target} ($(grep -o 'execs: [0-9]*' "$fuzztmp/out" | tail -1))"
+  done
+fi

@@ -330,7 +330,21 @@ func (c *Client) handshake(ctx context.Context, username, resume string) (protoc
 	raw, err := c.Request(ctx, msg)
 	if err != nil {
 		// A server that refuses the session at once (TOO_MANY_SESSIONS…)
-		// may have said so and closed before the connect went out.
+		// may have said so and closed before the connect went out: the
+		// write then fails while the reader is still taking in the refusal
+		// and the close, so wait for the reader to end before asking why.
+		c.mu.Lock()
+		done := c.connDone
+		c.mu.Unlock()
+		if done != nil {
+			wait := time.NewTimer(time.Second)
+			select {
+			case <-done:
+			case <-wait.C:
+			case <-ctx.Done():
+			}
+			wait.Stop()
+		}
 		var se *SessionError
 		if ended := c.Err(); !errors.As(err, &se) && errors.As(ended, &se) {
 			return protocol.Session{}, fmt.Errorf("connect: %w: %w", err, se)

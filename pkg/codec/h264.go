@@ -1,19 +1,25 @@
 package codec
 
 // AppendAnnexBNALs appends the NAL units of an H.264 Annex-B buffer (without
-// their start codes) to out and returns it; the units alias b. A 4-byte start
-// code's leading zero and trailing zero bytes belong to no unit.
+// their start codes) to out and returns it; the units alias b. Zero bytes
+// before a start code (a 4-byte start code's first byte, trailing_zero_8bits)
+// belong to no unit: a NAL unit never ends with a zero byte (H.264 7.4.1),
+// and nothing but zeros between two start codes is no unit.
 func AppendAnnexBNALs(out [][]byte, b []byte) [][]byte {
 	start := -1
+	unit := func(end int) {
+		for end > start && b[end-1] == 0 {
+			end--
+		}
+		if end > start {
+			out = append(out, b[start:end])
+		}
+	}
 	i := 0
 	for i+2 < len(b) {
 		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
 			if start >= 0 {
-				end := i
-				for end > start && b[end-1] == 0 {
-					end--
-				}
-				out = append(out, b[start:end])
+				unit(i)
 			}
 			i += 3
 			start = i
@@ -21,8 +27,8 @@ func AppendAnnexBNALs(out [][]byte, b []byte) [][]byte {
 		}
 		i++
 	}
-	if start >= 0 && start < len(b) {
-		out = append(out, b[start:])
+	if start >= 0 {
+		unit(len(b))
 	}
 	return out
 }

@@ -3,7 +3,8 @@ package codec
 import "time"
 
 // OpusPacketDuration returns the duration of an Opus packet from its TOC byte
-// (RFC 6716 section 3.1), or 0 for an empty or malformed packet.
+// (RFC 6716 section 3.1), or 0 for an empty or malformed packet (one that
+// would last more than 120 ms, or holds no frame).
 func OpusPacketDuration(p []byte) time.Duration {
 	if len(p) == 0 {
 		return 0
@@ -25,9 +26,15 @@ func OpusPacketDuration(p []byte) time.Duration {
 	case 1, 2:
 		return 2 * frame
 	default:
+		// Code 3: the frame count M is in the next byte; M = 0, or more than
+		// 120 ms of audio, is malformed (RFC 6716 section 3.2.5).
 		if len(p) < 2 {
 			return 0
 		}
-		return time.Duration(p[1]&0x3f) * frame
+		d := time.Duration(p[1]&0x3f) * frame
+		if d > 120*time.Millisecond {
+			return 0
+		}
+		return d
 	}
 }

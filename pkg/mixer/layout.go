@@ -40,7 +40,7 @@ func videoSpans(m *recorder.Manifest) []span {
 			continue
 		}
 		s := span{stream: i, start: e.Offset(), end: e.Offset() + e.Duration(), screen: e.Kind == "screen"}
-		if d := m.Duration(); d > 0 && s.end > d {
+		if d := timeline(m); d > 0 && s.end > d {
 			s.end = d
 		}
 		if s.end > s.start {

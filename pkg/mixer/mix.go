@@ -229,7 +229,7 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 
 // buildPlan makes the inputs and the filter graph for a session.
 func buildPlan(m *recorder.Manifest, dir, work string, s Settings) (*plan, error) {
-	p := &plan{duration: m.Duration(), labels: map[string]string{}}
+	p := &plan{duration: timeline(m), labels: map[string]string{}}
 	// Inputs: every stream with something recorded and a readable file.
 	var inputs []input
 	inputOf := map[int]int{}
@@ -343,6 +343,17 @@ func buildPlan(m *recorder.Manifest, dir, work string, s Settings) (*plan, error
 	}
 	p.graph = strings.Join(g, ";\n")
 	return p, nil
+}
+
+// timeline is how long the mix lasts: the session's duration, cut at the end
+// of its last recorded frame (manifests written before the recorder ended
+// sessions there run on to the room's close, up to its idle timeout later).
+func timeline(m *recorder.Manifest) time.Duration {
+	d := m.Duration()
+	if e := m.MediaEnd(); e > 0 && e < d {
+		d = e
+	}
+	return d
 }
 
 // labelText makes a participant name printable on one line.

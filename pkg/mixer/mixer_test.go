@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -211,6 +212,11 @@ func TestMixTwoStreams(t *testing.T) {
 	if d, _ := strconv.ParseFloat(p.Format.Duration, 64); d < 5.5 || d > 6.5 {
 		t.Errorf("duration %.3f, want 6 ± 0.5", d)
 	}
+	// +faststart: the index (moov) comes before the media (mdat), so a
+	// player seeks without reading the file's end first.
+	if boxes := mp4Boxes(t, out); strings.Index(boxes, "moov") < 0 || strings.Index(boxes, "moov") > strings.Index(boxes, "mdat") {
+		t.Errorf("the MP4's top-level boxes are %s: want moov before mdat", boxes)
+	}
 	// Before B: one tile, 320x240 fitted into 640x360 (480x360, centred).
 	one := frameAt(t, out, 1.5, 640, 360)
 	for _, pt := range [][2]int{{320, 180}, {100, 180}, {540, 40}} {
@@ -272,6 +278,36 @@ func TestMixTwoStreams(t *testing.T) {
 			t.Errorf("duration %.3f", d)
 		}
 	})
+	// A manifest written before sessions ended with their last frame runs on
+	// to the room's close (its idle timeout later): the mix still ends with
+	// the last frame.
+	t.Run("ends with the last frame", func(t *testing.T) {
+		m, err := recorder.ReadManifest(f.manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.End, m.DurationMs = m.End.Add(65*time.Second), m.DurationMs+65_000
+		dir := t.TempDir()
+		for _, e := range m.Streams {
+			if err := os.Symlink(filepath.Join(f.dir, e.File), filepath.Join(dir, e.File)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, _ := json.Marshal(m)
+		manifest := filepath.Join(dir, recorder.ManifestName)
+		if err := os.WriteFile(manifest, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := smallSettings()
+		s.MixerDisplayStreamName = false
+		out := filepath.Join(t.TempDir(), "late.mp4")
+		if err := Mix(context.Background(), manifest, out, s, nil); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := strconv.ParseFloat(probe(t, out).Format.Duration, 64); d < 5.5 || d > 6.5 {
+			t.Errorf("a session closed 65 s after its last frame mixes to %.3f s, want 6 ± 0.5", d)
+		}
+	})
 	t.Run("refuses to overwrite an input", func(t *testing.T) {
 		if err := Mix(context.Background(), f.manifest, f.files[0], smallSettings(), nil); err == nil {
 			t.Fatal("mixing onto an input was accepted")
@@ -291,6 +327,37 @@ func TestMixTwoStreams(t *testing.T) {
 			t.Error("no log")
 		}
 	})
+}
+
+// mp4Boxes lists an MP4 file's top-level boxes, in order ("ftyp moov mdat").
+func mp4Boxes(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	var off int64
+	for {
+		var h [16]byte
+		if _, err := f.ReadAt(h[:8], off); err != nil {
+			break
+		}
+		size := int64(binary.BigEndian.Uint32(h[:4]))
+		names = append(names, string(h[4:8]))
+		if size == 1 {
+			if _, err := f.ReadAt(h[8:16], off+8); err != nil {
+				break
+			}
+			size = int64(binary.BigEndian.Uint64(h[8:16]))
+		}
+		if size < 8 {
+			break
+		}
+		off += size
+	}
+	return strings.Join(names, " ")
 }
 
 func TestLayout(t *testing.T) {

@@ -273,6 +273,7 @@ type ICEServer struct {
 // Limits tells the client the server's limits so that it can check input early.
 type Limits struct {
 	MaxFrameBytes         int     `json:"maxFrameBytes"`
+	MaxAnswerBytes        int     `json:"maxAnswerBytes"` // the subscribe answer's own, larger limit
 	MaxTextBytes          int     `json:"maxTextBytes"`
 	MaxNameBytes          int     `json:"maxNameBytes"`
 	MaxStreams            int     `json:"maxStreams"`

@@ -87,11 +87,25 @@ func vp9Key(frame []byte) (key bool, w, h int) {
 	return true, int(hd.Width()), int(hd.Height())
 }
 
+// opusPreSkip is the encoder delay of an Opus stream, in 48 kHz samples:
+// libopus's lookahead (2.5 ms of analysis and 4 ms of delay compensation),
+// which every WebRTC implementation uses (Chromium, Firefox, Safari, and
+// libopus behind Pion and GStreamer senders). The first 312 samples a
+// decoder makes come before the first input sample; an RTP timestamp is
+// that of the first input sample. Declaring it (OpusHead pre-skip and the
+// track's CodecDelay) makes players drop them, so a sound plays at its RTP
+// time and not 6.5 ms later.
+const opusPreSkip = 312
+
+// opusCodecDelay is opusPreSkip in nanoseconds (Matroska CodecDelay).
+const opusCodecDelay = opusPreSkip * 1_000_000_000 / 48000
+
 // opusHead is the Matroska CodecPrivate of an Opus track (RFC 7845 5.1):
-// version 1, channels, pre-skip 0, 48 kHz, gain 0, mapping family 0.
+// version 1, channels, pre-skip, 48 kHz, gain 0, mapping family 0.
 func opusHead(channels int) []byte {
 	h := []byte("OpusHead")
-	h = append(h, 1, byte(channels), 0, 0)
+	h = append(h, 1, byte(channels))
+	h = binary.LittleEndian.AppendUint16(h, opusPreSkip)
 	h = binary.LittleEndian.AppendUint32(h, 48000)
 	h = append(h, 0, 0, 0)
 	return h

@@ -289,6 +289,15 @@ func TestQuotaBytes(t *testing.T) {
 	if end > 8 {
 		t.Errorf("files end at %.3f s: the quota did not stop them", end)
 	}
+	// The cues were reserved with the blocks: the files are indexed, a cue
+	// at every keyframe.
+	for _, e := range m.Streams {
+		path := filepath.Join(s.Dir(), e.File)
+		idx, ok := readIndex(t, path)
+		if keys := probe(t, path, true).keyTimes("video"); !ok || len(idx.cues) != len(keys) {
+			t.Errorf("%s: seek head %v, %d cues for %d keyframes", e.File, ok, len(idx.cues), len(keys))
+		}
+	}
 }
 
 // The disk floor, with the free space of a simulated disk: its capacity

@@ -53,10 +53,18 @@ type Manifest struct {
 	Stopped StopReason `json:"stopped,omitempty"`
 	// Start is the wall-clock time of the room session's time line origin.
 	Start time.Time `json:"start"`
-	// End is the wall-clock end (zero while recording).
+	// End is the wall-clock end of the recording (zero while recording):
+	// the end of its last recorded frame, so a room that stays open, empty,
+	// for its idle timeout (or a participant kept through the reconnect grace
+	// after their media stopped) adds nothing to it.
 	End time.Time `json:"end,omitzero"`
-	// DurationMs is End-Start in milliseconds (0 while recording).
+	// DurationMs is End-Start in milliseconds (0 while recording): the
+	// length of the session's time line, and of its mix.
 	DurationMs int64 `json:"durationMs"`
+	// Closed is when the recording was closed: the room session ended, or a
+	// limit stopped it (zero while recording, and in manifests of a
+	// recovered session).
+	Closed time.Time `json:"closed,omitzero"`
 	// Updated is when the manifest was last written.
 	Updated time.Time `json:"updated"`
 	// Streams are the published streams, in the order they were added.
@@ -131,6 +139,19 @@ func (e StreamEntry) hasKind(k string) bool {
 
 // Duration is the session's length (0 while recording).
 func (m *Manifest) Duration() time.Duration { return time.Duration(m.DurationMs) * time.Millisecond }
+
+// MediaEnd is the end of the last recorded frame of any stream on the time
+// line; 0 when no stream recorded anything.
+func (m *Manifest) MediaEnd() time.Duration {
+	var end time.Duration
+	for _, e := range m.Streams {
+		if e.State == StreamEmpty || e.DurationMs <= 0 {
+			continue
+		}
+		end = max(end, e.Offset()+e.Duration())
+	}
+	return end
+}
 
 // maxManifestSize bounds what ReadManifest accepts.
 const maxManifestSize = 16 << 20

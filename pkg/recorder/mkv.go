@@ -27,13 +27,17 @@ var (
 
 // Header structures, marshalled with ebml-go. Duration comes right after
 // TimecodeScale so that its bytes can be found (and patched) unambiguously.
-type mkvHead struct {
-	Header  webm.EBMLHeader `ebml:"EBML"`
-	Segment mkvSegmentHead  `ebml:"Segment,size=unknown"`
+// The Segment's header (of unknown size) and the Void reserved for the
+// SeekHead (index.go) are written by the recorder.
+type mkvEBMLHead struct {
+	Header webm.EBMLHeader `ebml:"EBML"`
 }
 
-type mkvSegmentHead struct {
-	Info   mkvInfo   `ebml:"Info"`
+type mkvInfoHead struct {
+	Info mkvInfo `ebml:"Info"`
+}
+
+type mkvTracksHead struct {
 	Tracks mkvTracks `ebml:"Tracks"`
 }
 
@@ -81,6 +85,7 @@ type mkvTrack struct {
 	video        bool
 	codecID      string
 	codecPrivate []byte
+	codecDelay   uint64 // ns
 	seekPreRoll  uint64
 	width        int
 	height       int
@@ -100,11 +105,16 @@ type mkvWriter struct {
 
 	headerWritten bool
 	durationPos   int64
+	layout        segmentLayout
+	hasVideo      bool
+	cues          []cuePoint
 	size          int64
 	buf           []byte
 
 	clusterOpen bool
 	clusterTC   int64
+	clusterPos  int64 // file offset of the open cluster
+	clusterCued bool  // the open cluster has its cue point
 	lastFlushTC int64
 	endMs       int64
 	firstMs     int64
@@ -145,30 +155,29 @@ func (m *mkvWriter) writeHeader(tracks []mkvTrack) error {
 	if m.err != nil {
 		return m.err
 	}
-	head := mkvHead{
-		Header: webm.EBMLHeader{
-			EBMLVersion: 1, EBMLReadVersion: 1, EBMLMaxIDLength: 4, EBMLMaxSizeLength: 8,
-			DocType: m.docType, DocTypeVersion: 4, DocTypeReadVersion: 2,
-		},
-		Segment: mkvSegmentHead{
-			Info: mkvInfo{
-				TimecodeScale: 1_000_000, // 1 ms
-				MuxingApp:     "parley recorder (ebml-go)",
-				WritingApp:    "parley",
-				DateUTC:       time.Now().UTC(),
-				Title:         m.title,
-			},
-		},
-	}
+	ebmlHead := mkvEBMLHead{Header: webm.EBMLHeader{
+		EBMLVersion: 1, EBMLReadVersion: 1, EBMLMaxIDLength: 4, EBMLMaxSizeLength: 8,
+		DocType: m.docType, DocTypeVersion: 4, DocTypeReadVersion: 2,
+	}}
+	info := mkvInfoHead{Info: mkvInfo{
+		TimecodeScale: 1_000_000, // 1 ms
+		MuxingApp:     "parley recorder (ebml-go)",
+		WritingApp:    "parley",
+		DateUTC:       time.Now().UTC(),
+		Title:         m.title,
+	}}
+	var head mkvTracksHead
 	for _, t := range tracks {
 		e := mkvTrackEntry{
 			TrackNumber:  t.number,
 			TrackUID:     t.number,
 			CodecID:      t.codecID,
 			CodecPrivate: t.codecPrivate,
+			CodecDelay:   t.codecDelay,
 			SeekPreRoll:  t.seekPreRoll,
 		}
 		if t.video {
+			m.hasVideo = true
 			e.TrackType = 1
 			w, h := t.width, t.height
 			if w <= 0 || h <= 0 {
@@ -179,19 +188,34 @@ func (m *mkvWriter) writeHeader(tracks []mkvTrack) error {
 			e.TrackType = 2
 			e.Audio = &mkvAudio{SamplingFrequency: t.sampleRate, Channels: uint64(t.channels), BitDepth: uint64(t.bitDepth)}
 		}
-		head.Segment.Tracks.TrackEntry = append(head.Segment.Tracks.TrackEntry, e)
+		head.Tracks.TrackEntry = append(head.Tracks.TrackEntry, e)
 	}
 	var b bytes.Buffer
-	if err := ebml.Marshal(&head, &b); err != nil {
+	if err := ebml.Marshal(&ebmlHead, &b); err != nil {
 		m.err = fmt.Errorf("marshal matroska header: %w", err)
 		return m.err
 	}
-	idx := bytes.Index(b.Bytes(), durationPattern)
+	b.Write(idSegment)
+	b.Write(sizeUnknown)
+	m.layout.dataStart = int64(b.Len())
+	b.Write(voidElement(seekHeadSpace))
+	infoAt := b.Len()
+	m.layout.info = uint64(int64(infoAt) - m.layout.dataStart)
+	if err := ebml.Marshal(&info, &b); err != nil {
+		m.err = fmt.Errorf("marshal matroska info: %w", err)
+		return m.err
+	}
+	m.layout.tracks = uint64(int64(b.Len()) - m.layout.dataStart)
+	if err := ebml.Marshal(&head, &b); err != nil {
+		m.err = fmt.Errorf("marshal matroska tracks: %w", err)
+		return m.err
+	}
+	idx := bytes.Index(b.Bytes()[infoAt:], durationPattern)
 	if idx < 0 {
 		m.err = errors.New("matroska header has no duration element")
 		return m.err
 	}
-	m.durationPos = int64(idx) + int64(len(durationPattern))
+	m.durationPos = int64(infoAt+idx) + int64(len(durationPattern))
 	if _, err := m.f.Write(b.Bytes()); err != nil {
 		m.err = fmt.Errorf("write matroska header: %w", err)
 		return m.err
@@ -214,6 +238,14 @@ func (m *mkvWriter) writeBlock(track uint64, tsMs, endMs int64, key, video bool,
 		if newCluster {
 			need += clusterStartBytes
 		}
+		// The cue this block makes is reserved with it, so the index of a
+		// file a quota stopped still fits in the quota.
+		if (newCluster || !m.clusterCued) && ((video && key) || !m.hasVideo) && len(m.cues) < maxCues {
+			need += cuePointBytes
+			if len(m.cues) == 0 {
+				need += cuesHeaderBytes
+			}
+		}
 		if !m.reserve(need) {
 			return errQuota
 		}
@@ -225,6 +257,13 @@ func (m *mkvWriter) writeBlock(track uint64, tsMs, endMs int64, key, video bool,
 			}
 		}
 		m.startCluster(tsMs)
+	}
+	// A cue for the cluster's keyframe (a video keyframe starts a cluster,
+	// perhaps after audio of the same time), or its first block in a file
+	// without video.
+	if !m.clusterCued && ((video && key) || !m.hasVideo) {
+		m.clusterCued = true
+		m.cues = addCue(m.cues, cuePoint{ms: tsMs, track: track, pos: uint64(m.clusterPos - m.layout.dataStart)})
 	}
 	if m.firstMs < 0 {
 		m.firstMs = tsMs
@@ -251,6 +290,7 @@ func (m *mkvWriter) writeBlock(track uint64, tsMs, endMs int64, key, video bool,
 }
 
 func (m *mkvWriter) startCluster(tsMs int64) {
+	m.clusterPos, m.clusterCued = m.size+int64(len(m.buf)), false
 	m.buf = append(m.buf, idCluster...)
 	m.buf = append(m.buf, sizeUnknown...)
 	m.buf = append(m.buf, idTimecode...)
@@ -315,11 +355,18 @@ func (m *mkvWriter) patchDuration() error {
 	return m.err
 }
 
-// close finishes the file: last cluster, duration, fsync, close.
+// close finishes the file: last cluster, duration, index (Cues and
+// SeekHead), fsync, close.
 func (m *mkvWriter) close() error {
 	var err error
 	if m.headerWritten {
-		err = m.endCluster(true)
+		err = m.endCluster(false)
+		if err == nil {
+			m.size, err = writeIndex(m.f, m.size, m.layout, m.cues) // its bytes were reserved with the blocks
+			if err != nil {
+				m.err = err
+			}
+		}
 	}
 	if cerr := m.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close: %w", cerr)

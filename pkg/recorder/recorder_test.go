@@ -77,7 +77,10 @@ func TestTwoStreamsOnRoomTimeLine(t *testing.T) {
 	for _, p := range pubs {
 		p.run(end)
 	}
-	if err := s.Close(sessionStart.Add(end)); err != nil {
+	// The room closes after its idle timeout (and a reconnect grace) with
+	// nobody in it: that time is not recorded.
+	closed := sessionStart.Add(end + 65*time.Second)
+	if err := s.Close(closed); err != nil {
 		t.Fatal(err)
 	}
 	m, err := ReadManifest(s.ManifestPath())
@@ -87,10 +90,16 @@ func TestTwoStreamsOnRoomTimeLine(t *testing.T) {
 	if m.State != StateFinished || len(m.Streams) != 2 || m.Room != "Design review / Q1?" || m.SessionID != "sess:1" {
 		t.Fatalf("manifest: %+v", m)
 	}
-	// The session ends at its Close time or with its last frame if later
-	// (here 20 ms of network delay after the last capture).
+	// The session ends with its last frame (here 20 ms of network delay
+	// after the last capture), not at its close.
 	if got := m.Duration(); got < end || got > end+50*time.Millisecond {
 		t.Errorf("session duration %v, want %v (+ up to 50 ms)", got, end)
+	}
+	if got := m.MediaEnd(); got != m.Duration() {
+		t.Errorf("last frame ends at %v, the session at %v", got, m.Duration())
+	}
+	if !m.Closed.Equal(closed) {
+		t.Errorf("closed %v, want %v", m.Closed, closed)
 	}
 	if filepath.Base(filepath.Dir(s.Dir())) == "Design review / Q1?" || strings.ContainsAny(s.Dir()[len(dir):], " ?:") {
 		t.Errorf("session dir not sanitized: %s", s.Dir())
@@ -114,7 +123,9 @@ func TestTwoStreamsOnRoomTimeLine(t *testing.T) {
 		if !near(dur, (end - starts[i]).Seconds(), 0.3) {
 			t.Errorf("%s: length %.3f, want %.3f ± 0.3", e.File, dur, (end - starts[i]).Seconds())
 		}
-		if !near(float64(e.OffsetMs)/1000, start, 0.002) || !near(float64(e.DurationMs)/1000, dur, 0.05) {
+		// ffprobe's start_time is the first packet's: an Opus packet's is its
+		// block's time less the track's CodecDelay (6.5 ms).
+		if off := float64(e.OffsetMs) / 1000; start < off-0.0075 || start > off+0.001 || !near(float64(e.DurationMs)/1000, dur, 0.05) {
 			t.Errorf("manifest offset/duration %d/%d ms disagree with the file %.3f/%.3f", e.OffsetMs, e.DurationMs, start, dur)
 		}
 		if r.stream("video") == nil || r.stream("audio") == nil || r.stream("video").Width != 320 {
@@ -237,8 +248,9 @@ func runFFmpeg(t *testing.T, args ...string) string {
 }
 
 // Lip sync: a white flash and a beep at the same instants in the source stay
-// within 40 ms of each other in the file, although audio and video RTP clocks
-// start at unrelated random values and audio arrives 150 ms later than video.
+// within 10 ms of each other in the file (Opus's encoder delay is declared),
+// although audio and video RTP clocks start at unrelated random values and
+// audio arrives 150 ms later than video.
 func TestLipSyncThroughSenderReports(t *testing.T) {
 	ivf := genMedia(t, "flash-vp8-320x240-4s.ivf", "-f", "lavfi", "-i",
 		"color=c=black:s=320x240:r=30,format=yuv420p,geq=lum='if(between(mod(T,1),0.5,0.6),235,16)':cb=128:cr=128",
@@ -283,8 +295,8 @@ func TestLipSyncThroughSenderReports(t *testing.T) {
 		return worst
 	}
 	t.Run("sender reports", func(t *testing.T) {
-		if worst := run(t, true); worst > 0.040 {
-			t.Errorf("audio/video offset up to %.0f ms, want at most 40 ms", worst*1000)
+		if worst := run(t, true); worst > 0.010 {
+			t.Errorf("audio/video offset up to %.1f ms, want at most 10 ms", worst*1000)
 		} else {
 			t.Logf("worst lip-sync error %.1f ms", worst*1000)
 		}
@@ -292,9 +304,11 @@ func TestLipSyncThroughSenderReports(t *testing.T) {
 	// Without sender reports nothing can correct the 150 ms: this shows the
 	// measurement would catch it.
 	t.Run("control without sender reports", func(t *testing.T) {
-		if worst := run(t, false); worst < 0.1 {
+		worst := run(t, false)
+		if worst < 0.1 {
 			t.Errorf("offset %.0f ms without sender reports; the test cannot see a lip-sync error", worst*1000)
 		}
+		t.Logf("without sender reports: %.1f ms", worst*1000)
 	})
 }
 
@@ -586,8 +600,16 @@ func TestSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("manifest after kill: %+v", m)
 	}
 	file := filepath.Join(sessDir, m.Streams[0].File)
-	if msg := decodeErrors(t, file); msg != "" {
+	// The kill may cut the last write short (a write of several pages stops
+	// at a page boundary): the demuxer then notes that the file ends inside
+	// a block, and everything before it must decode cleanly.
+	if msg := decodeErrors(t, file); msg != "" && !onlyTruncation(msg) {
 		t.Errorf("killed file does not decode cleanly: %s", msg)
+	} else if msg != "" {
+		t.Logf("the kill cut the last block: %s", msg)
+	}
+	if _, ok := readIndex(t, file); ok {
+		t.Error("the killed file has a seek head")
 	}
 	r := probe(t, file, false)
 	dur := fsec(r.Format.Duration)
@@ -610,6 +632,17 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	}
 	if msg := decodeErrors(t, file); msg != "" {
 		t.Errorf("recovered file does not decode cleanly: %s", msg)
+	}
+	// Recover indexes it as a finished file is: a cue at every keyframe.
+	idx, ok := readIndex(t, file)
+	keys := probe(t, file, true).keyTimes("video")
+	if !ok || len(idx.cues) != len(keys) {
+		t.Errorf("the recovered file: seek head %v, %d cues for %d keyframes", ok, len(idx.cues), len(keys))
+	}
+	for _, c := range idx.cues {
+		if !keys[float64(c.CueTime)/1000] {
+			t.Errorf("a cue at %d ms, where there is no keyframe", c.CueTime)
+		}
 	}
 	r = probe(t, file, false)
 	t.Logf("recovered: session %d ms, stream %d ms from %d ms; ffprobe duration %s", rm.DurationMs, e.DurationMs, e.OffsetMs, r.Format.Duration)

@@ -45,6 +45,11 @@ type scanResult struct {
 	validEnd       int64 // end of the last complete element
 	durationPos    int64 // offset of the Duration float, -1 if none
 	size           int64
+
+	layout  segmentLayout // where the Segment's parts are
+	slot    bool          // the Segment starts with the Void reserved for a SeekHead
+	indexed bool          // the file has a SeekHead or Cues already
+	cues    []cuePoint    // where players could start decoding (see index.go)
 }
 
 // maxScanFile bounds the file Recover reads into memory at once (larger files are scanned in a window).
@@ -132,7 +137,9 @@ func scanMatroska(f *os.File) (scanResult, error) {
 	}
 	off += int64(hdr)
 	res.validEnd = off
+	res.layout.dataStart = off
 	trackCodec := map[uint64]string{}
+	hasVideo := false
 	lastVideo := map[uint64]int64{}
 	interval := map[uint64]int64{}
 	for off < segEnd {
@@ -150,6 +157,8 @@ func scanMatroska(f *os.File) (scanResult, error) {
 			var tc int64
 			p := body
 			res.validEnd = p
+			clusterPos := uint64(off - res.layout.dataStart)
+			cued := false
 			for p < end {
 				cid, csize, chdr, cunk, ok := elem(p)
 				if !ok || cunk {
@@ -178,6 +187,11 @@ func scanMatroska(f *os.File) (scanResult, error) {
 					}
 					ts := tc + int64(int16(binary.BigEndian.Uint16(b[n:n+2])))
 					data := b[n+3:]
+					// The cue point the writer would have made (mkv.go).
+					if video := strings.HasPrefix(trackCodec[tn], "V_"); !cued && ((video && b[n+2]&0x80 != 0) || !hasVideo) {
+						cued = true
+						res.cues = addCue(res.cues, cuePoint{ms: ts, track: tn, pos: clusterPos})
+					}
 					dur := int64(0)
 					switch codec := trackCodec[tn]; {
 					case codec == "A_OPUS":
@@ -216,13 +230,22 @@ func scanMatroska(f *os.File) (scanResult, error) {
 			off = p
 			continue
 		case id == ebmlIDTracks:
+			res.layout.tracks = uint64(off - res.layout.dataStart)
 			b := r.at(body, int(min(size, scanWindow)))
 			parseTracks(b, trackCodec)
+			for _, c := range trackCodec {
+				hasVideo = hasVideo || strings.HasPrefix(c, "V_")
+			}
 		case id == ebmlIDInfo:
+			res.layout.info = uint64(off - res.layout.dataStart)
 			b := r.at(body, int(min(size, 4096)))
 			if i := bytes.Index(b, durationPattern); i >= 0 {
 				res.durationPos = body + int64(i) + int64(len(durationPattern))
 			}
+		case id == ebmlIDVoid && off == res.layout.dataStart && int64(hdr)+int64(size) == seekHeadSpace:
+			res.slot = true
+		case id == ebmlIDSeekHead || id == ebmlIDCues:
+			res.indexed = true
 		}
 		if unknown {
 			break
@@ -297,10 +320,12 @@ func repairFile(path string) (scanResult, error) {
 	if err != nil {
 		return res, err
 	}
+	end := res.size
 	if res.validEnd > 0 && res.validEnd < res.size {
 		if err := f.Truncate(res.validEnd); err != nil {
 			return res, fmt.Errorf("truncate: %w", err)
 		}
+		end = res.validEnd
 	}
 	if res.durationPos > 0 && res.endMs >= 0 {
 		var b [8]byte
@@ -311,6 +336,13 @@ func repairFile(path string) (scanResult, error) {
 	}
 	if err := f.Sync(); err != nil {
 		return res, fmt.Errorf("fsync: %w", err)
+	}
+	// Index it as a finished file is (files from before the SeekHead's room
+	// was reserved stay without).
+	if res.slot && !res.indexed && res.blocks > 0 {
+		if _, err := writeIndex(f, end, res.layout, res.cues); err != nil {
+			return res, fmt.Errorf("index: %w", err)
+		}
 	}
 	return res, nil
 }

@@ -24,7 +24,9 @@
 // Files are written as live Matroska (unknown-size segment and clusters of at
 // most one second), flushed as they grow and fsynced cluster by cluster, so a
 // file of a process killed mid-meeting plays up to about a second before the
-// kill; Recover finishes such a session on the next start.
+// kill; Recover finishes such a session on the next start. A finished (or
+// recovered) file is indexed (Cues and a SeekHead), so players seek in it at
+// once.
 //
 // See docs/recording.md for the time line, lip sync, crash safety and the
 // manifest format.
@@ -74,6 +76,10 @@ type Options struct {
 	BlockWhenFull bool
 	// MaxFrameSize bounds one video frame; larger ones are dropped; default 4 MiB.
 	MaxFrameSize int
+	// KeyframeInterval: when a video track had no keyframe for this long
+	// (media time), the writer asks for one (StreamInfo.RequestKeyframe), so
+	// a seek never decodes from further back; default 10 s, negative: never.
+	KeyframeInterval time.Duration
 
 	// MaxDuration bounds the recorded time of the session: no frame later
 	// than MaxDuration after the session's first recorded frame (on the room
@@ -145,6 +151,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxFrameSize <= 0 {
 		o.MaxFrameSize = 4 << 20
 	}
+	if o.KeyframeInterval == 0 {
+		o.KeyframeInterval = 10 * time.Second
+	}
 	if o.CheckInterval <= 0 {
 		o.CheckInterval = time.Second
 	}
@@ -179,7 +188,8 @@ type StreamInfo struct {
 	Tracks []TrackInfo
 	// RequestKeyframe, when set, is called (from the stream's goroutine, at
 	// most every 500 ms of arrival time) while the recorder waits for a video
-	// keyframe: at the start and after a loss. Wire it to a PLI. It must not block.
+	// keyframe: at the start, after a loss, and when none came for
+	// Options.KeyframeInterval. Wire it to a PLI. It must not block.
 	RequestKeyframe func()
 }
 
@@ -558,8 +568,9 @@ func (s *Session) monitor() {
 }
 
 // Close ends the room session: it closes every stream still recording, sets
-// the end time (end, or the end of the last frame if later; now if zero) and
-// marks the manifest finished. It returns the first error met; the manifest
+// the end time (the end of the last recorded frame; end, or now if zero,
+// when nothing was recorded), records end as the close time and marks the
+// manifest finished. It returns the first error met; the manifest
 // is finished even then. A session stopped by a limit is already closed;
 // Close then waits for the stop (and its OnStop) to end. A session that
 // recorded nothing leaves nothing on disk.
@@ -594,10 +605,19 @@ func (s *Session) finish(end time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.m.Closed = end
+	// The recording ends with its last recorded frame, not when the room
+	// session closed: an empty room waits out its idle timeout (after the
+	// reconnect grace of whoever left by closing a tab), which is no part of
+	// the meeting.
+	var last time.Time
 	for _, e := range s.m.Streams {
-		if !e.End.IsZero() && e.End.After(end) {
-			end = e.End
+		if !e.End.IsZero() && e.End.After(last) {
+			last = e.End
 		}
+	}
+	if !last.IsZero() {
+		end = last
 	}
 	if end.Before(s.m.Start) {
 		end = s.m.Start

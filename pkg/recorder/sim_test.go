@@ -257,8 +257,14 @@ func (p *simPub) sample(i int, tr *simTrack) {
 	pkts := tr.pk.Packetize(data, uint32(n))
 	tr.sent += n
 	tr.frames++
+	// Video leaves the sender at capture (encoding takes no simulated time);
+	// an audio packet once its last sample is captured.
+	sent := at
+	if !tr.video {
+		sent += dur
+	}
 	for _, pk := range pkts {
-		arr := at + tr.delay
+		arr := sent + tr.delay
 		if p.jitter > 0 {
 			arr += time.Duration(p.rng.Int64N(int64(p.jitter)))
 		}

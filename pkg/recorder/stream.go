@@ -115,15 +115,16 @@ type track struct {
 	anchAt  time.Duration
 	anchExt int64
 
-	needKey   bool
-	started   bool
-	lastPicID int
-	lastPts   int64
-	havePts   bool
-	interval  int64
-	w, h      int
-	private   []byte
-	channels  int
+	needKey    bool
+	started    bool
+	lastPicID  int
+	lastPts    int64
+	havePts    bool
+	lastKeyPts int64 // the latest keyframe's time (video)
+	interval   int64
+	w, h       int
+	private    []byte
+	channels   int
 }
 
 func newStreamWriter(s *Session, info StreamInfo, cs []codec, entries []TrackEntry, container, ext string) *StreamWriter {
@@ -362,8 +363,11 @@ func (w *StreamWriter) switchSSRC(t *track, ssrc uint32) {
 
 // roomTime maps an RTP timestamp of track t to the room time line: through
 // the track's latest sender report when there is one, else from the arrival
-// of the SSRC's first frame plus the RTP clock since.
-func (w *StreamWriter) roomTime(t *track, ts uint32, arrival time.Time) time.Duration {
+// of the SSRC's first frame plus the RTP clock since. length is the frame's
+// duration for audio (0 for video): an audio packet leaves its sender once
+// its last sample is captured, so its first sample, which the RTP timestamp
+// stamps, was captured that much before the packet arrived.
+func (w *StreamWriter) roomTime(t *track, ts uint32, arrival time.Time, length time.Duration) time.Duration {
 	if !t.tsInit {
 		t.tsInit, t.lastTS, t.extTS = true, ts, int64(ts)
 	} else {
@@ -375,7 +379,7 @@ func (w *StreamWriter) roomTime(t *track, ts uint32, arrival time.Time) time.Dur
 		return t.sr.ntp.Add(time.Duration(d)).Add(w.delta).Sub(w.start)
 	}
 	if !t.anchOK {
-		t.anchOK, t.anchAt, t.anchExt = true, arrival.Sub(w.start), t.extTS
+		t.anchOK, t.anchAt, t.anchExt = true, arrival.Sub(w.start)-length, t.extTS
 	}
 	return t.anchAt + time.Duration(float64(t.extTS-t.anchExt)*1e9/t.clock)
 }
@@ -444,7 +448,14 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 	} else {
 		t.started = true
 	}
-	pts := (w.roomTime(t, f.ts, f.arrival) + 500*time.Microsecond).Milliseconds()
+	var length time.Duration
+	switch {
+	case t.c == codecOpus:
+		length = parleycodec.OpusPacketDuration(f.data)
+	case !t.video:
+		length = time.Duration(len(f.data)/2) * time.Second / 8000
+	}
+	pts := (w.roomTime(t, f.ts, f.arrival, length) + 500*time.Microsecond).Milliseconds()
 	if pts < 0 {
 		pts = 0
 	}
@@ -454,10 +465,8 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 	}
 	var dur int64
 	switch {
-	case t.c == codecOpus:
-		dur = parleycodec.OpusPacketDuration(f.data).Milliseconds()
 	case !t.video:
-		dur = int64(len(f.data)/2) * 1000 / 8000
+		dur = length.Milliseconds()
 	default:
 		if t.havePts && pts > t.lastPts && pts-t.lastPts <= 200 {
 			t.interval = pts - t.lastPts
@@ -468,6 +477,16 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 		}
 	}
 	t.lastPts, t.havePts = pts, true
+	if t.video && w.opts.KeyframeInterval > 0 {
+		// Keyframes are where a player can start decoding after a seek: ask
+		// for one when the sender has sent none for KeyframeInterval
+		// (browsers send one only when asked, or every 100 s or so).
+		if f.key {
+			t.lastKeyPts = pts
+		} else if pts-t.lastKeyPts >= w.opts.KeyframeInterval.Milliseconds() {
+			w.requestKeyframe()
+		}
+	}
 	src := f.data
 	if w.annexB && t.c == codecH264 {
 		src = f.annexB
@@ -554,6 +573,7 @@ func (w *StreamWriter) writeHeader(firstMs int64) bool {
 			mt.codecPrivate = t.private
 		case codecOpus:
 			mt.codecPrivate = opusHead(t.channels)
+			mt.codecDelay = opusCodecDelay
 			mt.seekPreRoll = 80_000_000
 			mt.sampleRate, mt.channels = 48000, t.channels
 		case codecPCMU, codecPCMA:

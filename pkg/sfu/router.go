@@ -235,6 +235,9 @@ func (p *Peer) publications() []*publication {
 // set and the router has a recorder. The caller sends the answer, then calls
 // StartTrickle. It returns the tracks the answer accepts.
 func (p *Peer) Publish(streamID, kind, offer string, record bool) (answer string, tracks []protocol.Track, err error) {
+	if err := checkStreamTracks(offer); err != nil {
+		return "", nil, err
+	}
 	offer = p.router.engine.filterSDP(offer)
 	pub := newPublication(p, streamID, kind)
 	p.mu.Lock()
@@ -289,6 +292,9 @@ func (p *Peer) Reoffer(streamID, offer string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := checkStreamTracks(offer); err != nil {
+		return "", err
+	}
 	return pub.reoffer(p.router.engine.filterSDP(offer))
 }
 
@@ -309,6 +315,9 @@ func (p *Peer) Unpublish(streamID string) error {
 func (p *Peer) Answer(sdp string) error {
 	if p.sub == nil {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "this session joined with subscribe: false"}
+	}
+	if err := p.sub.checkAnswer(sdp); err != nil {
+		return err
 	}
 	return p.sub.handleAnswer(p.router.engine.filterSDP(sdp))
 }

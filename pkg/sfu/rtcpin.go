@@ -44,8 +44,8 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 			return nacks
 		}
 		n := (int(binary.BigEndian.Uint16(b[2:])) + 1) * 4
-		if n > len(b) {
-			return nacks
+		if n > len(b) || n < 8 {
+			return nacks // truncated, or shorter than any packet read here (FuzzRTCPFeedback)
 		}
 		pkt := b[:n]
 		b = b[n:]
@@ -58,6 +58,9 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 				d.onReportBlocks(pkt[28:], count, now)
 			}
 		case rtcpRTPFB:
+			if len(pkt) < 12 {
+				continue // no media SSRC: not feedback
+			}
 			switch count {
 			case fmtNACK:
 				nacks = nacks[:0]

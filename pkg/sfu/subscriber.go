@@ -95,6 +95,7 @@ type subscriber struct {
 	pending     bool
 	restart     bool
 	closed      bool
+	refusals    int // answers refused in a row (negotiation.go)
 	// early holds the client's candidates that arrived before its answer
 	// (a client trickles as soon as it sets its answer, so they can overtake
 	// it); they are applied once the answer is.
@@ -343,6 +344,9 @@ func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 		return false
 	}
 	d.sender = sender
+	if err := narrowCodecs(s.pc, sender, f.codec.MimeType); err != nil {
+		s.log.Debug("subscribe offer keeps every codec", "track", f.id, "err", err)
+	}
 	s.tracks[f] = d
 	st.tracks++
 	st.negotiated = false
@@ -450,6 +454,7 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		return &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the answer does not fit the offer: " + err.Error()}
 	}
 	s.negotiating = false
+	s.refusals = 0
 	for _, c := range s.early {
 		if err := s.pc.AddICECandidate(c); err != nil {
 			s.log.Debug("early subscribe candidate refused", "err", err)

@@ -30,6 +30,11 @@ type Config struct {
 	MaxFrameBytes int
 	// HardFrameBytes is the largest frame read at all; a larger one closes the session (1009).
 	HardFrameBytes int
+	// MaxAnswerBytes caps the answer to a subscribe offer, which may be as
+	// large as its offer calls for (MaxFrameBytes plus AnswerBytesPerSection
+	// per media section) while the offer is out. 0 derives it from the room
+	// limits (AnswerBudget); HardFrameBytes is raised to it if smaller.
+	MaxAnswerBytes int
 	// MessagesPerSecond and Burst bound each session's request rate.
 	MessagesPerSecond float64
 	Burst             int
@@ -108,6 +113,12 @@ func NewHub(cfg Config, reg *room.Registry, e *sfu.Engine, log *slog.Logger) *Hu
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxAnswerBytes <= 0 {
+		rc := reg.Config()
+		cfg.MaxAnswerBytes = AnswerBudget(rc.MaxParticipants, rc.MaxStreams, cfg.MaxFrameBytes, cfg.HardFrameBytes)
+	}
+	cfg.MaxAnswerBytes = max(cfg.MaxAnswerBytes, cfg.MaxFrameBytes)
+	cfg.HardFrameBytes = max(cfg.HardFrameBytes, cfg.MaxAnswerBytes)
 	if cfg.Access == nil {
 		cfg.Access = access.Open()
 	}

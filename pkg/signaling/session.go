@@ -194,18 +194,20 @@ func (s *Session) readLoop() {
 			return
 		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(cfg.PongTimeout))
-		data, err := io.ReadAll(io.LimitReader(r, int64(cfg.MaxFrameBytes)+1))
+		data, limit, err := s.readFrame(r)
 		if err != nil {
 			return
 		}
-		if len(data) > cfg.MaxFrameBytes {
+		if len(data) > limit {
+			head := peekHead(data)
 			if _, err := io.Copy(io.Discard, r); err != nil {
-				s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeTooLarge,
+				s.send(&protocol.Error{Type: protocol.TypeError, ID: head.ID, Request: head.Type, Code: protocol.CodeTooLarge,
 					Reason: fmt.Sprintf("frame over %d bytes; the session is closed", cfg.HardFrameBytes)})
 				return
 			}
-			s.send(&protocol.Error{Type: protocol.TypeError, Code: protocol.CodeTooLarge,
-				Reason: fmt.Sprintf("frame over %d bytes", cfg.MaxFrameBytes)})
+			reason := fmt.Sprintf("frame over %d bytes", limit)
+			s.send(&protocol.Error{Type: protocol.TypeError, ID: head.ID, Request: head.Type, Code: protocol.CodeTooLarge, Reason: reason})
+			s.refused(head.Type, protocol.CodeTooLarge+": "+reason)
 			continue
 		}
 		if mt != websocket.TextMessage {
@@ -225,8 +227,12 @@ func (s *Session) readLoop() {
 				s.disconnect("too many requests")
 				return
 			}
-			s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: protocol.CodeRateLimited,
-				Reason: fmt.Sprintf("more than %g requests per second; slow down", cfg.MessagesPerSecond)})
+			reason := fmt.Sprintf("more than %g requests per second; slow down", cfg.MessagesPerSecond)
+			if envErr != nil {
+				env = protocol.Envelope{} // not a request: no id to answer (as when it is not limited)
+			}
+			s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: protocol.CodeRateLimited, Reason: reason})
+			s.refused(env.Type, protocol.CodeRateLimited+": "+reason)
 			continue
 		}
 		s.limited = 0
@@ -256,6 +262,7 @@ func (s *Session) handle(env protocol.Envelope, data []byte) {
 			s.log.Info("request refused", "type", env.Type, "username", s.username, "reason", pe.Reason)
 		}
 		s.send(&protocol.Error{Type: protocol.TypeError, ID: env.ID, Request: env.Type, Code: pe.Code, Reason: pe.Reason})
+		s.refused(env.Type, pe.Code+": "+pe.Reason)
 		return
 	}
 	if reply == nil {
@@ -393,7 +400,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 
 func (s *Session) limits() *protocol.Limits {
 	rc := s.hub.rooms.Config()
-	return &protocol.Limits{MaxFrameBytes: s.hub.cfg.MaxFrameBytes, MaxTextBytes: rc.MaxTextBytes, MaxNameBytes: rc.MaxNameBytes,
+	return &protocol.Limits{MaxFrameBytes: s.hub.cfg.MaxFrameBytes, MaxAnswerBytes: s.hub.cfg.MaxAnswerBytes, MaxTextBytes: rc.MaxTextBytes, MaxNameBytes: rc.MaxNameBytes,
 		MaxStreams: rc.MaxStreams, MaxParticipants: rc.MaxParticipants, MessagesPerSecond: s.hub.cfg.MessagesPerSecond,
 		ReconnectGraceSeconds: s.hub.cfg.ReconnectGrace.Seconds()}
 }

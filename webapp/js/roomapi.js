@@ -447,7 +447,9 @@ class Connection extends Emitter {
     return new Promise((resolve, reject) => {
       this._pending.set(id, {resolve, reject, type: msg.type});
       try {
-        sock.send(JSON.stringify({...msg, id}));
+        // type and id first: a frame the server refuses unread is answered with its id.
+        const {type, ...rest} = msg;
+        sock.send(JSON.stringify({type, id, ...rest}));
       } catch (e) {
         this._pending.delete(id);
         reject(toError(e, 'DISCONNECTED'));
@@ -657,7 +659,7 @@ class Room extends Emitter {
 
   /**
    * Publishes a camera (getUserMedia), a screen (getDisplayMedia) or a given MediaStream.
-   * @param {{display?: HTMLVideoElement, constraints?: MediaStreamConstraints, record?: boolean,
+   * @param {{display?: HTMLElement, constraints?: MediaStreamConstraints, record?: boolean,
    *          kind?: 'camera'|'screen', stream?: MediaStream, codec?: 'VP8'|'VP9'|'H264'|'AV1'}} options
    * @returns {LocalStream}
    */
@@ -1061,7 +1063,7 @@ class RemoteStream extends Emitter {
     this._info = info;
     this._status = info.status || STREAM_STATUS.PUBLISHING;
     this._reason = '';
-    this._elements = new Set();
+    this._displays = new Map(); // element given to play -> the <video>/<audio> that shows the stream
     this._mediaStream = room._media.get(info.id) || null;
   }
   id() { return this._id; }
@@ -1078,31 +1080,45 @@ class RemoteStream extends Emitter {
   participant() { return this._participant; }
   /** The received MediaStream, or null until its tracks arrived. */
   getMediaStream() { return this._mediaStream; }
-  /** Shows the stream in element (a <video> or <audio>), now or as soon as its tracks arrive. */
+  /**
+   * Shows the stream in element, now or as soon as its tracks arrive: a <video> or <audio> is used
+   * as it is; another element (Flashphoner's display <div>) gets a <video> of its own inside,
+   * removed when the stream stops.
+   */
   play(element) {
     if (!element) return this;
-    this._elements.add(element);
-    if (this._mediaStream) attachMedia(element, this._mediaStream);
+    let target = this._displays.get(element);
+    if (!target) {
+      target = displayIn(element, {id: this._id});
+      this._displays.set(element, target);
+    }
+    if (this._mediaStream) attachMedia(target, this._mediaStream);
     return this;
   }
   /** Stops showing it in element (or in every element). */
   stop(element) {
-    const els = element ? [element] : [...this._elements];
-    for (const el of els) {
-      this._elements.delete(el);
-      if (el.srcObject === this._mediaStream) el.srcObject = null;
+    for (const el of element ? [element] : [...this._displays.keys()]) {
+      const target = this._displays.get(el);
+      if (!target) continue;
+      this._displays.delete(el);
+      releaseDisplay(el, target, this._mediaStream);
     }
   }
   _update(info) { this._info = {...this._info, ...info}; }
   _setMedia(ms) {
     this._mediaStream = ms;
-    for (const el of this._elements) attachMedia(el, ms);
+    for (const target of this._displays.values()) attachMedia(target, ms);
   }
-  _detachAll() { this._elements.clear(); }
+  // The room is gone: the <video>s this stream made go too; given media elements keep their picture.
+  _detachAll() {
+    for (const [el, target] of this._displays) if (target !== el) target.remove();
+    this._displays.clear();
+  }
   _onStatus(status, reason) {
     if (status === this._status && (reason || '') === this._reason) return;
     this._status = status;
     this._reason = reason || '';
+    if (status === STREAM_STATUS.STOPPED || status === STREAM_STATUS.UNPUBLISHED) this._detachAll();
     this._emit(status, this, {reason: this._reason});
   }
 }
@@ -1111,6 +1127,35 @@ function attachMedia(el, ms) {
   if (el.srcObject !== ms) el.srcObject = ms;
   const p = el.play && el.play();
   if (p && p.catch) p.catch(() => {});
+}
+
+function isMediaElement(el) {
+  return typeof HTMLMediaElement !== 'undefined' && el instanceof HTMLMediaElement;
+}
+
+// displayIn returns where a stream shows for a display the page gave: a <video> or <audio> itself,
+// or a new <video> (autoplay, playsinline; muted for a local preview) appended to a container, as
+// Flashphoner's SDK does with the <div> its pages pass. It takes the stream id as its id when no
+// other element has it.
+function displayIn(el, {muted = false, id} = {}) {
+  if (isMediaElement(el)) return el;
+  const v = document.createElement('video');
+  v.autoplay = true;
+  v.playsInline = true;
+  v.setAttribute('playsinline', '');
+  if (muted) { v.muted = true; v.setAttribute('muted', ''); }
+  if (id && !document.getElementById(id)) v.id = id;
+  v.style.width = '100%';
+  v.style.height = '100%';
+  el.appendChild(v);
+  return v;
+}
+
+// releaseDisplay undoes displayIn: a <video> made in a container is removed; a media element the
+// page gave stops showing ms.
+function releaseDisplay(el, target, ms) {
+  if (target !== el) { target.srcObject = null; target.remove(); return; }
+  if (ms && el.srcObject === ms) el.srcObject = null;
 }
 
 /** A stream this client publishes, on a peer connection of its own. */
@@ -1126,6 +1171,7 @@ class LocalStream extends Emitter {
     this._queue = serial();
     this._media = options.stream || null;
     this._ownsMedia = !options.stream;
+    this._display = null; // where the local preview shows (options.display, or a <video> made in it)
     this._status = 'NEW';
     this._reason = '';
     this._info = {};
@@ -1210,8 +1256,9 @@ class LocalStream extends Emitter {
       for (const src of [...this._room._muted]) this._room._applyMute(src, true);
       if (this._options.display) {
         const d = this._options.display;
-        d.muted = true;
-        attachMedia(d, this._media);
+        this._display = displayIn(d, {muted: true});
+        this._display.muted = true;
+        attachMedia(this._display, this._media);
       }
       const pc = new RTCPeerConnection(this._conn._pcConfig());
       this._pc = pc;
@@ -1336,6 +1383,9 @@ class LocalStream extends Emitter {
       if (room._localById.get(this._sid) === this) room._localById.delete(this._sid);
     }
     if (this._pc) { try { this._pc.close(); } catch { /* ignore */ } }
+    // A preview <video> made in the page's container goes; a <video> the page gave keeps its picture.
+    if (this._display && this._display !== this._options.display) this._display.remove();
+    this._display = null;
     if (this._media) {
       for (const t of this._media.getVideoTracks()) t.removeEventListener('ended', this._onEnded);
       if (this._ownsMedia) for (const t of this._media.getTracks()) t.stop();
@@ -1343,7 +1393,7 @@ class LocalStream extends Emitter {
   }
 }
 
-export const RoomApi = Object.freeze({
+export const RoomApi = {
   connect,
   SESSION_STATUS,
   ROOM_EVENT,
@@ -1352,6 +1402,23 @@ export const RoomApi = Object.freeze({
   RoomApiError,
   decodableCodecs,
   storedResumeToken,
+  // Flashphoner's name for ROOM_EVENT (Flashphoner.roomApi.events, RoomApi.events).
+  events: ROOM_EVENT,
+};
+
+/**
+ * Flashphoner is the part of Flashphoner's Web SDK global that room pages use, so that a page
+ * written for Flashphoner runs with its script tag replaced by
+ * `import {Flashphoner} from '/js/roomapi.js';`: `Flashphoner.init()` (nothing to do here),
+ * `Flashphoner.constants.SESSION_STATUS` / `STREAM_STATUS`, and `Flashphoner.roomApi` (this API,
+ * also reachable as `RoomApi.sdk`, as in Flashphoner's flashphoner-room-api.js).
+ */
+export const Flashphoner = Object.freeze({
+  init() {},
+  constants: Object.freeze({SESSION_STATUS, STREAM_STATUS}),
+  roomApi: RoomApi,
 });
+RoomApi.sdk = Flashphoner;
+Object.freeze(RoomApi);
 
 export default RoomApi;
