@@ -130,8 +130,9 @@ var (
 // ETag 412, none 428); it receives the presenter's audio and video, video
 // from a keyframe; an ICE restart by PATCH (If-Match: *) answers new
 // credentials and a new ETag, and the media goes on; DELETE ends the
-// session (the server holds none), a second DELETE is 404. Without the
-// grants the POST is refused.
+// session (the server holds none), a second DELETE is 404. A player that
+// closes its connection first ends its session so, and its DELETE is still
+// answered 200 (once). Without the grants the POST is refused.
 func TestWHEPGoClient(t *testing.T) {
 	k := hsKey("k1", 'h')
 	srv := tokenServer(t, server.AuthToken, []auth.Key{k}, func(c *server.Config) {
@@ -241,6 +242,45 @@ func TestWHEPGoClient(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := c.video.Load() - v; got > 0 {
 		t.Errorf("%d video packets after DELETE", got)
+	}
+
+	// A player that closes its connection before its DELETE (as players
+	// do): the close ends the session, and the DELETE that follows is
+	// still answered 200, once.
+	c2 := newWHEPClient(t)
+	offer, err = c2.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-c2.gathered
+	resp, answer = request(t, "POST", srv.URL()+"/whep/"+room, "application/sdp", c2.pc.LocalDescription().SDP, token, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /whep: %s %s", resp.Status, answer)
+	}
+	res2 := srv.URL() + resp.Header.Get("Location")
+	if err := c2.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	c2.waitMedia(10)
+	_ = c2.pc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for getJSONBody(t, srv.URL()+"/healthz", &h); h.WHIPWHEP != 0; getJSONBody(t, srv.URL()+"/healthz", &h) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed player's session is still held (%d)", h.WHIPWHEP)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, _ := request(t, "DELETE", res2, "", "", sign(t, k, "someone-else", room, "subscribe"), nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("DELETE of the ended session with another identity's token: %s", resp.Status)
+	}
+	if resp, _ := request(t, "DELETE", res2, "", "", token, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("DELETE after the player closed: %s", resp.Status)
+	}
+	if resp, _ := request(t, "DELETE", res2, "", "", token, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a second DELETE after the player closed: %s", resp.Status)
 	}
 }
 

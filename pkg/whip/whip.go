@@ -39,8 +39,14 @@ const (
 	gatherTimeout = 5 * time.Second
 	// connectTimeout ends a resource whose media never connected.
 	connectTimeout = 30 * time.Second
-	// maxResources bounds the WHIP and WHEP resources of the server.
+	// maxResources bounds the WHIP and WHEP resources of the server, and
+	// the ended ones it remembers.
 	maxResources = 1000
+	// endedTTL is how long a resource that ended by itself (its connection
+	// closed, its stream or room ended) is remembered, so that its client's
+	// DELETE, which may race the end (a player that closes its connection
+	// first), still answers 200 once.
+	endedTTL = time.Minute
 )
 
 // Config configures a Server.
@@ -64,7 +70,15 @@ type Server struct {
 
 	mu        sync.Mutex
 	resources map[string]*resource
+	ended     map[string]tombstone
 	closed    bool
+}
+
+// tombstone is what is kept of a resource that ended by itself.
+type tombstone struct {
+	kind, room string
+	token      *auth.Token
+	at         time.Time
 }
 
 // resource is one WHIP publication or WHEP playback.
@@ -99,7 +113,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, resources: make(map[string]*resource)}
+	return &Server{cfg: cfg, log: cfg.Logger, resources: make(map[string]*resource), ended: make(map[string]tombstone)}
 }
 
 // Register adds the endpoints to mux.
@@ -142,13 +156,49 @@ func (s *Server) add(r *resource) bool {
 	return true
 }
 
-func (s *Server) remove(r *resource) {
+// remove ends a resource that ended by itself; its client's DELETE still
+// answers 200 for endedTTL.
+func (s *Server) remove(r *resource) { s.drop(r, true) }
+
+func (s *Server) drop(r *resource, remember bool) {
 	s.mu.Lock()
 	if s.resources[r.id] == r {
 		delete(s.resources, r.id)
+		if remember && !s.closed {
+			now := time.Now()
+			for id, t := range s.ended {
+				if now.Sub(t.at) > endedTTL {
+					delete(s.ended, id)
+				}
+			}
+			if len(s.ended) < maxResources {
+				s.ended[r.id] = tombstone{kind: r.kind, room: r.room, token: r.token, at: now}
+			}
+		}
 	}
 	s.mu.Unlock()
 	r.end()
+}
+
+// endedResource returns the tombstone of a resource that ended by itself
+// less than endedTTL ago.
+func (s *Server) endedResource(id, kind, room string) (tombstone, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.ended[id]
+	if !ok || t.kind != kind || t.room != room || time.Since(t.at) > endedTTL {
+		return tombstone{}, false
+	}
+	return t, true
+}
+
+// forgetEnded drops a tombstone; it reports whether it was there.
+func (s *Server) forgetEnded(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ended[id]
+	delete(s.ended, id)
+	return ok
 }
 
 func (s *Server) get(id string) *resource {
@@ -355,24 +405,44 @@ func (s *Server) resourceHandler(kind string) http.HandlerFunc {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		res := s.get(r.PathValue("id"))
-		if res == nil || res.kind != kind || res.room != r.PathValue("room") {
+		// Whoever holds the resource's URL (a secret) controls it; a session
+		// started with a token must show the same token's subject.
+		sameSubject := func(started *auth.Token) bool {
+			if started == nil {
+				return true
+			}
+			tok, err := s.bearer(r)
+			if err != nil || tok == nil || tok.Identity != started.Identity {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+				http.Error(w, "send the token this session was started with", http.StatusUnauthorized)
+				return false
+			}
+			return true
+		}
+		id, room := r.PathValue("id"), r.PathValue("room")
+		res := s.get(id)
+		if res == nil || res.kind != kind || res.room != room {
+			// A session that ended by itself a moment ago: its client's
+			// DELETE is answered as if it had ended it, once.
+			if t, ok := s.endedResource(id, kind, room); ok && r.Method == http.MethodDelete {
+				if !sameSubject(t.token) {
+					return
+				}
+				if s.forgetEnded(id) {
+					s.log.Info(kind+" session (ended by itself) deleted by its client", "room", room, "resource", id)
+					w.WriteHeader(http.StatusOK)
+					return
+				}
+			}
 			http.Error(w, "no such session (it ended, or never was)", http.StatusNotFound)
 			return
 		}
-		// Whoever holds the resource's URL (a secret) controls it; a session
-		// started with a token must show the same token's subject.
-		if res.token != nil {
-			tok, err := s.bearer(r)
-			if err != nil || tok == nil || tok.Identity != res.token.Identity {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-				http.Error(w, "send the token this session was started with", http.StatusUnauthorized)
-				return
-			}
+		if !sameSubject(res.token) {
+			return
 		}
 		switch r.Method {
 		case http.MethodDelete:
-			s.remove(res)
+			s.drop(res, false)
 			s.log.Info(kind+" session ended by its client", "room", res.room, "resource", res.id)
 			w.WriteHeader(http.StatusOK)
 		case http.MethodPatch:
