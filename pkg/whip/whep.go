@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/pkg/access"
@@ -128,7 +129,13 @@ func (s *Server) startWHEP(ctx context.Context, res *resource, r *http.Request, 
 	pc.OnConnectionStateChange(func(cs webrtc.PeerConnectionState) {
 		switch cs {
 		case webrtc.PeerConnectionStateConnected:
-			connOnce.Do(func() { close(connected) })
+			connOnce.Do(func() {
+				// The tracks are bound now: what was written before went
+				// nowhere, so the video starts at a keyframe asked for now.
+				p.live.Store(true)
+				tap.RequestKeyframe()
+				close(connected)
+			})
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			go s.remove(res)
 		}
@@ -201,6 +208,7 @@ type player struct {
 	once   sync.Once
 	mu     sync.RWMutex
 	ended  bool
+	live   atomic.Bool // the connection is up (its tracks bound)
 }
 
 type playerTrack struct {
@@ -256,6 +264,9 @@ func (p *player) run() {
 			return
 		case in := <-p.in:
 			t := p.tracks[in.track]
+			if !p.live.Load() {
+				continue // written to a track not bound yet, it would be lost
+			}
 			if t.gated {
 				if !codec.IsKeyframe(t.mime, in.pkt.Payload) {
 					continue
