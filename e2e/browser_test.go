@@ -70,6 +70,12 @@ type page struct {
 // openPage starts a Chromium of its own (own profile) and opens url.
 func openPage(t *testing.T, name, url string, extraFlags ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
+	return openPageScripts(t, name, url, nil, extraFlags...)
+}
+
+// openPageScripts is openPage with more scripts run before each document's own.
+func openPageScripts(t *testing.T, name, url string, scripts []string, extraFlags ...chromedp.ExecAllocatorOption) *page {
+	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.UserDataDir(t.TempDir()),
@@ -99,6 +105,12 @@ func openPage(t *testing.T, name, url string, extraFlags ...chromedp.ExecAllocat
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
 				cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: recordPCs})
+			for _, src := range scripts {
+				if err == nil {
+					_, err = chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
+						cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: src})
+				}
+			}
 			return err
 		}),
 		chromedp.Navigate(url),

@@ -18,6 +18,9 @@
 #                           /metrics (Go's memory statistics among them) and goroutines into HEAP_OUT.metrics and
 #                           HEAP_OUT.goroutines, PERF_DELAY
 #                           seconds after the server started (GODEBUG=memprofilerate=4096 in the environment gives finer samples)
+#   WEBINAR                 1: the rooms are webinar rooms (a preset for load-*, the server in token mode): the
+#                           publishers join with tokens of a key made for the run, the subscribers without one,
+#                           as viewers (the report counts them)
 #   OUT                     directory for the binaries and the server log (default a temporary directory)
 # The load tool's exit status is the script's.
 set -euo pipefail
@@ -49,7 +52,17 @@ pin_tool=()
 [[ -n ${SERVER_CPUS:-} ]] && pin_server=(taskset -c "$SERVER_CPUS")
 [[ -n ${TOOL_CPUS:-} ]] && pin_tool=(taskset -c "$TOOL_CPUS")
 
-"${pin_server[@]}" "$OUT/sfu" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
+auth_args=()
+tool_args=()
+if [[ ${WEBINAR:-} == 1 ]]; then
+	mkdir -p "$OUT/rooms"
+	printf '%s\n' "rooms: ['load-*']" "webinar: true" "grants: [subscribe, chat]" >"$OUT/rooms/webinar.yaml"
+	head -c 48 /dev/urandom | base64 >"$OUT/load.key"
+	auth_args=(--auth token --auth-key-file "load=$OUT/load.key" --rooms-dir "$OUT/rooms")
+	tool_args=(--token-key "load=$OUT/load.key")
+fi
+
+"${pin_server[@]}" "$OUT/sfu" "${auth_args[@]}" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
 	--tcp-port "$tcp_port" --max-participants 0 --max-sessions-per-address 0 --new-sessions-per-address 0 \
 	--new-rooms-per-address 0 --log-level warn --debug-addr "127.0.0.1:$debug_port" >"$OUT/sfu.log" 2>&1 &
 server=$!
@@ -86,5 +99,5 @@ if [[ -n ${HEAP_OUT:-} ]]; then
 fi
 
 rc=0
-"${pin_tool[@]}" "$OUT/loadtest" --url "ws://127.0.0.1:$http_port/ws" "$@" || rc=$?
+"${pin_tool[@]}" "$OUT/loadtest" --url "ws://127.0.0.1:$http_port/ws" "${tool_args[@]}" "$@" || rc=$?
 exit $rc

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/loadtest"
 )
 
@@ -53,6 +54,7 @@ type options struct {
 	inProcess   bool
 	cpuProfile  string
 	logLevel    string
+	tokenKey    string
 	churn       loadtest.ChurnConfig
 	churnOn     bool
 }
@@ -69,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.AudioPublishers, "audio-publishers", 0, "publishers per room of an Opus-only stream")
 	fs.IntVar(&c.Subscribers, "subscribers", 10, "receive-only participants per room (they receive every stream of the room)")
 	fs.BoolVar(&c.PublishersSubscribe, "publishers-subscribe", false, "publishers also receive every other stream of their room (a meeting)")
+	fs.StringVar(&o.tokenKey, "token-key", "", "ID=FILE: an HS256 key of the server (its --auth-key-file) that signs the publishers' tokens (publish, subscribe); the others join without one (a webinar preset admits them as viewers)")
 	fs.BoolVar(&c.NoSocketStamps, "no-socket-stamps", false, "receivers take no kernel receive timestamps: latency is measured to their readers only, for a little less of this tool's CPU per packet")
 	fs.BoolVar(&c.NoNACK, "no-nack", false, `receivers negotiate no "nack" (default: they negotiate it as browsers do, and never send one; the server's NACK history is per published track, so this no longer changes its cost)`)
 	fs.IntVar(&c.VideoBitrate, "video-bitrate", 1_000_000, "video bitrate in bit/s of the generated VP8")
@@ -108,6 +111,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if _, err := fmt.Sscanf(strings.ToLower(o.size), "%dx%d", &c.Width, &c.Height); err != nil || c.Width <= 0 || c.Height <= 0 {
 		return o, fmt.Errorf("--video-size %q: want WIDTHxHEIGHT", o.size)
+	}
+	if o.tokenKey != "" {
+		id, file, ok := strings.Cut(o.tokenKey, "=")
+		if !ok || id == "" || file == "" {
+			return o, fmt.Errorf("--token-key %q: want ID=FILE", o.tokenKey)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return o, fmt.Errorf("--token-key: %w", err)
+		}
+		c.TokenKey = auth.Key{ID: id, Secret: []byte(strings.TrimSpace(string(b)))}
 	}
 	return o, nil
 }

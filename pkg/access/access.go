@@ -186,6 +186,9 @@ type Admission struct {
 	MaxParticipants, MaxStreams *int
 }
 
+// Webinar reports whether the room's preset makes it a webinar room.
+func (a Admission) Webinar() bool { return a.Preset != nil && a.Preset.Webinar }
+
 // NeverRecord reports whether the room's preset forbids recording.
 func (a Admission) NeverRecord() bool { return a.Preset.RecordPolicy() == RecordNever }
 

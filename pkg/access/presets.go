@@ -60,6 +60,10 @@ type Preset struct {
 	Codecs []string `yaml:"codecs"`
 	// Moderation tunes what moderators' actions mean in the room.
 	Moderation PresetModeration `yaml:"moderation"`
+	// Webinar makes the rooms webinar rooms: participants who may neither
+	// publish nor moderate are viewers, not shown to each other and
+	// counted (pkg/room webinar.go); a moderator brings one on stage.
+	Webinar bool `yaml:"webinar"`
 	// Clips are the room's media messages (voice and video clips), with
 	// mozchat's keys: maxBlobBytes, maxClipSizeSec, clipLifetimeSec,
 	// maxMediaFolderBytes, maxClipCount, allowVideo, videoOn, onRecorded,

@@ -34,6 +34,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/parley/parley/pkg/auth"
 )
 
 // Config describes a load run. Counts are per room.
@@ -58,6 +60,13 @@ type Config struct {
 	// PublishersSubscribe makes publishers receive every other stream of
 	// their room too (a meeting); otherwise they join with subscribe false.
 	PublishersSubscribe bool
+
+	// TokenKey, when it has a Secret, signs the publishers' access tokens
+	// (HS256, an hour): grants publish and subscribe in their room. The
+	// other sessions join without a token, as a webinar's audience does: a
+	// server in token mode admits them by the room's preset, which in a
+	// webinar preset makes them viewers (Report.Sessions.Viewers).
+	TokenKey auth.Key
 
 	// NoNACK makes receivers negotiate no "nack" feedback. By default they
 	// negotiate it as browsers do (client.Options.NegotiateNACK, without ever
@@ -148,6 +157,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if n := c.Sessions(); n > maxSessions {
 		return c, fmt.Errorf("%d sessions: at most %d per run", n, maxSessions)
+	}
+	if len(c.TokenKey.Secret) > 0 && len(c.TokenKey.Secret) < auth.MinSecretBytes {
+		return c, fmt.Errorf("the token key has %d bytes: at least %d", len(c.TokenKey.Secret), auth.MinSecretBytes)
 	}
 	if c.VideoBitrate <= 0 {
 		c.VideoBitrate = 1_000_000

@@ -5,11 +5,14 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/server/servertest"
 	"github.com/parley/parley/pkg/testmedia"
 )
@@ -159,5 +162,54 @@ func TestShapedSubscribersInProcess(t *testing.T) {
 	}
 	if rep.Totals.Unmatched > rep.Totals.Received/100 {
 		t.Errorf("%d packets unmatched of %d", rep.Totals.Unmatched, rep.Totals.Received)
+	}
+}
+
+// TestWebinarInProcess: the view-only shape in a webinar room of a server
+// in token mode. The publisher joins with a token the tool signs (publish),
+// the subscribers without one: the webinar preset admits them as viewers,
+// and they receive the presenter without loss.
+func TestWebinarInProcess(t *testing.T) {
+	key := auth.Key{ID: "load", Secret: []byte(strings.Repeat("k", 32))}
+	v, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "webinar.yaml"), []byte("rooms: ['load-*']\nwebinar: true\ngrants: [subscribe, chat]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := servertest.Start(t, func(c *server.Config) {
+		c.Auth = server.AuthConfig{Mode: server.AuthToken, Tokens: v, RoomsDir: dir}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const viewers = 4
+	cfg := Config{URL: servertest.WSURL(srv), VideoPublishers: 1, Subscribers: viewers,
+		Duration: 2 * time.Second, Settle: 500 * time.Millisecond, Drain: 500 * time.Millisecond, RampRate: 50}
+	// Without the key the publisher is a viewer too, and may not publish.
+	bad := cfg
+	bad.Subscribers, bad.Duration, bad.ReadyTimeout = 1, time.Second, 5*time.Second
+	if rep, err := Run(ctx, bad); err != nil || rep.Sessions.FailedBy["publish"] != 1 {
+		t.Fatalf("without a token key: %v, sessions %+v", err, rep.Sessions)
+	}
+	cfg.TokenKey = key
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", table.String())
+	if s := rep.Sessions; s.Connected != viewers+1 || s.Failed != 0 || s.Viewers != viewers {
+		t.Fatalf("sessions %+v, want the publisher and %d viewers connected", s, viewers)
+	}
+	if !strings.Contains(table.String(), "(4 as webinar viewers)") {
+		t.Errorf("the table does not say the viewers")
+	}
+	if tot := rep.Totals; tot.Received == 0 || tot.LossPct != 0 {
+		t.Errorf("totals %+v", tot)
 	}
 }

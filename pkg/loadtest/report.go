@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // Report is what a load run measured. Packet figures cover the measuring
@@ -84,6 +86,10 @@ type SessionReport struct {
 	// FailedBy counts failures by stage: dial, join, publish, publishing,
 	// tracks, media, session, dropped.
 	FailedBy map[string]int `json:"failed_by,omitempty"`
+	// Viewers counts connected sessions the server admitted as viewers of
+	// a webinar room (protocol.RoleViewer): receive only, not listed to
+	// each other.
+	Viewers int `json:"viewers,omitempty"`
 	// MediaLost counts connected sessions (WebSocket alive) with a peer
 	// connection no longer connected when the window closed (ICE
 	// disconnected or failed): their packets show as loss.
@@ -275,6 +281,9 @@ func (e *engine) collect(rep *Report, before, after counters) {
 			}
 		default:
 			sr.Connected++
+			if s.role == protocol.RoleViewer {
+				sr.Viewers++
+			}
 			// The session is alive, but is its media? ICE gives up on a peer
 			// that answers no consent checks for long (a starved machine).
 			if st := s.mediaState(); st != "" {
@@ -519,8 +528,12 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	p("shape\t%d room(s): %d video + %d audio publishers, %d subscribers per room%s; %s; receivers %s\n", sh.Rooms,
 		sh.VideoPublishers, sh.AudioPublishers, sh.Subscribers, map[bool]string{true: ", publishers subscribe"}[sh.PublishersSubscribe], sh.Video,
 		map[bool]string{true: "negotiate NACK", false: "negotiate no NACK"}[sh.NACK])
-	p("sessions\t%d planned, %d connected, %d failed%s; %d connected with their media disconnected\n", rep.Sessions.Planned,
-		rep.Sessions.Connected, rep.Sessions.Failed, failedBy(rep.Sessions.FailedBy), rep.Sessions.MediaLost)
+	viewers := ""
+	if rep.Sessions.Viewers > 0 {
+		viewers = fmt.Sprintf(" (%d as webinar viewers)", rep.Sessions.Viewers)
+	}
+	p("sessions\t%d planned, %d connected%s, %d failed%s; %d connected with their media disconnected\n", rep.Sessions.Planned,
+		rep.Sessions.Connected, viewers, rep.Sessions.Failed, failedBy(rep.Sessions.FailedBy), rep.Sessions.MediaLost)
 	for _, e := range rep.Sessions.FirstErrors {
 		p("\t  %s\n", e)
 	}

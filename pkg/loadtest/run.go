@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/testmedia"
@@ -47,6 +48,7 @@ type session struct {
 	sent      []*sentTrack
 	joinedAt  time.Time
 	joinTime  time.Duration
+	role      string // the role the server gave it (protocol.RoleViewer in a webinar)
 	failStage string
 	failErr   error
 
@@ -379,6 +381,15 @@ func (e *engine) runSession(sctx context.Context, s *session, sem chan struct{},
 		Logger:        e.cfg.ClientLogger.With("session", s.room+"/"+s.name),
 		OnRemoteTrack: func(rt *client.RemoteTrack) client.PacketReceivedFunc { return e.onRemoteTrack(s, rt) },
 	}
+	if len(e.cfg.TokenKey.Secret) > 0 && s.publishes() {
+		tok, err := auth.Sign(e.cfg.TokenKey, auth.Spec{Identity: s.room + "/" + s.name, Name: s.name, Room: s.room,
+			Grants: auth.MustParseGrants("publish", "subscribe"), TTL: time.Hour})
+		if err != nil {
+			s.fail("dial", err)
+			return
+		}
+		opts.Token = tok
+	}
 	if s.shaped {
 		s.sh = newShaper(sctx, e.cfg.ShapedRate, e.cfg.ShapedQueue)
 		defer s.sh.close() // after the client (deferred later, so run first)
@@ -398,10 +409,12 @@ func (e *engine) runSession(sctx context.Context, s *session, sem chan struct{},
 		}
 	}()
 	sub := s.subscribes
-	if _, err := c.Join(jctx, client.JoinOptions{Room: s.room, Subscribe: &sub}); err != nil {
+	st, err := c.Join(jctx, client.JoinOptions{Room: s.room, Subscribe: &sub})
+	if err != nil {
 		s.fail("join", err)
 		return
 	}
+	s.role = st.Role
 	s.joinedAt = time.Now()
 	s.joinTime = s.joinedAt.Sub(start)
 

@@ -419,6 +419,8 @@ type ParticipantInfo struct {
 	Streams []StreamInfo `json:"streams"`
 	// Muted lists the sources a moderator muted (microphone, camera, screen).
 	Muted []string `json:"muted,omitempty"`
+	// Role, in a webinar room: viewer or presenter (webinar.go).
+	Role string `json:"role,omitempty"`
 }
 
 // Event is every server-pushed room or stream event. Which fields are set depends on Event.
@@ -439,6 +441,13 @@ type Event struct {
 	Locked bool `json:"locked,omitempty"`
 	// Muted: in STATE, this participant's sources a moderator muted.
 	Muted []string `json:"muted,omitempty"`
+	// Webinar rooms (webinar.go): STATE says the room is one and this
+	// participant's role; JOINED the joiner's role; STATE and VIEWERS the
+	// number of viewers; LIVE_ENDED the replay (a path on the server).
+	Webinar bool   `json:"webinar,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Viewers int    `json:"viewers,omitempty"`
+	Replay  string `json:"replay,omitempty"`
 
 	// MUTED, UNMUTED, REMOVED, LOCKED, UNLOCKED, ENDED, RECORDING: the
 	// moderator who acted; Name is the participant acted on.

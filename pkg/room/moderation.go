@@ -99,7 +99,7 @@ func (rm *Room) Remove(by *Participant, name string, bar bool) (*Participant, er
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	p := rm.byNameLocked(name)
-	if p == nil {
+	if p == nil || !rm.seesLocked(by, p) {
 		return nil, unknownParticipant(rm, name)
 	}
 	if p == by {
@@ -111,8 +111,10 @@ func (rm *Room) Remove(by *Participant, name string, bar bool) (*Participant, er
 		}
 		rm.barred[barKey(p.identity, p.key)] = true
 	}
-	rm.broadcastAllLocked(&protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRemoved, Room: rm.name, Name: p.name,
-		By: by.name, Barred: bar})
+	removed := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventRemoved, Room: rm.name, Name: p.name,
+		By: by.name, Barred: bar}
+	p.sink.Deliver(removed)
+	rm.broadcastAboutLocked(p, removed) // other viewers do not see a viewer go
 	rm.reg.log.Info("moderation", "room", rm.name, "action", protocol.EventRemoved, "by", by.name, "by_identity", by.identity,
 		"name", p.name, "identity", p.identity, "barred", bar)
 	return p, nil

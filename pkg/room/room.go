@@ -130,6 +130,8 @@ type JoinOptions struct {
 	// NeverRecord keeps a room this join creates from recording, even with
 	// Config.RecordAll (a room preset's record: never).
 	NeverRecord bool
+	// Webinar makes a room this join creates a webinar room (webinar.go).
+	Webinar bool
 }
 
 // Join puts a new participant named name into the room called roomName,
@@ -155,6 +157,7 @@ func (r *Registry) Join(roomName, name string, sink Sink, opts JoinOptions) (*Pa
 		rm := r.rooms[roomName]
 		if rm == nil {
 			rm = r.newRoomLocked(roomName, opts.Record, opts.NeverRecord)
+			rm.webinar = opts.Webinar
 		}
 		r.mu.Unlock()
 
@@ -217,6 +220,9 @@ type Room struct {
 	// notice, when set, makes an event each joiner (and resumed session)
 	// gets after its STATE (Announce).
 	notice func() *protocol.Event
+	// webinar: viewers are not shown to each other (webinar.go).
+	webinar bool
+	viewers viewerCount
 	// speakers is the last ACTIVE_SPEAKERS (SetActiveSpeakers), which
 	// each joiner and resumed session gets after its STATE.
 	speakers *protocol.Event
@@ -365,9 +371,11 @@ func (rm *Room) join(name, key string, sink Sink, opts JoinOptions) (*Participan
 	}
 	sink.Deliver(rm.stateLocked(p))
 	rm.deliverNoticeLocked(sink)
-	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name})
+	rm.broadcastAboutLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventJoined, Room: rm.name, Name: name,
+		Role: rm.roleLocked(p)})
 	rm.participants[key] = p
 	rm.order = append(rm.order, p)
+	rm.viewersChangedLocked()
 	rm.everJoined = append(rm.everJoined, name)
 	rm.reg.log.Info("participant joined", "room", rm.name, "name", name, "id", p.id, "identity", opts.Identity,
 		"grants", opts.Grants.String())
@@ -381,10 +389,15 @@ func (rm *Room) stateLocked(p *Participant) *protocol.Event {
 		Locked: rm.locked, Muted: p.mutedListLocked(),
 		Participants: make([]protocol.ParticipantInfo, 0, len(rm.order))}
 	for _, o := range rm.order {
-		if o == p {
+		if o == p || !rm.seesLocked(p, o) {
 			continue
 		}
-		ev.Participants = append(ev.Participants, o.infoLocked())
+		info := o.infoLocked()
+		info.Role = rm.roleLocked(o)
+		ev.Participants = append(ev.Participants, info)
+	}
+	if rm.webinar {
+		ev.Webinar, ev.Role, ev.Viewers = true, rm.roleLocked(p), rm.viewerCountLocked()
 	}
 	return ev
 }
@@ -448,6 +461,7 @@ func (rm *Room) close(reason string) {
 
 func (rm *Room) finalizeLocked() Finalized {
 	rm.finalized = true
+	rm.viewers.stop()
 	rm.reg.mu.Lock()
 	if rm.reg.rooms[rm.name] == rm {
 		delete(rm.reg.rooms, rm.name)
@@ -479,7 +493,12 @@ type Participant struct {
 	codecs    []string
 	joined    time.Time
 	identity  string
-	grants    auth.Grants
+	// grants is guarded by room.mu (a moderator's stage changes it).
+	grants auth.Grants
+	// staged: a moderator brought the participant on stage; unstaged
+	// restores grants to offStage.
+	staged   bool
+	offStage auth.Grants
 	// maxStreams bounds the participant's streams (0: no limit).
 	maxStreams int
 
@@ -503,8 +522,13 @@ func (p *Participant) Room() *Room { return p.room }
 // a participant without a token.
 func (p *Participant) Identity() string { return p.identity }
 
-// Grants returns what the participant may do in its room.
-func (p *Participant) Grants() auth.Grants { return p.grants }
+// Grants returns what the participant may do in its room (a moderator may
+// change it: webinar.go).
+func (p *Participant) Grants() auth.Grants {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.grants
+}
 
 // Subscribes reports whether the participant wants the room's media.
 func (p *Participant) Subscribes() bool { return p.subscribe }
@@ -558,8 +582,9 @@ func (p *Participant) Leave(reason string) {
 	}
 	p.streams = nil
 	rm.removeLocked(p)
-	rm.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventLeft, Room: rm.name,
+	rm.broadcastAboutLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventLeft, Room: rm.name,
 		Name: p.name, Reason: reason})
+	rm.viewersChangedLocked()
 	rm.reg.log.Info("participant left", "room", rm.name, "name", p.name, "reason", reason)
 }
 
@@ -706,7 +731,7 @@ func (p *Participant) SendMessage(to, text string) (int64, error) {
 	if _, key, err := NameKey(to); err == nil {
 		dst = room.participants[key]
 	}
-	if dst == nil || dst == p {
+	if dst == nil || dst == p || !room.seesLocked(p, dst) {
 		return 0, &protocol.Error{Code: protocol.CodeUnknownParticipant,
 			Reason: fmt.Sprintf("no other participant named %q in room %q", to, room.name)}
 	}

@@ -200,6 +200,7 @@ func (rc *recordings) recordingEvent(s *recorder.Session, status, reason string,
 // everyone who joins while it records) a link to the session's recording.
 func (rc *recordings) started(rm *room.Room, s *recorder.Session) {
 	rc.log.Info("recording started", "room", rm.Name(), "session", rm.Session())
+	rc.markBroadcast(rm, s)
 	rm.Announce(rc.recordingEvent(s, protocol.RecordingStarted, "", true), true)
 }
 

@@ -50,6 +50,9 @@ type recordingInfo struct {
 	Participants []string       `json:"participants"`
 	Streams      []recordedFile `json:"streams"`
 	Mix          *mixInfo       `json:"mix,omitempty"`
+	// Broadcast: a webinar's recording; Replay is its replay's URL (live.go).
+	Broadcast bool   `json:"broadcast,omitempty"`
+	Replay    string `json:"replay,omitempty"`
 }
 
 type recordedFile struct {
@@ -327,6 +330,10 @@ func (s *Server) sessionInfo(v viewer, r *http.Request, ss storedSession, jobs m
 			}
 		}
 		ri.Mix = mi
+	}
+	if s.isBroadcast(ss.roomDir, ss.sessDir) {
+		ri.Broadcast = true
+		ri.Replay = s.replayURL(v, r, ss.roomDir, ss.sessDir)
 	}
 	return ri
 }

@@ -23,12 +23,14 @@ import (
 
 	"github.com/parley/parley/pkg/access"
 	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/live"
 	"github.com/parley/parley/pkg/mixer"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/sfu"
 	"github.com/parley/parley/pkg/signaling"
 	"github.com/parley/parley/pkg/turnserver"
+	"github.com/parley/parley/pkg/whip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -208,6 +210,8 @@ type Server struct {
 	recs        *recordings
 	clips       *clipService
 	mixes       *mixer.Queue
+	live        *live.Manager      // live viewers over WebSocket
+	whip        *whip.Server       // WHIP ingest and WHEP playback
 	stop        context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
@@ -308,6 +312,25 @@ func New(cfg Config) (*Server, error) {
 		recs.rooms = rooms
 		cfg.Signaling.OnRouter = recs.attach
 	}
+	// Live viewers over WebSocket (pkg/live): every room session's router
+	// can be watched; the hub, made below, admits their WebSockets.
+	var hub *signaling.Hub
+	lives := live.New(live.Config{Rooms: rooms, Access: policy, Logger: cfg.Logger.With("part", "live"),
+		Admit: func(w http.ResponseWriter, r *http.Request) (func(), string, bool) { return hub.AdmitWebSocket(w, r) },
+		Replay: func(room, session string) string {
+			if recs == nil {
+				return ""
+			}
+			return recs.replayLink(room, session)
+		}})
+	cfg.Signaling.Replay = lives.Replay
+	onRouter := cfg.Signaling.OnRouter
+	cfg.Signaling.OnRouter = func(rm *room.Room, r *sfu.Router) {
+		if onRouter != nil {
+			onRouter(rm, r)
+		}
+		lives.Attach(rm, r)
+	}
 	var cs *clipService
 	if cfg.Clips != nil {
 		var err error
@@ -329,12 +352,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	// The hub's finalize hook closes the room's router (and so its streams'
 	// files) before the recordings' hook closes the recording session.
-	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
+	hub = signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
+	rooms.OnFinalize(lives.Finalized) // after the recording's, so the replay exists
 	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, quality: quality, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
-		recs: recs, clips: cs, mixes: mixes}
+		recs: recs, clips: cs, mixes: mixes, live: lives}
+	s.whip = whip.New(whip.Config{Access: policy, Hub: hub, Live: lives, Engine: engine, ICEServers: cfg.Signaling.ICEServers,
+		AllowedOrigins: cfg.Signaling.AllowedOrigins, Logger: cfg.Logger.With("part", "whip")})
 
 	closeAll := func() {
 		_ = engine.Close()
@@ -461,11 +487,13 @@ func embedTURN(cfg *Config, engine *sfu.Engine) (*turnserver.Server, error) {
 func (s *Server) routes(metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.hub)
+	mux.Handle("/live", s.live)
+	s.whip.Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		rooms, participants := s.rooms.Count()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "participants": participants,
-			"sessions": s.hub.Sessions()})
+			"sessions": s.hub.Sessions(), "live_viewers": s.live.Viewers(), "whip_whep": s.whip.Resources()})
 	})
 	if s.metricsLn == nil {
 		mux.Handle("/metrics", metrics)
@@ -475,6 +503,7 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		mux.HandleFunc(recordsPrefix, s.serveRecord)
 		mux.HandleFunc("GET /api/recordings", s.listRecordings)
 		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
+		mux.HandleFunc("GET /replay/{room}/{session}", s.serveReplay) // live.go
 	}
 	if s.clips != nil {
 		mux.HandleFunc("GET /api/rooms/{room}/clips", s.listClips)
@@ -545,6 +574,11 @@ func (s *Server) metricsHandler() http.Handler {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_live_viewers",
+		Help: "Viewers playing a room over WebSocket (Media Source Extensions)."}, func() float64 { return float64(s.live.Viewers()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_live_skips_total",
+		Help: "Times a WebSocket viewer that could not keep up skipped to the next keyframe."},
+		func() float64 { return float64(s.live.Skips()) }))
 	s.clipMetrics(reg)
 	for _, h := range s.quality {
 		reg.MustRegister(h)
@@ -660,7 +694,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down")
+	s.whip.Close()
 	err := s.hub.Shutdown(ctx)
+	s.live.Close()
 	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {
 		err = herr
 	}

@@ -73,6 +73,10 @@ type Config struct {
 	// Access decides who may join, publish, chat and record; nil is
 	// access.Open(): anyone may, and no token is accepted.
 	Access *access.Policy
+	// Replay, when set, returns the replay of a room session (a path on
+	// the server), or "": what a webinar's viewers are offered when a
+	// moderator ends it (LIVE_ENDED).
+	Replay func(room, session string) string
 }
 
 // DefaultConfig returns the signaling defaults.

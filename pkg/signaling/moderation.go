@@ -118,10 +118,12 @@ func (s *Session) moderate(p *room.Participant, req protocol.Moderate) error {
 			return err
 		}
 		members := s.hub.membersOf(rm)
+		viewers := s.hub.liveEnding(rm, members)
 		rm.End(p)
 		for _, m := range members {
 			m.roomEnded(rm)
 		}
+		s.hub.releaseViewers(viewers)
 		return nil
 	case protocol.ActionStartRecording, protocol.ActionStopRecording:
 		on := req.Action == protocol.ActionStartRecording
@@ -145,9 +147,11 @@ func (s *Session) moderate(p *room.Participant, req protocol.Moderate) error {
 		rm.SetRecording(p, on)
 		router.SetRecording(on)
 		return nil
+	case protocol.ActionStage, protocol.ActionUnstage:
+		return s.stage(p, req)
 	case "":
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: `moderate needs an "action"`}
 	}
 	return &protocol.Error{Code: protocol.CodeBadRequest, Reason: fmt.Sprintf(
-		"unknown moderation action %q (mute, unmute, remove, lock, unlock, end, start_recording, stop_recording)", req.Action)}
+		"unknown moderation action %q (mute, unmute, remove, lock, unlock, end, start_recording, stop_recording, stage, unstage)", req.Action)}
 }

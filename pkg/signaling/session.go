@@ -557,7 +557,7 @@ func (s *Session) join(req protocol.Join) error {
 	}
 	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
 		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,
-		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord()})
+		MaxStreams: adm.MaxStreams, NeverRecord: adm.NeverRecord(), Webinar: adm.Webinar()})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@
 // Every name and text from the network goes into the page with textContent, never innerHTML.
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
+import {toViewerPage, updateWebinarPanel} from './webinar.js';
 import {ClipPanel} from './clips.js';
 import {Speakers} from './speakers.js';
 
@@ -682,6 +683,8 @@ function joinRoom() {
   const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
   room
     .on(ROOM_EVENT.STATE, mine(() => {
+      if (toViewerPage(room)) return; // a webinar's viewer watches on watch.html
+      updateWebinarPanel(room, showError);
       ui.passwordForm.hidden = true;
       const names = room.getParticipants().map((p) => p.name());
       chatLine('chat', names.length ? 'participants: ' + names.join(', ') : 'room is empty', {cls: 'system'});
@@ -700,7 +703,19 @@ function joinRoom() {
       if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
       room.ready.then(() => { if (state.room === room) clipPanel.attach(room); }, () => {});
     }))
+    .on(ROOM_EVENT.VIEWERS, mine(() => updateWebinarPanel(room, showError)))
+    .on(ROOM_EVENT.STAGED, mine((p, info) => {
+      p._staged = true;
+      chatLine(p.name(), `brought on stage by ${info.by}`, {cls: 'system'});
+      updateWebinarPanel(room, showError);
+    }))
+    .on(ROOM_EVENT.UNSTAGED, mine((p, info) => {
+      p._staged = false;
+      chatLine(p.name(), `taken off stage by ${info.by}`, {cls: 'system'});
+      updateWebinarPanel(room, showError);
+    }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
+      updateWebinarPanel(room, showError);
       chatLine(p.name(), 'joined', {cls: 'system'});
       updateChatTo();
     }))
@@ -710,6 +725,7 @@ function joinRoom() {
       if (last && info && info.reason) last.title = info.reason;
       removeTilesOf(p.name());
       updateChatTo();
+      updateWebinarPanel(room, showError);
     }))
     .on(ROOM_EVENT.PUBLISHED, mine((p, s) => addTile(p, s)))
     .on(ROOM_EVENT.UNPUBLISHED, mine((p, s) => removeTile(tileFor(s.id()))))

@@ -79,6 +79,14 @@ function card(r, single) {
   }
   c.title.replaceChildren(el('span', '', r.room), el('span', 'rec-state ' + r.state, r.state),
     el('span', 'meta', new Date(r.start).toLocaleString()));
+  c.root.classList.toggle('broadcast', !!r.broadcast);
+  if (r.broadcast) {
+    // A webinar's recording: its replay at a stable URL (the presenter's file, or the mix).
+    const tag = el('span', 'rec-broadcast', 'broadcast');
+    const replay = el('a', 'rec-replay', 'Replay');
+    replay.href = r.replay;
+    c.title.append(tag, replay);
+  }
   c.meta.textContent = (r.participants.length ? r.participants.join(', ') : 'nobody published') +
     ' · ' + duration(r.durationMs) + (r.recovered ? ' · recovered after a crash' : '') +
     (r.stopped ? ' · ' + (STOPPED[r.stopped] || 'stopped early: ' + r.stopped) : '');

@@ -39,6 +39,12 @@ export const ROOM_EVENT = Object.freeze({
   ENDED: 'ENDED',
   // Parley extension: the room session's recording started (with a link to it) or a limit stopped it.
   RECORDING: 'RECORDING',
+  // Parley extensions, webinar rooms: the number of viewers (at most once a second); a moderator
+  // brought a participant on stage or back; the live ended (with its replay, then the session ends).
+  VIEWERS: 'VIEWERS',
+  STAGED: 'STAGED',
+  UNSTAGED: 'UNSTAGED',
+  LIVE_ENDED: 'LIVE_ENDED',
   // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
   CLIP_ADDED: 'CLIP_ADDED',
   CLIP_DELETED: 'CLIP_DELETED',
@@ -556,6 +562,9 @@ class Room extends Emitter {
     this._locked = false;
     this._muted = new Set(); // this client's sources a moderator muted
     this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
+    this._webinar = false; // a webinar room (STATE webinar)
+    this._role = ''; // 'viewer' or 'presenter' in a webinar room
+    this._viewers = 0; // viewers in a webinar room (STATE, VIEWERS)
     this._activeSpeakers = {dominant: null, speakers: []}; // the last ACTIVE_SPEAKERS
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
@@ -592,6 +601,12 @@ class Room extends Emitter {
   isLocked() { return this._locked; }
   /** This client's sources a moderator muted: 'microphone', 'camera', 'screen'. */
   mutedSources() { return [...this._muted]; }
+  /** Whether the room is a webinar room: viewers watch, presenters publish. */
+  isWebinar() { return this._webinar; }
+  /** This client's role in a webinar room: 'viewer' or 'presenter' ('' elsewhere). */
+  role() { return this._role; }
+  /** The number of viewers of a webinar room, as the server last told. */
+  viewers() { return this._viewers; }
 
   // ---- moderation (needs the 'moderate' grant; the server refuses with FORBIDDEN otherwise)
 
@@ -612,6 +627,10 @@ class Room extends Emitter {
   unlock() { return this._moderate({action: 'unlock'}); }
   /** Ends the room for everyone. */
   end() { return this._moderate({action: 'end'}); }
+  /** Brings a participant (a webinar's viewer) on stage: it may publish for the rest of its session. */
+  stage(name) { return this._moderate({action: 'stage', name: String(name)}); }
+  /** Takes a participant back off the stage: its streams end. */
+  unstage(name) { return this._moderate({action: 'unstage', name: String(name)}); }
   /** Starts or stops the room's recording (moderate or record grant). */
   startRecording() { return this._moderate({action: 'start_recording'}); }
   stopRecording() { return this._moderate({action: 'stop_recording'}); }
@@ -790,6 +809,7 @@ class Room extends Emitter {
       case 'JOINED': {
         if (m.name === this._self) return;
         const p = this._participant(m.name);
+        if (m.role) p._role = m.role;
         this._emit(ROOM_EVENT.JOINED, p, m);
         return;
       }
@@ -888,6 +908,21 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.RECORDING, this, info);
         return;
       }
+      case 'VIEWERS':
+        this._viewers = m.viewers || 0;
+        this._emit(ROOM_EVENT.VIEWERS, this, {viewers: this._viewers});
+        return;
+      case 'STAGED':
+      case 'UNSTAGED': {
+        // The participant itself gets a new STATE instead; viewers get JOINED or LEFT.
+        const p = this._participant(m.name);
+        if (m.role) p._role = m.role;
+        this._emit(m.event, p, {by: m.by || '', role: m.role || ''});
+        return;
+      }
+      case 'LIVE_ENDED':
+        this._emit(ROOM_EVENT.LIVE_ENDED, this, {replay: m.replay || '', reason: m.reason || ''});
+        return;
       case 'CLIP_ADDED':
       case 'CLIP_DELETED': this._clipStore._onEvent(m); return;
       case 'ACTIVE_SPEAKERS': {
@@ -910,6 +945,9 @@ class Room extends Emitter {
     this._locked = !!m.locked;
     this._muted = new Set(Array.isArray(m.muted) ? m.muted : []);
     for (const src of this._muted) this._applyMute(src, true);
+    this._webinar = !!m.webinar;
+    this._role = m.role || '';
+    this._viewers = m.viewers || 0;
     const names = new Set();
     const ids = new Set();
     for (const info of m.participants || []) {
@@ -917,6 +955,7 @@ class Room extends Emitter {
       names.add(info.name);
       const p = this._participant(info.name);
       p._muted = new Set(Array.isArray(info.muted) ? info.muted : []);
+      p._role = info.role || '';
       for (const si of info.streams || []) {
         if (!si || !si.id) continue;
         ids.add(si.id);
@@ -1048,8 +1087,11 @@ class Participant {
     this._streams = new Map(); // id -> RemoteStream
     this._playEl = null;
     this._muted = new Set(); // sources a moderator muted
+    this._role = ''; // in a webinar room: 'viewer' or 'presenter'
   }
   name() { return this._name; }
+  /** In a webinar room: 'viewer' or 'presenter' ('' elsewhere). */
+  role() { return this._role; }
   /** Whether a moderator muted the participant's source ('microphone', 'camera', 'screen'). */
   isMuted(source) { return this._muted.has(source); }
   mutedSources() { return [...this._muted]; }
