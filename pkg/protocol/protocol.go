@@ -25,7 +25,7 @@ const (
 	TypeLeave      = "leave"
 	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
 	TypeModerate   = "moderate"
-	TypeTiles      = "tiles" // how the client shows remote video: each stream's tile size and visibility
+	TypeTiles      = "tiles"    // how the client shows remote video: each stream's tile size and visibility
 	TypePresence   = "presence" // the client's raised hand and own microphone/camera state, shown to the others
 )
 
