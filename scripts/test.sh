@@ -3,8 +3,9 @@
 # It first installs what the tests drive for real, from Debian's packages:
 # Chromium (browser tests), ffmpeg/ffprobe (test media, recordings, mixes),
 # coturn (turnutils_uclient against turnd), iproute2 and util-linux (tests
-# that run in a network namespace of their own) and a font for the mixer's
-# name labels. No browser downloads.
+# that run in a network namespace of their own), a font for the mixer's
+# name labels, and npm for axe-core (the page's accessibility check). No
+# browser downloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +16,21 @@ command -v turnutils_uclient >/dev/null 2>&1 || need+=(coturn)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   echo "== installing ${need[*]} (Debian packages)"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# axe-core (npm, pinned) for the browser tests' accessibility check of the
+# conference page (e2e/page_test.go reads e2e/.npm/node_modules/axe-core/axe.min.js).
+axe_version=4.14.1
+if ! grep -qs "\"version\": \"$axe_version\"" e2e/.npm/node_modules/axe-core/package.json; then
+  echo "== npm install axe-core@$axe_version"
+  npm install --prefix e2e/.npm --no-save --no-audit --no-fund "axe-core@$axe_version" >/dev/null
 fi
 
 echo "== go vet"
