@@ -101,6 +101,7 @@ type Estimator struct {
 	nextCluster         uint8
 	probeAt             time.Time // when the next probe may start
 	probeWait           time.Duration
+	probeDrain          time.Time // until when an overuse is a probe's own queue draining
 	feedbacks, overuses uint64
 }
 
@@ -270,7 +271,7 @@ func (e *Estimator) control(now time.Time) {
 	}
 	switch e.delay.state {
 	case usageOver:
-		if now.Sub(e.lastDrop) >= rtt {
+		if now.Sub(e.lastDrop) >= rtt && now.After(e.probeDrain) {
 			base := e.rate
 			if acked > 0 {
 				base = acked

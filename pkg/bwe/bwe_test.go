@@ -31,6 +31,10 @@ type sim struct {
 	feedbacks []pendingFb
 
 	sentBytes, recvBytes int
+
+	// stall, when set, says when the receiver stamps an arrival at a: a
+	// receiver starved of CPU reads a backlog late, all at once.
+	stall func(at time.Duration) time.Duration
 }
 
 type arrival struct {
@@ -79,7 +83,11 @@ func (s *sim) advance(d time.Duration) {
 		kept := s.arrivals[:0]
 		for _, a := range s.arrivals {
 			if a.at <= s.now {
-				s.rec.Record(2, a.seq, int64(a.at/time.Microsecond))
+				at := a.at
+				if s.stall != nil {
+					at = s.stall(at)
+				}
+				s.rec.Record(2, a.seq, int64(at/time.Microsecond))
 			} else {
 				kept = append(kept, a)
 			}
@@ -182,6 +190,26 @@ func TestEstimateHoldsWhenAppLimited(t *testing.T) {
 	// least the path's 40 ms, at most that and the feedback interval.
 	if rtt := s.e.RTT(); rtt < 40*time.Millisecond || rtt > 150*time.Millisecond {
 		t.Errorf("round trip %v from the feedback, want 40 to 150 ms", rtt)
+	}
+}
+
+// A receiver that is starved of CPU now and then (150 ms each second, as
+// on a loaded machine) stamps a backlog of packets at once: a burst, not a
+// queue on the path. The estimate holds.
+func TestStarvedReceiverIsNotOveruse(t *testing.T) {
+	s := newSim(t, 5_000_000, Config{Initial: 1_000_000})
+	s.stall = func(at time.Duration) time.Duration {
+		if in := at % time.Second; in >= 500*time.Millisecond && in < 650*time.Millisecond {
+			return at - in + 650*time.Millisecond
+		}
+		return at
+	}
+	est := s.source(600_000, 0, 10*time.Second)
+	t.Logf("estimates per second: %v; %+v", est, s.e.Stats())
+	for i, e := range est {
+		if e < 900_000 {
+			t.Fatalf("second %d: the estimate fell to %d on a link four times the media", i, e)
+		}
 	}
 }
 

@@ -31,8 +31,9 @@ func (u usage) String() string {
 }
 
 const (
-	burstUs        = 5000 // packets sent within this of a group's first are one group
-	trendWindow    = 20   // groups the trend line is fitted through
+	burstUs        = 5000    // packets sent within this of a group's first are one group
+	maxBurstUs     = 100_000 // a group of packets that arrived in a burst spans at most this
+	trendWindow    = 20      // groups the trend line is fitted through
 	trendSmoothing = 0.9
 	trendGain      = 4.0
 	maxTrendCount  = 60
@@ -46,9 +47,9 @@ const (
 
 // group is a burst of packets.
 type group struct {
-	firstSendUs, lastSendUs int64
-	lastArrivalUs           int64
-	size                    int
+	firstSendUs, lastSendUs       int64
+	firstArrivalUs, lastArrivalUs int64
+	size                          int
 }
 
 // delayDetector turns (send time, arrival time) pairs, in send order, into a
@@ -78,14 +79,21 @@ func newDelayDetector() delayDetector {
 // evaluated (state may have changed).
 func (d *delayDetector) packet(sendUs, arrivalUs int64, size int) bool {
 	if !d.haveCur {
-		d.cur = group{firstSendUs: sendUs, lastSendUs: sendUs, lastArrivalUs: arrivalUs, size: size}
+		d.cur = group{firstSendUs: sendUs, lastSendUs: sendUs, firstArrivalUs: arrivalUs, lastArrivalUs: arrivalUs, size: size}
 		d.haveCur = true
 		return false
 	}
 	if sendUs < d.cur.firstSendUs {
 		return false // reordered across groups: ignore
 	}
-	if sendUs-d.cur.firstSendUs <= burstUs {
+	// A packet joins the group when it was sent within a burst of the
+	// group's first, or when it arrived in a burst with the group's last,
+	// sooner after it than it was sent, while the group's arrivals span
+	// less than maxBurstUs: a receiver (or a relay) that was starved of CPU
+	// and read a backlog at once, or a queue that drained, is not a trend.
+	arrDelta := arrivalUs - d.cur.lastArrivalUs
+	if sendUs-d.cur.firstSendUs <= burstUs ||
+		(arrDelta <= burstUs && arrDelta < sendUs-d.cur.lastSendUs && arrivalUs-d.cur.firstArrivalUs < maxBurstUs) {
 		d.cur.lastSendUs = max(d.cur.lastSendUs, sendUs)
 		d.cur.lastArrivalUs = max(d.cur.lastArrivalUs, arrivalUs)
 		d.cur.size += size
@@ -101,7 +109,7 @@ func (d *delayDetector) packet(sendUs, arrivalUs int64, size int) bool {
 		d.firstArrival = d.cur.lastArrivalUs
 	}
 	d.prev, d.havePrev = d.cur, true
-	d.cur = group{firstSendUs: sendUs, lastSendUs: sendUs, lastArrivalUs: arrivalUs, size: size}
+	d.cur = group{firstSendUs: sendUs, lastSendUs: sendUs, firstArrivalUs: arrivalUs, lastArrivalUs: arrivalUs, size: size}
 	return evaluated
 }
 

@@ -32,7 +32,6 @@ type probe struct {
 	goal                int
 	endUs               int64 // the sender's last packet of the cluster
 	endAt               time.Time
-	overuse             bool
 	sentN, sentBytes    int
 	firstSend, lastSend int64
 	lastSize            int
@@ -69,9 +68,12 @@ func (p *probe) received(arrUs int64, size int) {
 	p.recvBytes += size
 }
 
-// result is the rate the cluster showed the path carries (0: no result).
+// result is the rate the cluster showed the path carries (0: no result):
+// the lower of the rates it was sent and received at. A cluster that filled
+// the path makes a queue (the delay signal says overuse meanwhile), and its
+// receive rate is then the path's capacity: a result all the same.
 func (p *probe) result() int {
-	if p.sentN < probeMinPackets || p.recvN*5 < p.sentN*4 || p.overuse {
+	if p.sentN < probeMinPackets || p.recvN*5 < p.sentN*4 {
 		return 0
 	}
 	sendSpan := float64(p.lastSend-p.firstSend) / 1e6
@@ -133,9 +135,6 @@ func (e *Estimator) evaluateProbes(lastSendUs int64, now time.Time) {
 		if !p.active {
 			continue
 		}
-		if e.delay.state == usageOver {
-			p.overuse = true
-		}
 		if !p.done || (lastSendUs < p.endUs && now.Sub(p.endAt) < probeTimeout) {
 			continue
 		}
@@ -148,6 +147,11 @@ func (e *Estimator) evaluateProbes(lastSendUs int64, now time.Time) {
 			e.rate = math.Max(e.rate, 0.95*float64(r))
 			e.lossCap = math.Inf(1)
 			e.capMean, e.capVar = 0, 0
+			// The queue the cluster built (it is what a cluster that
+			// found the path's capacity does) drains within about the
+			// cluster's length: the overuse it shows meanwhile is the
+			// cluster's own, already counted in r, and cuts nothing.
+			e.probeDrain = now.Add(probeDuration)
 		}
 		switch {
 		case ok && r*10 >= p.goal*9:

@@ -153,7 +153,11 @@ func (s *subscriber) allocate(now time.Time) {
 	held := false
 	for _, v := range video {
 		choice, want, pausedFor := s.pick(v, budget, estimate, now)
-		wanted += want
+		// Wanted is the estimate at which this allocation would give the
+		// tiles what they need: going up (or resuming) takes upgradeMargin
+		// to spare, so a probe must show that much, or it would raise the
+		// estimate to just short of what any layer switch needs.
+		wanted += want * upgradeMargin
 		if choice != nil {
 			budget -= float64(max(choice.bitrate(now), 1))
 		}
@@ -216,16 +220,22 @@ func (s *subscriber) pick(v allocItem, budget, estimate float64, now time.Time) 
 			return f, want, ""
 		}
 	}
-	// Not even the lowest layer fits. One being sent is kept a little
-	// over the budget, and for a while: an estimate dips, and a pause costs
-	// the subscriber a keyframe wait when it ends. Until the estimate rests
-	// on the receiver's feedback, nothing pauses.
+	// Not even the lowest layer fits. One being sent is kept while it is
+	// over the budget by at most keepMargin, and beyond that for
+	// pauseAfter: an estimate dips after each burst (a keyframe queues on
+	// a slow link), and a pause costs the subscriber a keyframe wait when
+	// it ends. Until the estimate rests on the receiver's feedback,
+	// nothing pauses.
 	low := layers[0]
+	keeping := sending == low || v.d.target.Load() == low
+	if keeping && float64(low.bitrate(now)) <= keepMargin*budget {
+		v.d.shortSince = time.Time{}
+		return low, want, ""
+	}
 	if v.d.shortSince.IsZero() {
 		v.d.shortSince = now
 	}
-	if !s.bwe.Measured() || (sending == low || v.d.target.Load() == low) &&
-		(float64(low.bitrate(now)) <= keepMargin*budget || now.Sub(v.d.shortSince) < pauseAfter) {
+	if !s.bwe.Measured() || keeping && now.Sub(v.d.shortSince) < pauseAfter {
 		return low, want, ""
 	}
 	return nil, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)

@@ -75,7 +75,8 @@ type downTrack struct {
 	// epoch is the sending track's epoch when the writer started on it.
 	epoch uint32
 	// shortSince is when the allocation found that not even the lowest
-	// layer fits (zero: it fits); the allocation's, under its lock.
+	// layer fits, not even keepMargin over the budget (zero: it fits); the
+	// allocation's, under its lock.
 	shortSince time.Time
 }
 
