@@ -348,4 +348,22 @@ func TestConferencePage(t *testing.T) {
 		  return {name: f ? f.dataset.name || '' : '', w: f ? f.getBoundingClientRect().width : 0, vw: window.innerWidth}; })()`, &r)
 		return r.Name == "Ada" && r.W >= r.VW-1, fmt.Sprintf("%+v", r)
 	})
+
+	// The WebSocket drops: the reconnecting banner shows while the session
+	// resumes, and goes once it is back; the call goes on.
+	if err := b.eval(`(() => { window.__banner = false; const e = document.querySelector('#reconnecting');
+	  new MutationObserver(() => { if (!e.hidden) window.__banner = true; }).observe(e, {attributes: true});
+	  window.parley.connection._ws.close(); return true; })()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("the reconnecting banner, then the session back", func() (bool, string) {
+		var r struct {
+			Seen   bool `json:"seen"`
+			Hidden bool `json:"hidden"`
+		}
+		_ = b.eval(`({seen: window.__banner, hidden: document.querySelector('#reconnecting').hidden})`, &r)
+		st := b.text("#status")
+		return r.Seen && r.Hidden && st == "ESTABLISHED", fmt.Sprintf("%+v %s", r, st)
+	})
+	b.waitDecoding("Ada", "camera", true)
 }
