@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,14 @@ func TestThreePeopleMeeting(t *testing.T) {
 	if st := srv.Media().Stats(); st.DirectSubscribers != len(pages) || st.PionSubscribers != 0 {
 		t.Errorf("subscribe connections: %d direct, %d through pion; want all %d direct", st.DirectSubscribers, st.PionSubscribers, len(pages))
 	}
+	// A tile's info shows how the page receives the stream, from its own
+	// receiver reports as the server read them (QUALITY).
+	quality := regexp.MustCompile(`^loss \d+\.\d% · jitter \d+ ms · rtt \d+ ms$`)
+	pages[0].waitFor("p2's tile to show the receive quality", func() (bool, string) {
+		var s string
+		_ = pages[0].eval(`(document.querySelector('.tile[data-name="p2"][data-kind="camera"] .quality') || {}).textContent || ''`, &s)
+		return quality.MatchString(s), s
+	})
 	if dir := os.Getenv("PARLEY_SCREENSHOT_DIR"); dir != "" {
 		pages[0].screenshot(filepath.Join(dir, "meeting.png"))
 	}

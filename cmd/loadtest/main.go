@@ -53,6 +53,8 @@ type options struct {
 	inProcess   bool
 	cpuProfile  string
 	logLevel    string
+	churn       loadtest.ChurnConfig
+	churnOn     bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -89,6 +91,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.inProcess, "inprocess-server", false, "run a Parley server in this process (on 127.0.0.1, free ports) instead of --url")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process over the measuring window to this file")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.BoolVar(&o.churnOn, "churn", false, "churn mode: participants join a room of --rooms, publish VP8 + Opus, receive the others and leave, at --churn-rate for --duration, while the server's goroutines, open files and memory are sampled from /metrics")
+	fs.Float64Var(&o.churn.Rate, "churn-rate", 1, "churn: participants joining per second")
+	fs.DurationVar(&o.churn.Lifetime, "churn-lifetime", 20*time.Second, "churn: how long each participant stays")
+	fs.DurationVar(&o.churn.Warmup, "churn-warmup", 2*time.Minute, "churn: the start of the run left out of the figures")
+	fs.DurationVar(&o.churn.SampleEvery, "churn-sample", 30*time.Second, "churn: how often the server's /metrics is read")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: loadtest [flags]\n\nLoad a Parley server and report loss, latency and its CPU and memory. Flags:")
 		fs.PrintDefaults()
@@ -171,6 +178,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if o.churnOn {
+		return runChurn(ctx, o, cfg, stdout, stderr)
+	}
 	rep, err := loadtest.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
@@ -191,6 +201,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, "loadtest: FAIL:", p)
 		}
+		return 1
+	}
+	return 0
+}
+
+// runChurn runs the churn mode with the flags that apply to it.
+func runChurn(ctx context.Context, o options, cfg loadtest.Config, stdout, stderr io.Writer) int {
+	cc := o.churn
+	cc.URL, cc.MetricsURL, cc.Rooms, cc.Duration = cfg.URL, cfg.MetricsURL, cfg.Rooms, cfg.Duration
+	cc.Width, cc.Height, cc.FPS, cc.VideoBitrate, cc.MediaDir = cfg.Width, cfg.Height, cfg.FPS, cfg.VideoBitrate, cfg.MediaDir
+	cc.Logger, cc.ClientLogger, cc.Progress = cfg.Logger, cfg.ClientLogger, cfg.Progress
+	rep, err := loadtest.RunChurn(ctx, cc)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 2
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 2
+	}
+	if rep.Failed > int64(o.maxFailures) {
+		fmt.Fprintf(stderr, "loadtest: FAIL: %d participants failed (more than --max-failures %d)\n", rep.Failed, o.maxFailures)
 		return 1
 	}
 	return 0

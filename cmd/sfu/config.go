@@ -55,6 +55,9 @@ type Config struct {
 	RecordMaxBytes      ByteSize `yaml:"record_max_bytes"`
 	RecordMinFree       ByteSize `yaml:"record_min_free"`
 
+	// Media messages (clips.go).
+	Clips ClipsSettings `yaml:"clips"`
+
 	// Who may do what (docs/security.md).
 	Auth     Auth   `yaml:"auth"`
 	RoomsDir string `yaml:"rooms_dir"`
@@ -233,6 +236,7 @@ func defaultConfig() Config {
 		RecordingsLinkTTL: Duration(72 * time.Hour),
 		RecordingsURLTTL:  Duration(6 * time.Hour),
 		RecordMinFree:     1 << 30,
+		Clips:             defaultClips(),
 	}
 }
 

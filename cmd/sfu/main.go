@@ -44,6 +44,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "mix" {
 		return runMix(args[1:], getenv, stderr)
 	}
+	if len(args) > 0 && args[0] == "clips" {
+		return runClips(args[1:], os.Stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], getenv, os.Stdout, stderr)
 	}
@@ -186,6 +189,11 @@ func serverConfig(cfg Config, log *slog.Logger) (server.Config, error) {
 	if cfg.RecordingsURLSecret != "" {
 		sc.Auth.URLs = auth.NewURLSigner([]byte(cfg.RecordingsURLSecret))
 	}
+	clipsCfg, err := clipsConfig(cfg)
+	if err != nil {
+		return server.Config{}, err
+	}
+	sc.Clips = clipsCfg
 	if cfg.TURN.Embed {
 		tc := turnserver.DefaultConfig()
 		tc.Listen = cfg.TURN.Listen

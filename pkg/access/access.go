@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	RoomsDir string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// ClipDefaults are the media-message settings of rooms whose preset has
+	// no clips block, and what a clips block is laid over (the server's
+	// clips.defaults); nil is clips.DefaultLimits.
+	ClipDefaults *clips.Limits
 }
 
 // Policy is the server's access model.
@@ -48,6 +53,7 @@ type Policy struct {
 	roomsDir string
 	presets  atomic.Pointer[Presets]
 	guesses  guessLimiter
+	clipDefs clips.Limits
 }
 
 // New returns the policy cfg describes. Token mode needs a verifier; a
@@ -60,6 +66,13 @@ func New(cfg Config) (*Policy, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	p.clipDefs = clips.DefaultLimits()
+	if cfg.ClipDefaults != nil {
+		if err := cfg.ClipDefaults.Validate(); err != nil {
+			return nil, fmt.Errorf("clips.defaults: %w", err)
+		}
+		p.clipDefs = *cfg.ClipDefaults
+	}
 	switch p.mode {
 	case ModeOpen:
 	case ModeToken:
@@ -70,7 +83,7 @@ func New(cfg Config) (*Policy, error) {
 		return nil, fmt.Errorf("auth mode %q: use %q or %q", p.mode, ModeOpen, ModeToken)
 	}
 	if p.roomsDir != "" {
-		ps, err := LoadPresets(p.roomsDir)
+		ps, err := loadPresets(p.roomsDir, p.clipDefs)
 		if err != nil {
 			return nil, err
 		}
@@ -84,17 +97,28 @@ func (p *Policy) Presets() *Presets { return p.presets.Load() }
 
 // ReloadPresets reads the rooms directory again. On any error the presets in
 // force stay, and the error says which file is wrong. Participants already in
-// rooms keep what they were admitted with; the new presets apply to joins.
+// rooms keep what they were admitted with; the new presets apply to joins,
+// and their clips blocks to the next clip uploads (ClipLimits).
 func (p *Policy) ReloadPresets() (*Presets, error) {
 	if p.roomsDir == "" {
 		return nil, errors.New("no rooms directory is configured (--rooms-dir)")
 	}
-	ps, err := LoadPresets(p.roomsDir)
+	ps, err := loadPresets(p.roomsDir, p.clipDefs)
 	if err != nil {
 		return nil, err
 	}
 	p.presets.Store(ps)
 	return ps, nil
+}
+
+// ClipLimits returns room's media-message settings: its preset's clips block
+// laid over the server's clip defaults, or those defaults. The presets in
+// force at each call decide (a reload applies to the next upload).
+func (p *Policy) ClipLimits(room string) clips.Limits {
+	if pr := p.Presets().Match(room); pr != nil {
+		return pr.ClipLimits()
+	}
+	return p.clipDefs
 }
 
 // Open returns the open policy without token keys (tests, and servers built

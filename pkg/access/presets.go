@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/clips"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 )
@@ -59,10 +60,19 @@ type Preset struct {
 	Codecs []string `yaml:"codecs"`
 	// Moderation tunes what moderators' actions mean in the room.
 	Moderation PresetModeration `yaml:"moderation"`
+	// Clips are the room's media messages (voice and video clips), with
+	// mozchat's keys: maxBlobBytes, maxClipSizeSec, clipLifetimeSec,
+	// maxMediaFolderBytes, maxClipCount, allowVideo, videoOn, onRecorded,
+	// notify (and enabled, autoPlay, mix). The keys given are laid over the
+	// server's clips.defaults; nil keeps those.
+	Clips *clips.Settings `yaml:"clips"`
 
 	// Set when loaded.
 	file   string
 	grants auth.Grants
+	// clipLimits are Clips laid over the clip defaults the presets were
+	// loaded with (LoadPresets: clips.DefaultLimits; a Policy: its own).
+	clipLimits clips.Limits
 }
 
 // PresetLimits are a room's limits; nil keeps the server's.
@@ -135,8 +145,14 @@ func (ps *Presets) Len() int {
 }
 
 // LoadPresets reads every *.yaml and *.yml file of dir, in name order. Any
-// invalid file fails the whole load, naming the file and what is wrong.
-func LoadPresets(dir string) (*Presets, error) {
+// invalid file fails the whole load, naming the file and what is wrong. A
+// preset's clips block is laid over clips.DefaultLimits.
+func LoadPresets(dir string) (*Presets, error) { return loadPresets(dir, clips.DefaultLimits()) }
+
+// loadPresets is LoadPresets with the server's clip defaults: a clips block
+// that does not hold together with them (a folder smaller than the
+// defaults' largest clip) fails the load, never an upload.
+func loadPresets(dir string, clipDefaults clips.Limits) (*Presets, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("room presets: %w", err)
@@ -153,6 +169,9 @@ func LoadPresets(dir string) (*Presets, error) {
 		}
 		p, err := ParsePreset(name, b)
 		if err != nil {
+			return nil, err
+		}
+		if err := p.resolveClips(clipDefaults); err != nil {
 			return nil, err
 		}
 		ps.list = append(ps.list, p)
@@ -220,12 +239,35 @@ func ParsePreset(file string, b []byte) (*Preset, error) {
 		}
 		p.Codecs[i] = strings.ToLower(kind) + "/" + name
 	}
+	if p.Clips != nil {
+		if err := p.Clips.Check(); err != nil {
+			return nil, bad("clips: %v", err)
+		}
+	}
 	if len(p.Codecs) > 0 && !slices.ContainsFunc(p.Codecs, func(c string) bool { return strings.HasPrefix(c, "audio/") }) &&
 		!slices.ContainsFunc(p.Codecs, func(c string) bool { return strings.HasPrefix(c, "video/") }) {
 		return nil, bad("codecs list neither audio nor video")
 	}
 	return p, nil
 }
+
+// resolveClips lays the preset's clips block over defaults.
+func (p *Preset) resolveClips(defaults clips.Limits) error {
+	if p.Clips == nil {
+		p.clipLimits = defaults
+		return nil
+	}
+	l, err := p.Clips.Apply(defaults)
+	if err != nil {
+		return fmt.Errorf("room preset %s: clips (over the server's clips.defaults): %w", p.file, err)
+	}
+	p.clipLimits = l
+	return nil
+}
+
+// ClipLimits returns the room's media-message settings: the preset's clips
+// block laid over the clip defaults it was loaded with.
+func (p *Preset) ClipLimits() clips.Limits { return p.clipLimits }
 
 // checkOverlaps refuses two presets that claim the same room name or glob:
 // which one applies would depend on file order.

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/auth"
+	"github.com/parley/parley/pkg/clips"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -84,6 +86,20 @@ func TestPresetErrors(t *testing.T) {
 		"rooms: [r]\nrecord: sometimes\n":         "sometimes",
 		"rooms: [r]\ncodecs: [VP8]\n":             "MIME",
 		"rooms: [r]\nlimits: {max_streams: -1}\n": "negative",
+		// The clips block: mozchat's keys, each checked.
+		"rooms: [r]\nclips: {maxBlobByte: 5}\n":                                     "maxBlobByte",
+		"rooms: [r]\nclips: {maxBlobBytes: 0}\n":                                    "maxBlobBytes",
+		"rooms: [r]\nclips: {maxBlobBytes: 2000000000}\n":                           "maxBlobBytes",
+		"rooms: [r]\nclips: {maxClipSizeSec: 0}\n":                                  "maxClipSizeSec",
+		"rooms: [r]\nclips: {clipLifetimeSec: -1}\n":                                "clipLifetimeSec",
+		"rooms: [r]\nclips: {maxMediaFolderBytes: -1}\n":                            "maxMediaFolderBytes",
+		"rooms: [r]\nclips: {maxBlobBytes: 5000, maxMediaFolderBytes: 4000}\n":      "below maxBlobBytes",
+		"rooms: [r]\nclips: {maxClipCount: -2}\n":                                   "maxClipCount",
+		"rooms: [r]\nclips: {onRecorded: later}\n":                                  "onRecorded",
+		"rooms: [r]\nclips: {allowVideo: sometimes}\n":                              "line 2",
+		"rooms: [r]\nclips: {notify: {ann: not-an-address}}\n":                      "notify",
+		"rooms: [r]\nclips: {enabled: false, maxBlobBytes: -1}\n":                   "maxBlobBytes",
+		"rooms: [r]\nclips: {maxClipSizeSec: 15, maxBlobBytes: 5000000, mode: x}\n": "mode",
 	} {
 		if _, err := ParsePreset("x.yaml", []byte(body)); err == nil || !strings.Contains(err.Error(), want) ||
 			!strings.Contains(err.Error(), "x.yaml") {
@@ -93,6 +109,13 @@ func TestPresetErrors(t *testing.T) {
 	dir := writePresets(t, map[string]string{"a.yaml": "rooms: [r]\n", "b.yaml": "rooms: [r]\n"})
 	if _, err := LoadPresets(dir); err == nil || !strings.Contains(err.Error(), "both name") {
 		t.Errorf("two presets for one room: %v", err)
+	}
+	// A block that holds on its own but not over the server's defaults (a
+	// folder smaller than their largest clip) fails the load, naming the file.
+	dir = writePresets(t, map[string]string{"small.yaml": "rooms: [r]\nclips: {maxMediaFolderBytes: 1000}\n"})
+	if _, err := LoadPresets(dir); err == nil || !strings.Contains(err.Error(), "small.yaml") ||
+		!strings.Contains(err.Error(), "maxMediaFolderBytes") {
+		t.Errorf("a folder below the defaults' clip size: %v", err)
 	}
 	p, err := ParsePreset("x.yaml", []byte("rooms: [r]\nrecord: on request\n"))
 	if err != nil || p.RecordPolicy() != RecordOnRequest {
@@ -259,11 +282,90 @@ func TestReloadKeepsOldOnError(t *testing.T) {
 	}
 }
 
+// A room's clip settings are its preset's clips block laid over the server's
+// defaults; a reload applies to the next call, a broken one keeps the old.
+func TestPresetClipLimits(t *testing.T) {
+	defs := clips.DefaultLimits()
+	defs.MaxBlobBytes, defs.MaxClipSec, defs.OnRecorded = 2_000_000, 30, clips.OnRecordedPreview
+	dir := writePresets(t, map[string]string{
+		"chat.yaml": "rooms: ['chat-*']\nclips:\n  maxClipSizeSec: 15\n  onRecorded: stop\n  videoOn: true\n" +
+			"  notify: {ann: ann@example.com}\n",
+		"off.yaml":   "rooms: [quiet]\nclips: {enabled: false}\n",
+		"plain.yaml": "rooms: [plain]\n",
+	})
+	p, err := New(Config{RoomsDir: dir, ClipDefaults: &defs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := p.ClipLimits("chat-1")
+	if chat.MaxClipSec != 15 || chat.MaxBlobBytes != 2_000_000 || chat.OnRecorded != clips.OnRecordedPreview || !chat.VideoOn ||
+		chat.Notify["ann"] != "ann@example.com" || !chat.Enabled {
+		t.Errorf("chat-1: %+v", chat)
+	}
+	if l := p.ClipLimits("quiet"); l.Enabled {
+		t.Errorf("quiet: %+v", l)
+	}
+	for _, room := range []string{"plain", "lobby"} {
+		if l := p.ClipLimits(room); l.MaxBlobBytes != 2_000_000 || l.MaxClipSec != 30 || l.VideoOn {
+			t.Errorf("%s: %+v, want the defaults", room, l)
+		}
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "chat.yaml"), []byte("rooms: ['chat-*']\nclips: {maxClipSizeSec: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ReloadPresets(); err != nil {
+		t.Fatal(err)
+	}
+	if l := p.ClipLimits("chat-1"); l.MaxClipSec != 5 || l.VideoOn || len(l.Notify) != 0 {
+		t.Errorf("after the reload: %+v", l)
+	}
+	// A block that does not hold together with these defaults (a folder
+	// smaller than their 2 MB clips) is refused and the presets stay.
+	if err := os.WriteFile(filepath.Join(dir, "chat.yaml"), []byte("rooms: ['chat-*']\nclips: {maxMediaFolderBytes: 1000000}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ReloadPresets(); err == nil || !strings.Contains(err.Error(), "chat.yaml") {
+		t.Fatalf("a block below the defaults: %v", err)
+	}
+	if l := p.ClipLimits("chat-1"); l.MaxClipSec != 5 {
+		t.Errorf("a bad reload changed the limits: %+v", l)
+	}
+	if _, err := New(Config{ClipDefaults: &clips.Limits{Enabled: true}}); err == nil {
+		t.Errorf("invalid clip defaults accepted")
+	}
+}
+
 // The example presets shipped in configs/rooms load.
 func TestExamplePresetsLoad(t *testing.T) {
 	ps, err := LoadPresets("../../configs/rooms")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The media-message presets, shaped after mozchat's modes.
+	forum, chat, stream := ps.Match("forum-travel"), ps.Match("chat-family"), ps.Match("walkie-site")
+	if forum == nil || forum.Name() != "media-forum.yaml" || chat == nil || chat.Name() != "media-chat.yaml" ||
+		stream == nil || stream.Name() != "voice-stream.yaml" {
+		t.Fatalf("media presets: %v %v %v", forum, chat, stream)
+	}
+	f := forum.ClipLimits()
+	if !f.Enabled || f.OnRecorded != clips.OnRecordedPreview || f.AutoPlay || f.MaxBlobBytes < 100_000_000 ||
+		f.MaxClipSec < 600 || f.Lifetime < 30*24*time.Hour || f.MaxFolderBytes < 1_000_000_000 || !f.AllowVideo {
+		t.Errorf("media-forum (long-lived, large, manual upload): %+v", f)
+	}
+	c := chat.ClipLimits()
+	if want := (clips.Limits{Enabled: true, MaxBlobBytes: 5_000_000, MaxClipSec: 15, Lifetime: 100 * time.Hour,
+		MaxFolderBytes: 50_000_000, MaxClipCount: 25, AllowVideo: true, VideoOn: false, OnRecorded: clips.OnRecordedUpload,
+		AutoPlay: true}); !reflect.DeepEqual(c, want) {
+		t.Errorf("media-chat: %+v\nwant %+v", c, want)
+	}
+	s := stream.ClipLimits()
+	if s.MaxClipSec < 1 || s.MaxClipSec > 2 || s.OnRecorded != clips.OnRecordedUpload || !s.AutoPlay || s.AllowVideo ||
+		s.Lifetime > time.Hour || s.MaxBlobBytes > 1_000_000 {
+		t.Errorf("voice-stream (1-2 s clips, auto upload and play): %+v", s)
+	}
+	if l := ps.Match("board").ClipLimits(); !reflect.DeepEqual(l, clips.DefaultLimits()) {
+		t.Errorf("board has no clips block: %+v, want the defaults", l)
 	}
 	if ps.Len() == 0 {
 		t.Fatal("no example presets")

@@ -56,6 +56,10 @@ const (
 	lossMinCount  = 20
 	lossPeriod    = 200 * time.Millisecond
 	rembValidity  = 3 * time.Second
+	alrRatio      = 0.5 // a sender under this share of the estimate is application-limited
+	// minDropInterval is the least time between two decreases (a path of
+	// a millisecond's round trip would otherwise cut at every feedback).
+	minDropInterval = 100 * time.Millisecond
 )
 
 // Estimator is the bandwidth estimate of one send path.
@@ -75,23 +79,22 @@ type Estimator struct {
 	// arrived (the feedback is sent soon after), the least of a feedback.
 	fbRTT atomic.Int64
 
-	mu       sync.Mutex
-	fb       feedbackReader
-	delay    delayDetector
-	started  bool
-	highest  int64 // extended sequence number of the newest packet reported
-	rate     float64
-	lossCap  float64
-	capMean  float64 // link capacity estimate at the last decreases (bits/s), 0 unknown
-	capVar   float64
-	holding  bool
-	lastCtl  time.Time
-	lastDrop time.Time
-	bins     [ackBins]struct {
-		idx   int64
-		bytes int
-	}
+	mu                  sync.Mutex
+	fb                  feedbackReader
+	delay               delayDetector
+	started             bool
+	highest             int64 // extended sequence number of the newest packet reported
+	rate                float64
+	lossCap             float64
+	capMean             float64 // link capacity estimate at the last decreases (bits/s), 0 unknown
+	capVar              float64
+	holding             bool
+	lastCtl             time.Time
+	lastDrop            time.Time
+	bins                rateBins // the bytes received, by arrival
+	sentBins            rateBins // the bytes of the packets reported, by send time
 	lastArrUs           int64
+	lastSentUs          int64 // the send time of the newest packet reported
 	lost, total         int
 	lossSince           time.Time
 	lastLoss            float64
@@ -191,6 +194,7 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 		}
 		e.total++
 		lastSend = max(lastSend, sendUs)
+		e.sentBins.add(sendUs, size)
 		if cluster != 0 {
 			e.probes[cluster].sentPacket(sendUs, size)
 		}
@@ -201,7 +205,7 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 		if cluster != 0 {
 			e.probes[cluster].received(arrUs, size)
 		}
-		e.acked(arrUs, size)
+		e.bins.add(arrUs, size)
 		lastArr = arrUs
 		maxArr = max(maxArr, arrUs)
 		minSince = min(minSince, nowUs-sendUs-arrUs)
@@ -223,27 +227,35 @@ func (e *Estimator) OnFeedback(b []byte, now time.Time) bool {
 			e.fbRTT.Store(int64(rtt))
 		}
 	}
+	if lastSend != 0 {
+		e.lastSentUs = max(e.lastSentUs, lastSend)
+	}
 	e.evaluateProbes(lastSend, now)
 	e.control(now)
 	return true
 }
 
-// acked counts a received packet in its arrival bin.
-func (e *Estimator) acked(arrUs int64, size int) {
-	idx := arrUs / ackBinUs
-	b := &e.bins[idx%ackBins]
+// rateBins count bytes in bins of ackBinUs by a packet's time (µs).
+type rateBins [ackBins]struct {
+	idx   int64
+	bytes int
+}
+
+func (r *rateBins) add(us int64, size int) {
+	idx := us / ackBinUs
+	b := &r[idx%ackBins]
 	if b.idx != idx {
 		b.idx, b.bytes = idx, 0
 	}
 	b.bytes += size
 }
 
-// ackedRate is what the receiver got over the last ackWindowBins bins, in
+// rate is the rate over the ackWindowBins bins up to the one of lastUs, in
 // bits per second (0 when too little is known).
-func (e *Estimator) ackedRate() float64 {
-	last := e.lastArrUs / ackBinUs
+func (r *rateBins) rate(lastUs int64) float64 {
+	last := lastUs / ackBinUs
 	bytes, oldest := 0, last
-	for _, b := range e.bins {
+	for _, b := range r {
 		if b.bytes > 0 && b.idx > last-ackWindowBins && b.idx <= last {
 			bytes += b.bytes
 			oldest = min(oldest, b.idx)
@@ -255,6 +267,13 @@ func (e *Estimator) ackedRate() float64 {
 	}
 	return float64(bytes) * 8 / span
 }
+
+// ackedRate is what the receiver got over the last ackWindowBins bins, in
+// bits per second (0 when too little is known).
+func (e *Estimator) ackedRate() float64 { return e.bins.rate(e.lastArrUs) }
+
+// sentRate is what was sent over such a span, of the packets reported.
+func (e *Estimator) sentRate() float64 { return e.sentBins.rate(e.lastSentUs) }
 
 // control updates the estimate after a feedback: AIMD on the delay signal,
 // capped by loss and REMB.
@@ -271,9 +290,15 @@ func (e *Estimator) control(now time.Time) {
 	}
 	switch e.delay.state {
 	case usageOver:
-		if now.Sub(e.lastDrop) >= rtt && now.After(e.probeDrain) {
+		if now.Sub(e.lastDrop) >= max(rtt, minDropInterval) && now.After(e.probeDrain) {
+			// Down to a little under what the receiver got: the queue
+			// grew at that rate. Unless the sender was application-limited
+			// (it sent under half the estimate, as a subscriber whose
+			// video paused does: audio and probes), when what got through
+			// says nothing of the path's capacity: the estimate itself
+			// backs off then, as WebRTC's ALR-limited backoff does.
 			base := e.rate
-			if acked > 0 {
+			if acked > 0 && e.sentRate() >= alrRatio*e.rate {
 				base = acked
 				e.updateCapacity(acked)
 			}
@@ -394,6 +419,14 @@ func (e *Estimator) publish(now time.Time) {
 		e.rate = float64(e.cfg.Max)
 	}
 	e.target.Store(int64(t))
+}
+
+// Loss is the share of packets the receiver lost over the last loss period
+// (from the feedback, else from receiver reports).
+func (e *Estimator) Loss() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastLoss
 }
 
 // Stats describe an estimator's state.

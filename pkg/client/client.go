@@ -844,9 +844,14 @@ type JoinOptions struct {
 	Name string
 	// Subscribe false receives no media (nil: the server's default, true).
 	Subscribe *bool
-	// Codecs are the MIME types this client can decode ("audio/opus", "video/VP8"…).
+	// Codecs are the MIME types this client can decode ("audio/opus", "video/VP8"…),
+	// each maybe with fmtp parameters ("video/H264;profile-level-id=42e01f").
 	// The subscribe connection then accepts only those codecs. Empty: all.
 	Codecs []string
+	// Undeclared leaves Codecs out of the join request: the subscribe
+	// connection still accepts only them, and the server learns what the
+	// client decodes from its answers alone.
+	Undeclared bool
 	// Record asks the server to record the room.
 	Record bool
 	// Password is the room's password, when its preset has one.
@@ -863,9 +868,13 @@ func (c *Client) Join(ctx context.Context, o JoinOptions) (protocol.Event, error
 	seq := c.stateSeq
 	c.joinCodes = append([]string(nil), o.Codecs...)
 	c.mu.Unlock()
+	declared := o.Codecs
+	if o.Undeclared {
+		declared = nil
+	}
 	_, err := c.Request(ctx, &protocol.Join{
 		Type: protocol.TypeJoin, Room: o.Room, Name: o.Name,
-		Subscribe: o.Subscribe, Codecs: o.Codecs, Record: o.Record, Password: o.Password,
+		Subscribe: o.Subscribe, Codecs: declared, Record: o.Record, Password: o.Password,
 	})
 	if err != nil {
 		return protocol.Event{}, fmt.Errorf("join %q: %w", o.Room, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
@@ -47,6 +48,9 @@ func codecTable() []webrtc.RTPCodecParameters {
 }
 
 // filterCodecs keeps the codecs whose MIME type is in mimes (and their RTX).
+// An entry may name fmtp parameters after the MIME type
+// ("video/H264;profile-level-id=42e01f"): then only the codecs of that MIME
+// type whose fmtp line has those parameters.
 func filterCodecs(all []webrtc.RTPCodecParameters, mimes []string) []webrtc.RTPCodecParameters {
 	if len(mimes) == 0 {
 		return all
@@ -58,7 +62,7 @@ func filterCodecs(all []webrtc.RTPCodecParameters, mimes []string) []webrtc.RTPC
 			continue
 		}
 		for _, m := range mimes {
-			if strings.EqualFold(m, c.MimeType) {
+			if codecEntryMatches(m, c) {
 				keepPT[c.PayloadType] = true
 				out = append(out, c)
 				break
@@ -167,6 +171,10 @@ func (c *Client) newPeerConnection(subscribe bool, arrivals *arrivalLog) (*webrt
 		// Simulcast layers name themselves with their RTP stream id.
 		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 			return nil, fmt.Errorf("simulcast header extensions: %w", err)
+		}
+		// Audio levels (RFC 6464) of a LevelSource, as browsers send them.
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("audio level header extension: %w", err)
 		}
 		// Number outgoing packets so the server can send TWCC feedback.
 		hdr, err := twcc.NewHeaderExtensionInterceptor()
@@ -314,4 +322,29 @@ func (c *Client) onRemoteCandidate(cand protocol.Candidate) {
 	default:
 		c.log.Warn("candidate with unknown target", "target", cand.Target)
 	}
+}
+
+// codecEntryMatches reports whether a join codec entry (a MIME type, maybe
+// with fmtp parameters) names c.
+func codecEntryMatches(entry string, c webrtc.RTPCodecParameters) bool {
+	mime, params, _ := strings.Cut(entry, ";")
+	if !strings.EqualFold(strings.TrimSpace(mime), c.MimeType) {
+		return false
+	}
+	have := map[string]string{}
+	for _, kv := range strings.Split(c.SDPFmtpLine, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			have[strings.ToLower(strings.TrimSpace(k))] = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	for _, kv := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		if have[strings.ToLower(strings.TrimSpace(k))] != strings.ToLower(strings.TrimSpace(v)) {
+			return false
+		}
+	}
+	return true
 }

@@ -90,17 +90,20 @@ type localTrack struct {
 	// (negotiated ids, 0: not negotiated), and its mid.
 	midExt, ridExt uint8
 	mid            string
-	src            Source
-	codec          webrtc.RTPCodecCapability
-	track          *webrtc.TrackLocalStaticRTP
-	sender         *webrtc.RTPSender
-	records        recordRing
-	bytes          atomic.Int64
-	kfWanted       atomic.Bool
-	kfAsked        atomic.Int64
-	kfStarted      atomic.Int64
-	keyframes      atomic.Int64 // keyframe starts sent
-	nacks          atomic.Int64
+	// levelExt is the negotiated id of the audio level header extension
+	// (RFC 6464), 0 if not negotiated; a LevelSource's levels go there.
+	levelExt  uint8
+	src       Source
+	codec     webrtc.RTPCodecCapability
+	track     *webrtc.TrackLocalStaticRTP
+	sender    *webrtc.RTPSender
+	records   recordRing
+	bytes     atomic.Int64
+	kfWanted  atomic.Bool
+	kfAsked   atomic.Int64
+	kfStarted atomic.Int64
+	keyframes atomic.Int64 // keyframe starts sent
+	nacks     atomic.Int64
 }
 
 // Publish publishes a stream: it offers a new peer connection with a sendonly
@@ -271,9 +274,16 @@ func (p *Publication) addSimulcast(layers []Source, label string) error {
 
 // simulcastExtensions notes, once the answer is applied, the header
 // extensions simulcast layers name themselves in: the SFU tells layers
-// apart by their RTP stream id.
+// apart by their RTP stream id; and the one audio levels go in.
 func (p *Publication) simulcastExtensions() {
 	for _, t := range p.tracks {
+		if t.kind == "audio" {
+			for _, x := range t.sender.GetParameters().HeaderExtensions {
+				if x.URI == sdp.AudioLevelURI && x.ID > 0 && x.ID < 15 {
+					t.levelExt = uint8(x.ID)
+				}
+			}
+		}
 		if t.rid == "" {
 			continue
 		}
@@ -694,6 +704,15 @@ func (p *Publication) pump(t *localTrack) {
 					keyed, keyTS = true, pkt.Timestamp // one count per keyframe, whatever its packets
 					t.keyframes.Add(1)
 				}
+			}
+			if ls, ok := t.src.(LevelSource); ok && t.levelExt != 0 {
+				// As a browser: the level of what the packet carries, voice
+				// activity (the V bit) when louder than -40 dBov.
+				lvl := ls.Level() & 0x7f
+				if lvl <= 40 {
+					lvl |= 0x80
+				}
+				_ = pkt.Header.SetExtension(t.levelExt, []byte{lvl})
 			}
 			if t.ridExt != 0 {
 				// The SFU tells the layers apart by these.

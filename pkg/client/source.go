@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -44,6 +45,11 @@ var (
 	codecH264 = webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	}
+	// codecH264High is a High profile stream's (profile_idc 100).
+	codecH264High = webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f",
 	}
 	codecOpus = webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
@@ -265,6 +271,11 @@ func parseH264(data []byte, fps int, loop bool) (*memSource, error) {
 				auKey = true
 			}
 		}
+		if typ == 7 && len(nal) >= 4 && nal[1] == 100 {
+			// The SPS says High profile: the stream is offered as such
+			// (a Constrained Baseline decoder could not decode it).
+			src.codec = codecH264High
+		}
 		au = append(au, annexBStart...)
 		au = append(au, nal...)
 	}
@@ -393,4 +404,71 @@ func (c *rtpClock) advance(d time.Duration) uint32 {
 		c.ticks -= int64(n) * c.rate
 	}
 	return uint32(inc)
+}
+
+// LevelSource is an audio Source that knows the level of each sample it
+// returns, as a browser measures its capture: Publish sends it in the audio
+// level header extension (RFC 6464) when the server negotiates it.
+type LevelSource interface {
+	Source
+	// Level is the level of the sample Next returned last: 0 (0 dBov, the
+	// loudest) to 127 (-127 dBov or quieter).
+	Level() uint8
+}
+
+// levelSource is an in-memory Opus source with a level per packet.
+type levelSource struct {
+	*memSource
+	levels []uint8
+}
+
+func (s *levelSource) Level() uint8 {
+	if s.pos == 0 {
+		return 127
+	}
+	return s.levels[s.pos-1]
+}
+
+// NewOpusLevelSource reads an Ogg Opus file and the raw audio it was
+// encoded from (signed 16-bit little-endian samples, 48 kHz, mono: what
+// pkg/testmedia's SpeechOpus writes beside it), and returns a source that
+// sends each packet with the level of its stretch of that audio.
+func NewOpusLevelSource(oggPath, pcmPath string, loop bool) (LevelSource, error) {
+	data, err := os.ReadFile(oggPath)
+	if err != nil {
+		return nil, fmt.Errorf("opus source: %w", err)
+	}
+	src, err := parseOggOpus(data, loop)
+	if err != nil {
+		return nil, fmt.Errorf("opus source %s: %w", oggPath, err)
+	}
+	pcm, err := os.ReadFile(pcmPath)
+	if err != nil {
+		return nil, fmt.Errorf("opus source levels: %w", err)
+	}
+	return &levelSource{memSource: src, levels: packetLevels(src.samples, pcm, 48000)}, nil
+}
+
+// packetLevels measures the RFC 6464 level of each sample's stretch of pcm
+// (s16le mono at rate): the RMS in dBov, rounded, 127 for silence.
+func packetLevels(samples []sample, pcm []byte, rate int) []uint8 {
+	levels := make([]uint8, len(samples))
+	total := len(pcm) / 2
+	at := 0
+	for i, smp := range samples {
+		n := int(smp.dur.Seconds() * float64(rate))
+		end := min(at+n, total)
+		var sum float64
+		for k := at; k < end; k++ {
+			v := float64(int16(binary.LittleEndian.Uint16(pcm[2*k:]))) / 32768
+			sum += v * v
+		}
+		levels[i] = 127
+		if end > at && sum > 0 {
+			db := -10 * math.Log10(sum/float64(end-at))
+			levels[i] = uint8(min(127, max(0, math.Round(db))))
+		}
+		at += n
+	}
+	return levels
 }

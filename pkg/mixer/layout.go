@@ -60,11 +60,25 @@ func videoSpans(m *recorder.Manifest) []span {
 //     quarter as a grid.
 //
 // Segments without any video are left out (the canvas is black there).
-func Layout(m *recorder.Manifest, w, h int) []Segment {
+func Layout(m *recorder.Manifest, w, h int) []Segment { return LayoutFor(m, w, h, LayoutGrid) }
+
+// LayoutFor is Layout with a choice of layout. LayoutSpeaker also cuts the
+// session where the dominant speaker changed (Manifest.Speakers) and, where
+// no screen is shared, gives the speaker the place a screen share has: the
+// left three quarters, the others small in the right quarter. The speaker is
+// the most recent dominant one whose video shows then; before anyone spoke
+// (or when no speaker's video shows) it is the grid.
+func LayoutFor(m *recorder.Manifest, w, h int, layout string) []Segment {
 	spans := videoSpans(m)
 	var cuts []time.Duration
 	for _, s := range spans {
 		cuts = append(cuts, s.start, s.end)
+	}
+	speaker := layout == LayoutSpeaker
+	if speaker {
+		for _, c := range m.Speakers {
+			cuts = append(cuts, c.At())
+		}
 	}
 	slices.Sort(cuts)
 	cuts = slices.Compact(cuts)
@@ -80,18 +94,49 @@ func Layout(m *recorder.Manifest, w, h int) []Segment {
 		if len(vis) == 0 {
 			continue
 		}
-		segs = append(segs, Segment{Start: t0, End: t1, Tiles: arrange(vis, w, h)})
+		big := -1
+		if speaker {
+			big = speakerAt(m, vis, t0)
+		}
+		tiles := arrange(vis, w, h, big)
+		if n := len(segs); n > 0 && segs[n-1].End == t0 && slices.Equal(segs[n-1].Tiles, tiles) {
+			segs[n-1].End = t1 // a speaker change that changed nothing on screen
+			continue
+		}
+		segs = append(segs, Segment{Start: t0, End: t1, Tiles: tiles})
 	}
 	return segs
 }
 
-func arrange(vis []span, w, h int) []Tile {
+// speakerAt returns the index in vis of the most recent dominant speaker at
+// t whose video is visible, or -1.
+func speakerAt(m *recorder.Manifest, vis []span, t time.Duration) int {
+	for i := len(m.Speakers) - 1; i >= 0; i-- {
+		c := m.Speakers[i]
+		if c.At() > t {
+			continue
+		}
+		for k, s := range vis {
+			if m.Streams[s.stream].StreamID == c.StreamID {
+				return k
+			}
+		}
+	}
+	return -1
+}
+
+// arrange lays vis out: the first screen share large, else vis[speaker]
+// (when speaker >= 0), else a grid.
+func arrange(vis []span, w, h int, speaker int) []Tile {
 	big := -1
 	for i, s := range vis {
 		if s.screen {
 			big = i
 			break
 		}
+	}
+	if big < 0 {
+		big = speaker
 	}
 	if big < 0 || len(vis) == 1 {
 		return grid(vis, Rect{0, 0, w, h})

@@ -248,6 +248,21 @@ func buildPlan(m *recorder.Manifest, dir, work string, s Settings) (*plan, error
 			inputs = append(inputs, in)
 		}
 	}
+	if s.HasAudio {
+		// Media messages posted during the session that the room's preset
+		// mixes: their sound, at the time they were posted.
+		for _, c := range m.Clips {
+			if !c.Mix || c.DurationMs <= 0 {
+				continue
+			}
+			path := filepath.Join(dir, c.File)
+			if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || filepath.Base(c.File) != c.File {
+				p.warnings = append(p.warnings, fmt.Sprintf("clip %s: file %s is missing; left out", c.ID, c.File))
+				continue
+			}
+			inputs = append(inputs, input{stream: -1, path: path, offset: c.Offset(), audio: true})
+		}
+	}
 	for _, in := range inputs {
 		// -itsoffset puts the file's first frame (its start_time, which
 		// ffmpeg subtracts) back at its offset on the session's time line.
@@ -263,7 +278,7 @@ func buildPlan(m *recorder.Manifest, dir, work string, s Settings) (*plan, error
 			}
 		}
 		g = append(g, fmt.Sprintf("color=c=black:s=%dx%d:r=%d:d=%s[base0]", s.Width, s.Height, s.FrameRate, dur))
-		segs := Layout(m, s.Width, s.Height)
+		segs := LayoutFor(m, s.Width, s.Height, s.Layout)
 		// Branches of each stream's video, one per segment it shows in.
 		uses := map[int][]int{} // stream -> indexes into tiles
 		type tileUse struct {

@@ -429,3 +429,123 @@ func TestLoadSettings(t *testing.T) {
 		t.Error("bad width accepted")
 	}
 }
+
+// The speaker layout: the most recent dominant speaker whose video shows is
+// large on the left, the others small on the right; a screen share still
+// comes first; before anyone spoke it is the grid; a change of speaker cuts
+// a segment, one that changes nothing on screen does not.
+func TestSpeakerLayout(t *testing.T) {
+	m := &recorder.Manifest{DurationMs: 10000}
+	add := func(id, kind string, off, dur int64) {
+		m.Streams = append(m.Streams, recorder.StreamEntry{StreamID: id, Kind: kind, OffsetMs: off, DurationMs: dur,
+			Tracks: []recorder.TrackEntry{{Kind: "video"}}, File: "f"})
+	}
+	add("a", "camera", 0, 10000)
+	add("b", "camera", 0, 10000)
+	add("c", "camera", 0, 10000)
+	add("s", "screen", 7000, 1000)
+	m.Speakers = []recorder.SpeakerChange{{AtMs: 2000, StreamID: "b"}, {AtMs: 4000, StreamID: "x"}, // x: not recorded
+		{AtMs: 5000, StreamID: "c"}}
+	segs := LayoutFor(m, 1280, 720, LayoutSpeaker)
+	type want struct {
+		start, end time.Duration
+		big        int // stream index of the large tile, -1: grid
+	}
+	s := time.Second
+	wants := []want{{0, 2 * s, -1}, {2 * s, 5 * s, 1}, {5 * s, 7 * s, 2}, {7 * s, 8 * s, 3}, {8 * s, 10 * s, 2}}
+	if len(segs) != len(wants) {
+		t.Fatalf("segments %+v", segs)
+	}
+	for i, w := range wants {
+		seg := segs[i]
+		if seg.Start != w.start || seg.End != w.end {
+			t.Errorf("segment %d: %v-%v, want %v-%v", i, seg.Start, seg.End, w.start, w.end)
+		}
+		big := seg.Tiles[0]
+		if w.big < 0 {
+			for _, tl := range seg.Tiles {
+				if tl.Rect.W != seg.Tiles[0].Rect.W || tl.Rect.H != seg.Tiles[0].Rect.H {
+					t.Errorf("segment %d: not a grid: %+v", i, seg.Tiles)
+				}
+			}
+			continue
+		}
+		if big.Stream != w.big || big.Rect != (Rect{0, 0, 960, 720}) {
+			t.Errorf("segment %d: large tile %+v, want stream %d on the left three quarters", i, big, w.big)
+		}
+		for _, tl := range seg.Tiles[1:] {
+			if tl.Rect.X < 960 || tl.Rect.W > 320 {
+				t.Errorf("segment %d: small tile %+v not in the right quarter", i, tl)
+			}
+		}
+	}
+	// The grid layout ignores the speakers.
+	if segs := LayoutFor(m, 1280, 720, LayoutGrid); len(segs) != 3 {
+		t.Errorf("grid layout: %d segments, want 3 (the screen share's)", len(segs))
+	}
+}
+
+// A mix in the speaker layout: the large region shows whoever was the
+// dominant speaker (red Ann, then blue Bob), the other small beside it,
+// checked by the colour of the mixed frames.
+func TestMixSpeakerLayout(t *testing.T) {
+	f := makeFixture(t, 6*time.Second, []fixStream{
+		{name: "Ann", color: "red", kind: "camera", offset: 0, dur: 6 * time.Second, freq: 440},
+		{name: "Bob", color: "blue", kind: "camera", offset: 0, dur: 6 * time.Second, freq: 660},
+	})
+	m, err := recorder.ReadManifest(f.manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Speakers = []recorder.SpeakerChange{{AtMs: 500, Participant: "Ann", StreamID: "0"}, {AtMs: 3000, Participant: "Bob", StreamID: "1"}}
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(f.manifest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := smallSettings()
+	s.Layout, s.MixerDisplayStreamName = LayoutSpeaker, false
+	out := filepath.Join(t.TempDir(), "speaker.mp4")
+	if err := Mix(context.Background(), f.manifest, out, s, nil); err != nil {
+		log, _ := os.ReadFile(out + ".log")
+		t.Fatalf("mix: %v\n%s", err, log)
+	}
+	// 640x360: the large region is the left 480 (a 320x240 picture fills
+	// it), the small tiles the right 160 (160x120 each, stacked, centred).
+	for _, c := range []struct {
+		at         float64
+		big, small string
+	}{{1.5, "red", "blue"}, {4.5, "blue", "red"}} {
+		fr := frameAt(t, out, c.at, 640, 360)
+		if got := colorAt(fr, 640, 240, 180); got != c.big {
+			t.Errorf("t=%.1f: the large region is %s, want %s", c.at, got, c.big)
+		}
+		if got := colorAt(fr, 640, 560, 180); got != c.small {
+			t.Errorf("t=%.1f: the small tile is %s, want %s", c.at, got, c.small)
+		}
+	}
+	// Before anyone spoke (0.5 s): the grid, side by side.
+	fr := frameAt(t, out, 0.2, 640, 360)
+	if l, r := colorAt(fr, 640, 160, 180), colorAt(fr, 640, 480, 180); l != "red" || r != "blue" {
+		t.Errorf("t=0.2: %s and %s side by side, want red and blue", l, r)
+	}
+}
+
+func TestLoadSettingsLayout(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		json, want string
+		ok         bool
+	}{{`{}`, "", true}, {`{"layout":"speaker"}`, LayoutSpeaker, true}, {`{"layout":"grid"}`, LayoutGrid, true}, {`{"layout":"mosaic"}`, "", false}} {
+		p := filepath.Join(dir, "s.json")
+		if err := os.WriteFile(p, []byte(c.json), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := LoadSettings(p)
+		if (err == nil) != c.ok || (c.ok && s.Layout != c.want) {
+			t.Errorf("%s: layout %q, err %v", c.json, s.Layout, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "want grid or speaker")) {
+			t.Errorf("%s: error %v does not say what to use", c.json, err)
+		}
+	}
+}

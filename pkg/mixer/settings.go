@@ -19,6 +19,12 @@ import (
 	"strings"
 )
 
+// Layouts of the video.
+const (
+	LayoutGrid    = "grid"    // equal tiles (a screen share large)
+	LayoutSpeaker = "speaker" // the dominant speaker large, the others small
+)
+
 // Output formats.
 const (
 	FormatMP4  = "mp4"  // H.264 + AAC, +faststart
@@ -40,6 +46,8 @@ type Settings struct {
 	FrameRate int `json:"frameRate"`
 	// Format is "mp4" (default) or "webm".
 	Format string `json:"format"`
+	// Layout is LayoutGrid (default) or LayoutSpeaker.
+	Layout string `json:"layout,omitempty"`
 	// VideoCodec for WebM: "vp8" (default) or "vp9". MP4 is always H.264.
 	VideoCodec string `json:"videoCodec,omitempty"`
 	// VideoBitrate in bit/s for WebM (default 1.5 Mbit/s); MP4 uses CRF 23.
@@ -114,6 +122,11 @@ func (s Settings) Validate() error {
 	default:
 		return fmt.Errorf("format %q: want mp4 or webm", s.Format)
 	}
+	switch strings.ToLower(s.Layout) {
+	case "", LayoutGrid, LayoutSpeaker:
+	default:
+		return fmt.Errorf("layout %q: want grid or speaker", s.Layout)
+	}
 	switch strings.ToLower(s.VideoCodec) {
 	case "", "vp8", "vp9", "h264":
 	default:
@@ -140,6 +153,10 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.FrameRate == 0 {
 		s.FrameRate = 30
+	}
+	s.Layout = strings.ToLower(s.Layout)
+	if s.Layout == "" {
+		s.Layout = LayoutGrid
 	}
 	s.Format = strings.ToLower(s.Format)
 	if s.Format == "" {

@@ -81,6 +81,20 @@ const (
 	// started it (By), STOPPED when a limit or a moderator (By) ended it. Each participant in the room gets a signed link to the
 	// session's recording page (RecordingURL).
 	EventRecording = "RECORDING"
+	// EventClipAdded and EventClipDeleted report the room's media messages
+	// (voice and video clips posted over HTTP, docs/protocol.md): a clip
+	// posted, and one deleted (by its author or a moderator), expired or
+	// evicted to make room.
+	EventClipAdded   = "CLIP_ADDED"
+	EventClipDeleted = "CLIP_DELETED"
+	// EventQuality tells a subscriber how it receives each remote track,
+	// from its own receiver reports (loss, jitter) and the round trip the
+	// server measured from them, every few seconds (Quality).
+	EventQuality = "QUALITY"
+	// EventActiveSpeakers reports who speaks (Speakers, dominant first)
+	// and the dominant speaker (Dominant), when either changes, at most a
+	// few times a second; a joiner gets the current one after its STATE.
+	EventActiveSpeakers = "ACTIVE_SPEAKERS"
 )
 
 // Recording statuses (RECORDING's status).
@@ -312,6 +326,8 @@ type Session struct {
 	ICEServers  []ICEServer `json:"iceServers,omitempty"`
 	Limits      *Limits     `json:"limits,omitempty"`
 	Reason      string      `json:"reason,omitempty"`
+	// Clips, with Resumed: a fresh pass for the room's media messages.
+	Clips *ClipsAccess `json:"clips,omitempty"`
 
 	// Code, with FAILED, says why when the server refused the session
 	// before any request (TOO_MANY_SESSIONS, RATE_LIMITED). ICEServers are
@@ -331,6 +347,59 @@ type Reply struct {
 	// credentials) for the participant's peer connections. The reply comes
 	// before the first subscribe offer.
 	ICEServers []ICEServer `json:"iceServers,omitempty"`
+	// Clips, in the reply to a join, is the participant's access to the
+	// room's media messages (nil: off in this room).
+	Clips *ClipsAccess `json:"clips,omitempty"`
+}
+
+// ClipsAccess is a participant's access to its room's media messages over
+// HTTP: where they are, a short-lived pass for them and the room's limits.
+type ClipsAccess struct {
+	// URL is the room's clips endpoint (a path on the server).
+	URL string `json:"url"`
+	// Pass authorizes this participant (Authorization: Bearer PASS, or
+	// ?access_token=PASS), while it is in the room and until PassExpires
+	// (Unix ms).
+	Pass        string `json:"pass"`
+	PassExpires int64  `json:"passExpires"`
+	// Post and Moderate say whether the participant may post clips and
+	// delete others' clips.
+	Post     bool `json:"post"`
+	Moderate bool `json:"moderate,omitempty"`
+	// Self is who the participant is as clips' owner (Clip.Owner).
+	Self   string     `json:"self"`
+	Limits ClipLimits `json:"limits"`
+}
+
+// ClipLimits are a room's media-message settings (mozchat's keys).
+type ClipLimits struct {
+	MaxBlobBytes        int64   `json:"maxBlobBytes"`
+	MaxClipSizeSec      float64 `json:"maxClipSizeSec"`
+	ClipLifetimeSec     int64   `json:"clipLifetimeSec"`
+	MaxMediaFolderBytes int64   `json:"maxMediaFolderBytes"`
+	MaxClipCount        int     `json:"maxClipCount"`
+	AllowVideo          bool    `json:"allowVideo"`
+	VideoOn             bool    `json:"videoOn"`
+	OnRecorded          string  `json:"onRecorded"`
+	AutoPlay            bool    `json:"autoPlay"`
+}
+
+// Clip describes a media message (CLIP_ADDED, the clips API).
+type Clip struct {
+	ID     string `json:"id"`
+	Author string `json:"author"`
+	// Owner is who may delete it as its author (ClipsAccess.Self).
+	Owner string `json:"owner"`
+	// TS is when it was posted (Unix ms); Expires when it goes (0: never).
+	TS         int64  `json:"ts"`
+	Expires    int64  `json:"expires,omitempty"`
+	DurationMs int64  `json:"durationMs"`
+	Bytes      int64  `json:"bytes"`
+	Kind       string `json:"kind"` // audio or video
+	MIME       string `json:"mime"`
+	// URL is the clip's media (a path on the server, HTTP ranges served):
+	// fetched with the pass, a token or a signed query.
+	URL string `json:"url"`
 }
 
 // Error refuses a request. Code is one of the Code constants; Reason is for people.
@@ -420,6 +489,11 @@ type Event struct {
 	RecordingURL     string `json:"recordingUrl,omitempty"`
 	RecordingExpires int64  `json:"recordingExpires,omitempty"`
 
+	// CLIP_ADDED: the clip; CLIP_DELETED: its id (and Reason: deleted,
+	// expired or evicted).
+	Clip   *Clip  `json:"clip,omitempty"`
+	ClipID string `json:"clipId,omitempty"`
+
 	// MESSAGE
 	From    string `json:"from,omitempty"`
 	To      string `json:"to,omitempty"`
@@ -429,10 +503,41 @@ type Event struct {
 
 	// LEFT, FAILED, STREAM_STATUS, RECORDING (STOPPED: one of the Recording* reasons)
 	Reason string `json:"reason,omitempty"`
+	// ACTIVE_SPEAKERS: the dominant speaker (nil before anyone spoke),
+	// and everyone speaking now, the dominant speaker first (when speaking),
+	// then by level. Speakers is empty when no one speaks.
+	Dominant *Speaker  `json:"dominant,omitempty"`
+	Speakers []Speaker `json:"speakers,omitempty"`
+
 	// STREAM_STATUS of a remote stream whose video the server paused
 	// ("paused": this client's link cannot carry it; Reason says so) or
 	// resumed ("playing").
 	Video string `json:"video,omitempty"`
+
+	// QUALITY: one entry per remote track the subscriber reported on.
+	Quality []TrackQuality `json:"quality,omitempty"`
+}
+
+// TrackQuality is how a subscriber receives one remote track, from its last
+// receiver report about it.
+type TrackQuality struct {
+	StreamID string `json:"streamId"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"` // audio or video
+	// LossPct is the loss over the report's interval, in percent; JitterMS
+	// the interarrival jitter; RTTMS the round trip (0: not measured yet).
+	LossPct  float64 `json:"lossPct"`
+	JitterMS float64 `json:"jitterMs"`
+	RTTMS    float64 `json:"rttMs"`
+}
+
+// Speaker is a speaking stream in ACTIVE_SPEAKERS: its publisher, the
+// stream, and its smoothed audio level from 0 (silence, -127 dBov) to 1
+// (0 dBov), linear in decibels.
+type Speaker struct {
+	Name     string  `json:"name"`
+	StreamID string  `json:"streamId"`
+	Level    float64 `json:"level"`
 }
 
 // Video states of STREAM_STATUS.

@@ -69,7 +69,27 @@ type Manifest struct {
 	Updated time.Time `json:"updated"`
 	// Streams are the published streams, in the order they were added.
 	Streams []StreamEntry `json:"streams"`
+	// Clips are the media messages posted to the room during the session
+	// (clips.go).
+	Clips []ClipEntry `json:"clips,omitempty"`
+	// Speakers are the changes of the room's dominant speaker while it was
+	// recorded, in time order (the mixer's speaker layout follows them).
+	Speakers []SpeakerChange `json:"speakers,omitempty"`
 }
+
+// SpeakerChange is when someone became the room's dominant speaker.
+type SpeakerChange struct {
+	// AtMs is the time on the room session's time line.
+	AtMs int64 `json:"atMs"`
+	// Participant is the speaker's display name, as given.
+	Participant string `json:"participant"`
+	// StreamID is the stream they speak in (a Streams entry's StreamID when
+	// that stream is recorded).
+	StreamID string `json:"streamId"`
+}
+
+// At is the change's time on the room session's time line.
+func (c SpeakerChange) At() time.Duration { return time.Duration(c.AtMs) * time.Millisecond }
 
 // StreamEntry describes one recorded stream and its file.
 type StreamEntry struct {

@@ -214,6 +214,8 @@ type Session struct {
 	firstMs  int64 // room time of the first frame written, once created
 	closed   bool
 	stopping bool // a stop is under way or done (StopReason in m.Stopped)
+	// speakersFull: maxSpeakerChanges were noted (and the warning logged).
+	speakersFull bool
 }
 
 // StartSession prepares the recording of a room session in the directory
@@ -301,7 +303,45 @@ func (s *Session) Manifest() Manifest {
 	defer s.mu.Unlock()
 	m := s.m
 	m.Streams = append([]StreamEntry(nil), s.m.Streams...)
+	m.Clips = append([]ClipEntry(nil), s.m.Clips...)
+	m.Speakers = append([]SpeakerChange(nil), s.m.Speakers...)
 	return m
+}
+
+// maxSpeakerChanges bounds the speaker changes a manifest keeps: at one
+// every few seconds, a day-long meeting.
+const maxSpeakerChanges = 20000
+
+// SpeakerChanged notes that participant, speaking in streamID, became the
+// room's dominant speaker at wall-clock time at. A change naming the
+// speaker already noted is ignored; once the recording is closed, or after
+// maxSpeakerChanges changes, so is every change.
+func (s *Session) SpeakerChanged(at time.Time, participant, streamID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || streamID == "" {
+		return
+	}
+	if n := len(s.m.Speakers); n > 0 && s.m.Speakers[n-1].StreamID == streamID {
+		return
+	}
+	if len(s.m.Speakers) >= maxSpeakerChanges {
+		if !s.speakersFull {
+			s.speakersFull = true
+			s.log.Warn("too many speaker changes: later ones are not in the manifest", "max", maxSpeakerChanges)
+		}
+		return
+	}
+	ms := max(at.Sub(s.m.Start).Milliseconds(), 0)
+	if n := len(s.m.Speakers); n > 0 && ms < s.m.Speakers[n-1].AtMs {
+		ms = s.m.Speakers[n-1].AtMs // in time order, whatever the clock did
+	}
+	s.m.Speakers = append(s.m.Speakers, SpeakerChange{AtMs: ms, Participant: participant, StreamID: streamID})
+	if s.created {
+		if err := s.saveLocked(); err != nil {
+			s.log.Error("save manifest", "err", err)
+		}
+	}
 }
 
 // maxTracks bounds the tracks of one stream.

@@ -118,6 +118,17 @@ func (rm *Room) Remove(by *Participant, name string, bar bool) (*Participant, er
 	return p, nil
 }
 
+// Barred reports whether a moderator barred identity (a token's subject)
+// from the room for the rest of its session.
+func (rm *Room) Barred(identity string) bool {
+	if identity == "" {
+		return false
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.barred[barKey(identity, "")]
+}
+
 // SetLocked locks (or unlocks) the room: while locked only participants with
 // the moderate grant join. Everyone gets LOCKED or UNLOCKED.
 func (rm *Room) SetLocked(by *Participant, locked bool) {

@@ -217,6 +217,9 @@ type Room struct {
 	// notice, when set, makes an event each joiner (and resumed session)
 	// gets after its STATE (Announce).
 	notice func() *protocol.Event
+	// speakers is the last ACTIVE_SPEAKERS (SetActiveSpeakers), which
+	// each joiner and resumed session gets after its STATE.
+	speakers *protocol.Event
 }
 
 // Name returns the room's name.
@@ -257,12 +260,48 @@ func (rm *Room) Announce(fn func() *protocol.Event, keep bool) {
 	}
 }
 
-// deliverNoticeLocked gives p the kept Announce event, if any.
+// Broadcast delivers the event that fn makes for each participant (nil:
+// none for that one), in the room's event order. fn is called with the
+// room's lock held: it must not block or call into the room. Media
+// messages use it for CLIP_ADDED and CLIP_DELETED.
+func (rm *Room) Broadcast(fn func(p *Participant) *protocol.Event) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.finalized {
+		return
+	}
+	for _, p := range rm.order {
+		if ev := fn(p); ev != nil {
+			ev.Room = rm.name
+			p.sink.Deliver(ev)
+		}
+	}
+}
+
+// SetActiveSpeakers delivers an ACTIVE_SPEAKERS event to every participant
+// and keeps it for those who join (or resume) later, after their STATE.
+// The room does not look into it: the media plane finds the speakers.
+func (rm *Room) SetActiveSpeakers(ev *protocol.Event) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if rm.finalized {
+		return
+	}
+	ev.Room = rm.name
+	rm.speakers = ev
+	rm.broadcastLocked(nil, ev)
+}
+
+// deliverNoticeLocked gives p the kept Announce event and the room's
+// speakers, if any.
 func (rm *Room) deliverNoticeLocked(sink Sink) {
 	if rm.notice != nil {
 		ev := rm.notice()
 		ev.Room = rm.name
 		sink.Deliver(ev)
+	}
+	if rm.speakers != nil {
+		sink.Deliver(rm.speakers)
 	}
 }
 

@@ -112,6 +112,11 @@ func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
 			info.Tracks = append(info.Tracks, recorder.TrackInfo{Kind: t.Kind, MimeType: t.MimeType,
 				ClockRate: t.ClockRate, Channels: t.Channels})
 		}
+		if d := r.ActiveSpeakers().Dominant; d != nil {
+			// The speaker of the time before this session's first stream
+			// (a recording a moderator started mid-meeting).
+			sess.SpeakerChanged(time.Now(), d.Participant, d.StreamID)
+		}
 		w, err := sess.AddStream(info)
 		if errors.Is(err, recorder.ErrStopped) {
 			// A limit ended the room session's recording (the room was told):
@@ -126,6 +131,19 @@ func (rc *recordings) attach(rm *room.Room, r *sfu.Router) {
 		rc.log.Info("stream to record once its media arrives", "room", rm.Name(), "stream", rs.StreamID,
 			"participant", rs.Participant)
 		return w, nil
+	})
+	// The dominant speaker's changes go into the manifest of a recording
+	// under way (the mixer's speaker layout follows them).
+	r.OnActiveSpeakers(func(as sfu.ActiveSpeakers) {
+		if as.Dominant == nil {
+			return
+		}
+		rc.mu.Lock()
+		sess := rc.sessions[rm.Session()]
+		rc.mu.Unlock()
+		if sess != nil {
+			sess.SpeakerChanged(as.At, as.Dominant.Participant, as.Dominant.StreamID)
+		}
 	})
 }
 
@@ -221,6 +239,25 @@ func (rc *recordings) finalized(info room.Finalized) {
 	if rc.finished != nil {
 		rc.finished(s.ManifestPath())
 	}
+}
+
+// addClip lists a media message posted in a recorded room session in its
+// manifest (with a copy of its file), for the mixer to play at that time
+// when mix is set. A room session that records nothing (yet) gets none.
+func (rc *recordings) addClip(roomSession, src string, e recorder.ClipEntry, posted time.Time) {
+	rc.mu.Lock()
+	s := rc.sessions[roomSession]
+	rc.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if err := s.AddClip(src, posted, e); err != nil {
+		if !errors.Is(err, recorder.ErrNotRecording) {
+			rc.log.Error("clip into the recording", "session", roomSession, "clip", e.ID, "err", err)
+		}
+		return
+	}
+	rc.log.Info("clip in the recording", "session", roomSession, "clip", e.ID, "mix", e.Mix)
 }
 
 // recover closes the sessions a previous run left unfinished (a crash) and

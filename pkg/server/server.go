@@ -73,7 +73,11 @@ type Config struct {
 	HTTPTimeouts HTTPTimeouts
 	// Auth is the access model (docs/security.md): who may join, publish,
 	// moderate and read recordings.
-	Auth   AuthConfig
+	Auth AuthConfig
+	// Clips, when set, turns on media messages: voice and video clips
+	// posted to rooms (clips.go). They share the recordings' disk floor
+	// (Recordings.MinFreeBytes).
+	Clips  *ClipsConfig
 	Logger *slog.Logger
 }
 
@@ -189,18 +193,22 @@ type Server struct {
 	engine *sfu.Engine
 	// forwardDelay is parley_forward_delay_seconds (sfu.Config.ForwardDelay).
 	forwardDelay prometheus.Histogram
-	rooms        *room.Registry
-	access       *access.Policy
-	hub          *signaling.Hub
-	http         *http.Server
-	ln           net.Listener
-	metricsHTTP  *http.Server // nil: /metrics is on http
-	metricsLn    net.Listener
-	served       chan error
-	turn         *turnserver.Server
-	recs         *recordings
-	mixes        *mixer.Queue
-	stop         context.CancelFunc // ends the mix queue's work
+	// quality are the subscribers' receiver reports' loss, jitter and
+	// round trip (sfu.Config.Quality).
+	quality     []prometheus.Histogram
+	rooms       *room.Registry
+	access      *access.Policy
+	hub         *signaling.Hub
+	http        *http.Server
+	ln          net.Listener
+	metricsHTTP *http.Server // nil: /metrics is on http
+	metricsLn   net.Listener
+	served      chan error
+	turn        *turnserver.Server
+	recs        *recordings
+	clips       *clipService
+	mixes       *mixer.Queue
+	stop        context.CancelFunc // ends the mix queue's work
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -212,7 +220,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Media.Logger = cfg.Logger.With("part", "sfu")
-	policy, err := access.New(access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir})
+	ac := access.Config{Mode: cfg.Auth.Mode, Tokens: cfg.Auth.Tokens, RoomsDir: cfg.Auth.RoomsDir}
+	if cfg.Clips != nil {
+		ac.ClipDefaults = cfg.Clips.Defaults
+	}
+	policy, err := access.New(ac)
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
@@ -227,6 +239,18 @@ func New(cfg Config) (*Server, error) {
 			"(the oldest packet of each burst to each subscriber).",
 		Buckets: []float64{.0002, .0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1}})
 	cfg.Media.ForwardDelay = forwardDelay
+	quality := []prometheus.Histogram{
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_loss_ratio",
+			Help:    "Fraction of packets lost, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{0, .005, .01, .02, .05, .1, .2, .5, 1}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_jitter_seconds",
+			Help:    "Interarrival jitter, as subscribers' receiver reports give it for each track they receive (one observation per report).",
+			Buckets: []float64{.001, .002, .005, .01, .02, .03, .05, .1, .2, .5}}),
+		prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_subscriber_rtt_seconds",
+			Help:    "Round trip to subscribers, measured from their receiver reports of the server's sender reports (one observation per report).",
+			Buckets: []float64{.001, .005, .01, .02, .05, .1, .15, .2, .3, .5, 1, 2}}),
+	}
+	cfg.Media.Quality = sfu.QualityObservers{Loss: quality[0], Jitter: quality[1], RTT: quality[2]}
 	engine, err := sfu.NewEngine(cfg.Media)
 	if err != nil {
 		return nil, err
@@ -284,14 +308,33 @@ func New(cfg Config) (*Server, error) {
 		recs.rooms = rooms
 		cfg.Signaling.OnRouter = recs.attach
 	}
+	var cs *clipService
+	if cfg.Clips != nil {
+		var err error
+		if cs, err = newClipService(*cfg.Clips, cfg.Recordings.MinFreeBytes, rooms, cfg.Auth.URLs, policy,
+			cfg.Logger.With("part", "clips")); err != nil {
+			if turn != nil {
+				_ = turn.Close()
+			}
+			_ = engine.Close()
+			if recs != nil {
+				recs.close()
+			}
+			if mixes != nil {
+				_ = mixes.Close()
+			}
+			return nil, fmt.Errorf("media messages: %w", err)
+		}
+		cfg.Signaling.Clips = cs.participantAccess
+	}
 	// The hub's finalize hook closes the room's router (and so its streams'
 	// files) before the recordings' hook closes the recording session.
 	hub := signaling.NewHub(cfg.Signaling, rooms, engine, cfg.Logger.With("part", "signaling"))
 	if recs != nil {
 		rooms.OnFinalize(recs.finalized)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
-		recs: recs, mixes: mixes}
+	s := &Server{cfg: cfg, log: cfg.Logger, engine: engine, access: policy, forwardDelay: forwardDelay, quality: quality, rooms: rooms, hub: hub, served: make(chan error, 1), turn: turn,
+		recs: recs, clips: cs, mixes: mixes}
 
 	closeAll := func() {
 		_ = engine.Close()
@@ -300,6 +343,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		if recs != nil {
 			recs.close()
+		}
+		if cs != nil {
+			cs.close()
 		}
 		if s.metricsLn != nil {
 			_ = s.metricsLn.Close()
@@ -311,6 +357,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? choose another with --addr)", cfg.Addr, err)
 	}
 	s.ln = ln
+	if cs != nil && cs.cfg.PublicURL == "" {
+		cs.cfg.PublicURL = s.URL()
+	}
 	if cfg.MetricsAddr != "" {
 		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			_ = ln.Close()
@@ -427,6 +476,12 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		mux.HandleFunc("GET /api/recordings", s.listRecordings)
 		mux.HandleFunc("GET /api/recordings/{room}/{session}", s.getRecording)
 	}
+	if s.clips != nil {
+		mux.HandleFunc("GET /api/rooms/{room}/clips", s.listClips)
+		mux.HandleFunc("POST /api/rooms/{room}/clips", s.postClip)
+		mux.HandleFunc("GET /api/rooms/{room}/clips/{id}", s.clipMedia)
+		mux.HandleFunc("DELETE /api/rooms/{room}/clips/{id}", s.deleteClip)
+	}
 	if s.cfg.Web != nil {
 		files := http.FileServerFS(s.cfg.Web)
 		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -463,6 +518,23 @@ func (s *Server) metricsHandler() http.Handler {
 			return float64(st.PionSubscribers)
 		}))
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_stops_total",
+		Help: "Subscribe connections that stopped sending because ICE failed (the client's consent expired); they resume on a new candidate pair."},
+		func() float64 { return float64(s.engine.Stats().PathStops) }))
+	for reason, get := range map[string]func(sfu.Stats) uint64{
+		"no_route":    func(st sfu.Stats) uint64 { return st.FallbacksNoRoute },
+		"no_progress": func(st sfu.Stats) uint64 { return st.FallbacksNoProgress },
+		"refused":     func(st sfu.Stats) uint64 { return st.FallbacksRefused },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_subscribe_path_fallbacks_total",
+			Help: "Subscribe connections whose RTP left the direct path for pion's SRTP session, by reason: no_route (the selected " +
+				"candidate pair is on no socket of the server), no_progress (the receiver's reports showed nothing of what was sent: " +
+				"wrong keys); refused: one that could not fall back without reusing the keystream, and stopped.",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(get(s.engine.Stats())) }))
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_pion_path_refused_writes_total",
+		Help: "RTP and RTCP writes refused on pion's SRTP session of a connection whose RTP goes on the direct path (the same keys)."},
+		func() float64 { return float64(s.engine.Stats().GuardRefused) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_dropped_packets_total",
 		Help: "RTP packets dropped because a subscriber's queue was full."}, func() float64 { return float64(s.engine.Stats().Dropped) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_sent_datagrams_total",
@@ -473,6 +545,10 @@ func (s *Server) metricsHandler() http.Handler {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_udp_send_errors_total",
 		Help: "Datagrams the kernel refused to send."}, func() float64 { return float64(s.engine.Stats().UDP.Errors) }))
 	reg.MustRegister(s.forwardDelay)
+	s.clipMetrics(reg)
+	for _, h := range s.quality {
+		reg.MustRegister(h)
+	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_ignored_candidates_total",
 		Help: "Client ICE candidates ignored because they name a loopback, link-local, unspecified or broadcast address, or a host name."},
 		func() float64 { return float64(s.engine.IgnoredCandidates()) }))
@@ -538,6 +614,9 @@ func (s *Server) Serve() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stop = cancel
 		s.mixes.Start(ctx)
+	}
+	if s.clips != nil {
+		s.clips.start()
 	}
 	go func() {
 		var err error
@@ -610,6 +689,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.recs != nil {
 		s.recs.close()
+	}
+	if s.clips != nil {
+		s.clips.close()
 	}
 	return err
 }

@@ -55,7 +55,18 @@ type allocState struct {
 	mu    sync.Mutex // serializes allocations
 	last  atomic.Int64
 	tiles map[string]tile // stream id -> tile, under subscriber.mu
+	// avg is the estimate averaged over about estimateAverage (the
+	// allocation's, under mu), avgAt when it was last updated.
+	avg   float64
+	avgAt time.Time
 }
+
+// estimateAverage is the time constant of allocState.avg; keepLoss the
+// receiver's loss above which keeping a layer no longer leans on it.
+const (
+	estimateAverage = 3 * time.Second
+	keepLoss        = 0.02
+)
 
 // maybeAllocate allocates unless an allocation ran within allocEvery.
 func (s *subscriber) maybeAllocate(now time.Time) {
@@ -131,6 +142,22 @@ func (s *subscriber) allocate(now time.Time) {
 
 	estimate := float64(s.bwe.Target())
 	budget := allocHeadroom * estimate
+	// Keeping the lowest layer may lean on the estimate's average: a
+	// delay-based estimate dips after every keyframe burst on a slow link
+	// (to 0.85 of what got through), and a video that paused for each dip
+	// would cost a keyframe wait each time. Not while the receiver loses
+	// packets (a link that really fell: the video must make room for the
+	// audio now), and going up never does.
+	if s.alloc.avgAt.IsZero() || !s.bwe.Measured() {
+		s.alloc.avg = estimate
+	} else {
+		s.alloc.avg += (estimate - s.alloc.avg) * min(now.Sub(s.alloc.avgAt).Seconds()/estimateAverage.Seconds(), 1)
+	}
+	s.alloc.avgAt = now
+	keepExtra := allocHeadroom * max(s.alloc.avg-estimate, 0)
+	if s.bwe.Loss() > keepLoss {
+		keepExtra = 0
+	}
 	wanted := 0.0
 	for _, a := range audio {
 		r := float64(a.d.fwd.bitrate(now))
@@ -140,10 +167,21 @@ func (s *subscriber) allocate(now time.Time) {
 		budget -= r
 		wanted += r
 	}
-	// Screen shares first, then cameras; a stable order within each.
+	// Screen shares first, then cameras, the dominant speaker's first; a
+	// stable order within each.
+	dominant := ""
+	if s.peer != nil {
+		dominant = s.peer.router.speakers.dominantStream()
+	}
 	slices.SortFunc(video, func(a, b allocItem) int {
 		if a.screen != b.screen {
 			if a.screen {
+				return -1
+			}
+			return 1
+		}
+		if ad, bd := a.d.fwd.streamID == dominant, b.d.fwd.streamID == dominant; ad != bd {
+			if ad {
 				return -1
 			}
 			return 1
@@ -152,7 +190,7 @@ func (s *subscriber) allocate(now time.Time) {
 	})
 	held := false
 	for _, v := range video {
-		choice, want, pausedFor := s.pick(v, budget, estimate, now)
+		choice, want, pausedFor := s.pick(v, budget, budget+keepExtra, estimate, now)
 		// Wanted is the estimate at which this allocation would give the
 		// tiles what they need: going up (or resuming) takes upgradeMargin
 		// to spare, so a probe must show that much, or it would raise the
@@ -180,10 +218,11 @@ func (s *subscriber) allocate(now time.Time) {
 	}
 }
 
-// pick chooses a video's layer within budget: it returns the layer (nil:
+// pick chooses a video's layer within budget (keepBudget, for keeping the
+// lowest layer being sent, may be more: alloc.avg): it returns the layer (nil:
 // none), the rate its tile wants (the layer the tile needs), and, when it
 // pauses for lack of bandwidth, why.
-func (s *subscriber) pick(v allocItem, budget, estimate float64, now time.Time) (*forwarder, float64, string) {
+func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (*forwarder, float64, string) {
 	if v.tile.hidden {
 		return nil, 0, ""
 	}
@@ -227,8 +266,11 @@ func (s *subscriber) pick(v allocItem, budget, estimate float64, now time.Time) 
 	// it ends. Until the estimate rests on the receiver's feedback,
 	// nothing pauses.
 	low := layers[0]
-	keeping := sending == low || v.d.target.Load() == low
-	if keeping && float64(low.bitrate(now)) <= keepMargin*budget {
+	// A video being shown (on any layer) falls back to the lowest layer
+	// before it pauses: at the start the optimistic first estimate may
+	// have put it on a layer far above what the link carries.
+	keeping := sending != nil || v.d.target.Load() != nil
+	if keeping && float64(low.bitrate(now)) <= keepMargin*keepBudget {
 		v.d.shortSince = time.Time{}
 		return low, want, ""
 	}

@@ -57,6 +57,12 @@ func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 			return err
 		}
 	}
+	if publish {
+		// Publishers' audio levels (RFC 6464) tell who speaks (speakers.go).
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
 	if !publish {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
@@ -78,62 +84,17 @@ func supportedMime(mime string) bool {
 }
 
 // canDecode reports whether a client that declared decodable MIME types can
-// take mime (an empty declaration means everything).
+// take mime (an empty declaration means everything). An entry may carry
+// fmtp parameters after the MIME type (h264profile.go).
 func canDecode(declared []string, mime string) bool {
 	if len(declared) == 0 {
 		return true
 	}
 	for _, d := range declared {
-		if strings.EqualFold(d, mime) {
+		m, _, _ := strings.Cut(d, ";")
+		if strings.EqualFold(strings.TrimSpace(m), mime) {
 			return true
 		}
 	}
 	return false
-}
-
-// matchCodec picks, among a connection's negotiated codecs, the one to send a
-// track of codec want with: the same MIME type and, for H.264 and VP9, the same
-// profile if there is one; else the same MIME type.
-func matchCodec(negotiated []webrtc.RTPCodecParameters, want webrtc.RTPCodecCapability) (webrtc.RTPCodecParameters, bool) {
-	var fallback *webrtc.RTPCodecParameters
-	for i := range negotiated {
-		c := &negotiated[i]
-		if !strings.EqualFold(c.MimeType, want.MimeType) {
-			continue
-		}
-		if profileOf(c.MimeType, c.SDPFmtpLine) == profileOf(want.MimeType, want.SDPFmtpLine) {
-			return *c, true
-		}
-		if fallback == nil {
-			fallback = c
-		}
-	}
-	if fallback != nil {
-		return *fallback, true
-	}
-	return webrtc.RTPCodecParameters{}, false
-}
-
-// profileOf extracts what distinguishes incompatible variants of a codec.
-func profileOf(mime, fmtp string) string {
-	var key string
-	switch strings.ToLower(mime) {
-	case "video/h264":
-		key = "profile-level-id"
-	case "video/vp9":
-		key = "profile-id"
-	default:
-		return ""
-	}
-	for _, kv := range strings.Split(fmtp, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if ok && strings.EqualFold(k, key) {
-			v = strings.ToLower(v)
-			if key == "profile-level-id" && len(v) >= 4 {
-				return v[:4] // profile_idc and constraints; the level may differ
-			}
-			return v
-		}
-	}
-	return ""
 }

@@ -28,7 +28,10 @@ import (
 // SRTP context per connection, so its rollover counters never disagree with
 // the receiver's. A connection whose keys cannot be recovered (its client
 // made the SFU the DTLS client, or chose a cipher suite srtpkeys does not
-// know) sends through pion's SRTP session for its whole life instead.
+// know) sends through pion's SRTP session for its whole life instead; so
+// does one whose selected pair is on no socket of the SFU, or whose receiver
+// shows no sign of opening what the direct path sends. A connection whose
+// ICE failed sends nothing until it has a pair again (pathhealth.go).
 
 // sendPath is how a subscribe connection's RTP leaves the SFU. A subscriber
 // has none until its connection is up (nothing can be sent before: pion
@@ -46,6 +49,12 @@ type sendPath struct {
 	to    netip.AddrPort
 	tcp   net.PacketConn
 	tcpTo net.Addr
+	// spent is, on pion's path after a fallback, the direct path's
+	// context: the SRTCP indexes it used are not pion's to use again, so a
+	// sender report of an SSRC it reported on goes behind an empty receiver
+	// report of rtcpSSRC (pathhealth.go).
+	spent    *srtp.Context
+	rtcpSSRC uint32
 }
 
 // sendScratch is a writer's buffer for encrypting one packet.

@@ -36,6 +36,10 @@ type downTrack struct {
 	sender *webrtc.RTPSender
 
 	bound atomic.Pointer[binding]
+	// refused says the connection negotiated no codec that carries the
+	// track (Bind): it is never sent, and leaves the connection after the
+	// answer (subscriber.dropRefusedLocked).
+	refused atomic.Bool
 	// needKeyframe says the track was (re)bound: video starts again at a
 	// keyframe that really went out.
 	needKeyframe atomic.Bool
@@ -90,7 +94,16 @@ func newDownTrack(f *forwarder, s *subscriber) *downTrack {
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c, ok := matchCodec(ctx.CodecParameters(), d.fwd.codec)
 	if !ok {
-		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+		// Failing the bind would fail the whole answer (pion starts every
+		// sender in SetRemoteDescription): the track is bound to a codec
+		// it never uses, and taken out right after the answer.
+		negotiated := ctx.CodecParameters()
+		if len(negotiated) == 0 {
+			return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+		}
+		d.refused.Store(true)
+		d.bound.Store(nil)
+		return negotiated[0], nil
 	}
 	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()}
 	for _, x := range ctx.HeaderExtensions() {
@@ -237,7 +250,20 @@ func (d *downTrack) setTarget(t *forwarder) bool {
 	if t != nil && t != d.sending.Load() {
 		t.requestKeyframe()
 	}
+	d.sub.log.Debug("layer target", "track", d.fwd.id, "from", layerName(old), "to", layerName(t),
+		"sending", layerName(d.sending.Load()))
 	return true
+}
+
+// layerName names a layer in logs: its rid, "-" for none.
+func layerName(f *forwarder) string {
+	if f == nil {
+		return "-"
+	}
+	if f.rid == "" {
+		return "(one layer)"
+	}
+	return f.rid
 }
 
 // detachUnlessWanted stops d being a sink of f unless f is its target or
@@ -325,6 +351,7 @@ func (d *downTrack) keyframe(now time.Time) {
 		return
 	}
 	if d.lastPLI.CompareAndSwap(last, now.UnixNano()) {
+		d.sub.log.Debug("keyframe asked for by the subscriber", "track", d.fwd.id, "layer", layerName(f))
 		f.requestKeyframe()
 	}
 }

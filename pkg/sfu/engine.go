@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/pionlog"
@@ -57,6 +58,41 @@ type Config struct {
 	// sends it to a subscriber. One observation per subscriber per writer
 	// pass, for the oldest packet the pass sent it (a prometheus.Histogram fits).
 	ForwardDelay Observer
+	// ICE tunes the connections' ICE timers; zero values keep pion's.
+	ICE ICETimeouts
+	// Faults injects faults for tests; the zero value injects none.
+	Faults Faults
+	// Quality, if set, observes each subscriber receiver report's figures
+	// about a track (prometheus.Histograms fit); QualityInterval is how
+	// often each subscriber is told its own (QualitySignal; 2 s when 0).
+	Quality         QualityObservers
+	QualityInterval time.Duration
+}
+
+// QualityObservers take the figures of subscribers' receiver reports: the
+// fraction lost (0 to 1), the interarrival jitter and the round trip, in
+// seconds. Any may be nil.
+type QualityObservers struct {
+	Loss, Jitter, RTT Observer
+}
+
+// ICETimeouts are the ICE agents' timers (pion's defaults when zero).
+type ICETimeouts struct {
+	// Disconnected is how long a connection hears nothing from its peer
+	// (no media, no consent check answered) before it is disconnected
+	// (5 s); Failed before it has failed (25 s, under RFC 7675's 30 s of
+	// consent): a subscribe connection stops sending then (direct.go).
+	Disconnected, Failed time.Duration
+	// Keepalive is how often a connection checks its peer's consent (2 s).
+	Keepalive time.Duration
+}
+
+// Faults are faults a test makes the media plane suffer.
+type Faults struct {
+	// WrongSRTPKeys makes the direct send path encrypt with keys other than
+	// the connection's, as a pion upgrade that changed how they are made
+	// would: the receiver can open none of it (direct.go's progress check).
+	WrongSRTPKeys bool
 }
 
 // Observer takes one measurement.
@@ -86,6 +122,9 @@ type Engine struct {
 	localCandidates   bool
 	ignoredCandidates atomic.Uint64
 
+	// hooks let tests run code at chosen points; all nil in production.
+	hooks testHooks
+
 	mu      sync.Mutex
 	routers map[*Router]struct{}
 	// Totals of closed subscribers and publications, so the counters in
@@ -93,6 +132,20 @@ type Engine struct {
 	retiredSent, retiredDropped, retiredReceived atomic.Uint64
 	retiredNACKed, retiredRetransmitted          atomic.Uint64
 	retiredRtxLate, retiredRtxOver               atomic.Uint64
+	// What happened to subscribe connections' send paths (direct.go).
+	pathStops, fallbacksNoRoute, fallbacksNoProgress, fallbacksRefused atomic.Uint64
+	guardRefused                                                       atomic.Uint64
+	// The quality loop (quality.go).
+	qualityDone chan struct{}
+	qualityOnce sync.Once
+	qualityWG   sync.WaitGroup
+}
+
+// testHooks are points where tests interleave code with the engine's.
+type testHooks struct {
+	// publishConnMade runs when a publication has made its connection and
+	// has not stored it yet.
+	publishConnMade func(*publication, *webrtc.PeerConnection)
 }
 
 // Stats are the media plane's packet counters since start.
@@ -117,6 +170,19 @@ type Stats struct {
 	// connections that send RTP on the direct path and through pion's SRTP
 	// session (direct.go).
 	DirectSubscribers, PionSubscribers int
+	// PathStops counts subscribe connections that stopped sending because
+	// ICE failed (their peer's consent expired): they resume on a new
+	// selected pair.
+	PathStops uint64
+	// FallbacksNoRoute and FallbacksNoProgress count subscribe connections
+	// whose RTP went from the direct path to pion's: their selected pair is
+	// on no socket of the SFU, or their receiver reports showed no progress
+	// while the SFU sent (wrong keys). FallbacksRefused counts those that
+	// could not fall back without reusing the keystream, and stopped.
+	FallbacksNoRoute, FallbacksNoProgress, FallbacksRefused uint64
+	// GuardRefused counts RTP and RTCP writes refused on pion's path of a
+	// connection whose RTP goes on the direct path (the same keys).
+	GuardRefused uint64
 }
 
 // Stats sums the counters of every live and closed subscriber and track.
@@ -153,6 +219,8 @@ func (e *Engine) Stats() Stats {
 			}
 		}
 	}
+	st.PathStops, st.GuardRefused = e.pathStops.Load(), e.guardRefused.Load()
+	st.FallbacksNoRoute, st.FallbacksNoProgress, st.FallbacksRefused = e.fallbacksNoRoute.Load(), e.fallbacksNoProgress.Load(), e.fallbacksRefused.Load()
 	return st
 }
 
@@ -257,6 +325,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.writers = newWriterPool(runtime.GOMAXPROCS(0), bn.flush, cfg.ForwardDelay)
+	e.qualityDone = make(chan struct{})
+	e.qualityWG.Add(1)
+	go e.qualityLoop()
 	return e, nil
 }
 
@@ -276,9 +347,13 @@ func (a apiParts) api() *webrtc.API {
 // keys goes to keys. A connection of its own, because pion's DTLS hooks
 // are per SettingEngine; a few hundred bytes, next to the connection's
 // hundreds of kilobytes.
-func (e *Engine) subAPI(keys *srtpkeys.Capture) *webrtc.API {
+func (e *Engine) subAPI(keys *srtpkeys.Capture, guard *pionGuard) *webrtc.API {
 	parts := e.sub
 	keys.Install(&parts.settings)
+	// The guard is the only interceptor of a subscribe connection, and its
+	// own (direct.go).
+	parts.registry = &interceptor.Registry{}
+	parts.registry.Add(guard)
 	return parts.api()
 }
 
@@ -339,6 +414,19 @@ func (e *Engine) newAPIParts(publish bool) (apiParts, error) {
 		s.SetNAT1To1IPs(e.cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
 	s.SetLite(false)
+	if t := e.cfg.ICE; t != (ICETimeouts{}) {
+		d, f, k := t.Disconnected, t.Failed, t.Keepalive
+		if d <= 0 {
+			d = 5 * time.Second
+		}
+		if f <= 0 {
+			f = 25 * time.Second
+		}
+		if k <= 0 {
+			k = 2 * time.Second
+		}
+		s.SetICETimeouts(d, f, k)
+	}
 	return apiParts{media: m, registry: reg, settings: s}, nil
 }
 
@@ -357,6 +445,10 @@ func (e *Engine) Close() error {
 	if e.writers != nil {
 		e.writers.close()
 	}
+	if e.qualityDone != nil {
+		e.qualityOnce.Do(func() { close(e.qualityDone) })
+		e.qualityWG.Wait()
+	}
 	return errors.Join(errs...)
 }
 
@@ -366,4 +458,14 @@ func (e *Engine) TCPAddr() net.Addr {
 		return nil
 	}
 	return e.tcpLn.Addr()
+}
+
+// UDPPort returns the port of the media UDP sockets (the UDP mux), or 0.
+func (e *Engine) UDPPort() int {
+	for _, a := range e.udp.GetListenAddresses() {
+		if u, ok := a.(*net.UDPAddr); ok {
+			return u.Port
+		}
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parley/parley/pkg/srtpkeys"
@@ -35,7 +36,7 @@ func TestTransportCCBothWays(t *testing.T) {
 		return o.SDP
 	}
 	pub := offer(e.pubAPI, webrtc.RTPTransceiverDirectionRecvonly)
-	sub := offer(e.subAPI(&srtpkeys.Capture{}), webrtc.RTPTransceiverDirectionSendonly)
+	sub := offer(e.subAPI(&srtpkeys.Capture{}, &pionGuard{out: new(atomic.Pointer[sendPath]), refused: new(atomic.Uint64)}), webrtc.RTPTransceiverDirectionSendonly)
 	if !strings.Contains(pub, "transport-cc") || !strings.Contains(pub, "transport-wide-cc") {
 		t.Errorf("publish side lacks transport-cc:\n%s", pub)
 	}

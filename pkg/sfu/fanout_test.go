@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley/parley/pkg/bwe"
 	"github.com/parley/parley/pkg/queue"
+	"github.com/parley/parley/pkg/speaker"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -53,7 +54,7 @@ func testSubscriber(wp *writerPool, queueSize int) *subscriber {
 func testForwarder(pool *packetPool, wp *writerPool) *forwarder {
 	f := &forwarder{id: "st-test/audio", streamID: "st-test", kind: webrtc.RTPCodecTypeAudio,
 		codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, pool: pool, wakeWriters: wp.signal,
-		requestPLI: func(uint32) {}}
+		requestPLI: func(uint32) {}, log: slog.New(slog.DiscardHandler)}
 	empty := []packetSink{}
 	f.sinks.Store(&empty)
 	f.layers = newLayerSet(f)
@@ -69,9 +70,21 @@ func attach(f *forwarder, s *subscriber, w *countWriter) *downTrack {
 
 // makePacket fills a pooled packet the way forwarder.run does.
 func makePacket(pool *packetPool, seq uint16) *packet {
+	return makeLevelPacket(pool, seq, 0)
+}
+
+// makeLevelPacket is makePacket with an audio level (RFC 6464) in header
+// extension 1, as browsers send it, unless level is 0.
+func makeLevelPacket(pool *packetPool, seq uint16, level uint8) *packet {
 	p := pool.get()
 	h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: 42}
 	n, _ := h.MarshalTo(p.buf[:])
+	if level != 0 {
+		// By hand, without allocating: X bit, profile 0xBEDE, one word of
+		// one-byte extensions: id 1, length 1, the level, padding.
+		p.buf[0] |= 0x10
+		n += copy(p.buf[n:], []byte{0xBE, 0xDE, 0, 1, 1<<4 | 0, level, 0, 0})
+	}
 	for i := 0; i < 160; i++ {
 		p.buf[n+i] = byte(i)
 	}
@@ -235,12 +248,16 @@ func TestWritersFlushOncePerFrame(t *testing.T) {
 // publisher's reader to N subscriber queues, and each subscriber's writer
 // rewriting the header and handing the packet to its connection's writer
 // (a counting writer here: SRTP and the socket are measured in docs/performance.md).
+// The packets are audio with a level extension, which the forwarder meters
+// for the room's speaker detector, as a browser's.
 func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			pool := newPacketPool()
 			wp, _ := testWriters(b, runtime.GOMAXPROCS(0))
 			f := testForwarder(pool, wp)
+			f.level, f.levelExt = speaker.New(speaker.Config{}).Add("st-test"), 1
+			makePacket := func(pool *packetPool, seq uint16) *packet { return makeLevelPacket(pool, seq, 30) }
 			var subs []*subscriber
 			var writers []*countWriter
 			for i := 0; i < n; i++ {
@@ -310,7 +327,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 	f := testForwarder(pool, wp)
 	f.kind = webrtc.RTPCodecTypeVideo
 	f.startBackstop(time.Hour)
-	s := &subscriber{queue: queue.New[queued](64), writer: w}
+	s := &subscriber{queue: queue.New[queued](64), writer: w, log: slog.New(slog.DiscardHandler)}
 	attach(f, s, &countWriter{})
 	// woken reports whether the writer was woken with s ready, and resets both.
 	woken := func() bool {
@@ -365,7 +382,7 @@ func TestWritersWokenPerFrame(t *testing.T) {
 
 	// Audio: every packet.
 	a := testForwarder(pool, wp)
-	as := &subscriber{queue: queue.New[queued](64), writer: w}
+	as := &subscriber{queue: queue.New[queued](64), writer: w, log: slog.New(slog.DiscardHandler)}
 	attach(a, as, &countWriter{})
 	for i := range 3 {
 		a.fanOut(makePacket(pool, uint16(i)))
@@ -383,4 +400,42 @@ func TestWritersWokenPerFrame(t *testing.T) {
 		}
 	}
 	drain(as)
+}
+
+// The forwarder hands each audio packet's level to the room's speaker
+// detector; a packet without the extension, or padding, counts for nothing.
+func TestForwarderMetersAudioLevels(t *testing.T) {
+	pool := newPacketPool()
+	wp, _ := testWriters(t, 1)
+	f := testForwarder(pool, wp)
+	det := speaker.New(speaker.Config{})
+	f.level, f.levelExt = det.Add("st-test"), 1
+	seq := uint16(0)
+	for range 10 {
+		for range 5 {
+			f.fanOut(makeLevelPacket(pool, seq, 20))
+			seq++
+			f.fanOut(makePacket(pool, seq)) // no level: not counted as silence either
+			seq++
+		}
+		det.Tick()
+	}
+	u := det.Current()
+	if u.Dominant != "st-test" || len(u.Speakers) != 1 || u.Speakers[0].Level < 0.8 {
+		t.Fatalf("after 1 s of packets at -20 dBov: %+v, want st-test dominant and loud", u)
+	}
+	det2 := speaker.New(speaker.Config{})
+	f.level = det2.Add("st-test")
+	for range 10 {
+		for range 5 {
+			p := makeLevelPacket(pool, seq, 20)
+			p.padding = true
+			f.fanOut(p)
+			seq++
+		}
+		det2.Tick()
+	}
+	if u := det2.Current(); len(u.Speakers) != 0 {
+		t.Fatalf("padding counted as speech: %+v", u)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/speaker"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -150,6 +151,12 @@ type forwarder struct {
 	width, height atomic.Int32
 	rateBytes     int
 	rateSince     time.Time
+
+	// level takes the audio level of each packet (RFC 6464) from the
+	// header extension levelExt, for the room's speaker detector; both are
+	// set before the reader starts (nil: the publisher sends no levels).
+	level    *speaker.Meter
+	levelExt uint8
 
 	// rec is set once, before or while the reader runs; recPkt is the
 	// reader goroutine's scratch packet for it.
@@ -372,6 +379,13 @@ func (ls *layerSet) add(f *forwarder) {
 func (f *forwarder) fanOut(p *packet) {
 	// Padding belongs to no frame: it neither ends nor opens one.
 	p.src = f
+	if f.level != nil && !p.padding {
+		// One atomic add: no lock, no allocation (the extensions were
+		// parsed with the header).
+		if b := p.hdr.GetExtension(f.levelExt); len(b) > 0 {
+			f.level.Add(b[0] & 0x7f)
+		}
+	}
 	wake := !p.padding && (f.kind != webrtc.RTPCodecTypeVideo || f.videoFrameEnds(p))
 	sinks := *f.sinks.Load()
 	p.refs.Store(int32(len(sinks)) + 1)

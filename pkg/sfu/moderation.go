@@ -76,11 +76,12 @@ func (r *Router) SetRecording(on bool) {
 func (pub *publication) startRecording(fn RecorderFunc) {
 	pub.mu.Lock()
 	busy := pub.rec != nil || pub.closed || fn == nil || pub.pc == nil
+	pc := pub.pc
 	pub.mu.Unlock()
 	if busy {
 		return
 	}
-	local := pub.pc.LocalDescription()
+	local := pc.LocalDescription()
 	if local == nil {
 		return
 	}

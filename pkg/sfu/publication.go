@@ -17,10 +17,14 @@ type publication struct {
 	id   string
 	kind string
 	peer *Peer
-	pc   *webrtc.PeerConnection
 	log  *slog.Logger
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// pc is the publish connection, set by start under mu: a close that
+	// comes while start runs (shutdown, a resumed session replacing the
+	// old one) either finds it and closes it, or start finds the
+	// publication closed and closes it itself. Read it with conn.
+	pc         *webrtc.PeerConnection
 	tracksWant int      // tracks the answer accepted
 	codecs     []string // their codecs (MIME types), from the answer
 	forwarders []*forwarder
@@ -176,8 +180,7 @@ func newPublication(peer *Peer, id, kind string) *publication {
 
 // start creates the publish connection and answers the client's offer.
 func (pub *publication) start(offer string) (string, error) {
-	offered, err := checkOffer(offer)
-	if err != nil {
+	if _, err := checkOffer(offer); err != nil {
 		return "", err
 	}
 	e := pub.peer.router.engine
@@ -185,7 +188,19 @@ func (pub *publication) start(offer string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("new publish connection: %w", err)
 	}
+	if hook := e.hooks.publishConnMade; hook != nil {
+		hook(pub, pc)
+	}
+	pub.mu.Lock()
+	if pub.closed {
+		pub.mu.Unlock()
+		if err := pc.Close(); err != nil {
+			pub.log.Debug("close publish connection", "err", err)
+		}
+		return "", errPublicationClosed
+	}
 	pub.pc = pc
+	pub.mu.Unlock()
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {
 			return
@@ -213,7 +228,7 @@ func (pub *publication) start(offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
 	}
-	pub.peer.router.preferCodecs(pc, pub.peer, offered)
+	pub.peer.router.preferCodecs(pc, pub.peer, offer)
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", &protocol.Error{Code: protocol.CodeUnsupportedCodec, Reason: "cannot answer the offer: " + err.Error()}
@@ -246,16 +261,38 @@ func (pub *publication) startTrickle() {
 	pub.early = nil
 }
 
+// errPublicationClosed is start's error when the publication was closed
+// while it made the connection.
+var errPublicationClosed = &protocol.Error{Code: protocol.CodeUnknownStream, Reason: "the stream was closed while it was set up"}
+
+// conn returns the publish connection, or an error while it is not made
+// yet or after the publication closed.
+func (pub *publication) conn() (*webrtc.PeerConnection, error) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.closed {
+		return nil, errPublicationClosed
+	}
+	if pub.pc == nil {
+		return nil, &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the stream's connection is being set up; wait for its answer"}
+	}
+	return pub.pc, nil
+}
+
 // reoffer answers a client's new offer on this connection (an ICE restart).
 func (pub *publication) reoffer(offer string) (string, error) {
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	pc, err := pub.conn()
+	if err != nil {
+		return "", err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
 	}
-	answer, err := pub.pc.CreateAnswer(nil)
+	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "cannot answer the offer: " + err.Error()}
 	}
-	if err := pub.pc.SetLocalDescription(answer); err != nil {
+	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", fmt.Errorf("set publish answer: %w", err)
 	}
 	return answer.SDP, nil
@@ -263,13 +300,19 @@ func (pub *publication) reoffer(offer string) (string, error) {
 
 func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	e := pub.peer.router.engine
-	ssrcPC := pub.pc
+	pub.mu.Lock()
+	ssrcPC := pub.pc // set before the connection could fire OnTrack
+	pub.mu.Unlock()
 	f := newForwarder(pub.id, track, e.pool, e.writers, pub.log, func(ssrc uint32) {
 		if err := ssrcPC.WriteRTCP(pliPacket(ssrc)); err != nil {
 			pub.log.Debug("send PLI", "err", err)
 		}
 	})
 	f.streamKind = pub.kind
+	levelExt := uint8(0)
+	if f.kind == webrtc.RTPCodecTypeAudio {
+		levelExt = levelExtension(recv)
+	}
 	mid := ""
 	for _, t := range ssrcPC.GetTransceivers() {
 		if t.Receiver() == recv {
@@ -280,6 +323,12 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	if pub.closed {
 		pub.mu.Unlock()
 		return
+	}
+	if levelExt != 0 {
+		// Under pub.mu, so that a close that lists the forwarder sees it
+		// metered and stops the meter.
+		f.levelExt = levelExt
+		f.level = pub.peer.router.speakers.add(pub.id, pub.peer.name)
 	}
 	var primary *forwarder
 	if rid := track.RID(); rid != "" {
@@ -407,6 +456,7 @@ func (pub *publication) close() {
 	pub.closed = true
 	fwds := slices.Clone(pub.forwarders)
 	rec := pub.rec
+	pc := pub.pc
 	pub.mu.Unlock()
 	if rec != nil {
 		// After the readers are gone (wg), so that no packet races the close.
@@ -425,8 +475,8 @@ func (pub *publication) close() {
 			pub.peer.router.engine.retire(Stats{Received: f.received.Load()})
 		}
 	}()
-	if pub.pc != nil {
-		if err := pub.pc.Close(); err != nil {
+	if pc != nil {
+		if err := pc.Close(); err != nil {
 			pub.log.Debug("close publish connection", "err", err)
 		}
 	}

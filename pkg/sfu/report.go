@@ -102,7 +102,7 @@ func (d *downTrack) sendSenderReport(ssrc uint32, now time.Time, out *sendPath, 
 	if t == nil {
 		return
 	}
-	if _, err := t.WriteRTCP([]rtcp.Packet{sr}); err != nil {
+	if _, err := t.WriteRTCP(out.senderReportPackets(sr)); err != nil {
 		d.sub.log.Debug("sender report", "track", d.fwd.id, "err", err)
 	}
 }

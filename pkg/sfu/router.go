@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -38,11 +37,25 @@ type Router struct {
 	peers    map[string]*Peer
 	closed   bool
 	recorder RecorderFunc
+
+	// speakers finds who speaks from the audio levels (speakers.go);
+	// lastDominant is only used by its goroutine.
+	speakers     *speakers
+	lastDominant string
 }
 
 // NewRouter returns the media router of a room session.
 func (e *Engine) NewRouter(session string) *Router {
-	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer)}
+	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer),
+		speakers: newSpeakers()}
+	// The dominant speaker's camera comes first in every subscriber's
+	// allocation (alloc.go).
+	r.speakers.listen(func(as ActiveSpeakers) {
+		if as.Dominant != nil && as.Dominant.StreamID != r.lastDominant {
+			r.lastDominant = as.Dominant.StreamID
+			r.reallocateAll()
+		}
+	})
 	e.mu.Lock()
 	e.routers[r] = struct{}{}
 	e.mu.Unlock()
@@ -129,8 +142,20 @@ func (r *Router) layersChanged(f *forwarder) {
 	}
 }
 
+// reallocateAll runs every subscriber's allocation again.
+func (r *Router) reallocateAll() {
+	for _, p := range r.peerList() {
+		if p.sub != nil {
+			p.sub.reallocate()
+		}
+	}
+}
+
 // trackRemoved stops sending a track to everyone.
 func (r *Router) trackRemoved(f *forwarder) {
+	if f.level != nil {
+		r.speakers.remove(f.streamID)
+	}
 	for _, p := range r.peerList() {
 		if p.sub != nil {
 			p.sub.removeForwarder(f)
@@ -140,33 +165,46 @@ func (r *Router) trackRemoved(f *forwarder) {
 
 // preferCodecs steers a publisher to codecs that every subscriber of the
 // room can decode, when some subscriber cannot decode everything offered: the
-// answer then lists only those, in the publisher's order. When no offered
-// codec suits everyone, the answer is left alone and the subscribers who
-// cannot decode the stream are told so (STREAM_STATUS).
-func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer, offered map[string][]string) {
-	peers := r.peerList()
-	everyone := func(mime string) bool {
-		for _, p := range peers {
-			if p != publisher && p.sub != nil && !canDecode(p.codecs, mime) {
+// answer then lists only those, in the publisher's order. For H.264 that is
+// per profile: a publisher offering High and Constrained Baseline sends
+// Constrained Baseline when a subscriber decodes only that (h264profile.go).
+// When no offered codec suits everyone, the answer is left alone and the
+// subscribers who cannot decode the stream are told so (STREAM_STATUS).
+func (r *Router) preferCodecs(pc *webrtc.PeerConnection, publisher *Peer, offer string) {
+	var subs []*subscriber
+	for _, p := range r.peerList() {
+		if p != publisher && p.sub != nil {
+			subs = append(subs, p.sub)
+		}
+	}
+	everyone := func(c webrtc.RTPCodecCapability) bool {
+		for _, s := range subs {
+			if !canDecode(s.peer.codecs, c.MimeType) || !s.decodes(c) {
 				return false
 			}
 		}
 		return true
 	}
+	sections := parseSections(offer)
 	for _, t := range pc.GetTransceivers() {
-		order := offered[t.Mid()]
+		var offered []webrtc.RTPCodecCapability
+		for _, sec := range sections {
+			if sec.mid == t.Mid() {
+				offered = sec.codecs
+			}
+		}
 		var ok []webrtc.RTPCodecParameters
 		narrowed := false
-		for _, mime := range order {
-			if !supportedMime(mime) {
+		for _, oc := range offered {
+			if !supportedMime(oc.MimeType) {
 				continue
 			}
-			if !everyone(mime) {
+			if !everyone(oc) {
 				narrowed = true
 				continue
 			}
 			for _, c := range codecs {
-				if strings.EqualFold(c.MimeType, mime) && !slices.ContainsFunc(ok, func(o webrtc.RTPCodecParameters) bool {
+				if sameFormat(c.RTPCodecCapability, oc) && !slices.ContainsFunc(ok, func(o webrtc.RTPCodecParameters) bool {
 					return o.PayloadType == c.PayloadType
 				}) {
 					ok = append(ok, c)
@@ -191,6 +229,7 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		p.Close()
 	}
+	r.speakers.close()
 	r.engine.mu.Lock()
 	delete(r.engine.routers, r)
 	r.engine.mu.Unlock()
@@ -343,7 +382,11 @@ func (p *Peer) AddCandidate(target, streamID string, c webrtc.ICECandidateInit) 
 		if err != nil {
 			return err
 		}
-		if err := pub.pc.AddICECandidate(c); err != nil {
+		pc, err := pub.conn()
+		if err != nil {
+			return err
+		}
+		if err := pc.AddICECandidate(c); err != nil {
 			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "bad ICE candidate: " + err.Error()}
 		}
 		return nil

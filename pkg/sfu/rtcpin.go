@@ -34,6 +34,7 @@ type rxStats struct {
 	jitter       atomic.Uint32 // RTP clock units
 	rtt          atomic.Int64  // ns; 0 unknown
 	reports      atomic.Uint64
+	highest      atomic.Uint32 // extended highest sequence number received
 }
 
 // onRTCP handles one compound RTCP packet from the subscriber about d's
@@ -69,9 +70,11 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 						LostPackets: rtcp.PacketBitmap(binary.BigEndian.Uint16(p[2:]))})
 				}
 				if len(nacks) > 0 {
+					d.sub.markProgress(now) // it read the packets around the gap
 					d.nack(nacks)
 				}
 			case fmtTWCC:
+				d.sub.markProgress(now)
 				d.sub.bwe.OnFeedback(pkt, now)
 			}
 		case rtcpPSFB:
@@ -105,15 +108,20 @@ func (d *downTrack) onReportBlocks(blocks []byte, count int, now time.Time) {
 		st.totalLost.Store(lost)
 		st.jitter.Store(binary.BigEndian.Uint32(blocks[12:]))
 		st.reports.Add(1)
+		if hi := binary.BigEndian.Uint32(blocks[8:]); st.highest.Swap(hi) != hi {
+			d.sub.markProgress(now)
+		}
 		lsr, dlsr := binary.BigEndian.Uint32(blocks[16:]), binary.BigEndian.Uint32(blocks[20:])
+		var rtt time.Duration
 		if lsr != 0 {
 			mid := uint32(toNTP(now) >> 16)
 			if units := mid - lsr - dlsr; units < 1<<31 {
-				rtt := time.Duration(uint64(units) * uint64(time.Second) >> 16)
-				st.rtt.Store(int64(max(rtt, time.Microsecond)))
-				d.sub.bwe.SetRTT(max(rtt, time.Microsecond))
+				rtt = max(time.Duration(uint64(units)*uint64(time.Second)>>16), time.Microsecond)
+				st.rtt.Store(int64(rtt))
+				d.sub.bwe.SetRTT(rtt)
 			}
 		}
+		d.observeReport(blocks[4], binary.BigEndian.Uint32(blocks[12:]), rtt)
 		d.sub.bwe.OnReceiverLoss(float64(blocks[4])/256, now)
 	}
 }

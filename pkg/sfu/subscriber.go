@@ -82,10 +82,23 @@ type subscriber struct {
 	out atomic.Pointer[sendPath]
 	// keys captures the connection's DTLS secrets, for srtp.
 	keys *srtpkeys.Capture
-	// pathMu orders changes of out; srtp and pathClosed are under it.
+	// pathMu orders changes of out; srtp, pionOnly and pathClosed are
+	// under it. pionOnly says RTP goes through pion's SRTP session for the
+	// connection's life (pionPath is that path).
 	pathMu     sync.Mutex
 	srtp       *srtp.Context
+	pionOnly   bool
+	pionPath   *sendPath
 	pathClosed bool
+	// guard refuses pion's path while RTP goes directly (pathhealth.go).
+	guard *pionGuard
+	// progressAt is when the receiver last showed it receives what is
+	// sent (unix ns); health is the writer's check of it (pathhealth.go).
+	progressAt atomic.Int64
+	consented  atomic.Bool // the connection is connected
+	health     pathHealth
+	// observe takes the figures of its receiver reports (quality.go).
+	observe *QualityObservers
 
 	mu          sync.Mutex
 	pc          *webrtc.PeerConnection
@@ -96,6 +109,9 @@ type subscriber struct {
 	restart     bool
 	closed      bool
 	refusals    int // answers refused in a row (negotiation.go)
+	// decoders is what the client decodes: its declaration, narrowed by
+	// its answers (h264profile.go).
+	decoders decoderSet
 	// early holds the client's candidates that arrived before its answer
 	// (a client trickles as soon as it sets its answer, so they can overtake
 	// it); they are applied once the answer is.
@@ -107,13 +123,15 @@ type subscriber struct {
 
 func newSubscriber(peer *Peer, queueSize int) *subscriber {
 	return &subscriber{
-		peer:    peer,
-		log:     peer.log,
-		queue:   queue.New[queued](queueSize),
-		writer:  peer.router.engine.writers.assign(),
-		tracks:  make(map[*forwarder]*downTrack),
-		streams: make(map[string]*streamState),
-		bwe:     bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
+		peer:     peer,
+		log:      peer.log,
+		queue:    queue.New[queued](queueSize),
+		writer:   peer.router.engine.writers.assign(),
+		tracks:   make(map[*forwarder]*downTrack),
+		streams:  make(map[string]*streamState),
+		bwe:      bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
+		decoders: decoderSet{declared: peer.codecs},
+		observe:  &peer.router.engine.cfg.Quality,
 	}
 }
 
@@ -205,6 +223,9 @@ func (s *subscriber) writeQueued(batch []queued, now time.Time, sc *sendScratch)
 		if len(batch) == 0 {
 			return n, frameOpen, oldest
 		}
+		if out := s.out.Load(); out != nil && now.Sub(s.health.checked) >= time.Second {
+			s.checkProgress(out, now)
+		}
 		n += len(batch)
 		if oldest.IsZero() {
 			oldest = batch[0].p.arrived
@@ -223,7 +244,8 @@ func (s *subscriber) ensurePCLocked() error {
 		return nil
 	}
 	s.keys = &srtpkeys.Capture{}
-	pc, err := s.peer.router.engine.subAPI(s.keys).NewPeerConnection(webrtc.Configuration{})
+	s.guard = &pionGuard{out: &s.out, refused: &s.peer.router.engine.guardRefused}
+	pc, err := s.peer.router.engine.subAPI(s.keys, s.guard).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fmt.Errorf("new subscribe connection: %w", err)
 	}
@@ -245,6 +267,12 @@ func (s *subscriber) ensurePCLocked() error {
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("subscribe connection", "state", st.String())
+		// The progress check holds off while the client's consent is in
+		// doubt: no sign of progress is expected then.
+		s.consented.Store(st == webrtc.PeerConnectionStateConnected)
+		if st == webrtc.PeerConnectionStateFailed {
+			s.stopSending()
+		}
 		if st == webrtc.PeerConnectionStateConnected {
 			pair, err := ice.GetSelectedCandidatePair()
 			if err != nil {
@@ -261,42 +289,93 @@ func (s *subscriber) ensurePCLocked() error {
 	return nil
 }
 
-// reroute sends the connection's RTP on pair from now on. The first time
-// the connection is up (connected), it decides how RTP is sent for the
-// connection's life: directly when its SRTP keys were recovered, through
-// pion otherwise (direct.go). Pair changes before that are left to it.
+// reroute sends the connection's RTP on pair from now on (and again after
+// ICE failed). The first time the connection is up (connected), it decides
+// how RTP is sent: directly when its SRTP keys were recovered and the pair
+// is on a socket of the SFU, through pion otherwise (direct.go). Pair
+// changes before that are left to it.
 func (s *subscriber) reroute(ice *webrtc.ICETransport, pair *webrtc.ICECandidatePair, connected bool) {
+	p, ok := s.routeLocked(ice, pair, connected)
+	if ok || p == nil {
+		return
+	}
+	// No socket for the pair, and the direct path's context was used:
+	// the fallback checks it under the writer's lock.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.fallback(&s.peer.router.engine.fallbacksNoRoute, p) {
+		s.refreshVideo()
+	}
+}
+
+// routeLocked is reroute's part under pathMu. It reports false, with the
+// path without a socket it stored, when the pair is on no socket of the SFU
+// and the direct path's context was used already (else it falls back to
+// pion's path at once).
+func (s *subscriber) routeLocked(ice *webrtc.ICETransport, pair *webrtc.ICECandidatePair, connected bool) (p *sendPath, ok bool) {
+	fresh := false
 	s.pathMu.Lock()
 	defer s.pathMu.Unlock()
 	if s.pathClosed {
-		return
+		return nil, true
 	}
-	if cur := s.out.Load(); cur != nil && cur.viaPion {
-		return
+	if s.pionOnly {
+		if connected && s.out.Load() == nil {
+			s.out.Store(s.pionPath) // up again after ICE failed
+		}
+		return nil, true
+	}
+	if s.out.Load() == nil && !connected {
+		return nil, true // not up yet, or failed and not up again
 	}
 	if s.srtp == nil {
-		if !connected {
-			return
-		}
-		ctx, err := s.keys.LocalContext()
+		ctx, err := s.localContext()
 		if err != nil {
 			s.log.Info("subscribe connection sends RTP through pion's SRTP session", "reason", err)
-			s.out.Store(&sendPath{viaPion: true})
-			return
+			s.pionOnly, s.pionPath = true, &sendPath{viaPion: true}
+			s.out.Store(s.pionPath)
+			return nil, true
 		}
-		s.srtp = ctx
+		s.srtp, fresh = ctx, true
 	}
 	params, err := ice.GetLocalParameters()
 	if err != nil {
 		s.log.Debug("local ICE parameters", "err", err)
 	}
-	p, err := s.peer.router.engine.route(pair, s.srtp, params.UsernameFragment)
+	p, err = s.peer.router.engine.route(pair, s.srtp, params.UsernameFragment)
 	if err != nil {
-		s.log.Warn("subscribe connection: media cannot be sent on its candidate pair", "err", err)
-	} else {
-		s.log.Debug("subscribe connection sends RTP directly", "local", pair.Local.String(), "remote", pair.Remote.String())
+		s.log.Warn("subscribe connection: its candidate pair is on no socket of the SFU; RTP goes through pion's SRTP session", "err", err)
+		if fresh {
+			s.peer.router.engine.fallbacksNoRoute.Add(1)
+			s.pionOnly, s.pionPath = true, &sendPath{viaPion: true}
+			s.out.Store(s.pionPath)
+			return nil, true
+		}
+		s.out.Swap(p).close()
+		return p, false
 	}
+	s.log.Debug("subscribe connection sends RTP directly", "local", pair.Local.String(), "remote", pair.Remote.String())
 	s.out.Swap(p).close()
+	return p, true
+}
+
+// localContext makes the SRTP context of the connection's keys (with
+// Faults.WrongSRTPKeys, of keys that are not).
+func (s *subscriber) localContext() (*srtp.Context, error) {
+	k, err := s.keys.LocalKeys()
+	if err != nil {
+		return nil, err
+	}
+	if s.peer.router.engine.cfg.Faults.WrongSRTPKeys {
+		for i := range k.MasterKey {
+			k.MasterKey[i] ^= 0x5a
+		}
+	}
+	ctx, err := srtp.CreateContext(k.MasterKey, k.MasterSalt, k.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("SRTP context: %w", err)
+	}
+	return ctx, nil
 }
 
 // addForwarder starts sending f's track to this subscriber.
@@ -330,6 +409,14 @@ func (s *subscriber) addForwarderLocked(f *forwarder, publisher string) bool {
 	}
 	if !canDecode(s.peer.codecs, f.codec.MimeType) {
 		s.tracks[f] = nil // known, not sent
+		s.reportLocked()
+		return false
+	}
+	if !s.decoders.decodes(f.codec) {
+		// The MIME type, but not this configuration (an H.264 High
+		// stream, and the client decodes Constrained Baseline only).
+		s.tracks[f] = nil
+		st.unsupported = append(st.unsupported, codecLabel(f.codec))
 		s.reportLocked()
 		return false
 	}
@@ -455,6 +542,8 @@ func (s *subscriber) handleAnswer(sdp string) error {
 	}
 	s.negotiating = false
 	s.refusals = 0
+	s.decoders.answered = answeredCodecs(sdp)
+	s.dropRefusedLocked()
 	for _, c := range s.early {
 		if err := s.pc.AddICECandidate(c); err != nil {
 			s.log.Debug("early subscribe candidate refused", "err", err)
@@ -470,6 +559,37 @@ func (s *subscriber) handleAnswer(sdp string) error {
 		s.negotiateLocked()
 	}
 	return nil
+}
+
+// dropRefusedLocked takes out of the connection the tracks that no codec of
+// the answer can carry (downTrack.Bind refused them: an H.264 profile the
+// client does not decode): the stream is reported with the reason, and the
+// next offer leaves the track out.
+func (s *subscriber) dropRefusedLocked() {
+	for f, d := range s.tracks {
+		if d == nil || !d.refused.Load() {
+			continue
+		}
+		d.detachAll()
+		if err := s.pc.RemoveTrack(d.sender); err != nil {
+			s.log.Debug("remove refused track", "track", f.id, "err", err)
+		}
+		s.tracks[f] = nil
+		if st := s.streams[f.streamID]; st != nil {
+			st.tracks--
+			st.unsupported = append(st.unsupported, codecLabel(f.codec))
+		}
+		s.log.Info("track not sent: the client's answer has no codec that carries it", "track", f.id, "codec", codecLabel(f.codec))
+		s.pending = true
+	}
+}
+
+// decodes reports whether the client decodes a stream of codec c, as far
+// as its declaration and answers tell.
+func (s *subscriber) decodes(c webrtc.RTPCodecCapability) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decoders.decodes(c)
 }
 
 // reportLocked sends each stream's status when it changed: PLAYING once its
@@ -677,6 +797,9 @@ type SubscriberStats struct {
 	// Direct says its RTP goes on the direct send path (else through
 	// pion's SRTP session; neither before the connection is up).
 	Direct bool
+	// Path is how its RTP leaves now: "direct", "pion", or "none" (not up
+	// yet, ICE failed, or its pair is on no socket of the SFU).
+	Path string
 	// Estimate is the connection's bandwidth estimate.
 	Estimate bwe.Stats
 	// Counters are the connection's packet counters.
@@ -708,8 +831,15 @@ type TrackStats struct {
 func (s *subscriber) snapshot(session, name string) SubscriberStats {
 	st := SubscriberStats{Session: session, Participant: name, Estimate: s.bwe.Stats(), Counters: s.stats(),
 		SentBytes: s.sentBytes.Load(), Probes: s.probed.Load()}
-	if out := s.out.Load(); out != nil && !out.viaPion {
-		st.Direct = true
+	switch out := s.out.Load(); {
+	case out == nil:
+		st.Path = "none"
+	case out.viaPion:
+		st.Path = "pion"
+	case out.udp == nil && out.tcp == nil:
+		st.Path = "none"
+	default:
+		st.Direct, st.Path = true, "direct"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -66,6 +66,10 @@ type Config struct {
 	// OnRouter, when set, is called with each room session's media router
 	// when it is made (the recorder attaches there).
 	OnRouter func(rm *room.Room, r *sfu.Router)
+	// Clips, when set, gives a participant admitted to a room its access to
+	// the room's media messages (nil: none), with the reply to its join and
+	// to its resumed session: what p's grants allow there, as p's identity.
+	Clips func(p *room.Participant) *protocol.ClipsAccess
 	// Access decides who may join, publish, chat and record; nil is
 	// access.Open(): anyone may, and no token is accepted.
 	Access *access.Policy
@@ -240,6 +244,7 @@ func (h *Hub) router(rm *room.Room) *sfu.Router {
 	if r == nil {
 		r = h.engine.NewRouter(rm.Session())
 		h.routers[rm.Session()] = r
+		r.OnActiveSpeakers(func(as sfu.ActiveSpeakers) { rm.SetActiveSpeakers(speakersEvent(as)) })
 		if h.cfg.OnRouter != nil {
 			h.cfg.OnRouter(rm, r)
 		}
@@ -326,4 +331,16 @@ func randomToken(prefix string, n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return prefix + hex.EncodeToString(b)
+}
+
+// speakersEvent makes the ACTIVE_SPEAKERS event of the media plane's speakers.
+func speakersEvent(as sfu.ActiveSpeakers) *protocol.Event {
+	ev := &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventActiveSpeakers}
+	if d := as.Dominant; d != nil {
+		ev.Dominant = &protocol.Speaker{Name: d.Participant, StreamID: d.StreamID, Level: d.Level}
+	}
+	for _, s := range as.Speakers {
+		ev.Speakers = append(ev.Speakers, protocol.Speaker{Name: s.Participant, StreamID: s.StreamID, Level: s.Level})
+	}
+	return ev
 }

@@ -156,6 +156,14 @@ func (m *member) VideoStatus(publisher, streamID string, paused bool, reason str
 	}
 }
 
+// Quality implements sfu.QualitySignal: QUALITY, how this participant
+// receives each remote track.
+func (m *member) Quality(tracks []protocol.TrackQuality) {
+	if p, _ := m.joined(); p != nil {
+		p.Notify(&protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventQuality, Quality: tracks})
+	}
+}
+
 // PublishStatus implements sfu.Signal.
 func (m *member) PublishStatus(streamID, status, reason string) {
 	if p, _ := m.joined(); p != nil {

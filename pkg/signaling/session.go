@@ -447,6 +447,7 @@ func (s *Session) connect(id *int64, req protocol.Connect) (any, error) {
 		m.attach(s)
 		est.ResumeToken, est.Resumed, est.Room, est.Name = m.token, true, p.Room().Name(), p.Name()
 		est.ICEServers = s.iceServers(p) // fresh credentials for the ICE restarts that follow
+		est.Clips = s.clips(p)
 		s.send(est)
 		if err := p.SetSink(m); err != nil {
 			return nil, err
@@ -494,8 +495,9 @@ func (s *Session) joinAndReply(id *int64, req protocol.Join) (any, error) {
 	reply := &protocol.Reply{Type: protocol.TypeReply, ID: id}
 	if p, _ := m.joined(); p != nil {
 		reply.ICEServers = s.iceServers(p)
+		reply.Clips = s.clips(p)
 	}
-	if id != nil || len(reply.ICEServers) > 0 {
+	if id != nil || len(reply.ICEServers) > 0 || reply.Clips != nil {
 		s.send(reply)
 	}
 	m.release(true)
@@ -508,6 +510,14 @@ func (s *Session) iceServers(p *room.Participant) []protocol.ICEServer {
 		return nil
 	}
 	return s.hub.cfg.ICEServers(p.Room().Name(), s.member.identity(p))
+}
+
+// clips returns participant p's access to its room's media messages (nil without).
+func (s *Session) clips(p *room.Participant) *protocol.ClipsAccess {
+	if s.hub.cfg.Clips == nil {
+		return nil
+	}
+	return s.hub.cfg.Clips(p)
 }
 
 func (s *Session) join(req protocol.Join) error {
@@ -550,6 +560,11 @@ func (s *Session) join(req protocol.Join) error {
 	}
 	if len(req.Codecs) > 64 {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "too many codecs listed (at most 64)"}
+	}
+	for _, c := range req.Codecs {
+		if len(c) > 200 {
+			return &protocol.Error{Code: protocol.CodeBadRequest, Reason: "a codec entry is too long (at most 200 bytes)"}
+		}
 	}
 	p, err := s.hub.rooms.Join(req.Room, name, m, room.JoinOptions{Subscribe: subscribe, Codecs: req.Codecs,
 		Record: adm.Record, Identity: adm.Identity, Grants: adm.Grants, MaxParticipants: adm.MaxParticipants,

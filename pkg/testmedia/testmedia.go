@@ -12,12 +12,14 @@ package testmedia
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,6 +40,9 @@ type Options struct {
 	FFmpeg string
 	// Timeout bounds one ffmpeg run; default 2 minutes.
 	Timeout time.Duration
+	// H264Profile is the profile of H264AnnexB: baseline (the default,
+	// constrained baseline), main or high.
+	H264Profile string
 }
 
 func (o Options) withVideoDefaults() Options {
@@ -150,17 +155,26 @@ func AV1IVF(dir string, opts Options) (string, error) {
 	return p, nil
 }
 
-// H264AnnexB returns the path of an H.264 constrained-baseline Annex-B elementary
-// stream in dir (.h264: no B-frames, SPS and PPS before every IDR), generating it if needed.
+// H264AnnexB returns the path of an H.264 Annex-B elementary stream in dir
+// (.h264: constrained baseline unless Options.H264Profile says otherwise; no
+// B-frames, SPS and PPS before every IDR), generating it if needed.
 func H264AnnexB(dir string, opts Options) (string, error) {
 	o := opts.withVideoDefaults()
-	args := append(o.videoInput(), "-c:v", "libx264", "-profile:v", "baseline", "-level", "3.1",
+	profile, name := "baseline", "h264"
+	switch o.H264Profile {
+	case "", "baseline":
+	case "main", "high":
+		profile, name = o.H264Profile, "h264"+o.H264Profile
+	default:
+		return "", fmt.Errorf("testmedia: h264: profile %q (want baseline, main or high)", o.H264Profile)
+	}
+	args := append(o.videoInput(), "-c:v", "libx264", "-profile:v", profile, "-level", "3.1",
 		"-pix_fmt", "yuv420p", "-b:v", strconv.Itoa(o.Bitrate), "-tune", "zerolatency", "-bf", "0")
 	args = append(args, o.gop()...)
 	// repeat-headers puts SPS/PPS before every IDR, so playback can start at any keyframe.
 	args = append(args, "-x264-params", "repeat-headers=1:scenecut=0",
 		"-bsf:v", "h264_mp4toannexb", "-f", "h264")
-	p, err := generate(dir, o.videoName("h264", "h264"), o, args)
+	p, err := generate(dir, o.videoName(name, "h264"), o, args)
 	if err != nil {
 		return "", fmt.Errorf("testmedia: h264: %w", err)
 	}
@@ -180,6 +194,71 @@ func OpusOgg(dir string, opts Options) (string, error) {
 	p, err := generate(dir, name, o, args)
 	if err != nil {
 		return "", fmt.Errorf("testmedia: opus: %w", err)
+	}
+	return p, nil
+}
+
+// Span is a stretch of a generated file, from its start.
+type Span struct{ From, To time.Duration }
+
+// speechText is what the voice says, again and again: synthetic speech
+// (ffmpeg's flite), which a browser's noise suppression leaves alone where it
+// removes a steady tone.
+const speechText = "we are talking about the plan for the next release and what we should ship first then we look at the numbers again "
+
+// speechInput is a voice talking during the loud spans, at about -25 dBFS
+// (an RFC 6464 level of 15 to 45 from word to word), and 60 dB quieter
+// (about -85 dBFS, a quiet room) elsewhere.
+func speechInput(o Options, loud []Span) []string {
+	expr := "0"
+	for _, s := range loud {
+		expr += fmt.Sprintf("+between(t,%s,%s)", secs(s.From), secs(s.To))
+	}
+	// flite says the text in about 5.5 s.
+	text := strings.Repeat(speechText, int(o.Duration/(5*time.Second))+2)
+	return []string{
+		"-f", "lavfi", "-i", "flite=text='" + text + "':voice=slt",
+		"-af", fmt.Sprintf("aresample=48000,volume=0.5,volume='if(%s,1,0.001)':eval=frame", expr),
+		"-t", secs(o.Duration), "-ac", "1",
+	}
+}
+
+func speechName(o Options, loud []Span, ext string) string {
+	var spans strings.Builder
+	for _, s := range loud {
+		fmt.Fprintf(&spans, "%d-%d,", s.From.Milliseconds(), s.To.Milliseconds())
+	}
+	sum := sha256.Sum256([]byte(spans.String()))
+	return fmt.Sprintf("voice-%dms-%dspans-%x.%s", o.Duration.Milliseconds(), len(loud), sum[:6], ext)
+}
+
+// SpeechOpus returns an Ogg Opus file (mono, 20 ms frames, one frame per
+// page) of a voice that talks during the spans and is quiet elsewhere, and
+// the same audio as raw samples (s16le, 48 kHz, mono) from which a sender
+// measures its levels (pkg/client NewOpusLevelSource), generating them if
+// needed.
+func SpeechOpus(dir string, opts Options, loud []Span) (ogg, pcm string, err error) {
+	o := opts.withAudioDefaults()
+	args := append(speechInput(o, loud), "-c:a", "libopus", "-b:a", strconv.Itoa(o.Bitrate),
+		"-page_duration", "20000", "-frame_duration", "20", "-f", "ogg")
+	if ogg, err = generate(dir, speechName(o, loud, "ogg"), o, args); err != nil {
+		return "", "", fmt.Errorf("testmedia: speech opus: %w", err)
+	}
+	args = append(speechInput(o, loud), "-ar", "48000", "-f", "s16le")
+	if pcm, err = generate(dir, speechName(o, loud, "s16le"), o, args); err != nil {
+		return "", "", fmt.Errorf("testmedia: speech samples: %w", err)
+	}
+	return ogg, pcm, nil
+}
+
+// SpeechWAV returns a WAV file (48 kHz, mono) of the voice SpeechOpus
+// makes, for Chromium's --use-file-for-fake-audio-capture.
+func SpeechWAV(dir string, opts Options, loud []Span) (string, error) {
+	o := opts.withAudioDefaults()
+	args := append(speechInput(o, loud), "-ar", "48000", "-c:a", "pcm_s16le", "-f", "wav")
+	p, err := generate(dir, speechName(o, loud, "wav"), o, args)
+	if err != nil {
+		return "", fmt.Errorf("testmedia: speech wav: %w", err)
 	}
 	return p, nil
 }

@@ -1,8 +1,10 @@
 package testmedia
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -178,5 +180,51 @@ func TestOpusOgg(t *testing.T) {
 	// One 20 ms packet per page (plus the tags page): about 100 pages for 2 s.
 	if pages < 95 || pages > 105 {
 		t.Fatalf("%d pages", pages)
+	}
+}
+
+// The speech files talk (about -25 dBFS) in their spans and are quiet
+// (about -85 dBFS) elsewhere; the WAV is as long.
+func TestSpeech(t *testing.T) {
+	dir := t.TempDir()
+	loud := []Span{{From: 500 * time.Millisecond, To: time.Second}}
+	opts := Options{Duration: 2 * time.Second}
+	ogg, pcm, err := SpeechOpus(dir, opts, loud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(pcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 2*48000*2 {
+		t.Fatalf("%d bytes of samples, want 2 s of 48 kHz s16 mono", len(raw))
+	}
+	dbfs := func(from, to time.Duration) float64 {
+		var sum float64
+		a, b := int(from.Seconds()*48000), int(to.Seconds()*48000)
+		for i := a; i < b; i++ {
+			v := float64(int16(binary.LittleEndian.Uint16(raw[2*i:]))) / 32768
+			sum += v * v
+		}
+		return 10 * math.Log10(sum/float64(b-a))
+	}
+	if l := dbfs(500*time.Millisecond, time.Second); l < -35 || l > -15 {
+		t.Errorf("the talking span at %.1f dBFS, want about -25", l)
+	}
+	if q := dbfs(1200*time.Millisecond, 1900*time.Millisecond); q > -70 {
+		t.Errorf("quiet part at %.1f dBFS, want about -85", q)
+	}
+	for _, f := range []string{ogg} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	wav, err := SpeechWAV(dir, opts, loud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(wav); err != nil || st.Size() < int64(len(raw)) {
+		t.Errorf("wav %s: %v", wav, err)
 	}
 }

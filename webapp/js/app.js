@@ -10,6 +10,8 @@ import {initPeople} from './page/people.js';
 import {linkify, initChatPanel} from './page/chat.js';
 import {initKeyboard} from './page/keys.js';
 import {initQuality} from './page/quality.js';
+import {ClipPanel} from './clips.js';
+import {Speakers} from './speakers.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -52,6 +54,7 @@ const options = {
   codec: CODECS.includes((params.get('codec') || '').toUpperCase()) ? params.get('codec').toUpperCase() : undefined,
   relay: params.get('relay') === '1',
   record: params.get('record') === '1',  // also the Record checkbox
+  publish: params.get('publish') !== '0', // 0: join without publishing the camera (messages only)
 };
 
 // An access token from an invite link (/?room=R&token=…): kept for this tab (so a reload
@@ -95,7 +98,7 @@ const state = {
   devices: null, // the pre-join screen's choice (page/prejoin.js), null when joined at once
 };
 
-window.parley = {connection: null, room: null, RoomApi};
+window.parley = {connection: null, room: null, RoomApi, clips: null};
 function expose() {
   window.parley.connection = state.connection;
   window.parley.room = state.room;
@@ -355,7 +358,8 @@ function addTile(participant, stream) {
   const ph = el('div', 'placeholder');
   ph.append(el('span', 'initial', initial(name)));
   const meta = el('div', 'meta');
-  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''));
+  meta.append(el('span', 'label', screen ? `${name} (screen)` : name), el('span', 'muted-mark', ''), el('span', 'status', ''),
+    el('span', 'quality', ''));
   t.append(video, ph, el('div', 'reason'), meta, modBar(name, screen));
   ui.tiles.append(t);
   stream.play(video);
@@ -371,10 +375,29 @@ function updateTile(t, stream) {
   t.dataset.status = status;
   t.querySelector('.status').textContent = status;
   const failed = status === STREAM_STATUS.FAILED;
-  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason);
-  t.classList.toggle('undecodable', noVideo);
-  t.classList.toggle('novideo', !stream.hasVideo());
-  t.querySelector('.reason').textContent = noVideo ? (reason || 'this stream cannot be played here') : '';
+  // The server paused the video (this link cannot carry it): the name and why, not a frozen
+  // picture; it comes back by itself.
+  const paused = status === STREAM_STATUS.PLAYING && stream.videoPaused();
+  const noVideo = failed || (status === STREAM_STATUS.PLAYING && !!reason) || paused;
+  t.classList.toggle('undecodable', noVideo && !paused);
+  t.classList.toggle('paused', paused);
+  t.classList.toggle('novideo', !stream.hasVideo() || paused);
+  t.querySelector('.reason').textContent = noVideo ? (reason || (paused ? 'video paused: the connection is too slow'
+    : 'this stream cannot be played here')) : '';
+}
+
+// showQuality puts how this page receives a stream (its receiver reports, as the server read them)
+// on the tile's info: the video's loss, jitter and round trip in the corner, both kinds in its title.
+function showQuality(t, q) {
+  const span = t.querySelector('.quality');
+  if (!span) return;
+  const main = q.video || q.audio;
+  if (!main) return;
+  const fmt = (x) => `loss ${x.lossPct.toFixed(1)}% · jitter ${Math.round(x.jitterMs)} ms` +
+    (x.rttMs > 0 ? ` · rtt ${Math.round(x.rttMs)} ms` : '');
+  span.textContent = fmt(main);
+  span.title = Object.entries(q).map(([kind, x]) => `${kind}: ${fmt(x)}`).join('\n');
+  span.dataset.level = main.lossPct >= 5 || main.rttMs >= 300 ? 'bad' : main.lossPct >= 1 || main.rttMs >= 150 ? 'fair' : 'good';
 }
 
 function removeTile(t) {
@@ -434,7 +457,8 @@ function layout() {
   const grid = ui.grid;
   const tiles = [...grid.querySelectorAll('.tile')].filter((t) => !t.hidden);
   const n = Math.max(tiles.length, 1);
-  const screens = tiles.filter((t) => t.dataset.kind === 'screen').length;
+  // The dominant speaker's tile (speakers.js) is big like a screen share, when there is none.
+  const screens = tiles.filter((t) => t.dataset.kind === 'screen' || t.classList.contains('big')).length;
   const W = grid.clientWidth;
   const H = grid.clientHeight;
   if (!W || !H) return;
@@ -480,6 +504,10 @@ const deviceMenu = initDeviceMenu({
   note: (text) => { $('#callNote').textContent = text; setTimeout(() => { if ($('#callNote').textContent === text) $('#callNote').textContent = ''; }, 8000); },
   error: (text) => showError(text),
 });
+
+// Who speaks: highlights, the dominant speaker's big tile, the stage of recent speakers.
+const speakers = new Speakers({grid: ui.grid, tiles: ui.tiles, local: ui.local, relayout: () => layout()});
+window.parley.speakers = speakers;
 
 // ---------------------------------------------------------------- publishing
 
@@ -625,6 +653,8 @@ ui.shareScreen.addEventListener('click', () => {
 // ---------------------------------------------------------------- session and room
 
 function resetRoomUi() {
+  clipPanel.detach();
+  speakers.reset();
   document.body.classList.remove('moderator');
   ui.modControls.hidden = true;
   clearTiles();
@@ -707,6 +737,7 @@ function joinRoom() {
       for (const p of room.getParticipants()) updateMuteMarks(p.name());
       const constraints = cameraConstraints(room);
       if (state.wantCamera && !state.camera && constraints !== null) publishCamera(constraints);
+      room.ready.then(() => { if (state.room === room) clipPanel.attach(room); }, () => {});
     }))
     .on(ROOM_EVENT.JOINED, mine((p) => {
       chatLine(p.name(), 'joined', {cls: 'system'});
@@ -725,6 +756,10 @@ function joinRoom() {
       const t = tileFor(s.id());
       if (t) updateTile(t, s);
     }))
+    .on(ROOM_EVENT.QUALITY, mine((p, s, q) => {
+      const t = tileFor(s.id());
+      if (t) showQuality(t, q);
+    }))
     .on(ROOM_EVENT.MESSAGE, mine((m) => {
       chatLine(m.from.name(), m.text, {ts: m.ts, cls: m.private ? 'private' : ''});
     }))
@@ -738,6 +773,7 @@ function joinRoom() {
     .on(ROOM_EVENT.UNLOCKED, mine((r, info) => { chatLine('chat', `room unlocked by ${info.by}`, {cls: 'system'}); updateModControls(); }))
     .on(ROOM_EVENT.ENDED, mine((r, info) => chatLine('chat', `the meeting was ended by ${info.by}`, {cls: 'system'})))
     .on(ROOM_EVENT.RECORDING, mine((r, info) => { showRecording(info); updateModControls(); }))
+    .on(ROOM_EVENT.ACTIVE_SPEAKERS, mine((r, info) => speakers.update(info)))
     .on(ROOM_EVENT.FAILED, mine((r, info) => {
       showError(info.code || 'FAILED', info.reason);
       resetRoomUi();
@@ -775,7 +811,7 @@ function join(name, roomName) {
   clearError();
   state.name = name;
   state.roomName = roomName;
-  state.wantCamera = true;
+  state.wantCamera = options.publish;
   ui.name.value = name;
   ui.room.value = roomName;
   updateInvite(roomName);
@@ -875,6 +911,11 @@ ui.copyInvite.addEventListener('click', async () => {
   ui.copyInvite.textContent = 'Copied';
   setTimeout(() => { ui.copyInvite.textContent = old; }, 1500);
 });
+
+// ---------------------------------------------------------------- media messages
+
+const clipPanel = new ClipPanel(document.getElementById('clips'), {onError: (err) => showError(err)});
+window.parley.clips = clipPanel;
 
 // ---------------------------------------------------------------- start
 

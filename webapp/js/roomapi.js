@@ -10,6 +10,10 @@
 //
 // docs/roomapi.md is the reference. Plain ES module, no dependencies.
 
+import {ClipStore, ClipError, Clip} from './clipapi.js';
+
+export {ClipError, Clip};
+
 export const SESSION_STATUS = Object.freeze({
   ESTABLISHED: 'ESTABLISHED',
   FAILED: 'FAILED',
@@ -38,6 +42,15 @@ export const ROOM_EVENT = Object.freeze({
   // Parley extension: a participant raised or lowered its hand or turned its own microphone or
   // camera off or on: (participant, {hand, micOff, camOff}).
   PRESENCE: 'PRESENCE',
+  // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
+  CLIP_ADDED: 'CLIP_ADDED',
+  CLIP_DELETED: 'CLIP_DELETED',
+  // Parley extension: how this client receives a remote stream, from its own receiver reports
+  // (every few seconds): handler(participant, stream, stream.quality()).
+  QUALITY: 'QUALITY',
+  // Parley extension: who speaks changed: info.dominant (the dominant speaker, or null) and
+  // info.speakers (everyone speaking now, dominant first), each {name, streamId, level, self}.
+  ACTIVE_SPEAKERS: 'ACTIVE_SPEAKERS',
 });
 
 export const STREAM_STATUS = Object.freeze({
@@ -133,16 +146,28 @@ function forgetResumeTokenValue(token) {
   } catch { /* ignore */ }
 }
 
-/** The MIME types this page can decode, as sent in join.codecs. */
+/**
+ * The MIME types this page can decode, as sent in join.codecs; H.264 also once per profile it
+ * decodes ("video/H264;profile-level-id=42e01f;packetization-mode=1"), so the server never sends
+ * it a profile it cannot decode.
+ */
 export function decodableCodecs() {
   const out = [];
   if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return out;
+  let h264 = 0;
   for (const kind of ['audio', 'video']) {
     const caps = RTCRtpReceiver.getCapabilities(kind);
     for (const c of (caps && caps.codecs) || []) {
       const sub = c.mimeType.split('/')[1]?.toLowerCase() || '';
       if (sub === 'rtx' || sub === 'red' || sub === 'ulpfec' || sub.startsWith('flexfec')) continue;
       if (!out.some((m) => m.toLowerCase() === c.mimeType.toLowerCase())) out.push(c.mimeType);
+      const fmtp = c.sdpFmtpLine || '';
+      const plid = /profile-level-id=([0-9a-fA-F]{6})/.exec(fmtp);
+      if (sub === 'h264' && plid && h264 < 16) {
+        const mode = /packetization-mode=(\d)/.exec(fmtp);
+        const entry = `${c.mimeType};profile-level-id=${plid[1].toLowerCase()};packetization-mode=${mode ? mode[1] : 0}`;
+        if (!out.includes(entry)) { out.push(entry); h264++; }
+      }
     }
   }
   return out;
@@ -356,6 +381,7 @@ class Connection extends Emitter {
     // A resumed session brings fresh TURN credentials for the ICE restarts below.
     if (Array.isArray(s.iceServers)) this._iceServers = s.iceServers;
     if (s.limits) this._limits = s.limits;
+    if (s.clips && this._room) this._room._clipStore._setAccess(s.clips);
     if (mode === 'reconnect') {
       this._stopReconnect();
       const room = this._room;
@@ -535,6 +561,7 @@ class Room extends Emitter {
     this._recordingInfo = null; // the last RECORDING event: {status, reason, url, expires}
     this._hand = false; // this client's raised hand
     this._sentPresence = null; // the presence the server has from this client (null: not known)
+    this._activeSpeakers = {dominant: null, speakers: []}; // the last ACTIVE_SPEAKERS
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
     this._media = new Map(); // stream id (msid) -> MediaStream from ontrack
@@ -542,11 +569,13 @@ class Room extends Emitter {
     this._local = new Set(); // LocalStream
     this._localById = new Map(); // stream id -> LocalStream
     this._pendingStatus = new Map(); // stream id -> STREAM_STATUS events that came before the stream was known
+    this._tiles = new TileWatcher(this);
     this._orphanCandidates = new Map(); // stream id -> candidates for a publish connection not known yet
     this._endedIds = new Set(); // ids of this client's streams that were stopped
     this._sub = null; // {pc, queue, lastRestart}
     this._joined = false;
     this._left = false;
+    this._clipStore = new ClipStore(this, (ev, arg) => this._emit(ev, arg));
     let resolve, reject;
     /** Resolves with the room once the server confirmed the join; rejects with its error. */
     this.ready = new Promise((res, rej) => { resolve = res; reject = rej; });
@@ -660,12 +689,25 @@ class Room extends Emitter {
    * expires (a Date), for everyone in the room while it records.
    */
   recording() { return this._recordingInfo; }
+  /**
+   * Who speaks, as the server last told (ACTIVE_SPEAKERS): {dominant, speakers}. dominant is the
+   * dominant speaker or null; speakers everyone speaking now, the dominant one first; each is
+   * {name, streamId, level (0 silence to 1), self (this client)}.
+   */
+  activeSpeakers() { return {dominant: this._activeSpeakers.dominant, speakers: [...this._activeSpeakers.speakers]}; }
   /** The other participants. */
   getParticipants() { return [...this._participants.values()]; }
   getParticipant(name) { return this._participants.get(name) || null; }
   /** This client's published streams. */
   getLocalStreams() { return [...this._local]; }
   isJoined() { return this._joined && !this._left; }
+
+  /** Media messages (clipapi.js): this participant's access ({post, moderate, self, limits}) or null. */
+  clipsAccess() { return this._clipStore.access(); }
+  /** Posts a recorded clip (a Blob); resolves with the Clip. meta: {onProgress(fraction)}. */
+  postClip(blob, meta) { return this._clipStore.post(blob, meta); }
+  /** Fetches the room's clips, oldest first. */
+  getClips() { return this._clipStore.list(); }
 
   /**
    * Sends chat text to everyone, or only to `to` (a participant name). Resolves with {ts}.
@@ -727,8 +769,9 @@ class Room extends Emitter {
     if (this._record) msg.record = true;
     if (this._password) msg.password = this._password;
     try {
-      await conn._request(msg);
+      const reply = await conn._request(msg);
       if (this._left) return;
+      if (reply && reply.clips) this._clipStore._setAccess(reply.clips);
       this._joined = true;
       storeResumeToken(this._name, this._self, conn._token);
       this._ready.resolve(this);
@@ -750,6 +793,7 @@ class Room extends Emitter {
     this._localById.clear();
     if (this._sub) { try { this._sub.pc.close(); } catch { /* ignore */ } this._sub = null; }
     for (const r of this._remote.values()) r._detachAll();
+    this._tiles.close();
     this._remote.clear();
     this._participants.clear();
     this._media.clear();
@@ -770,7 +814,7 @@ class Room extends Emitter {
       s = new RemoteStream(this, participant, info);
       this._remote.set(info.id, s);
       const queued = this._pendingStatus.get(info.id);
-      if (queued) { this._pendingStatus.delete(info.id); for (const ev of queued) s._onStatus(ev.status, ev.reason); }
+      if (queued) { this._pendingStatus.delete(info.id); for (const ev of queued) s._onStatus(ev.status, ev.reason, ev.video); }
     }
     participant._streams.set(info.id, s);
     participant._maybeAutoplay(s);
@@ -840,6 +884,17 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.PRESENCE, p, {...p._presence});
         return;
       }
+      case 'QUALITY': {
+        const changed = new Set();
+        for (const q of m.quality || []) {
+          const remote = this._remote.get(q.streamId);
+          if (!remote || (q.kind !== 'audio' && q.kind !== 'video')) continue;
+          remote._quality[q.kind] = {lossPct: +q.lossPct || 0, jitterMs: +q.jitterMs || 0, rttMs: +q.rttMs || 0};
+          changed.add(remote);
+        }
+        for (const remote of changed) this._emit(ROOM_EVENT.QUALITY, remote._participant, remote, remote.quality());
+        return;
+      }
       case 'MUTED':
       case 'UNMUTED': {
         const muted = m.event === 'MUTED';
@@ -887,6 +942,16 @@ class Room extends Emitter {
         this._emit(ROOM_EVENT.RECORDING, this, info);
         return;
       }
+      case 'CLIP_ADDED':
+      case 'CLIP_DELETED': this._clipStore._onEvent(m); return;
+      case 'ACTIVE_SPEAKERS': {
+        const one = (v) => (v && typeof v.name === 'string' ? {name: v.name, streamId: String(v.streamId || ''),
+          level: Math.min(1, Math.max(0, Number(v.level) || 0)), self: v.name === this._self} : null);
+        const info = {dominant: one(m.dominant), speakers: (Array.isArray(m.speakers) ? m.speakers : []).map(one).filter(Boolean)};
+        this._activeSpeakers = info;
+        this._emit(ROOM_EVENT.ACTIVE_SPEAKERS, this, {dominant: info.dominant, speakers: [...info.speakers]});
+        return;
+      }
       default: console.warn('roomapi: unknown event', m.event);
     }
   }
@@ -924,14 +989,14 @@ class Room extends Emitter {
     if (this._endedIds.has(m.streamId)) return;
     const remote = this._remote.get(m.streamId);
     if (remote) {
-      remote._onStatus(m.status, m.reason);
+      remote._onStatus(m.status, m.reason, m.video);
       this._emit(ROOM_EVENT.STREAM_STATUS, remote._participant, remote, m.status, m.reason || '');
       return;
     }
     // Not known yet: a publish answer or a PUBLISHED still on its way.
     if (!this._pendingStatus.has(m.streamId)) this._pendingStatus.set(m.streamId, []);
     const q = this._pendingStatus.get(m.streamId);
-    q.push({status: m.status, reason: m.reason, name: m.name});
+    q.push({status: m.status, reason: m.reason, name: m.name, video: m.video});
     if (q.length > 8) q.shift();
   }
 
@@ -1083,8 +1148,18 @@ class RemoteStream extends Emitter {
     this._reason = '';
     this._displays = new Map(); // element given to play -> the <video>/<audio> that shows the stream
     this._mediaStream = room._media.get(info.id) || null;
+    this._quality = {};
   }
   id() { return this._id; }
+  /**
+   * How this client receives the stream, per kind, from its last receiver reports:
+   * {audio: {lossPct, jitterMs, rttMs}, video: {...}} (a kind is absent until reported on).
+   */
+  quality() {
+    const out = {};
+    for (const [k, v] of Object.entries(this._quality)) out[k] = {...v};
+    return out;
+  }
   /** 'camera' or 'screen'. */
   kind() { return this._info.kind || 'camera'; }
   /** Its tracks as announced: [{kind: 'audio'|'video', codec}]. */
@@ -1099,9 +1174,16 @@ class RemoteStream extends Emitter {
   /** The received MediaStream, or null until its tracks arrived. */
   getMediaStream() { return this._mediaStream; }
   /**
+   * True while the server paused this stream's video for this client: its link cannot carry even
+   * the lowest layer (reason() says so); audio goes on, and the video resumes by itself.
+   */
+  videoPaused() { return this._video === 'paused'; }
+  /**
    * Shows the stream in element, now or as soon as its tracks arrive: a <video> or <audio> is used
    * as it is; another element (Flashphoner's display <div>) gets a <video> of its own inside,
-   * removed when the stream stops.
+   * removed when the stream stops. The room reports a <video>'s size and visibility to the server
+   * (docs/protocol.md "tiles"), so the stream gets the layer its size needs, and none while it
+   * cannot be seen.
    */
   play(element) {
     if (!element) return this;
@@ -1111,6 +1193,7 @@ class RemoteStream extends Emitter {
       this._displays.set(element, target);
     }
     if (this._mediaStream) attachMedia(target, this._mediaStream);
+    if (target.tagName === 'VIDEO') this._room._tiles.watch(this._id, target);
     return this;
   }
   /** Stops showing it in element (or in every element). */
@@ -1119,6 +1202,7 @@ class RemoteStream extends Emitter {
       const target = this._displays.get(el);
       if (!target) continue;
       this._displays.delete(el);
+      this._room._tiles.unwatch(this._id, target);
       releaseDisplay(el, target, this._mediaStream);
     }
   }
@@ -1129,16 +1213,125 @@ class RemoteStream extends Emitter {
   }
   // The room is gone: the <video>s this stream made go too; given media elements keep their picture.
   _detachAll() {
-    for (const [el, target] of this._displays) if (target !== el) target.remove();
+    for (const [el, target] of this._displays) {
+      this._room._tiles.unwatch(this._id, target);
+      if (target !== el) target.remove();
+    }
     this._displays.clear();
   }
-  _onStatus(status, reason) {
-    if (status === this._status && (reason || '') === this._reason) return;
+  _onStatus(status, reason, video) {
+    const v = video || this._video;
+    if (status === this._status && (reason || '') === this._reason && v === this._video) return;
     this._status = status;
     this._reason = reason || '';
+    this._video = v;
     if (status === STREAM_STATUS.STOPPED || status === STREAM_STATUS.UNPUBLISHED) this._detachAll();
-    this._emit(status, this, {reason: this._reason});
+    this._emit(status, this, {reason: this._reason, videoPaused: this.videoPaused()});
   }
+}
+
+// TILES_DEBOUNCE_MS is how long the size of a tile must settle before the server is told.
+const TILES_DEBOUNCE_MS = 300;
+
+/**
+ * TileWatcher tells the server how the page shows each remote stream's video: the size of its
+ * <video> in device pixels, and whether it can be seen at all (in the viewport, on a visible page,
+ * not hidden), debounced, one message for all the tiles that changed (docs/protocol.md "tiles").
+ */
+class TileWatcher {
+  constructor(room) {
+    this._room = room;
+    this._els = new Map(); // element -> stream id
+    this._visible = new Map(); // element -> in the viewport
+    this._sent = new Map(); // stream id -> last sent JSON
+    this._timer = null;
+    this._resize = typeof ResizeObserver !== 'undefined' ? new ResizeObserver(() => this._schedule()) : null;
+    this._inter = typeof IntersectionObserver !== 'undefined' ? new IntersectionObserver((entries) => {
+      for (const e of entries) this._visible.set(e.target, e.isIntersecting);
+      this._schedule();
+    }) : null;
+    this._onVisibility = () => this._schedule();
+    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisibility);
+  }
+  watch(id, el) {
+    if (this._els.get(el) === id) return;
+    this._els.set(el, id);
+    this._resize?.observe(el);
+    this._inter?.observe(el);
+    this._schedule();
+  }
+  unwatch(id, el) {
+    if (this._els.get(el) !== id) return;
+    this._els.delete(el);
+    this._visible.delete(el);
+    this._resize?.unobserve(el);
+    this._inter?.unobserve(el);
+  }
+  close() {
+    clearTimeout(this._timer);
+    this._resize?.disconnect();
+    this._inter?.disconnect();
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisibility);
+    this._els.clear();
+  }
+  _schedule() {
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this._send(), TILES_DEBOUNCE_MS);
+  }
+  _send() {
+    const room = this._room;
+    if (!room.isJoined() || !room._conn._established) return;
+    const dpr = (typeof window !== 'undefined' && window.devicePixelRatio) || 1;
+    const pageVisible = typeof document === 'undefined' || document.visibilityState !== 'hidden';
+    const byStream = new Map();
+    for (const [el, id] of this._els) {
+      const w = Math.round(el.clientWidth * dpr);
+      const h = Math.round(el.clientHeight * dpr);
+      const visible = pageVisible && el.isConnected && w > 0 && h > 0 && this._visible.get(el) !== false;
+      const cur = byStream.get(id);
+      // A stream shown in several elements: the largest visible one counts.
+      if (!cur || (visible && (!cur.visible || w * h > cur.width * cur.height))) {
+        byStream.set(id, {stream: id, width: visible ? w : 0, height: visible ? h : 0, visible});
+      }
+    }
+    const changed = [];
+    for (const [id, t] of byStream) {
+      const j = JSON.stringify(t);
+      if (this._sent.get(id) !== j) { this._sent.set(id, j); changed.push(t); }
+    }
+    for (const id of [...this._sent.keys()]) if (!byStream.has(id)) this._sent.delete(id);
+    if (!changed.length) return;
+    room._conn._request({type: 'tiles', tiles: changed}).catch((err) => {
+      for (const t of changed) this._sent.delete(t.stream); // try again with the next change
+      if (err.code !== 'NOT_JOINED' && err.code !== 'DISCONNECTED') console.warn('roomapi: tiles', err);
+    });
+  }
+}
+
+// SIMULCAST_LAYERS are a camera's layers, lowest first (named as the server expects: q, h, f):
+// a quarter, half and the whole of the capture. Browsers leave out the layers a small capture has
+// no room for (Chromium sends three from 960x540 up, two from 480x270).
+const SIMULCAST_LAYERS = [
+  {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 100_000},
+  {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000},
+  {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000},
+];
+
+// simulcastCodec says whether a camera in codec is published as simulcast: VP8 and H.264 (the
+// browser's default choice is one of them); VP9 and AV1 go as one layer.
+function simulcastCodec(codec) {
+  return !codec || ['vp8', 'h264'].includes(String(codec).toLowerCase());
+}
+
+// keepResolution makes a screen share's sender lower its frame rate, not its resolution, when the
+// link or the CPU is short.
+function keepResolution(sender) {
+  if (!sender || !sender.getParameters || !sender.setParameters) return;
+  try {
+    const params = sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    sender.setParameters(params).catch(() => {});
+  } catch { /* not supported: the default */ }
 }
 
 function attachMedia(el, ms) {
@@ -1282,7 +1475,9 @@ class LocalStream extends Emitter {
         if (!md.getDisplayMedia) throw new Error('screen sharing is not supported by this browser');
         return await md.getDisplayMedia(o.constraints || {video: true, audio: false});
       }
-      return await md.getUserMedia(o.constraints || {audio: true, video: true});
+      // A camera as large as 1280x720 when it can: room for three simulcast layers.
+      const c = o.constraints || {audio: true, video: true};
+      return await md.getUserMedia(c.video === true ? {...c, video: {width: {ideal: 1280}, height: {ideal: 720}}} : c);
     } catch (e) {
       throw toError(e, 'MEDIA');
     }
@@ -1316,9 +1511,21 @@ class LocalStream extends Emitter {
         if (pc.iceConnectionState === 'failed' && this._pc === pc) this._restartIce(false);
       };
       for (const track of this._media.getTracks()) {
-        const tr = pc.addTransceiver(track, {direction: 'sendonly', streams: [this._media]});
+        const init = {direction: 'sendonly', streams: [this._media]};
+        if (track.kind === 'video') {
+          if (this._kind === 'screen') {
+            // Text must stay sharp: one high-resolution layer, frame rate yields first.
+            if ('contentHint' in track) track.contentHint = 'detail';
+          } else if (this._options.simulcast !== false && simulcastCodec(this._options.codec)) {
+            init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({...l}));
+          }
+        }
+        const tr = pc.addTransceiver(track, init);
         if (track.kind === 'video' && this._options.codec) preferCodec(tr, this._options.codec);
-        if (this._kind === 'screen' && track.kind === 'video') track.addEventListener('ended', this._onEnded);
+        if (this._kind === 'screen' && track.kind === 'video') {
+          track.addEventListener('ended', this._onEnded);
+          this._screenSender = tr.sender;
+        }
       }
       const msg = {type: 'publish', kind: this._kind};
       if (this._options.record) msg.record = true;
@@ -1335,6 +1542,7 @@ class LocalStream extends Emitter {
         this._room._orphanCandidates.delete(ans.stream);
         if (this._stopped || pc.signalingState === 'closed') return;
         await pc.setRemoteDescription({type: 'answer', sdp: ans.sdp});
+        if (this._screenSender) keepResolution(this._screenSender);
       });
       if (this._stopped) {
         // stop() came while the publish was in flight: unpublish what the server set up.
@@ -1447,6 +1655,7 @@ export const RoomApi = {
   STREAM_STATUS,
   CONNECTION_EVENT,
   RoomApiError,
+  ClipError,
   decodableCodecs,
   storedResumeToken,
   // Flashphoner's name for ROOM_EVENT (Flashphoner.roomApi.events, RoomApi.events).

@@ -1,9 +1,8 @@
 // Quality at a glance: every two seconds the receiving connection's getStats gives, per remote
 // tile, a connection-quality mark (from packet loss, round-trip time and the received picture)
-// with its details on hover or tap, and a speaking mark (from the received audio level).
+// with its details on hover or tap. (Who speaks is speakers.js's, from the server.)
 
 const PERIOD_MS = 2000;
-const SPEAKING_LEVEL = 0.03; // audioLevel (0..1) above which a participant counts as speaking
 
 /**
  * rate judges one interval of a received stream: 'good', 'fair' or 'poor', with words.
@@ -28,11 +27,11 @@ export function initQuality(grid, pcs) {
   const last = new Map(); // track id -> {lost, received, frames, ts}
 
   function markFor(tile) {
-    let b = tile.querySelector(':scope > .quality');
+    let b = tile.querySelector(':scope > .conn-quality');
     if (!b) {
       b = document.createElement('button');
       b.type = 'button';
-      b.className = 'quality';
+      b.className = 'conn-quality';
       b.dataset.level = 'good';
       const bars = document.createElement('span');
       bars.className = 'bars';
@@ -77,9 +76,6 @@ export function initQuality(grid, pcs) {
         if (!s) continue;
         if (tr.kind === 'video') video = {s, id: tr.id}; else audio = {s, id: tr.id};
       }
-      // Speaking: the received audio level, on camera tiles.
-      const level = audio ? audio.s.audioLevel || 0 : 0;
-      tile.classList.toggle('speaking', level > SPEAKING_LEVEL);
       const main = video || audio;
       if (!main) continue;
       const prev = last.get(main.id);
