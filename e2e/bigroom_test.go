@@ -51,7 +51,9 @@ func TestBrowserDecodesRoomOf45Cameras(t *testing.T) {
 				cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: recordAnswers})
 			return err
 		}),
-		chromedp.Navigate(fmt.Sprintf("%s/?room=%s&name=viewer", srv.URL(), room)),
+		// The gallery view: every camera on the stage (by default a page shows
+		// the 8 most recent speakers' video and the others as name tiles).
+		chromedp.Navigate(fmt.Sprintf("%s/?room=%s&name=viewer&view=all", srv.URL(), room)),
 	); err != nil {
 		t.Fatal(err)
 	}

@@ -185,6 +185,14 @@ func TestLipSyncOfBrowserRecording(t *testing.T) {
 		_ = p.eval(`(() => { const r = document.querySelector('#rec'); return !!r && !r.hidden; })()`, &rec)
 		return rec, fmt.Sprint(rec)
 	})
+	// The REC mark comes with the join; the capture comes when the camera
+	// opens, which may be later.
+	p.waitFor("the page's own capture", func() (bool, string) {
+		var live int
+		_ = p.eval(`(() => { const ms = document.querySelector('#local video').srcObject;
+			return ms instanceof MediaStream ? ms.getTracks().filter((t) => t.readyState === 'live').length : -1; })()`, &live)
+		return live >= 2, fmt.Sprintf("%d live tracks", live)
+	})
 	// The page records its own capture, the stream it publishes, with its
 	// audio as PCM: Chromium's MediaRecorder stamps each 60 ms Opus packet
 	// it makes with the capture time of the packet's last 10 ms, which puts

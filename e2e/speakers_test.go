@@ -176,8 +176,8 @@ const readStage = `(() => {
 // cameras, the last to join (cai) talking. On a laptop-sized window the
 // stage has 9 tiles: the page's own and 8 cameras, cai's among them (big, as
 // the dominant speaker) though it joined last; the other 3 are name tiles
-// whose audio still plays. On a phone-sized one the stage has 4, and the
-// 8 name tiles are paged 4 at a time.
+// whose audio still plays and whose video the server no longer sends. On a
+// phone-sized one the stage has 4, and the 8 name tiles are paged 4 at a time.
 func TestStageShowsRecentSpeakers(t *testing.T) {
 	dir := t.TempDir()
 	quiet, err := testmedia.SpeechWAV(dir, testmedia.Options{Duration: 2 * time.Second}, nil)
@@ -249,6 +249,26 @@ func TestStageShowsRecentSpeakers(t *testing.T) {
 			}
 		}
 		return true, ""
+	})
+
+	// The page reports the hidden tiles (roomapi.js's tile watcher): the
+	// server sends no video for them, and goes on with the stage's.
+	prev := map[string]float64{}
+	p.waitFor("no video for the cameras off the stage, video for cai's", func() (bool, string) {
+		now := map[string]float64{}
+		for _, tm := range p.tiles() {
+			now[tm.Name] = tm.Frames
+		}
+		defer func() { prev = now }()
+		if len(prev) == 0 {
+			return false, "first look"
+		}
+		for _, name := range off {
+			if now[name] > prev[name] {
+				return false, fmt.Sprintf("%s: %v then %v frames", name, prev[name], now[name])
+			}
+		}
+		return now["cai"] > prev["cai"], fmt.Sprintf("cai: %v then %v frames", prev["cai"], now["cai"])
 	})
 
 	// A phone: 4 tiles on the stage (the page's own, cai's and 2 more), 8 name tiles, 4 a page.

@@ -39,6 +39,25 @@ func probe(t *testing.T, path string) (start, duration float64) {
 	return start, duration
 }
 
+// lastPacketTime is the latest presentation time of any packet in a file.
+func lastPacketTime(t *testing.T, path string) float64 {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	last := -1.0
+	for _, line := range strings.Fields(string(out)) {
+		if v, err := strconv.ParseFloat(strings.Trim(line, ","), 64); err == nil && v > last {
+			last = v
+		}
+	}
+	if last < 0 {
+		t.Fatalf("ffprobe found no packet times in %s", path)
+	}
+	return last
+}
+
 // decodeErrors decodes a whole file and returns what ffmpeg complained about.
 func decodeErrors(t *testing.T, path string) string {
 	t.Helper()

@@ -55,6 +55,7 @@ const options = {
   relay: params.get('relay') === '1',
   record: params.get('record') === '1',  // also the Record checkbox
   publish: params.get('publish') !== '0', // 0: join without publishing the camera (messages only)
+  gallery: params.get('view') === 'all', // every camera's video on the stage, however many
 };
 
 // An access token from an invite link (/?room=R&token=…): kept for this tab (so a reload
@@ -506,7 +507,8 @@ const deviceMenu = initDeviceMenu({
 });
 
 // Who speaks: highlights, the dominant speaker's big tile, the stage of recent speakers.
-const speakers = new Speakers({grid: ui.grid, tiles: ui.tiles, local: ui.local, relayout: () => layout()});
+const speakers = new Speakers({grid: ui.grid, tiles: ui.tiles, local: ui.local, relayout: () => layout(),
+  gallery: options.gallery});
 window.parley.speakers = speakers;
 
 // ---------------------------------------------------------------- publishing

@@ -4,7 +4,8 @@
 //    layout gives it the place a screen share has); speaking yourself keeps the last remote one;
 //  - with more cameras than fit (more than 9 tiles on a laptop, 4 on a phone, yours included),
 //    the stage shows the most recent speakers' video and the others are name tiles in a paged strip
-//    below it: their tiles are hidden (hidden, .offstage), their audio plays on.
+//    below it: their tiles are hidden (hidden, .offstage), their audio plays on, and the page's tile
+//    reports tell the server to send no video for them. ?view=all shows every camera instead.
 // It only reads and marks the page's tiles (#tiles > .tile with data-name, data-kind, data-stream);
 // the page calls update() with each ACTIVE_SPEAKERS, reset() when it leaves the room, and gives
 // a relayout function. Names go in with textContent only.
@@ -16,9 +17,11 @@ export const STAGE_TILES = Object.freeze({laptop: 9, phone: 4});
 
 export class Speakers {
   /**
-   * @param {{grid: HTMLElement, tiles: HTMLElement, local: HTMLElement, relayout: () => void}} ui
+   * @param {{grid: HTMLElement, tiles: HTMLElement, local: HTMLElement, relayout: () => void, gallery?: boolean}} ui
+   * gallery puts every camera on the stage, however many (the page's ?view=all).
    */
-  constructor({grid, tiles, local, relayout}) {
+  constructor({grid, tiles, local, relayout, gallery}) {
+    this._gallery = !!gallery;
     this._grid = grid;
     this._tiles = tiles;
     this._local = local;
@@ -75,7 +78,7 @@ export class Speakers {
     const all = [...this._tiles.children].filter((t) => t.classList.contains('tile'));
     const cams = all.filter((t) => t.dataset.kind !== 'screen');
     const screen = all.some((t) => t.dataset.kind === 'screen') || !!document.getElementById('localScreen');
-    const limit = this._phone && this._phone.matches ? STAGE_TILES.phone : STAGE_TILES.laptop;
+    const limit = this._gallery ? Infinity : this._phone && this._phone.matches ? STAGE_TILES.phone : STAGE_TILES.laptop;
     // Yours and screen shares are always on the stage; cameras fill what is left, most recent speakers first.
     const slots = Math.max(1, limit - 1 - all.filter((t) => t.dataset.kind === 'screen').length);
     const rank = (t) => {
