@@ -232,7 +232,7 @@ func TestModeratorMutesAndRemovesInBrowser(t *testing.T) {
 			Button string   `json:"button"`
 		}
 		_ = bob.eval(`({muted: window.parley.room.mutedSources(), button: document.querySelector('#muteAudio').textContent})`, &st)
-		return strings.Join(st.Muted, ",") == "microphone" && st.Button == "Unmute A", fmt.Sprintf("%+v", st)
+		return strings.Join(st.Muted, ",") == "microphone" && st.Button == "Unmute mic", fmt.Sprintf("%+v", st)
 	})
 	time.Sleep(700 * time.Millisecond) // what was on its way
 	before := map[*page]float64{}

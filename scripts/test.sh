@@ -3,9 +3,10 @@
 # It first installs what the tests drive for real, from Debian's packages:
 # Chromium (browser tests), ffmpeg/ffprobe (test media, recordings, mixes),
 # coturn (turnutils_uclient against turnd), iproute2 and util-linux (tests
-# that run in a network namespace of their own) and a font for the mixer's
-# name labels. No browser downloads. From the npm registry it installs the
-# third-party WHIP and WHEP clients the browser tests use (e2e/whip).
+# that run in a network namespace of their own), a font for the mixer's
+# name labels, and npm. No browser downloads. From the npm registry it
+# installs the third-party WHIP and WHEP clients the browser tests use
+# (e2e/whip) and axe-core (the page's accessibility check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,13 @@ fi
 
 echo "== npm ci (e2e/whip: third-party WHIP and WHEP clients)"
 npm ci --prefix e2e/whip --no-audit --no-fund --loglevel=error
+# axe-core (npm, pinned) for the browser tests' accessibility check of the
+# conference page (e2e/page_test.go reads e2e/.npm/node_modules/axe-core/axe.min.js).
+axe_version=4.14.1
+if ! grep -qs "\"version\": \"$axe_version\"" e2e/.npm/node_modules/axe-core/package.json; then
+  echo "== npm install axe-core@$axe_version"
+  npm install --prefix e2e/.npm --no-save --no-audit --no-fund "axe-core@$axe_version" >/dev/null
+fi
 
 echo "== go vet"
 go vet ./...

@@ -897,6 +897,16 @@ func (c *Client) Moderate(ctx context.Context, m protocol.Moderate) error {
 	return nil
 }
 
+// SetPresence sends the client's presence (a raised hand, its own microphone or
+// camera turned off; nil fields unchanged) and waits for its reply.
+func (c *Client) SetPresence(ctx context.Context, m protocol.Presence) error {
+	m.Type = protocol.TypePresence
+	if _, err := c.Request(ctx, &m); err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	return nil
+}
+
 // Leave leaves the room; the session stays connected. The client's publications
 // and its subscribe connection are closed (received tracks keep their records).
 func (c *Client) Leave(ctx context.Context) error {

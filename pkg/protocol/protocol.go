@@ -25,7 +25,8 @@ const (
 	TypeLeave      = "leave"
 	TypePing       = "ping" // answered with a reply: lets a page notice a dead WebSocket, which browsers hide
 	TypeModerate   = "moderate"
-	TypeTiles      = "tiles" // how the client shows remote video: each stream's tile size and visibility
+	TypeTiles      = "tiles"    // how the client shows remote video: each stream's tile size and visibility
+	TypePresence   = "presence" // the client's raised hand and own microphone/camera state, shown to the others
 )
 
 // Moderation actions (Moderate.Action).
@@ -65,6 +66,9 @@ const (
 	EventMessage      = "MESSAGE"
 	EventFailed       = "FAILED"
 	EventStreamStatus = "STREAM_STATUS"
+	// EventPresence: a participant raised or lowered its hand or turned its
+	// own microphone or camera off or on (Hand, MicOff, CamOff: its whole state).
+	EventPresence = "PRESENCE"
 	// Moderation: everyone in the room gets each, with By the moderator's name.
 	EventMuted    = "MUTED"
 	EventUnmuted  = "UNMUTED"
@@ -258,6 +262,18 @@ type Message struct {
 	Text string `json:"text"`
 }
 
+// Presence sets what the others see of this participant beside its media: a
+// raised hand, and whether it turned its own microphone or camera off (a
+// moderator's mute is MUTED, not this). An omitted field keeps its value.
+// Raising a hand needs the chat grant; lowering it and the device state do not.
+type Presence struct {
+	Type   string `json:"type"`
+	ID     *int64 `json:"id,omitempty"`
+	Hand   *bool  `json:"hand,omitempty"`
+	MicOff *bool  `json:"micOff,omitempty"`
+	CamOff *bool  `json:"camOff,omitempty"`
+}
+
 // Moderate is a moderator's action on the room or one of its participants
 // (docs/protocol.md): mute or unmute a participant's source (microphone,
 // camera, screen), remove a participant (Bar: it may not rejoin this room
@@ -421,6 +437,11 @@ type ParticipantInfo struct {
 	Muted []string `json:"muted,omitempty"`
 	// Role, in a webinar room: viewer or presenter (webinar.go).
 	Role string `json:"role,omitempty"`
+	// Hand, MicOff, CamOff: its presence (a raised hand, its own microphone
+	// or camera turned off), as in PRESENCE.
+	Hand   bool `json:"hand,omitempty"`
+	MicOff bool `json:"micOff,omitempty"`
+	CamOff bool `json:"camOff,omitempty"`
 }
 
 // Event is every server-pushed room or stream event. Which fields are set depends on Event.
@@ -454,6 +475,11 @@ type Event struct {
 	By string `json:"by,omitempty"`
 	// MUTED, UNMUTED: the source (microphone, camera, screen).
 	Source string `json:"source,omitempty"`
+	// PRESENCE: the participant's raised hand and own microphone/camera state
+	// (omitted: false).
+	Hand   bool `json:"hand,omitempty"`
+	MicOff bool `json:"micOff,omitempty"`
+	CamOff bool `json:"camOff,omitempty"`
 	// REMOVED: the participant may not rejoin this room session.
 	Barred bool `json:"barred,omitempty"`
 

@@ -507,6 +507,8 @@ type Participant struct {
 	streams []*protocol.StreamInfo
 	left    bool
 	muted   map[string]bool // sources a moderator muted
+	// presence: a raised hand, its own microphone or camera turned off.
+	hand, micOff, camOff bool
 }
 
 // ID returns an id unique to this participant (names are reused after a leave).
@@ -545,7 +547,7 @@ func (p *Participant) Left() bool {
 
 func (p *Participant) infoLocked() protocol.ParticipantInfo {
 	info := protocol.ParticipantInfo{Name: p.name, Streams: make([]protocol.StreamInfo, 0, len(p.streams)),
-		Muted: p.mutedListLocked()}
+		Muted: p.mutedListLocked(), Hand: p.hand, MicOff: p.micOff, CamOff: p.camOff}
 	for _, s := range p.streams {
 		info.Streams = append(info.Streams, *s)
 	}
@@ -699,6 +701,42 @@ func (p *Participant) Notify(ev *protocol.Event) {
 		ev.Room = p.room.name
 		p.sink.Deliver(ev)
 	}
+}
+
+// SetPresence changes the participant's presence (nil: unchanged): a raised
+// hand, its own microphone or camera turned off. When something changed, the
+// others get PRESENCE with the whole state; a repeat sends nothing, so a
+// client cannot make the room's fan-out larger than its request rate.
+func (p *Participant) SetPresence(hand, micOff, camOff *bool) error {
+	room := p.room
+	room.mu.Lock()
+	defer room.mu.Unlock()
+	if p.left {
+		return &protocol.Error{Code: protocol.CodeNotJoined, Reason: "not in a room"}
+	}
+	changed := false
+	for _, f := range []struct {
+		v   *bool
+		dst *bool
+	}{{hand, &p.hand}, {micOff, &p.micOff}, {camOff, &p.camOff}} {
+		if f.v != nil && *f.v != *f.dst {
+			*f.dst = *f.v
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	room.broadcastLocked(p, &protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventPresence, Room: room.name,
+		Name: p.name, Hand: p.hand, MicOff: p.micOff, CamOff: p.camOff})
+	return nil
+}
+
+// Presence returns the participant's raised hand and own microphone/camera state.
+func (p *Participant) Presence() (hand, micOff, camOff bool) {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.hand, p.micOff, p.camOff
 }
 
 // SendMessage sends chat text to everyone else in the room, or to the

@@ -296,7 +296,7 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 	switch env.Type {
 	case protocol.TypeJoin, protocol.TypePublish, protocol.TypeUnpublish, protocol.TypeOffer, protocol.TypeAnswer,
 		protocol.TypeCandidate, protocol.TypeRestartICE, protocol.TypeMessage, protocol.TypeLeave, protocol.TypeModerate,
-		protocol.TypeTiles:
+		protocol.TypeTiles, protocol.TypePresence:
 	case "":
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Reason: `the message has no "type"`}
 	default:
@@ -331,6 +331,17 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 		ts, err := p.SendMessage(req.To, req.Text)
 		ok.TS = ts
 		return ok, err
+	case protocol.TypePresence:
+		var req protocol.Presence
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		if req.Hand != nil && *req.Hand {
+			if err := access.CheckChat(p.Grants()); err != nil {
+				return nil, err
+			}
+		}
+		return ok, p.SetPresence(req.Hand, req.MicOff, req.CamOff)
 	case protocol.TypePublish:
 		var req protocol.Publish
 		if err := decode(data, &req); err != nil {

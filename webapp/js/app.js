@@ -3,6 +3,14 @@
 
 import RoomApi, {SESSION_STATUS, ROOM_EVENT, STREAM_STATUS, CONNECTION_EVENT} from './roomapi.js';
 import {toViewerPage, updateWebinarPanel} from './webinar.js';
+import {prejoin} from './page/prejoin.js';
+import {deviceConstraints} from './page/devices.js';
+import {initDeviceMenu} from './page/devicemenu.js';
+import {initTileTools, followBarHeight} from './page/tiles.js';
+import {initPeople} from './page/people.js';
+import {linkify, initChatPanel} from './page/chat.js';
+import {initKeyboard} from './page/keys.js';
+import {initQuality} from './page/quality.js';
 import {ClipPanel} from './clips.js';
 import {Speakers} from './speakers.js';
 
@@ -89,6 +97,7 @@ const state = {
   wantCamera: true, // publish the camera when in a room (false after #publishToggle stopped it)
   audioOnlyTried: false,
   password: '', // a room password to send with the next join (then forgotten)
+  devices: null, // the pre-join screen's choice (page/prejoin.js), null when joined at once
 };
 
 window.parley = {connection: null, room: null, RoomApi, clips: null};
@@ -160,7 +169,9 @@ function chatLine(name, text, {ts, cls, to} = {}) {
   const line = el('div', 'chat-line' + (cls ? ' ' + cls : ''));
   const from = el('span', 'from', name);
   if (to) from.dataset.to = to;
-  line.append(el('span', 'time', hhmm(ts)), ' ', from, ' - ', el('span', 'text', text));
+  const body = el('span', 'text');
+  body.append(linkify(text));
+  line.append(el('span', 'time', hhmm(ts)), ' ', from, ' - ', body);
   log.append(line);
   if (stick) log.scrollTop = log.scrollHeight;
 }
@@ -201,12 +212,14 @@ ui.chatForm.addEventListener('submit', (e) => {
 // ---------------------------------------------------------------- tiles and layout
 
 function setControls(joined) {
-  for (const b of [ui.publishToggle, ui.shareScreen, ui.chatText, ui.chatSend]) b.disabled = !joined;
+  for (const b of [ui.publishToggle, ui.shareScreen, ui.chatText, ui.chatSend, $('#devicesButton')]) b.disabled = !joined;
+  if (!joined) deviceMenu.close();
   if (!joined) {
     for (const b of [ui.publishToggle, ui.muteAudio, ui.muteVideo, ui.shareScreen]) b.hidden = false;
     ui.chatText.placeholder = 'Message';
   }
   ui.leave.disabled = !joined;
+  document.body.classList.toggle('joined', joined);
   ui.join.disabled = joined;
   ui.name.disabled = joined;
   ui.room.disabled = joined;
@@ -218,12 +231,13 @@ function updateCameraButtons() {
   const live = !!cam && cam.status() !== STREAM_STATUS.FAILED;
   ui.muteAudio.disabled = !live || !cam.getMediaStream() || cam.getMediaStream().getAudioTracks().length === 0;
   ui.muteVideo.disabled = !live || !cam.getMediaStream() || cam.getMediaStream().getVideoTracks().length === 0;
-  ui.muteAudio.textContent = live && cam.isAudioMuted() ? 'Unmute A' : 'Mute A';
-  ui.muteVideo.textContent = live && cam.isVideoMuted() ? 'Unmute V' : 'Mute V';
+  ui.muteAudio.textContent = live && cam.isAudioMuted() ? 'Unmute mic' : 'Mute mic';
+  ui.muteVideo.textContent = live && cam.isVideoMuted() ? 'Start camera' : 'Stop camera';
   ui.publishToggle.textContent = cam ? 'Unpublish' : 'Publish';
   ui.shareScreen.textContent = state.screen ? 'Stop sharing' : 'Share screen';
   const hasVideo = live && cam.getMediaStream() && cam.getMediaStream().getVideoTracks().length > 0 && !cam.isVideoMuted();
   ui.local.classList.toggle('novideo', !hasVideo);
+  people.render();
 }
 
 function updateLocalTile() {
@@ -469,6 +483,29 @@ function layout() {
   grid.style.setProperty('--span', best.span);
 }
 new ResizeObserver(() => layout()).observe(ui.grid);
+initTileTools(ui.grid, {onLayout: () => layout()});
+followBarHeight(document.querySelector('.controls'));
+initQuality(ui.grid, () => (state.connection ? state.connection.peerConnections() : []));
+
+const people = initPeople({
+  grid: ui.grid, list: $('#peopleList'), count: $('#peopleCount'), handCount: $('#handCount'),
+  button: $('#peopleButton'), panel: $('#peoplePanel'), hand: $('#handButton'), close: $('#peopleClose'),
+  summary: $('#peopleSummary'),
+  alone: $('#alone'), aloneLink: $('#aloneLink'), aloneCopy: $('#aloneCopy'),
+}, {selfStream: () => state.camera, error: (err) => showError(err)});
+
+initChatPanel({button: $('#chatButton'), badge: $('#chatUnread'), panel: $('#chatPanel'), log: ui.chatLog, input: ui.chatText},
+  {narrow: window.matchMedia('(max-width: 760px)')});
+initKeyboard({M: ui.muteAudio, V: ui.muteVideo});
+
+const deviceMenu = initDeviceMenu({
+  button: $('#devicesButton'), panel: $('#devicePanel'), cam: $('#callCam'), mic: $('#callMic'),
+  speaker: $('#callSpeaker'), speakerField: $('#callSpeakerField'), speakerRoot: ui.tiles,
+}, {
+  stream: () => state.camera,
+  note: (text) => { $('#callNote').textContent = text; setTimeout(() => { if ($('#callNote').textContent === text) $('#callNote').textContent = ''; }, 8000); },
+  error: (text) => showError(text),
+});
 
 // Who speaks: highlights, the dominant speaker's big tile, the stage of recent speakers.
 const speakers = new Speakers({grid: ui.grid, tiles: ui.tiles, local: ui.local, relayout: () => layout(),
@@ -483,6 +520,7 @@ function cameraConstraints(room) {
   const video = room.hasGrant('publish:camera');
   const audio = room.hasGrant('publish:microphone');
   if (!video && !audio) return null;
+  if (state.devices) return deviceConstraints(state.devices, {video, audio});
   return video && audio ? undefined : {video, audio};
 }
 
@@ -503,7 +541,9 @@ function publishCamera(constraints) {
   const room = state.room;
   if (!room || state.camera) return;
   const video = ui.localVideo;
-  const s = room.publish({kind: 'camera', display: video, codec: options.codec, constraints});
+  const d = state.devices;
+  const mute = d ? {audio: !d.micOn, video: !d.cameraOn} : undefined;
+  const s = room.publish({kind: 'camera', display: video, codec: options.codec, constraints, mute});
   state.camera = s;
   const refresh = () => { if (state.camera === s) { updateLocalTile(); updateCameraButtons(); } };
   s.on(STREAM_STATUS.PUBLISHING, refresh)
@@ -680,6 +720,7 @@ function joinRoom() {
   state.room = room;
   state.audioOnlyTried = false;
   expose();
+  people.attach(room);
   const mine = (fn) => (...args) => { if (state.room === room) fn(...args); };
   room
     .on(ROOM_EVENT.STATE, mine(() => {
@@ -771,6 +812,7 @@ function onMuteEvent(room, p, info, muted) {
 
 function onEstablished(conn) {
   if (conn !== state.connection) return;
+  $('#reconnecting').hidden = true;
   setStatus(SESSION_STATUS.ESTABLISHED);
   const max = conn.limits().maxTextBytes;
   if (max) ui.chatText.maxLength = max;
@@ -814,12 +856,18 @@ function join(name, roomName) {
   conn
     .on(SESSION_STATUS.ESTABLISHED, () => onEstablished(conn))
     .on(SESSION_STATUS.DISCONNECTED, mine((c, info) => {
-      if (info.reconnecting) { setStatus(SESSION_STATUS.DISCONNECTED, 'reconnecting…'); return; }
+      if (info.reconnecting) {
+        setStatus(SESSION_STATUS.DISCONNECTED, 'reconnecting…');
+        $('#reconnecting').hidden = false;
+        return;
+      }
+      $('#reconnecting').hidden = true;
       setStatus(SESSION_STATUS.DISCONNECTED, info.reason || '');
       resetRoomUi();
       if (info.reason && info.reason !== 'disconnected by the client') showError(SESSION_STATUS.DISCONNECTED, info.reason);
     }))
     .on(SESSION_STATUS.FAILED, mine((c, info) => {
+      $('#reconnecting').hidden = true;
       setStatus(SESSION_STATUS.FAILED);
       resetRoomUi();
       showError(info.code || SESSION_STATUS.FAILED, info.reason || 'connection failed');
@@ -903,6 +951,16 @@ updateLocalTile();
   updateLocalTile();
   layout();
   if (room && name) join(name, room);
-  else if (room) ui.name.focus();
+  else if (room) {
+    // An invite link: check camera and microphone first (page/prejoin.js), then join.
+    document.body.classList.add('prejoining');
+    prejoin(document.getElementById('prejoin'), {room, name: ''}).then((choice) => {
+      document.body.classList.remove('prejoining');
+      state.devices = choice;
+      deviceMenu.setSpeaker(choice.speaker);
+      join(choice.name, room);
+      layout();
+    });
+  }
   else ui.name.focus();
 }

@@ -45,6 +45,9 @@ export const ROOM_EVENT = Object.freeze({
   STAGED: 'STAGED',
   UNSTAGED: 'UNSTAGED',
   LIVE_ENDED: 'LIVE_ENDED',
+  // Parley extension: a participant raised or lowered its hand or turned its own microphone or
+  // camera off or on: (participant, {hand, micOff, camOff}).
+  PRESENCE: 'PRESENCE',
   // Parley extension: media messages (clipapi.js): a clip posted to the room, one deleted or expired.
   CLIP_ADDED: 'CLIP_ADDED',
   CLIP_DELETED: 'CLIP_DELETED',
@@ -565,6 +568,8 @@ class Room extends Emitter {
     this._webinar = false; // a webinar room (STATE webinar)
     this._role = ''; // 'viewer' or 'presenter' in a webinar room
     this._viewers = 0; // viewers in a webinar room (STATE, VIEWERS)
+    this._hand = false; // this client's raised hand
+    this._sentPresence = null; // the presence the server has from this client (null: not known)
     this._activeSpeakers = {dominant: null, speakers: []}; // the last ACTIVE_SPEAKERS
     this._participants = new Map(); // name -> Participant
     this._remote = new Map(); // stream id -> RemoteStream
@@ -635,6 +640,43 @@ class Room extends Emitter {
   startRecording() { return this._moderate({action: 'start_recording'}); }
   stopRecording() { return this._moderate({action: 'stop_recording'}); }
 
+  // ---- presence: a raised hand; the own microphone/camera off state follows the camera stream
+
+  /** Raises this client's hand (needs the 'chat' grant); everyone sees it (PRESENCE). */
+  raiseHand() { return this._setHand(true); }
+  /** Lowers this client's hand. */
+  lowerHand() { return this._setHand(false); }
+  /** Whether this client's hand is raised. */
+  isHandRaised() { return this._hand; }
+
+  _setHand(on) {
+    const before = this._hand;
+    this._hand = !!on;
+    return this._conn._request({type: 'presence', hand: this._hand}).then(() => {
+      if (this._sentPresence) this._sentPresence.hand = this._hand;
+    }, (err) => { this._hand = before; throw err; });
+  }
+
+  // _syncPresence tells the server when this client's camera stream turned its microphone or
+  // camera off or on (muteAudio, muteVideo, a moderator's mute), so the others can show it.
+  _syncPresence() {
+    if (this._left || !this._joined || !this._conn._established) return;
+    const cams = [...this._local].filter((s) => s.kind() === 'camera' && s.getMediaStream());
+    const off = (kind) => cams.length > 0 && cams.every((s) => s._isMuted(kind));
+    const want = {micOff: off('audio'), camOff: off('video')};
+    const sent = this._sentPresence || {};
+    const msg = {type: 'presence'};
+    if (sent.micOff !== want.micOff) msg.micOff = want.micOff;
+    if (sent.camOff !== want.camOff) msg.camOff = want.camOff;
+    if (this._hand && !sent.hand) msg.hand = true;
+    if (Object.keys(msg).length === 1) return;
+    this._sentPresence = {...sent, ...want, hand: this._hand};
+    this._conn._request(msg).catch((err) => {
+      this._sentPresence = null;
+      if (err.code !== 'DISCONNECTED' && err.code !== 'NOT_JOINED') console.warn('roomapi: presence', err);
+    });
+  }
+
   _moderate(msg) {
     return this._conn._request({type: 'moderate', ...msg}).then(() => undefined);
   }
@@ -644,6 +686,7 @@ class Room extends Emitter {
   _applyMute(source, muted) {
     if (muted) this._muted.add(source); else this._muted.delete(source);
     if (!muted) return;
+    queueMicrotask(() => this._syncPresence());
     for (const s of this._local) {
       const ms = s.getMediaStream();
       if (!ms) continue;
@@ -701,8 +744,10 @@ class Room extends Emitter {
 
   /**
    * Publishes a camera (getUserMedia), a screen (getDisplayMedia) or a given MediaStream.
+   * mute: {audio, video} starts the captured tracks muted (joining with the microphone or camera off).
    * @param {{display?: HTMLElement, constraints?: MediaStreamConstraints, record?: boolean,
-   *          kind?: 'camera'|'screen', stream?: MediaStream, codec?: 'VP8'|'VP9'|'H264'|'AV1'}} options
+   *          kind?: 'camera'|'screen', stream?: MediaStream, codec?: 'VP8'|'VP9'|'H264'|'AV1',
+   *          mute?: {audio?: boolean, video?: boolean}}} options
    * @returns {LocalStream}
    */
   publish(options = {}) {
@@ -749,6 +794,8 @@ class Room extends Emitter {
       this._joined = true;
       storeResumeToken(this._name, this._self, conn._token);
       this._ready.resolve(this);
+      this._sentPresence = null;
+      this._syncPresence();
     } catch (err) {
       if (conn._room === this) conn._room = null;
       this._left = true;
@@ -850,6 +897,13 @@ class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'PRESENCE': {
+        if (m.name === this._self) return;
+        const p = this._participant(m.name);
+        p._presence = {hand: !!m.hand, micOff: !!m.micOff, camOff: !!m.camOff};
+        this._emit(ROOM_EVENT.PRESENCE, p, {...p._presence});
+        return;
+      }
       case 'QUALITY': {
         const changed = new Set();
         for (const q of m.quality || []) {
@@ -956,6 +1010,7 @@ class Room extends Emitter {
       const p = this._participant(info.name);
       p._muted = new Set(Array.isArray(info.muted) ? info.muted : []);
       p._role = info.role || '';
+      p._presence = {hand: !!info.hand, micOff: !!info.micOff, camOff: !!info.camOff};
       for (const si of info.streams || []) {
         if (!si || !si.id) continue;
         ids.add(si.id);
@@ -1088,10 +1143,15 @@ class Participant {
     this._playEl = null;
     this._muted = new Set(); // sources a moderator muted
     this._role = ''; // in a webinar room: 'viewer' or 'presenter'
+    this._presence = {hand: false, micOff: false, camOff: false};
   }
   name() { return this._name; }
   /** In a webinar room: 'viewer' or 'presenter' ('' elsewhere). */
   role() { return this._role; }
+  /** Whether the participant's hand is raised. */
+  isHandRaised() { return this._presence.hand; }
+  /** {hand, micOff, camOff}: its raised hand, its own microphone or camera turned off (PRESENCE). */
+  presence() { return {...this._presence}; }
   /** Whether a moderator muted the participant's source ('microphone', 'camera', 'screen'). */
   isMuted(source) { return this._muted.has(source); }
   mutedSources() { return [...this._muted]; }
@@ -1410,6 +1470,30 @@ class LocalStream extends Emitter {
   isAudioMuted() { return this._isMuted('audio'); }
   isVideoMuted() { return this._isMuted('video'); }
 
+  /**
+   * Replaces the stream's audio or video track (track.kind) with track, e.g. another camera or
+   * microphone, without a new offer: the server and the others keep the stream, its id and
+   * codec, and see the new picture or sound. The new track takes the old one's muted state;
+   * the old track is stopped if this stream captured it. Resolves when the sender uses track.
+   */
+  async replaceTrack(track) {
+    const media = this._media;
+    const pc = this._pc;
+    if (!track || (track.kind !== 'audio' && track.kind !== 'video')) throw new RoomApiError('INVALID_TRACK', 'not an audio or video track');
+    if (!media || !pc || this._stopped) throw new RoomApiError('NOT_PUBLISHING', 'the stream is not being published');
+    const old = (track.kind === 'audio' ? media.getAudioTracks() : media.getVideoTracks())[0];
+    if (!old) throw new RoomApiError('INVALID_TRACK', `the stream has no ${track.kind} track to replace`);
+    if (old === track) return;
+    const sender = pc.getSenders().find((s) => s.track === old);
+    if (!sender) throw new RoomApiError('INVALID_TRACK', `no sender for the ${track.kind} track`);
+    track.enabled = old.enabled;
+    await sender.replaceTrack(track);
+    media.removeTrack(old);
+    media.addTrack(track);
+    old.removeEventListener('ended', this._onEnded);
+    if (this._ownsMedia) old.stop();
+  }
+
   /** Unpublishes: tells the server, closes the peer connection and releases captured devices. */
   stop() {
     if (this._stopPromise) return this._stopPromise;
@@ -1428,6 +1512,7 @@ class LocalStream extends Emitter {
   _setEnabled(kind, on) {
     if (!this._media) return;
     for (const t of kind === 'audio' ? this._media.getAudioTracks() : this._media.getVideoTracks()) t.enabled = on;
+    this._room._syncPresence();
   }
 
   _isMuted(kind) {
@@ -1456,6 +1541,9 @@ class LocalStream extends Emitter {
     try {
       if (!this._media) this._media = await this._capture();
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
+      // Joined with the microphone or camera off: sent muted from the first packet.
+      if (this._options.mute && this._options.mute.audio) this._setEnabled('audio', false);
+      if (this._options.mute && this._options.mute.video) this._setEnabled('video', false);
       // The peer connection needs the ICE servers of the join's reply.
       await this._room.ready;
       if (this._stopped) { this._release(STREAM_STATUS.UNPUBLISHED, 'stopped'); return; }
@@ -1519,6 +1607,7 @@ class LocalStream extends Emitter {
         return;
       }
       this._ready.resolve(this);
+      this._room._syncPresence();
       for (const ev of this._room._takePendingStatus(this._sid)) this._onServerStatus(ev.status, ev.reason);
     } catch (err) {
       this._fail(toError(err));
