@@ -127,13 +127,8 @@ func (s *Server) serveReplay(w http.ResponseWriter, r *http.Request) {
 	if v.signed && !s.checkSignature(w, r, r.URL.Path, recordsScope(roomDir, sessDir)) {
 		return
 	}
-	m, found := s.readSession(roomDir, sessDir)
-	if v.token != nil && !v.all() && (!found || !v.mayReadRoom(m.Room)) {
-		http.Error(w, "this access token does not cover this recording's room", http.StatusForbidden)
-		return
-	}
-	if !found {
-		http.Error(w, "no such recording", http.StatusNotFound)
+	m, ok := s.viewableSession(w, v, roomDir, sessDir)
+	if !ok {
 		return
 	}
 	rel, err := s.replayFile(storedSession{roomDir: roomDir, sessDir: sessDir, m: m}, s.mixJobs())

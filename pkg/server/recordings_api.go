@@ -225,6 +225,23 @@ func (s *Server) openRecord(rel string) (*os.File, fs.FileInfo, bool) {
 	return f, st, true
 }
 
+// viewableSession reads a stored session's manifest for v, or answers the
+// request: 403 when v's token does not cover the session's room (without
+// the admin grant a missing session looks like another room's), 404 when
+// there is no such session.
+func (s *Server) viewableSession(w http.ResponseWriter, v viewer, roomDir, sessDir string) (*recorder.Manifest, bool) {
+	m, found := s.readSession(roomDir, sessDir)
+	if v.token != nil && !v.all() && (!found || !v.mayReadRoom(m.Room)) {
+		http.Error(w, "this access token does not cover this recording's room", http.StatusForbidden)
+		return nil, false
+	}
+	if !found {
+		http.Error(w, "no such recording", http.StatusNotFound)
+		return nil, false
+	}
+	return m, true
+}
+
 // readSession reads the manifest of <roomDir>/<sessDir>.
 func (s *Server) readSession(roomDir, sessDir string) (*recorder.Manifest, bool) {
 	if !validName(roomDir) || !validName(sessDir) {
@@ -382,14 +399,8 @@ func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
 	if v.signed && !s.checkSignature(w, r, recordsScope(roomDir, sessDir), "") {
 		return
 	}
-	m, found := s.readSession(roomDir, sessDir)
-	if v.token != nil && !v.all() && (!found || !v.mayReadRoom(m.Room)) {
-		// Without the admin grant, a missing session looks like another room's.
-		http.Error(w, "this access token does not cover this recording's room", http.StatusForbidden)
-		return
-	}
-	if !found {
-		http.Error(w, "no such recording", http.StatusNotFound)
+	m, ok := s.viewableSession(w, v, roomDir, sessDir)
+	if !ok {
 		return
 	}
 	writeJSON(w, s.sessionInfo(v, r, storedSession{roomDir: roomDir, sessDir: sessDir, m: m}, s.mixJobs()))
