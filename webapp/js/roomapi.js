@@ -1367,7 +1367,7 @@ function simulcastLayers(track) {
   const st = (track.getSettings && track.getSettings()) || {};
   const pixels = (st.width || 0) * (st.height || 0);
   if (pixels >= 960 * 540) return SIMULCAST_LAYERS.map((l) => ({...l}));
-  if (pixels >= 480 * 270) return SIMULCAST_LAYERS.slice(1).map((l) => ({...l, scaleResolutionDownBy: l.scaleResolutionDownBy / 2}));
+  if (pixels >= 480 * 270) return SIMULCAST_LAYERS.slice(1).map((l) => ({...l}));
   return [];
 }
 
