@@ -57,6 +57,11 @@ func inShapedNetns(t *testing.T) bool {
 	out, err := cmd.CombinedOutput()
 	t.Logf("inside namespace %s:\n%s", ns, out)
 	if err != nil {
+		// Where packets were lost inside the namespace: the qdiscs' drops
+		// and the UDP sockets' buffer overflows.
+		qd, _ := exec.Command("ip", "netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", "lo").CombinedOutput()
+		snmp, _ := exec.Command("ip", "netns", "exec", ns, "grep", "^Udp:", "/proc/net/snmp").CombinedOutput()
+		t.Logf("namespace %s after the failure:\n%s\n%s", ns, qd, snmp)
 		t.Fatalf("the test failed inside its namespace: %v", err)
 	}
 	return false
