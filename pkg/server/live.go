@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -99,16 +98,7 @@ func (s *Server) replayFile(ss storedSession, jobs map[string]mixer.Job) (string
 
 // replayURL is the replay's URL for v (signed as fileURL signs files).
 func (s *Server) replayURL(v viewer, r *http.Request, roomDir, sessDir string) string {
-	p := replayPath(roomDir, sessDir)
-	switch {
-	case v.public:
-		return p
-	case v.signed:
-		q := r.URL.Query()
-		return p + "?" + url.Values{"expires": {q.Get("expires")}, "sig": {q.Get("sig")}}.Encode()
-	default:
-		return p + "?" + s.recs.urls.Sign(p, v.urlExp)
-	}
+	return s.signedURL(v, r, replayPath(roomDir, sessDir))
 }
 
 // serveReplay serves GET /replay/{room}/{session}: a session's replay, with

@@ -304,7 +304,13 @@ func (s *Server) mixJobs() map[string]mixer.Job {
 // their own, a signed request's the request's (the same expiry), a public
 // archive's none.
 func (s *Server) fileURL(v viewer, r *http.Request, rel string) string {
-	p := recordsPrefix + rel
+	return s.signedURL(v, r, recordsPrefix+rel)
+}
+
+// signedURL is p with what lets v fetch it: the signature of a token
+// holder's own, a signed request's (the same expiry), none for a public
+// archive.
+func (s *Server) signedURL(v viewer, r *http.Request, p string) string {
 	switch {
 	case v.public:
 		return p
