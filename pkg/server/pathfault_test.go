@@ -32,9 +32,12 @@ type udpRelay struct {
 	// fromServer counts the server's SRTP/SRTCP datagrams (not STUN, not
 	// DTLS: RFC 7983's first byte 128-191); cutDrops those dropped while cut.
 	fromServer, cutDrops atomic.Int64
-	mu                   sync.Mutex
-	client               *net.UDPAddr
-	wg                   sync.WaitGroup
+	// stunUp and stunDown count the STUN datagrams relayed each way
+	// (RFC 7983's first byte 0-3), for a failure's message.
+	stunUp, stunDown atomic.Int64
+	mu               sync.Mutex
+	client           *net.UDPAddr
+	wg               sync.WaitGroup
 }
 
 func newUDPRelay(t *testing.T, srv *server.Server) *udpRelay {
@@ -67,6 +70,13 @@ func (r *udpRelay) run(c *net.UDPConn, fromClient bool) {
 			return
 		}
 		srtp := n > 0 && buf[0] >= 128 && buf[0] <= 191
+		if n > 0 && buf[0] < 4 && !r.cut.Load() {
+			if fromClient {
+				r.stunUp.Add(1)
+			} else {
+				r.stunDown.Add(1)
+			}
+		}
 		if !fromClient && srtp {
 			r.fromServer.Add(1)
 		}
@@ -201,12 +211,19 @@ func TestDirectPathStopsOnICEFailureAndResumes(t *testing.T) {
 
 	relay.cut.Store(false)
 	before := receivedVideo(b)
+	relay.stunUp.Store(0)
+	relay.stunDown.Store(0)
 	if err := b.RestartICE(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "the media did not resume after the ICE restart", func() bool {
-		return receivedVideo(b) > before+30 && subscriberStats(t, srv, "b").Path == "direct"
-	})
+	resumeDeadline := time.Now().Add(20 * time.Second)
+	for !(receivedVideo(b) > before+30 && subscriberStats(t, srv, "b").Path == "direct") {
+		if time.Now().After(resumeDeadline) {
+			t.Fatalf("after 20s: the media did not resume after the ICE restart: %d video packets (%d before), STUN relayed since the restart %d from the client, %d from the server; the subscriber %+v",
+				receivedVideo(b), before, relay.stunUp.Load(), relay.stunDown.Load(), subscriberStats(t, srv, "b"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	st := srv.Media().Stats()
 	if st.PathStops != 1 || st.FallbacksNoProgress != 0 || st.FallbacksNoRoute != 0 || st.GuardRefused != 0 {
 		t.Errorf("stops %d, fallbacks %d (no progress) %d (no route), guard refusals %d; want 1, 0, 0, 0",

@@ -257,7 +257,10 @@ func (s *subscriber) ensurePCLocked() error {
 		// pion calls this synchronously inside SetLocalDescription (under
 		// sigMu) for pooled candidates, which there are none of (no
 		// ICECandidatePoolSize), and for the nil that ends gathering, which
-		// returns here: only candidates gathered later take sigMu.
+		// returns here: only candidates gathered later take sigMu, and so
+		// go out after the offer they belong to (negotiateLocked holds
+		// sigMu from CreateOffer, where an ICE restart gathers, until the
+		// offer is sent).
 		if c == nil {
 			return
 		}
@@ -499,6 +502,14 @@ func (s *subscriber) negotiateLocked() {
 		s.pending = true
 		return
 	}
+	// sigMu is taken before the offer is made: with ICERestart, pion
+	// restarts the ICE agent and gathers its new candidates inside
+	// CreateOffer, and trickling one of them before the offer would give
+	// the client a candidate of credentials it does not know yet (a
+	// browser refuses it, pion adds it to the old generation and drops it
+	// at the restart), leaving the restarted ICE nothing to check.
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
 	offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: s.restart})
 	if errors.Is(err, webrtc.ErrConnectionClosed) {
 		// Closing: pion marks the connection closed before its state says so.
@@ -510,8 +521,6 @@ func (s *subscriber) negotiateLocked() {
 		return
 	}
 	s.restart = false
-	s.sigMu.Lock()
-	defer s.sigMu.Unlock()
 	if err := s.pc.SetLocalDescription(offer); err != nil {
 		s.log.Error("set subscribe offer", "err", err)
 		return
