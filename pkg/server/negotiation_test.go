@@ -354,3 +354,126 @@ func TestRefusedAnswerIsOfferedAgain(t *testing.T) {
 	})
 	_ = camPub
 }
+
+// TestICERestartCandidatesFollowTheirDescription: on an ICE restart the
+// server gathers new candidates, and a candidate that reaches the client
+// before the description with its new credentials is one the client cannot
+// use (a browser refuses a candidate of an unknown ufrag; pion adds it to the
+// old generation and drops it at the restart): the restarted ICE then may
+// have nothing to check. Every candidate of the server's, for the subscribe
+// connection and for a publish connection whose client restarts it, names
+// (its ufrag) the credentials of a description the client already has; five
+// restarts each, as gathering often finishes before the description is made
+// and the wrong order shows only some of the time.
+func TestICERestartCandidatesFollowTheirDescription(t *testing.T) {
+	srv := testServer(t, nil)
+	a := dial(t, srv, client.Options{Username: "a"})
+	join(t, a, "restarts", "a")
+	publishCamera(t, a)
+	r := newRawSubscriber(t, srv, "restarts", "raw")
+	r.settle()
+	r.backlog = nil
+
+	known := map[string]bool{} // the ufrags of the server's descriptions so far
+	learn := func(sdp any) {
+		for _, l := range strings.Split(fmt.Sprint(sdp), "\r\n") {
+			if u, ok := strings.CutPrefix(l, "a=ice-ufrag:"); ok {
+				known[u] = true
+			}
+		}
+	}
+	if ld := r.pc.RemoteDescription(); ld != nil {
+		learn(ld.SDP)
+	}
+	// within returns the next frame of type want within d (nil after d:
+	// none); on the way every candidate must name a known ufrag.
+	within := func(d time.Duration, what, want string) map[string]any {
+		t.Helper()
+		timeout := time.After(d)
+		for {
+			select {
+			case m, ok := <-r.msgs:
+				if !ok {
+					t.Fatal("the server closed the connection")
+				}
+				if m["type"] == want {
+					learn(m["sdp"])
+					return m
+				}
+				if m["type"] == protocol.TypeCandidate {
+					c, _ := m["candidate"].(map[string]any)
+					_, u, _ := strings.Cut(fmt.Sprint(c["candidate"]), " ufrag ")
+					u, _, _ = strings.Cut(u, " ")
+					if !known[u] {
+						t.Fatalf("while waiting for %s: a %v candidate of credentials (ufrag %q) no description has given yet: %v",
+							what, m["target"], u, c["candidate"])
+					}
+				}
+			case <-timeout:
+				return nil
+			}
+		}
+	}
+	next := func(what, want string) map[string]any {
+		t.Helper()
+		m := within(15*time.Second, what, want)
+		if m == nil {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		return m
+	}
+	for i := range 5 {
+		r.sendJSON(map[string]any{"type": protocol.TypeRestartICE, "id": 100 + i})
+		m := next("the subscribe connection's restart offer", protocol.TypeOffer)
+		r.send(answerFrame(200+i, r.answer(m), 0))
+		next("the reply to the answer", protocol.TypeReply)
+	}
+
+	// A publish connection of the raw session, restarted by its client.
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer := func(restart bool) string {
+		t.Helper()
+		o, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.SetLocalDescription(o); err != nil {
+			t.Fatal(err)
+		}
+		return o.SDP
+	}
+	setAnswer := func(m map[string]any) {
+		t.Helper()
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.sendJSON(map[string]any{"type": protocol.TypePublish, "id": 300, "kind": "camera", "sdp": offer(false)})
+	ans := next("the publish answer", protocol.TypeAnswer)
+	if ans["id"] != 300.0 {
+		t.Fatalf("publish: %v", ans)
+	}
+	setAnswer(ans)
+	for i := range 5 {
+		id := 400 + i
+		r.sendJSON(map[string]any{"type": protocol.TypeOffer, "id": id, "stream": ans["stream"], "sdp": offer(true)})
+		m := next("the answer to the publisher's restart offer", protocol.TypeAnswer)
+		if m["id"] != float64(id) {
+			t.Fatalf("restart %d: the answer %v", i+1, m)
+		}
+		setAnswer(m)
+	}
+	// The last restart's candidates, after its answer, are of its ufrag.
+	within(500*time.Millisecond, "the last candidates", "none")
+}

@@ -280,11 +280,18 @@ func (pub *publication) conn() (*webrtc.PeerConnection, error) {
 }
 
 // reoffer answers a client's new offer on this connection (an ICE restart).
+// The candidates pion gathers for the restart are held until the caller has
+// sent the answer and calls startTrickle: trickled ahead of the answer, they
+// would carry credentials the client does not know yet (a browser refuses
+// them).
 func (pub *publication) reoffer(offer string) (string, error) {
 	pc, err := pub.conn()
 	if err != nil {
 		return "", err
 	}
+	pub.sigMu.Lock()
+	pub.trickling = false
+	pub.sigMu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", &protocol.Error{Code: protocol.CodeInvalidSDP, Reason: "the offer was refused: " + err.Error()}
 	}

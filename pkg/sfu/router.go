@@ -325,7 +325,8 @@ func (p *Peer) StartTrickle(streamID string) {
 	}
 }
 
-// Reoffer answers a new offer on a publish connection (ICE restart).
+// Reoffer answers a new offer on a publish connection (ICE restart). The
+// caller sends the answer, then calls StartTrickle.
 func (p *Peer) Reoffer(streamID, offer string) (string, error) {
 	pub, err := p.publication(streamID)
 	if err != nil {

@@ -370,7 +370,10 @@ func (s *Session) dispatch(env protocol.Envelope, data []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &protocol.SDP{Type: protocol.TypeAnswer, ID: env.ID, Stream: req.Stream, SDP: answer}, nil
+		// The answer first, then the candidates gathered for it.
+		s.send(&protocol.SDP{Type: protocol.TypeAnswer, ID: env.ID, Stream: req.Stream, SDP: answer})
+		peer.StartTrickle(req.Stream)
+		return nil, nil
 	case protocol.TypeAnswer:
 		var req protocol.SDP
 		if err := decode(data, &req); err != nil {
