@@ -86,6 +86,9 @@ export function initChatPanel(els, {narrow = null} = {}) {
  * joined Room or null, error(err)}. Returns {line(name, text, {ts, cls, to}), updateTo()}:
  * line appends a line (cls 'system', 'own', 'private'; to: the receiver of an own private
  * line), updateTo refills the "Send to" list from the room's participants.
+ *
+ * A private line says so in words: "(private)" after the sender on the receiver's page,
+ * "→ name" on the sender's.
  */
 export function initChatLog(els, hooks) {
   function line(name, text, {ts, cls, to} = {}) {
@@ -94,9 +97,11 @@ export function initChatLog(els, hooks) {
     const row = el('div', 'chat-line' + (cls ? ' ' + cls : ''));
     const from = el('span', 'from', name);
     if (to) from.dataset.to = to;
+    const parts = [el('span', 'time', hhmm(ts)), ' ', from];
+    if (/\bprivate\b/.test(cls || '')) parts.push(el('span', 'private-mark', to ? ` \u2192 ${to}` : ' (private)'));
     const body = el('span', 'text');
     body.append(linkify(text));
-    row.append(el('span', 'time', hhmm(ts)), ' ', from, ' - ', body);
+    row.append(...parts, ' - ', body);
     log.append(row);
     if (stick) log.scrollTop = log.scrollHeight;
   }

@@ -10,6 +10,10 @@ import {STREAM_STATUS} from './events.js';
 import {RoomApiError, toError, Emitter, serial, failInfo, ICE_RESTART_MIN_INTERVAL_MS} from './util.js';
 import {preferCodec, simulcastLayers, simulcastCodec, keepResolution} from './codecs.js';
 
+// FIRST_FRAMES_MS is how long a camera published turned off sends (black) frames after its
+// connection is up, so the server learns of its video before it goes quiet.
+const FIRST_FRAMES_MS = 2000;
+
 function attachMedia(el, ms) {
   if (el.srcObject !== ms) el.srcObject = ms;
   const p = el.play && el.play();
@@ -111,6 +115,10 @@ export class LocalStream extends Emitter {
 
   muteAudio() { this._setEnabled('audio', false); }
   unmuteAudio() { this._setEnabled('audio', true); }
+  /**
+   * Turns the camera off: once the stream is PUBLISHING, its video sender sends nothing (no
+   * black frames, no bytes) until unmuteVideo() puts the camera back, without a new offer.
+   */
   muteVideo() { this._setEnabled('video', false); }
   unmuteVideo() { this._setEnabled('video', true); }
   isAudioMuted() { return this._isMuted('audio'); }
@@ -130,10 +138,11 @@ export class LocalStream extends Emitter {
     const old = (track.kind === 'audio' ? media.getAudioTracks() : media.getVideoTracks())[0];
     if (!old) throw new RoomApiError('INVALID_TRACK', `the stream has no ${track.kind} track to replace`);
     if (old === track) return;
-    const sender = pc.getSenders().find((s) => s.track === old);
+    // A camera turned off has no track on its sender (_sendVideo).
+    const sender = pc.getSenders().find((s) => s.track === old) || (track.kind === 'video' ? this._videoSender : null);
     if (!sender) throw new RoomApiError('INVALID_TRACK', `no sender for the ${track.kind} track`);
     track.enabled = old.enabled;
-    await sender.replaceTrack(track);
+    if (sender.track || track.enabled) await sender.replaceTrack(track);
     media.removeTrack(old);
     media.addTrack(track);
     old.removeEventListener('ended', this._onEnded);
@@ -158,7 +167,21 @@ export class LocalStream extends Emitter {
   _setEnabled(kind, on) {
     if (!this._media) return;
     for (const t of kind === 'audio' ? this._media.getAudioTracks() : this._media.getVideoTracks()) t.enabled = on;
+    if (kind === 'video') this._sendVideo();
     this._host.syncPresence();
+  }
+
+  // _sendVideo takes the camera's track off its sender while the camera is off, so nothing is
+  // sent (a disabled track would still send black frames), and puts it back when it is on;
+  // replaceTrack, no new offer. It goes quiet only while the stream is PUBLISHING: the server has
+  // had its first frames by then, and knows the stream has video.
+  _sendVideo() {
+    const sender = this._videoSender;
+    const track = this._media && this._media.getVideoTracks()[0];
+    if (!sender || !track || this._stopped) return;
+    const want = track.enabled ? track : null;
+    if (sender.track === want || (!want && this._status !== STREAM_STATUS.PUBLISHING)) return;
+    sender.replaceTrack(want).catch((e) => console.warn('roomapi: camera sender', e));
   }
 
   _isMuted(kind) {
@@ -227,6 +250,7 @@ export class LocalStream extends Emitter {
           track.addEventListener('ended', this._onEnded);
           this._screenSender = tr.sender;
         }
+        if (this._kind === 'camera' && track.kind === 'video') this._videoSender = tr.sender;
       }
       const msg = {type: 'publish', kind: this._kind};
       if (this._options.record) msg.record = true;
@@ -310,6 +334,8 @@ export class LocalStream extends Emitter {
     this._status = status;
     this._reason = reason || '';
     this._info = info || {};
+    // A camera that joined turned off stops sending once its first frames are through.
+    if (status === STREAM_STATUS.PUBLISHING) setTimeout(() => this._sendVideo(), FIRST_FRAMES_MS);
     this._emit(status, this, status === STREAM_STATUS.FAILED ? failInfo(this._reason, this._info.code) : {reason: this._reason});
   }
 
