@@ -202,6 +202,9 @@ func TestConferencePage(t *testing.T) {
 		return id
 	}
 	before := streamOnB()
+	// Ada's subscribe connection (b's camera) is made once b's camera arrives:
+	// it must be there before the peer connections are counted.
+	a.waitDecoding("b", "camera", true)
 	if err := a.eval(`(() => {
 	  window.__offers = 0;
 	  const orig = RTCPeerConnection.prototype.createOffer;

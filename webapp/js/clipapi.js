@@ -22,11 +22,15 @@ async function answer(resp) {
   throw new ClipError(body.code || `HTTP_${resp.status}`, body.reason || resp.statusText, resp.status);
 }
 
-/** One media message. */
+/**
+ * One media message. Its store keeps it current through bind(update): update(info) takes the
+ * server's newer description of it.
+ */
 export class Clip {
-  constructor(store, info) {
+  constructor(store, info, bind = () => {}) {
     this._store = store;
     this._info = info;
+    bind((i) => { this._info = i; });
   }
   id() { return this._info.id; }
   /** The author's name in the room. */
@@ -41,14 +45,11 @@ export class Clip {
   kind() { return this._info.kind; }
   mime() { return this._info.mime; }
   /** Whether this client posted it (as the same identity). */
-  isOwn() { return !!this._store._access && this._info.owner === this._store._access.self; }
+  isOwn() { const a = this._store.access(); return !!a && this._info.owner === a.self; }
   /** Whether this client may delete it: its own, or any for a moderator. */
-  canDelete() { return this.isOwn() || !!(this._store._access && this._store._access.moderate); }
+  canDelete() { const a = this._store.access(); return this.isOwn() || !!(a && a.moderate); }
   /** A URL that plays it here (it carries this participant's pass). */
-  src() {
-    const a = this._store._access;
-    return this._info.url + (a ? '?access_token=' + encodeURIComponent(a.pass) : '');
-  }
+  src() { return this._store.playURL(this._info.url); }
   /**
    * Plays it in element (an <audio> or <video>); resolves when it ended, rejects when it
    * cannot play (the browser's autoplay policy: NotAllowedError) or another clip took the element.
@@ -75,7 +76,7 @@ export class Clip {
     });
   }
   /** Deletes it (its author, or a moderator). */
-  delete() { return this._store._delete(this); }
+  delete() { return this._store.remove(this.id(), this._info.url); }
   toJSON() { return {...this._info}; }
 }
 
@@ -86,9 +87,11 @@ export class ClipStore {
     this._emit = emit;
     this._access = null;
     this._clips = new Map(); // id -> Clip, oldest first
+    this._updates = new WeakMap(); // Clip -> its update(info)
   }
 
-  _setAccess(a) {
+  /** setAccess takes the clips pass of a join's reply or a resumed session ({url, pass, post, …}). */
+  setAccess(a) {
     if (a && a.pass && a.url) this._access = a;
   }
 
@@ -105,9 +108,22 @@ export class ClipStore {
 
   _headers(extra = {}) { return {...extra, Authorization: 'Bearer ' + this._access.pass}; }
 
+  /** playURL is url (a clip's) with this participant's pass, for a media element. */
+  playURL(url) {
+    const a = this._access;
+    return url + (a ? '?access_token=' + encodeURIComponent(a.pass) : '');
+  }
+
   _clip(info) {
     let c = this._clips.get(info.id);
-    if (c) c._info = info; else { c = new Clip(this, info); this._clips.set(info.id, c); }
+    if (c) {
+      this._updates.get(c)(info);
+    } else {
+      let update = null;
+      c = new Clip(this, info, (u) => { update = u; });
+      this._updates.set(c, update);
+      this._clips.set(info.id, c);
+    }
     return c;
   }
 
@@ -148,14 +164,15 @@ export class ClipStore {
     return this._clip(info);
   }
 
-  async _delete(clip) {
-    const a = this._need();
-    await answer(await fetch(clip._info.url, {method: 'DELETE', headers: this._headers()}));
-    this._clips.delete(clip.id());
+  /** remove deletes the clip id at url (its author, or a moderator). */
+  async remove(id, url) {
+    this._need();
+    await answer(await fetch(url, {method: 'DELETE', headers: this._headers()}));
+    this._clips.delete(id);
   }
 
   /** Handles CLIP_ADDED and CLIP_DELETED; returns true when it was one of them. */
-  _onEvent(m) {
+  onEvent(m) {
     if (m.event === 'CLIP_ADDED' && m.clip && m.clip.id) {
       this._emit('CLIP_ADDED', this._clip(m.clip));
       return true;

@@ -12,6 +12,16 @@ export function toViewerPage(room) {
   return true;
 }
 
+// staged holds, per room, the names a moderator brought on stage from the viewers (so the
+// moderator can take them off again).
+const staged = new WeakMap();
+
+/** markStaged notes that name was brought on stage (on) or taken off (not on) in room. */
+export function markStaged(room, name, on) {
+  if (!staged.has(room)) staged.set(room, new Set());
+  if (on) staged.get(room).add(name); else staged.get(room).delete(name);
+}
+
 /** Shows the viewer count and list of a webinar room (hidden elsewhere); onError shows a refusal. */
 export function updateWebinarPanel(room, onError) {
   const panel = $('#webinarPanel');
@@ -31,7 +41,7 @@ export function updateWebinarPanel(room, onError) {
     name.textContent = p.name();
     li.append(name);
     li.dataset.role = p.role();
-    if (mod && (p.role() === 'viewer' || p._staged)) {
+    if (mod && (p.role() === 'viewer' || staged.get(room)?.has(p.name()))) {
       const b = document.createElement('button');
       b.type = 'button';
       b.className = 'stage-button';

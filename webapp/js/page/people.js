@@ -40,11 +40,15 @@ export function initPeople(els, hooks) {
     };
   }
 
-  // markTile puts a hand and a muted-microphone mark on a camera tile.
+  // markTile puts a hand and a muted-microphone mark on a camera tile; a remote camera turned
+  // off (or muted by a moderator) shows the initial, not its last picture.
   function markTile(tile, m) {
     const micOff = m.micOff || m.muted.includes('microphone');
+    const camOff = m.camOff || m.muted.includes('camera');
     tile.dataset.hand = String(m.hand);
     tile.dataset.micOff = String(micOff);
+    tile.dataset.camOff = String(camOff);
+    if (tile.classList.contains('remote')) tile.classList.toggle('cam-off', camOff);
     let box = tile.querySelector(':scope > .marks');
     if (!box) {
       box = el('div', 'marks');
