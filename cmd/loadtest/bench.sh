@@ -8,10 +8,12 @@
 #
 # Environment:
 #   SERVER_CPUS, TOOL_CPUS  pin the server / the load tool with taskset (e.g. 0 and 1)
+#   SERVER_GOMAXPROCS       GOMAXPROCS of the server only (which also turns its --adaptive-procs controller off)
 #   MAX_LOAD                wait until the 1-minute load average is below this (default 1.0)
 #   MAX_WAIT                give up waiting for a quiet machine after this many seconds and run anyway (default 600)
 #   PERF_OUT                record a perf profile of the server into this file: PERF_SECONDS (default 20)
-#                           seconds starting PERF_DELAY (default 60) seconds after the server started
+#                           seconds starting PERF_DELAY (default 60) seconds after the server started, at
+#                           PERF_FREQ (default 499) samples a second
 #   PPROF_OUT               save a Go CPU profile of the server (its --debug-addr) into this file, over the same
 #                           PERF_SECONDS starting PERF_DELAY seconds after the server started
 #   HEAP_OUT                save a heap profile of the server (live objects, after a GC) into this file, and its
@@ -62,7 +64,7 @@ if [[ ${WEBINAR:-} == 1 ]]; then
 	tool_args=(--token-key "load=$OUT/load.key")
 fi
 
-"${pin_server[@]}" "$OUT/sfu" "${auth_args[@]}" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
+env ${SERVER_GOMAXPROCS:+GOMAXPROCS=$SERVER_GOMAXPROCS} "${pin_server[@]}" "$OUT/sfu" "${auth_args[@]}" --addr "127.0.0.1:$http_port" --media-ip 127.0.0.1 --udp-port "$udp_port" \
 	--tcp-port "$tcp_port" --max-participants 0 --max-sessions-per-address 0 --new-sessions-per-address 0 \
 	--new-rooms-per-address 0 --log-level warn --debug-addr "127.0.0.1:$debug_port" >"$OUT/sfu.log" 2>&1 &
 server=$!
@@ -83,7 +85,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 if [[ -n ${PERF_OUT:-} ]]; then
-	(sleep "${PERF_DELAY:-60}" && exec perf record -F 499 -g -o "$PERF_OUT" -p "$server" -- sleep "${PERF_SECONDS:-20}") \
+	(sleep "${PERF_DELAY:-60}" && exec perf record -F "${PERF_FREQ:-499}" -g -o "$PERF_OUT" -p "$server" -- sleep "${PERF_SECONDS:-20}") \
 		>/dev/null 2>&1 &
 	perf_pid=$!
 fi

@@ -25,6 +25,7 @@ import (
 
 	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
+	"github.com/parley/parley/pkg/procs"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/sfu"
@@ -89,6 +90,17 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	srv.Serve()
+	if cfg.AdaptiveProcs && getenv("GOMAXPROCS") == "" {
+		// After server.New: the SFU sizes its writer pool by GOMAXPROCS, and
+		// the controller starts at the full count.
+		pctx, pstop := context.WithCancel(ctx)
+		pdone := make(chan struct{})
+		go func() {
+			defer close(pdone)
+			procs.Run(pctx, procs.Config{}, log)
+		}()
+		defer func() { pstop(); <-pdone }()
+	}
 	if cfg.DebugAddr != "" {
 		dbg, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {

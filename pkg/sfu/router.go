@@ -42,12 +42,16 @@ type Router struct {
 	// lastDominant is only used by its goroutine.
 	speakers     *speakers
 	lastDominant string
+
+	// writers puts the room's subscribers on one writer while they are few
+	// (writers.go).
+	writers *writerGroup
 }
 
 // NewRouter returns the media router of a room session.
 func (e *Engine) NewRouter(session string) *Router {
 	r := &Router{engine: e, session: session, log: e.log.With("room_session", session), peers: make(map[string]*Peer),
-		speakers: newSpeakers()}
+		speakers: newSpeakers(), writers: &writerGroup{pool: e.writers}}
 	// The dominant speaker's camera comes first in every subscriber's
 	// allocation (alloc.go).
 	r.speakers.listen(func(as ActiveSpeakers) {

@@ -126,7 +126,7 @@ func newSubscriber(peer *Peer, queueSize int) *subscriber {
 		peer:     peer,
 		log:      peer.log,
 		queue:    queue.New[queued](queueSize),
-		writer:   peer.router.engine.writers.assign(),
+		writer:   peer.router.writers.assign(),
 		tracks:   make(map[*forwarder]*downTrack),
 		streams:  make(map[string]*streamState),
 		bwe:      bwe.New(peer.router.engine.cfg.Estimate, time.Now()),
@@ -721,6 +721,7 @@ func (s *subscriber) close() {
 	s.out.Swap(nil).close()
 	s.pathMu.Unlock()
 	s.wg.Wait()
+	s.peer.router.writers.release(s.writer)
 	s.peer.router.engine.retire(s.stats())
 }
 

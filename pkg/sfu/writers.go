@@ -74,6 +74,49 @@ func (p *writerPool) signal() {
 	}
 }
 
+// roomShare is how many subscribers of a room share the room's writer
+// before the next ones are spread over the pool.
+const roomShare = 16
+
+// writerGroup keeps the subscribers of one room on one writer while they
+// are few. In a meeting every subscriber receives every publisher: with the
+// subscribers on one writer, a packet of a publisher costs one wake-up and
+// one sendmmsg for all its receivers, where spread over the pool it cost one
+// of each per writer (in a meeting of 4 with two writers, a packet for 3
+// receivers took two of each). A large room's subscribers past the first
+// roomShare go to the pool in turn, so that its writers share the work.
+type writerGroup struct {
+	pool *writerPool
+
+	mu   sync.Mutex
+	home *writer // the room's writer, or nil before its first subscriber
+	n    int     // subscribers on home
+}
+
+// assign returns the writer for a new subscriber of the room; release gives
+// it back when the subscriber closes.
+func (g *writerGroup) assign() *writer {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		g.home = g.pool.assign() // rooms take the writers in turn
+	}
+	if g.n < roomShare {
+		g.n++
+		return g.home
+	}
+	return g.pool.assign()
+}
+
+// release is the end of a subscriber that assign gave w.
+func (g *writerGroup) release(w *writer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if w == g.home && g.n > 0 {
+		g.n--
+	}
+}
+
 // close stops the writers. Subscribers must be closed first.
 func (p *writerPool) close() {
 	close(p.done)

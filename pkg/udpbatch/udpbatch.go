@@ -20,7 +20,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,6 +97,15 @@ type Conn struct {
 	callN     int
 	callErrno syscall.Errno
 
+	// readMu is held by the goroutine reading; the fields below it belong
+	// to that goroutine.
+	readMu    sync.Mutex
+	recvFn    func(fd uintptr) bool
+	recvBuf   []byte
+	recvFrom  unix.RawSockaddrAny
+	recvN     int
+	recvErrno syscall.Errno
+
 	gso                            atomic.Bool
 	packets, messages, calls, errs atomic.Uint64
 }
@@ -125,6 +136,7 @@ func New(c *net.UDPConn, log *slog.Logger) (*Conn, error) {
 		oob:     make([]byte, QueueLen*unix.CmsgSpace(2)),
 	}
 	b.sendFn = b.sendOnFD
+	b.recvFn = b.recvOnFD
 	if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
 		b.v6 = true
 	}
@@ -143,9 +155,69 @@ func (c *Conn) Stats() Stats {
 // off for good when the kernel refuses it).
 func (c *Conn) GSO() bool { return c.gso.Load() }
 
-// ReadFromAddrPort reads a datagram (pion/ice uses it to read without allocating).
+// ReadFromAddrPort reads a datagram (pion/ice's UDP mux reads with it).
+//
+// It is a raw recvfrom, as sendmmsg is (see Conn.sendmmsg): the socket is
+// non-blocking and the poller waits when nothing is there. A regular system
+// call (net.UDPConn's read) tells the runtime it enters one, and that wakes
+// the runtime's monitor thread (sysmon) whenever it slept because every P
+// was idle, which is every packet in a quiet process: the monitor's wake-up
+// and its 20 µs sleeps that follow were about a third of the SFU's CPU in a
+// meeting of 4 (docs/performance.md, "Meeting shapes").
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.ReadFromUDPAddrPort(b)
+	if len(b) == 0 {
+		return c.ReadFromUDPAddrPort(b)
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	c.recvBuf = b
+	err := c.raw.Read(c.recvFn)
+	c.recvBuf = nil
+	if err != nil {
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
+	}
+	if c.recvErrno != 0 {
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(),
+			Err: os.NewSyscallError("recvfrom", c.recvErrno)}
+	}
+	return c.recvN, fromSockaddr(&c.recvFrom), nil
+}
+
+// recvOnFD is the raw connection's read callback (a method value made once,
+// so that a read allocates nothing).
+func (c *Conn) recvOnFD(fd uintptr) bool {
+	for {
+		l := uint32(unix.SizeofSockaddrAny)
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.recvBuf[0])),
+			uintptr(len(c.recvBuf)), 0, uintptr(unsafe.Pointer(&c.recvFrom)), uintptr(unsafe.Pointer(&l)))
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is readable
+		}
+		c.recvN, c.recvErrno = int(r), errno
+		return true
+	}
+}
+
+// fromSockaddr is the address recvfrom filled in.
+func fromSockaddr(sa *unix.RawSockaddrAny) netip.AddrPort {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		sa6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		ip := netip.AddrFrom16(sa6.Addr)
+		if sa6.Scope_id != 0 {
+			ip = ip.WithZone(strconv.FormatUint(uint64(sa6.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(ip, uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
 }
 
 // WriteTo queues b for addr, a *net.UDPAddr.

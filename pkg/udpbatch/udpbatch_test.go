@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -340,4 +341,87 @@ func TestFlushDisarmsTimer(t *testing.T) {
 		t.Fatal("the timer is still armed after a flush emptied the queue")
 	}
 	waitFor(t, []*receiver{r}, []int{1})
+}
+
+// ReadFromAddrPort (pion's UDP mux reads with it) returns each datagram
+// whole with its sender's address, on IPv4 and IPv6 sockets, waits in the
+// poller for data, honours the read deadline and ends with net.ErrClosed;
+// a read allocates nothing.
+func TestReadFromAddrPort(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			ip := net.IPv4(127, 0, 0, 1)
+			if network == "udp6" {
+				ip = net.IPv6loopback
+			}
+			uc, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+			if err != nil {
+				t.Skipf("no %s loopback: %v", network, err)
+			}
+			c, err := New(uc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			to := c.LocalAddr().(*net.UDPAddr)
+			from := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+
+			// A read that waits: the datagram is sent after it started.
+			got := make(chan error, 1)
+			buf := make([]byte, 2000)
+			go func() {
+				n, addr, err := c.ReadFromAddrPort(buf)
+				if err == nil && (n != 1200 || addr != from || !bytes.Equal(buf[:n], packetFor(7, 0, 1200))) {
+					err = fmt.Errorf("read %d bytes from %v, want 1200 from %v", n, addr, from)
+				}
+				got <- err
+			}()
+			time.Sleep(20 * time.Millisecond)
+			if _, err := peer.WriteToUDP(packetFor(7, 0, 1200), to); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+
+			for i := range 50 {
+				if _, err := peer.WriteToUDP(packetFor(7, i+1, 100+i), to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// AllocsPerRun runs the function once more than it counts.
+			type read struct {
+				n, index int
+				addr     netip.AddrPort
+				err      error
+			}
+			reads := make([]read, 0, 50)
+			allocs := testing.AllocsPerRun(49, func() {
+				n, addr, err := c.ReadFromAddrPort(buf)
+				reads = append(reads, read{n: n, index: int(binary.BigEndian.Uint32(buf[4:8])), addr: addr, err: err})
+			})
+			for i, r := range reads {
+				if r.err != nil || r.addr != from || r.n != 100+i || r.index != i+1 {
+					t.Fatalf("datagram %d: %d bytes, index %d, from %v, %v", i, r.n, r.index, r.addr, r.err)
+				}
+			}
+			if allocs != 0 {
+				t.Errorf("%.1f allocations per read, want 0", allocs)
+			}
+
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, _, err := c.ReadFromAddrPort(buf); !os.IsTimeout(err) {
+				t.Fatalf("read past the deadline: %v, want a timeout", err)
+			}
+			_ = c.SetReadDeadline(time.Time{})
+			go func() { time.Sleep(20 * time.Millisecond); _ = c.Close() }()
+			if _, _, err := c.ReadFromAddrPort(buf); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("read of a closed socket: %v, want net.ErrClosed", err)
+			}
+		})
+	}
 }
