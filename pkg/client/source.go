@@ -23,7 +23,9 @@ import (
 type Source interface {
 	// Codec is the codec of the samples; it becomes the track's codec.
 	Codec() webrtc.RTPCodecCapability
-	// Next returns the next sample and how long it lasts.
+	// Next returns the next sample and how long it lasts. An empty sample
+	// sends nothing and lets its duration pass on the track's clock (an
+	// encoder that skips frames, a simulcast layer its sender stopped).
 	Next() (sample []byte, dur time.Duration, err error)
 }
 

@@ -88,8 +88,16 @@ type muxIn struct {
 	track   int
 	pkt     *rtp.Packet // nil: a sender report
 	arrival time.Time
+	srSSRC  uint32
 	srRTP   uint32
 	srAt    time.Time
+}
+
+// clockMap is a sender report's mapping: an RTP time and the local time it
+// stands for.
+type clockMap struct {
+	rtp uint32
+	at  time.Time
 }
 
 type muxTrack struct {
@@ -103,7 +111,10 @@ type muxTrack struct {
 	lastPic int
 	w, h    int
 	private []byte
-	// Time line: the publisher's clock mapping, else the first frame's arrival.
+	// Time line: the publisher's clock mapping of the SSRC whose packets
+	// come now (a simulcast track's layers each have theirs: srs, by SSRC),
+	// else the first frame's arrival.
+	srs    map[uint32]clockMap
 	srOK   bool
 	srRTP  uint32
 	srAt   time.Time
@@ -153,7 +164,7 @@ func newMuxer(tracks []sfu.RecordTrack, out output, keyframe func(), log *slog.L
 			return nil, err
 		}
 		mt := &muxTrack{i: i, number: uint64(i + 1), mime: t.MimeType, clock: float64(t.ClockRate), video: f.Video(),
-			frames: f, needKey: f.Video(), lastPic: -1}
+			frames: f, needKey: f.Video(), lastPic: -1, srs: map[uint32]clockMap{}}
 		if mt.clock <= 0 {
 			mt.clock = 90000
 		}
@@ -181,11 +192,11 @@ func (m *muxer) WriteRTP(track int, pkt *rtp.Packet, arrival time.Time) {
 
 // SenderReport implements sfu.StreamRecorder: the publisher's clock
 // mapping (here: an RTP time and the local time it stands for).
-func (m *muxer) SenderReport(track int, _ uint32, ntp time.Time, rtpTS uint32, _ time.Time) {
+func (m *muxer) SenderReport(track int, ssrc uint32, ntp time.Time, rtpTS uint32, _ time.Time) {
 	if track < 0 || track >= len(m.tracks) {
 		return
 	}
-	m.send(muxIn{track: track, srRTP: rtpTS, srAt: ntp})
+	m.send(muxIn{track: track, srSSRC: ssrc, srRTP: rtpTS, srAt: ntp})
 }
 
 func (m *muxer) send(in muxIn) {
@@ -234,16 +245,40 @@ func (m *muxer) run() {
 
 func (m *muxer) handle(in muxIn) {
 	t := m.tracks[in.track]
+	emit := func(f *recorder.Frame) { m.onFrame(t, f) }
+	cur, have := t.frames.SSRC()
 	if in.pkt == nil {
-		t.srOK, t.srRTP, t.srAt = true, in.srRTP, in.srAt
+		if _, ok := t.srs[in.srSSRC]; !ok && len(t.srs) >= 4 {
+			clear(t.srs) // SSRCs gone by
+		}
+		t.srs[in.srSSRC] = clockMap{rtp: in.srRTP, at: in.srAt}
+		if !have || in.srSSRC == cur {
+			t.srOK, t.srRTP, t.srAt = true, in.srRTP, in.srAt
+		}
 		return
 	}
 	if m.start.IsZero() {
 		m.start = in.arrival
 	}
-	t.frames.Push(in.pkt, in.arrival, func(f *recorder.Frame) { m.onFrame(t, f) })
+	if (!have || in.pkt.SSRC != cur) && len(in.pkt.Payload) > 0 {
+		// Another SSRC (a simulcast track's layer switch, or the first):
+		// the frames of the old one come out under its mapping, then the
+		// new one's applies.
+		t.frames.Restart(emit)
+		sr, ok := t.srs[in.pkt.SSRC]
+		t.srOK, t.srRTP, t.srAt = ok, sr.rtp, sr.at
+		t.anchOK, t.lastPic = false, -1
+		if t.video {
+			t.needKey = true
+		}
+	}
+	t.frames.Push(in.pkt, in.arrival, emit)
 	m.mux(in.arrival)
 }
+
+// maxNudge is how far (ms) a keyframe that falls at or before the frame
+// written last is moved after it instead of being dropped.
+const maxNudge = 200
 
 // mediaMs maps a frame's RTP time to the stream's time line (ms since the
 // muxer's first packet): through the publisher's clock mapping when there is
@@ -299,6 +334,11 @@ func (m *muxer) onFrame(t *muxTrack, f *recorder.Frame) {
 		return // nothing before the video can start
 	}
 	ms := max(m.mediaMs(t, f.RTPTime, f.Arrival), 0)
+	if t.video && f.Key && t.hasMs && ms <= t.lastMs && t.lastMs-ms <= maxNudge {
+		// The keyframe a layer switch starts at may stand for the same
+		// moment as the last frame of the layer before: it goes just after.
+		ms = t.lastMs + 1
+	}
 	if t.hasMs && ms <= t.lastMs {
 		return // a correction of the time line moved it to or before what is out
 	}

@@ -129,6 +129,26 @@ func (t *TrackFrames) Push(pkt *rtp.Packet, arrival time.Time, emit func(*Frame)
 	t.jb.pop(arrival, t.release, false)
 }
 
+// Restart starts the track anew, as a packet of another SSRC does: emit
+// gets the frames completed by what the jitter buffer still holds, and the
+// frame in progress is dropped. A caller that maps each SSRC's timestamps on
+// its own (sender reports are per SSRC) calls it before pushing the first
+// packet of a new SSRC, so that the old SSRC's last frames come out under
+// the old mapping.
+func (t *TrackFrames) Restart(emit func(*Frame)) {
+	t.emit = emit
+	if t.haveSSRC {
+		t.jb.drain(t.release)
+		t.jb.reset()
+		t.asm = newAssembler(t.c, t.maxFrame)
+	}
+	t.haveSSRC = false
+}
+
+// SSRC returns the SSRC of the packets pushed since the track (re)started,
+// and whether there was one.
+func (t *TrackFrames) SSRC() (uint32, bool) { return t.ssrc, t.haveSSRC }
+
 // Flush gives up, at now, on missing packets waited for longer than the
 // jitter delay, and calls emit with the frames that completes. Call it
 // now and then while no packet comes.

@@ -23,6 +23,11 @@ const maxPayload = 16 << 10
 // keyframeRequestInterval throttles RequestKeyframe (input time: the latest arrival).
 const keyframeRequestInterval = 500 * time.Millisecond
 
+// maxKeyNudge is how far (ms) a video keyframe that falls before the frame
+// written last is moved after it instead of being dropped (a simulcast
+// layer switch: the recorder follows the best layer arriving).
+const maxKeyNudge = 200
+
 // maxHeldFrames bounds the frames waiting in the interleaver.
 const maxHeldFrames = 4096
 
@@ -116,6 +121,9 @@ type track struct {
 	anchExt int64
 
 	needKey    bool
+	// switched: the SSRC changed (a simulcast track's recording follows
+	// the best layer arriving) and no frame of the new one is written yet.
+	switched bool
 	started    bool
 	lastPicID  int
 	lastPts    int64
@@ -354,6 +362,7 @@ func (w *StreamWriter) switchSSRC(t *track, ssrc uint32) {
 		t.jb.reset()
 		t.asm = newAssembler(t.c, w.opts.MaxFrameSize)
 		t.needKey = t.video
+		t.switched = t.video && t.havePts
 		t.lastPicID = -1
 	}
 	t.ssrc, t.haveSSRC = ssrc, true
@@ -458,6 +467,29 @@ func (w *StreamWriter) onFrame(t *track, f *frameOut) {
 	pts := (w.roomTime(t, f.ts, f.arrival, length) + 500*time.Microsecond).Milliseconds()
 	if pts < 0 {
 		pts = 0
+	}
+	if t.switched && f.key {
+		// The keyframe a simulcast layer switch starts at may stand for
+		// the moment of the last frames of the layer before (the same
+		// picture, or the next that comes sooner than a frame interval):
+		// it takes their place if they are still held, else it goes just
+		// after them.
+		t.switched = false
+		iv := t.interval
+		if iv <= 0 {
+			iv = 33 // one frame at 30 fps, before any interval is known
+		}
+		if w.dropHeldFrom(t.i, pts-iv+1) {
+			t.lastPts = pts - 1
+			for _, mf := range w.held {
+				if mf.track == t.i {
+					t.lastPts = max(t.lastPts, mf.pts)
+				}
+			}
+		}
+		if pts <= t.lastPts && t.lastPts-pts <= maxKeyNudge {
+			pts = t.lastPts + 1
+		}
 	}
 	if t.havePts && pts < t.lastPts {
 		w.lateFrames++ // a time line correction moved it before what is written
@@ -738,6 +770,26 @@ type muxFrame struct {
 	video bool
 	order uint64
 	data  []byte
+}
+
+// dropHeldFrom removes from the interleaver the frames of track that are
+// not yet written and stand at or after pts; it reports whether it removed
+// any.
+func (w *StreamWriter) dropHeldFrom(track int, pts int64) bool {
+	n := len(w.held)
+	kept := w.held[:0]
+	for _, mf := range w.held {
+		if mf.track != track || mf.pts < pts {
+			kept = append(kept, mf)
+		}
+	}
+	clear(w.held[len(kept):])
+	w.held = kept
+	if len(kept) == n {
+		return false
+	}
+	heap.Init(&w.held)
+	return true
 }
 
 // frameHeap orders frames by time, then arrival order.

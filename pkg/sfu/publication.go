@@ -38,7 +38,10 @@ type publication struct {
 
 	rec      StreamRecorder
 	recKinds []string     // track kinds in recorder order
-	recorded []*forwarder // the tracks (layers) recorded
+	recorded []*forwarder // the tracks recorded that are not simulcast
+	// followers record the simulcast tracks, each its best arriving layer
+	// (follow.go), by track id.
+	followers map[string]*layerFollower
 
 	sigMu     sync.Mutex
 	trickling bool
@@ -136,14 +139,6 @@ func layerIndex(rid string, offered []string) int {
 	return 0
 }
 
-// topLayer reports whether rid is the highest layer offered.
-func topLayer(rid string, offered []string) bool {
-	top := -1
-	for _, o := range offered {
-		top = max(top, layerIndex(o, offered))
-	}
-	return layerIndex(rid, offered) >= top
-}
 
 // answerTracks lists the tracks an answer accepts, each with the codec the
 // publisher will send (the first one of its media section).
@@ -357,9 +352,7 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	f.siblings = max(pub.tracksWant, 1)
 	f.siblingCodecs = pub.codecs
 	pub.forwarders = append(pub.forwarders, f)
-	if f.rid == "" || topLayer(f.rid, pub.rids[mid]) {
-		pub.attachRecorderLocked(f) // a simulcast track records its top layer
-	}
+	pub.attachRecorderLocked(f)
 	pub.wg.Add(2)
 	pub.mu.Unlock()
 	f.muted.Store(pub.peer.mutes.get(pub.kind, f.kind.String()))
@@ -405,30 +398,51 @@ func (pub *publication) setRecorder(rec StreamRecorder, tracks []protocol.Track)
 		pub.recKinds = append(pub.recKinds, t.Kind)
 	}
 	for _, f := range pub.forwarders {
-		if f.rid == "" || f.layer == f.layers.list()[len(f.layers.list())-1].layer {
-			pub.attachRecorderLocked(f)
-		}
+		pub.attachRecorderLocked(f)
 	}
 }
 
+// attachRecorderLocked feeds f to the recorder: a track as it is, a
+// simulcast layer through its track's follower.
 func (pub *publication) attachRecorderLocked(f *forwarder) {
 	if pub.rec == nil {
 		return
 	}
-	pub.recorded = append(pub.recorded, f)
-	if i := slices.Index(pub.recKinds, f.kind.String()); i >= 0 {
-		f.setRecorder(pub.rec, i)
+	i := slices.Index(pub.recKinds, f.kind.String())
+	if i < 0 {
+		return
 	}
+	if f.rid == "" {
+		pub.recorded = append(pub.recorded, f)
+		f.setRecorder(pub.rec, i)
+		return
+	}
+	lf := pub.followers[f.id]
+	if lf == nil {
+		if pub.followers == nil {
+			pub.followers = map[string]*layerFollower{}
+		}
+		lf = newLayerFollower(pub.rec, i, f)
+		pub.followers[f.id] = lf
+	}
+	f.setRecorder(lf.layer(f), i)
 }
 
 // requestKeyframe asks the publisher for a keyframe of every video track
-// the recorder records.
+// the recorder records (of a simulcast track, the layer recorded).
 func (pub *publication) requestKeyframe() {
 	pub.mu.Lock()
 	fwds := slices.Clone(pub.recorded)
+	followers := make([]*layerFollower, 0, len(pub.followers))
+	for _, lf := range pub.followers {
+		followers = append(followers, lf)
+	}
 	pub.mu.Unlock()
 	for _, f := range fwds {
 		f.requestKeyframe()
+	}
+	for _, lf := range followers {
+		lf.requestKeyframe()
 	}
 }
 

@@ -57,9 +57,12 @@ type Tap struct {
 	stream string
 	rec    StreamRecorder
 
-	mu     sync.Mutex
-	sinks  map[*forwarder]*tapSink
-	closed bool
+	mu    sync.Mutex
+	sinks map[*forwarder]*tapSink
+	// followers take the layers of simulcast tracks, by track id: the
+	// recorder gets the best arriving one (follow.go).
+	followers map[string]*layerFollower
+	closed    bool
 }
 
 // TapStream starts feeding rec the RTP packets (and the publisher's clock
@@ -68,7 +71,7 @@ type Tap struct {
 // tracks' reader goroutines: they must return at once and copy what they
 // keep. Tracks that arrive later are tapped by Refresh; Close stops.
 func (r *Router) TapStream(streamID string, rec StreamRecorder) (*Tap, error) {
-	t := &Tap{router: r, stream: streamID, rec: rec, sinks: make(map[*forwarder]*tapSink)}
+	t := &Tap{router: r, stream: streamID, rec: rec, sinks: make(map[*forwarder]*tapSink), followers: make(map[string]*layerFollower)}
 	if !t.Refresh() {
 		return nil, &protocol.Error{Code: protocol.CodeUnknownStream, Reason: fmt.Sprintf("no stream %q is published", streamID)}
 	}
@@ -107,20 +110,10 @@ func (t *Tap) Refresh() bool {
 	if t.closed {
 		return false
 	}
-	// A simulcast track is tapped on its highest layer (as the recorder
-	// records it): a higher one that arrives later takes over.
-	top := func(f *forwarder) bool {
-		list := f.layers.list()
-		return list[len(list)-1] == f
-	}
-	for f, sk := range t.sinks {
-		if !top(f) {
-			f.removeSink(sk)
-			delete(t.sinks, f)
-		}
-	}
+	// A simulcast track is tapped on every layer, through a follower that
+	// hands on the best one arriving (as the recorder records it).
 	for _, f := range fwds {
-		if t.sinks[f] != nil || f.isClosed() || !top(f) {
+		if t.sinks[f] != nil || f.isClosed() {
 			continue
 		}
 		i := slices.IndexFunc(codecs, func(c string) bool { return strings.EqualFold(c, f.codec.MimeType) })
@@ -128,6 +121,14 @@ func (t *Tap) Refresh() bool {
 			continue
 		}
 		s := &tapSink{f: f, rec: t.rec, track: i}
+		if f.rid != "" {
+			lf := t.followers[f.id]
+			if lf == nil {
+				lf = newLayerFollower(t.rec, i, f)
+				t.followers[f.id] = lf
+			}
+			s.rec = lf.layer(f)
+		}
 		t.sinks[f] = s
 		f.addSink(s)
 	}
@@ -141,11 +142,20 @@ func (t *Tap) RequestKeyframe() {
 	t.mu.Lock()
 	fwds := make([]*forwarder, 0, len(t.sinks))
 	for f := range t.sinks {
-		fwds = append(fwds, f)
+		if f.rid == "" {
+			fwds = append(fwds, f)
+		}
+	}
+	followers := make([]*layerFollower, 0, len(t.followers))
+	for _, lf := range t.followers {
+		followers = append(followers, lf)
 	}
 	t.mu.Unlock()
 	for _, f := range fwds {
 		f.requestKeyframe()
+	}
+	for _, lf := range followers {
+		lf.requestKeyframe()
 	}
 }
 
@@ -159,6 +169,7 @@ func (t *Tap) Close() {
 		f.removeSink(s)
 	}
 	clear(t.sinks)
+	clear(t.followers)
 }
 
 // tapSink hands a forwarder's packets to a tap's recorder. Its methods run
