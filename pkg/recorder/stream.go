@@ -120,10 +120,10 @@ type track struct {
 	anchAt  time.Duration
 	anchExt int64
 
-	needKey    bool
+	needKey bool
 	// switched: the SSRC changed (a simulcast track's recording follows
 	// the best layer arriving) and no frame of the new one is written yet.
-	switched bool
+	switched   bool
 	started    bool
 	lastPicID  int
 	lastPts    int64

@@ -105,7 +105,9 @@ type followedLayer struct {
 	f  *forwarder
 }
 
-func (l followedLayer) WriteRTP(_ int, pkt *rtp.Packet, arrival time.Time) { l.lf.write(l.f, pkt, arrival) }
+func (l followedLayer) WriteRTP(_ int, pkt *rtp.Packet, arrival time.Time) {
+	l.lf.write(l.f, pkt, arrival)
+}
 
 func (l followedLayer) SenderReport(_ int, ssrc uint32, ntp time.Time, rtpTS uint32, arrival time.Time) {
 	l.lf.rec.SenderReport(l.lf.track, ssrc, ntp, rtpTS, arrival)

@@ -139,7 +139,6 @@ func layerIndex(rid string, offered []string) int {
 	return 0
 }
 
-
 // answerTracks lists the tracks an answer accepts, each with the codec the
 // publisher will send (the first one of its media section).
 func answerTracks(answer string) []protocol.Track {
