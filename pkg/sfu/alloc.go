@@ -33,6 +33,7 @@ const (
 	upgradeMargin = 1.15                    // a layer above the one sent must fit with this to spare
 	keepMargin    = 1.3                     // the lowest layer, being sent, is kept while over the budget by at most this
 	pauseAfter    = 1500 * time.Millisecond // and a video pauses once it did not fit for this long
+	keepDip       = time.Second             // a layer being sent is kept through a dip of the estimate this long
 	audioDefault  = 64_000
 	videoUnknown  = 150_000 // a layer's rate before it was measured
 )
@@ -224,6 +225,7 @@ func (s *subscriber) allocate(now time.Time) {
 // pauses for lack of bandwidth, why.
 func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (*forwarder, float64, string) {
 	if v.tile.hidden {
+		v.d.dipSince = time.Time{}
 		return nil, 0, ""
 	}
 	var layers []*forwarder
@@ -254,7 +256,23 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 		if sending == nil || f.layer > sending.layer {
 			r *= upgradeMargin // going up (or resuming): with some to spare
 		}
+		// The layer being sent is kept through a short dip of the
+		// estimate (a burst queued somewhere, a stall of the sender) while
+		// the estimate's average has room for it: going down and up again
+		// would cost a keyframe of the lower layer now and one of this
+		// layer a moment later, and every subscriber of the layer
+		// receives those.
+		if f == sending && r > budget && r <= keepBudget {
+			if v.d.dipSince.IsZero() {
+				v.d.dipSince = now
+			}
+			if now.Sub(v.d.dipSince) < keepDip {
+				v.d.shortSince = time.Time{}
+				return f, want, ""
+			}
+		}
 		if r <= budget {
+			v.d.dipSince = time.Time{}
 			v.d.shortSince = time.Time{}
 			return f, want, ""
 		}
@@ -265,6 +283,7 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 	// a slow link), and a pause costs the subscriber a keyframe wait when
 	// it ends. Until the estimate rests on the receiver's feedback,
 	// nothing pauses.
+	v.d.dipSince = time.Time{}
 	low := layers[0]
 	// A video being shown (on any layer) falls back to the lowest layer
 	// before it pauses: at the start the optimistic first estimate may

@@ -82,6 +82,10 @@ type downTrack struct {
 	// layer fits, not even keepMargin over the budget (zero: it fits); the
 	// allocation's, under its lock.
 	shortSince time.Time
+	// dipSince is when the allocation began keeping the layer being sent
+	// over the budget, through a dip of the estimate (zero: not keeping);
+	// the allocation's, under its lock.
+	dipSince time.Time
 }
 
 func newDownTrack(f *forwarder, s *subscriber) *downTrack {

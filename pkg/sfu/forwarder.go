@@ -152,6 +152,11 @@ type forwarder struct {
 	rateBytes     int
 	rateSince     time.Time
 
+	// keyframeAt is when the newest keyframe's packet came (unix ns; 0:
+	// none yet): a keyframe request held back by the throttle is dropped
+	// when one came after it.
+	keyframeAt atomic.Int64
+
 	// level takes the audio level of each packet (RFC 6464) from the
 	// header extension levelExt, for the room's speaker detector; both are
 	// set before the reader starts (nil: the publisher sends no levels).
@@ -331,6 +336,7 @@ func (f *forwarder) measure(p *packet) {
 		f.rateBytes, f.rateSince = 0, p.arrived
 	}
 	if p.keyframe && f.kind == webrtc.RTPCodecTypeVideo {
+		f.keyframeAt.Store(p.arrived.UnixNano())
 		if w, h, ok := codec.FrameSize(f.codec.MimeType, p.payload); ok {
 			f.width.Store(int32(w))
 			f.height.Store(int32(h))
@@ -453,10 +459,12 @@ func (f *forwarder) requestKeyframe() {
 	since := time.Since(f.lastPLI)
 	if since >= keyframeInterval {
 		f.lastPLI = time.Now()
+		f.log.Debug("keyframe request to the publisher", "track", f.id, "layer", layerName(f))
 		f.requestPLI(f.ssrc)
 		return
 	}
 	f.pliPending = true
+	asked := time.Now().UnixNano()
 	f.pliTimer = time.AfterFunc(keyframeInterval-since, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -464,7 +472,15 @@ func (f *forwarder) requestKeyframe() {
 		if f.closed {
 			return
 		}
+		// A keyframe that came after the request answers it (the one asked
+		// for before, or one the publisher sent of itself): asking again
+		// would cost every subscriber of the layer one more.
+		if f.keyframeAt.Load() > asked {
+			f.log.Debug("keyframe request answered before it was sent", "track", f.id, "layer", layerName(f))
+			return
+		}
 		f.lastPLI = time.Now()
+		f.log.Debug("keyframe request to the publisher", "track", f.id, "layer", layerName(f), "delayed", true)
 		f.requestPLI(f.ssrc)
 	})
 }
