@@ -185,9 +185,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 		// video paused for lack of bandwidth may carry probe padding.
 		d.sending.Store(nil)
 		if c := d.carrier.Load(); c != nil && c == src {
-			if p.hdr.Marker && d.sub.wanted.Load() > 0 {
-				d.padPaused(p, b, out, now, sc)
-			}
+			d.followPaused(p, b, out, now, sc)
 			return
 		}
 		d.detachUnlessWanted(src)
@@ -288,14 +286,23 @@ func (d *downTrack) detachUnlessWanted(f *forwarder) {
 	}
 }
 
-// padPaused lets a paused video carry probe padding after the frame p ends:
-// its numbering follows the carrier (without sending the frame) so the
-// padding takes numbers after whatever the subscriber got last.
-func (d *downTrack) padPaused(p *packet, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
-	if !d.rw.started || d.rw.src != p.src {
-		d.rw.start(p.src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+// followPaused lets a paused video carry probe padding after the frames of
+// its carrier: once numbering follows the carrier, every packet of it is
+// left out (so no number is left where a receiver would see a gap, and NACK
+// the paused frames when the video resumes), and after a frame's end, while
+// the subscriber wants more than it gets, padding takes the next numbers.
+func (d *downTrack) followPaused(p *packet, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
+	following := d.rw.started && d.rw.src == p.src
+	if following {
+		d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
 	}
-	d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
+	if !p.hdr.Marker || d.sub.wanted.Load() == 0 {
+		return
+	}
+	if !following {
+		d.rw.start(p.src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+		d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
+	}
 	d.sub.probePad(d, b, out, now, sc)
 }
 
