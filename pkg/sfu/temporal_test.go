@@ -1,12 +1,15 @@
 package sfu
 
 import (
+	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -282,5 +285,105 @@ func TestForwarderMeasuresTemporalLayers(t *testing.T) {
 	}
 	if r0, r1, all := f.rateUpTo(0, now), f.rateUpTo(1, now), f.rateUpTo(2, now); !(r0 > 0 && r0 < r1 && r1 < all) || all != f.bitrate(now) {
 		t.Errorf("rates up to each layer %d %d %d (stream %d)", r0, r1, all, f.bitrate(now))
+	}
+}
+
+// BenchmarkFanOutTemporal is BenchmarkFanOut with VP8 video in three
+// temporal layers (1100-byte packets, two a frame, descriptors parsed as the
+// reader does) and half of the subscribers capped at the base layer: their
+// writers leave three frames in four out and send the rest with moved
+// picture ids (a copy of the payload each).
+func BenchmarkFanOutTemporal(b *testing.B) {
+	for _, n := range []int{2, 10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			pool := newPacketPool()
+			wp, _ := testWriters(b, runtime.GOMAXPROCS(0))
+			f := testForwarder(pool, wp)
+			f.kind = webrtc.RTPCodecTypeVideo
+			f.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+			f.described = describeVP8
+			f.startBackstop(time.Hour)
+			defer f.close()
+			var subs []*subscriber
+			var writers []*countWriter
+			for i := range n {
+				s := testSubscriber(wp, 1024)
+				w := &countWriter{}
+				d := attach(f, s, w)
+				if i%2 == 1 {
+					d.tcap.Store(0)
+				}
+				subs = append(subs, s)
+				writers = append(writers, w)
+			}
+			var seq, pic uint16
+			frame, base := 0, uint64(0) // frames made, packets of the base layer
+			next := func() *packet {
+				p := pool.get()
+				h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(frame) * 3000, SSRC: 42, Marker: seq%2 == 1}
+				hl, _ := h.MarshalTo(p.buf[:])
+				pat := vp8Pattern[frame%len(vp8Pattern)]
+				pl := p.buf[hl : hl+1100]
+				pl[0], pl[1], pl[2], pl[3], pl[4], pl[5], pl[6] = 0x80, 0xe0, 0x80|byte(pic>>8)&0x7f, byte(pic), byte(frame/4), pat.tid<<6, 0x01
+				if seq%2 == 0 {
+					pl[0] |= 0x10
+				}
+				if pat.sync {
+					pl[5] |= 0x20
+				}
+				if frame == 0 {
+					pl[6] = 0x00
+				}
+				p.n = hl + 1100
+				_, _ = p.hdr.Unmarshal(p.buf[:p.n])
+				p.payload = pl
+				p.padding = false
+				p.arrived = time.Now()
+				p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP8, p.payload)
+				p.desc = f.describe(p.payload)
+				if pat.tid == 0 {
+					base++
+				}
+				if seq++; seq%2 == 0 {
+					frame++
+					pic = (pic + 1) & 0x7fff
+				}
+				return p
+			}
+			drain := func(all uint64) {
+				for i, w := range writers {
+					want := all
+					if i%2 == 1 {
+						want = base
+					}
+					for w.packets.Load() < want {
+						time.Sleep(10 * time.Microsecond)
+					}
+				}
+			}
+			for range 512 { // warm the pool
+				f.fanOut(next())
+			}
+			drain(512)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				f.fanOut(next())
+				if i%256 == 255 {
+					drain(uint64(512 + i + 1))
+				}
+			}
+			total := uint64(512 + b.N)
+			if seq%2 == 1 {
+				f.fanOut(next()) // end the frame: writers wake at frame ends
+				total++
+			}
+			drain(total)
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber-pkt")
+			for _, s := range subs {
+				s.stopWriting()
+			}
+		})
 	}
 }
