@@ -247,6 +247,22 @@ func TestTemporalLayersFollowEachSubscriber(t *testing.T) {
 	if gl, gf := goodCap.since(now.Add(-2 * time.Second)); !slices.Equal(gl, []uint8{0, 1, 2}) || gf < 2*25 {
 		t.Errorf("good subscriber meanwhile: layers %v, %d frames in 2 s", gl, gf)
 	}
+	// The server's account: the layers it sends each, and the frame rate
+	// that makes, measured from the publisher's stream.
+	for _, st := range srv.Media().Subscribers() {
+		for _, tr := range st.Tracks {
+			if tr.Kind != "video" {
+				continue
+			}
+			t.Logf("%s: temporal layers %d (0: all), %.1f frames a second", st.Participant, tr.TemporalLayers, tr.FrameRate)
+			switch {
+			case st.Participant == "good" && (tr.TemporalLayers != 0 || tr.FrameRate < 25):
+				t.Errorf("good subscriber: the server sends %d temporal layers at %.1f frames a second", tr.TemporalLayers, tr.FrameRate)
+			case st.Participant == "weak" && (tr.TemporalLayers < 1 || tr.TemporalLayers > 2 || tr.FrameRate > 16 || tr.FrameRate < 5):
+				t.Errorf("weak subscriber: the server sends %d temporal layers at %.1f frames a second", tr.TemporalLayers, tr.FrameRate)
+			}
+		}
+	}
 
 	wait("all layers back when the link lifts", 20e6, 15*time.Second, all)
 

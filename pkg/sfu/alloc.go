@@ -17,8 +17,10 @@ import (
 // in. Audio comes first and is never paused for video; then screen shares,
 // then cameras. Each video gets the highest layer that fits the rest of the
 // estimate and is no larger than its tile needs: the smallest layer at least
-// as large as the tile (a smaller one would be shown stretched). A hidden
-// tile gets nothing; a video whose lowest layer does not fit pauses, the
+// as large as the tile (a smaller one would be shown stretched). When all
+// of the lowest layer does not fit, it is sent with fewer of its temporal
+// layers where it has them (temporal.go). A hidden tile gets nothing; a
+// video whose lowest layer (its base temporal layer) does not fit pauses, the
 // subscriber is told why, and it resumes by itself when the estimate allows
 // (probing finds out when: the subscriber "wants" what its tiles need).
 //
