@@ -387,3 +387,74 @@ func BenchmarkFanOutTemporal(b *testing.B) {
 		})
 	}
 }
+
+// VP9 with two spatial layers a picture (one packet each: B on both, the
+// picture starts at the first, SID 0), temporal layers in vp8Pattern with
+// U as the switching points: capped at the base layer, a downTrack sends
+// both spatial layers of every base picture and nothing of the others, in
+// contiguous numbers, picture ids one apart.
+func TestTemporalLayersVP9(t *testing.T) {
+	pool := newPacketPool()
+	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo
+	f.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000}
+	f.described = describeVP9
+	s := testSubscriber(wp, 64)
+	w := &recordWriter{}
+	d := newDownTrack(f, s)
+	d.bound.Store(&binding{ssrc: 99, pt: 98, ws: w})
+	d.target.Store(f)
+	d.tcap.Store(0)
+	sc := newSendScratch()
+	now := time.Now()
+	var all []*packet
+	seq, pic := uint16(100), uint16(0x7ff0)
+	for frame := range 16 {
+		pat := vp8Pattern[frame%len(vp8Pattern)]
+		for sid := range 2 {
+			p := makePacket(pool, seq)
+			seq++
+			p.hdr.Timestamp = uint32(frame) * 3000
+			p.hdr.Marker = sid == 1
+			pl := p.payload
+			pl[0] = 0x80 | 0x20 | 0x08 | 0x04 // I, L, B, E
+			if frame > 0 {
+				pl[0] |= 0x40 // P: inter-picture predicted
+			}
+			pl[1], pl[2] = 0x80|byte(pic>>8)&0x7f, byte(pic)
+			pl[3] = pat.tid<<5 | byte(sid)<<1
+			if pat.sync {
+				pl[3] |= 0x10
+			}
+			pl[4] = byte(frame / 4) // TL0PICIDX
+			p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP9, p.payload)
+			p.desc = f.describe(p.payload)
+			p.src = f
+			p.refs.Store(1)
+			all = append(all, p)
+			d.write(p, now, sc)
+		}
+		pic = (pic + 1) & 0x7fff
+	}
+	if len(w.pkts) != 4*2 {
+		t.Fatalf("%d packets sent, want both spatial layers of the 4 base pictures", len(w.pkts))
+	}
+	var last uint16
+	for i, p := range w.pkts {
+		desc, ok := codec.ParseVP9(p.Payload)
+		if !ok || desc.TID != 0 {
+			t.Fatalf("packet %d: %+v", i, desc)
+		}
+		if i > 0 && p.SequenceNumber != w.pkts[i-1].SequenceNumber+1 {
+			t.Fatalf("packet %d: seq %d after %d", i, p.SequenceNumber, w.pkts[i-1].SequenceNumber)
+		}
+		if i%2 == 1 && desc.PicID != last || i%2 == 0 && i > 0 && desc.PicID != (last+1)&0x7fff {
+			t.Fatalf("packet %d: picture id %#x after %#x", i, desc.PicID, last)
+		}
+		last = desc.PicID
+	}
+	for _, p := range all {
+		p.release()
+	}
+}
