@@ -649,6 +649,14 @@ func (p *Publication) pump(t *localTrack) {
 		p.c.log.Error("cannot send track", "stream", p.ID(), "err", err)
 		return
 	}
+	// A source with temporal layers gets a payloader that writes each
+	// frame's layer into the VP8 descriptor.
+	ts, _ := t.src.(TemporalSource)
+	var tp *vp8TemporalPayloader
+	if ts != nil && strings.EqualFold(t.codec.MimeType, webrtc.MimeTypeVP8) {
+		tp = &vp8TemporalPayloader{}
+		payloader = tp
+	}
 	clock := int64(t.codec.ClockRate)
 	pk := rtp.NewPacketizer(MTU, 0, 0, payloader, rtp.NewRandomSequencer(), uint32(clock))
 	rtpc := rtpClock{rate: clock}
@@ -677,6 +685,9 @@ func (p *Publication) pump(t *localTrack) {
 			return
 		}
 		now := time.Now()
+		if tp != nil {
+			tp.frame(ts.Temporal())
+		}
 		pkts := pk.Packetize(data, rtpc.advance(dur))
 		if isVideo && p.padding.AfterFrame > 0 && len(pkts) > 0 {
 			// With the frame's timestamp, as a browser's: pion's would be

@@ -64,6 +64,9 @@ type sample struct {
 	data []byte
 	dur  time.Duration
 	key  bool
+	// tid and sync are the frame's temporal layer (temporalSource).
+	tid  uint8
+	sync bool
 }
 
 // memSource plays a list of samples, optionally in a loop. Every file source

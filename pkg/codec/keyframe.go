@@ -20,14 +20,16 @@ import "strings"
 //
 // Audio and unknown codecs are never keyframes.
 func IsKeyframe(mimeType string, payload []byte) bool {
-	switch strings.ToLower(mimeType) {
-	case "video/vp8":
+	// EqualFold, not ToLower: the forwarders call this for every video
+	// packet, and ToLower allocates for "video/VP8".
+	switch {
+	case strings.EqualFold(mimeType, "video/vp8"):
 		return isVP8Keyframe(payload)
-	case "video/vp9":
+	case strings.EqualFold(mimeType, "video/vp9"):
 		return isVP9Keyframe(payload)
-	case "video/h264":
+	case strings.EqualFold(mimeType, "video/h264"):
 		return isH264Keyframe(payload)
-	case "video/av1":
+	case strings.EqualFold(mimeType, "video/av1"):
 		return len(payload) > 0 && payload[0]&0x08 != 0 && payload[0]&0x80 == 0
 	}
 	return false

@@ -44,3 +44,12 @@ func TestIsKeyframeTable(t *testing.T) {
 		}
 	}
 }
+
+// IsKeyframe runs for every video packet a forwarder reads: it must not
+// allocate, whatever the MIME type's case.
+func TestIsKeyframeAllocatesNothing(t *testing.T) {
+	p := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a}
+	if n := testing.AllocsPerRun(100, func() { IsKeyframe("video/VP8", p) }); n != 0 {
+		t.Errorf("%.0f allocations per call", n)
+	}
+}

@@ -7,10 +7,10 @@ import "strings"
 // section 9.1) and H.264 (a sequence parameter set, alone or in a STAP-A).
 // ok is false for other payloads and codecs.
 func FrameSize(mimeType string, payload []byte) (w, h int, ok bool) {
-	switch strings.ToLower(mimeType) {
-	case "video/vp8":
+	switch {
+	case strings.EqualFold(mimeType, "video/vp8"):
 		return vp8Size(payload)
-	case "video/h264":
+	case strings.EqualFold(mimeType, "video/h264"):
 		return h264Size(payload)
 	}
 	return 0, 0, false

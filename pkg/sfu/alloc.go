@@ -17,8 +17,10 @@ import (
 // in. Audio comes first and is never paused for video; then screen shares,
 // then cameras. Each video gets the highest layer that fits the rest of the
 // estimate and is no larger than its tile needs: the smallest layer at least
-// as large as the tile (a smaller one would be shown stretched). A hidden
-// tile gets nothing; a video whose lowest layer does not fit pauses, the
+// as large as the tile (a smaller one would be shown stretched). When all
+// of the lowest layer does not fit, it is sent with fewer of its temporal
+// layers where it has them (temporal.go). A hidden tile gets nothing; a
+// video whose lowest layer (its base temporal layer) does not fit pauses, the
 // subscriber is told why, and it resumes by itself when the estimate allows
 // (probing finds out when: the subscriber "wants" what its tiles need).
 //
@@ -191,20 +193,26 @@ func (s *subscriber) allocate(now time.Time) {
 	})
 	held := false
 	for _, v := range video {
-		choice, want, pausedFor := s.pick(v, budget, budget+keepExtra, estimate, now)
+		choice, tcap, want, pausedFor := s.pick(v, budget, budget+keepExtra, estimate, now)
 		// Wanted is the estimate at which this allocation would give the
 		// tiles what they need: going up (or resuming) takes upgradeMargin
 		// to spare, so a probe must show that much, or it would raise the
 		// estimate to just short of what any layer switch needs.
 		wanted += want * upgradeMargin
+		rate := 0.0
 		if choice != nil {
-			budget -= float64(max(choice.bitrate(now), 1))
+			rate = float64(max(choice.rateUpTo(tcap, now), 1))
+			budget -= rate
 		}
-		if choice == nil && pausedFor != "" || choice != nil && want > float64(choice.bitrate(now)) {
+		if choice == nil && pausedFor != "" || choice != nil && want > rate {
 			held = true
 		}
 		if pausedFor != "" {
 			v.d.setCarrier(v.d.fwd.layers.list()[0]) // probe on the lowest layer while paused
+		}
+		if old := v.d.tcap.Swap(int32(tcap)); old != int32(tcap) {
+			s.log.Debug("temporal layers", "track", v.d.fwd.id, "from", old, "to", tcap,
+				"frame rate", v.d.fwd.layers.list()[0].frameRateUpTo(tcap))
 		}
 		v.d.setTarget(choice)
 		if pausedFor == "" {
@@ -221,12 +229,14 @@ func (s *subscriber) allocate(now time.Time) {
 
 // pick chooses a video's layer within budget (keepBudget, for keeping the
 // lowest layer being sent, may be more: alloc.avg): it returns the layer (nil:
-// none), the rate its tile wants (the layer the tile needs), and, when it
-// pauses for lack of bandwidth, why.
-func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (*forwarder, float64, string) {
+// none) and the highest of its temporal layers to send (allTemporal: all;
+// only the lowest layer is ever sent without all of them), the rate its
+// tile wants (the layer the tile needs), and, when it pauses for lack of
+// bandwidth, why.
+func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (*forwarder, int, float64, string) {
 	if v.tile.hidden {
 		v.d.dipSince = time.Time{}
-		return nil, 0, ""
+		return nil, allTemporal, 0, ""
 	}
 	var layers []*forwarder
 	for _, f := range v.d.fwd.layers.list() {
@@ -236,7 +246,7 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 	}
 	if len(layers) == 0 {
 		// Nothing measured yet (the stream just started): the lowest layer.
-		return v.d.fwd.layers.list()[0], videoUnknown, ""
+		return v.d.fwd.layers.list()[0], allTemporal, videoUnknown, ""
 	}
 	// The layer the tile needs: the smallest at least as large as it.
 	need := len(layers) - 1
@@ -250,10 +260,11 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 	}
 	want := float64(layers[need].bitrate(now))
 	sending := v.d.sending.Load()
+	curCap := int(v.d.tcap.Load())
 	for i := need; i >= 0; i-- {
 		f := layers[i]
 		r := float64(f.bitrate(now))
-		if sending == nil || f.layer > sending.layer {
+		if sending == nil || f.layer > sending.layer || f == sending && curCap < allTemporal {
 			r *= upgradeMargin // going up (or resuming): with some to spare
 		}
 		// The layer being sent is kept through a short dip of the
@@ -268,38 +279,55 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 			}
 			if now.Sub(v.d.dipSince) < keepDip {
 				v.d.shortSince = time.Time{}
-				return f, want, ""
+				return f, curCap, want, ""
 			}
 		}
 		if r <= budget {
 			v.d.dipSince = time.Time{}
 			v.d.shortSince = time.Time{}
-			return f, want, ""
+			return f, allTemporal, want, ""
 		}
 	}
-	// Not even the lowest layer fits. One being sent is kept while it is
-	// over the budget by at most keepMargin, and beyond that for
-	// pauseAfter: an estimate dips after each burst (a keyframe queues on
-	// a slow link), and a pause costs the subscriber a keyframe wait when
-	// it ends. Until the estimate rests on the receiver's feedback,
-	// nothing pauses.
+	// Not all of the lowest layer fits: fewer of its temporal layers (a
+	// lower frame rate), where it has them, before anything pauses.
 	v.d.dipSince = time.Time{}
 	low := layers[0]
+	lowRate, lowCap := float64(low.bitrate(now)), allTemporal
+	if n := low.temporalLayers(now); n > 1 {
+		for t := n - 2; t >= 0; t-- {
+			r := float64(low.rateUpTo(t, now))
+			if sending == nil || sending == low && t > curCap {
+				r *= upgradeMargin
+			}
+			if r > 0 && r <= budget {
+				v.d.shortSince = time.Time{}
+				return low, t, want, ""
+			}
+		}
+		lowRate, lowCap = float64(low.rateUpTo(0, now)), 0
+	}
+	// Not even the lowest layer's lowest rate fits. One being sent is kept
+	// while it is over the budget by at most keepMargin, and beyond that
+	// for pauseAfter: an estimate dips after each burst (a keyframe queues
+	// on a slow link), and a pause costs the subscriber a keyframe wait
+	// when it ends. Until the estimate rests on the receiver's feedback,
+	// nothing pauses.
+	//
 	// A video being shown (on any layer) falls back to the lowest layer
 	// before it pauses: at the start the optimistic first estimate may
 	// have put it on a layer far above what the link carries.
 	keeping := sending != nil || v.d.target.Load() != nil
-	if keeping && float64(low.bitrate(now)) <= keepMargin*keepBudget {
+	if keeping && lowRate <= keepMargin*keepBudget {
 		v.d.shortSince = time.Time{}
-		return low, want, ""
+		return low, lowCap, want, ""
 	}
 	if v.d.shortSince.IsZero() {
 		v.d.shortSince = now
 	}
 	if !s.bwe.Measured() || keeping && now.Sub(v.d.shortSince) < pauseAfter {
-		return low, want, ""
+		return low, lowCap, want, ""
 	}
-	return nil, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)
+	return nil, allTemporal, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)
 }
 
 // reportVideo tells the subscriber when a stream's video paused for lack of

@@ -51,6 +51,10 @@ type downTrack struct {
 	sr       srState
 	rw       rewriter
 	lastSent time.Time // when the newest packet went out
+	// tl is the temporal layer selection (temporal.go); payloadBuf holds
+	// a payload whose picture id it moved.
+	tl         temporalState
+	payloadBuf [maxPacket]byte
 	// resent remembers when recent sequence numbers were sent again, so a
 	// NACK repeated within a round trip does not send a packet twice.
 	resent [64]struct {
@@ -69,6 +73,10 @@ type downTrack struct {
 	// (attached).
 	target  atomic.Pointer[forwarder]
 	sending atomic.Pointer[forwarder]
+	// tcap is the highest temporal layer to send (allTemporal: all), the
+	// allocation's choice; the writer follows it at frames where that is
+	// decodable (temporal.go).
+	tcap atomic.Int32
 	// carrier is the layer a video paused for lack of bandwidth stays a
 	// sink of: after its frames the writer may send probe padding, so the
 	// estimate can show the link recovered.
@@ -91,6 +99,7 @@ type downTrack struct {
 func newDownTrack(f *forwarder, s *subscriber) *downTrack {
 	d := &downTrack{fwd: f, sub: s}
 	d.needKeyframe.Store(f.kind == webrtc.RTPCodecTypeVideo)
+	d.tcap.Store(allTemporal)
 	return d
 }
 
@@ -180,9 +189,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 		// video paused for lack of bandwidth may carry probe padding.
 		d.sending.Store(nil)
 		if c := d.carrier.Load(); c != nil && c == src {
-			if p.hdr.Marker && d.sub.wanted.Load() > 0 {
-				d.padPaused(p, b, out, now, sc)
-			}
+			d.followPaused(p, b, out, now, sc)
 			return
 		}
 		d.detachUnlessWanted(src)
@@ -207,11 +214,11 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 		d.epoch = src.epoch.Load()
 		first = true
 	}
-	seq, ts, v := d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, p.padding)
+	seq, ts, v := d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, p.padding || d.leaveOut(p, first))
 	if v == drop {
 		return
 	}
-	if !d.send(b, out, p, seq, ts, v == fill, now, sc) {
+	if !d.send(b, out, p, d.payloadFor(p, true), seq, ts, v == fill, now, sc) {
 		if first {
 			// Pion drops writes (0 bytes, no error) until the connection's
 			// SRTP is up: only a keyframe that really went out starts the
@@ -283,14 +290,23 @@ func (d *downTrack) detachUnlessWanted(f *forwarder) {
 	}
 }
 
-// padPaused lets a paused video carry probe padding after the frame p ends:
-// its numbering follows the carrier (without sending the frame) so the
-// padding takes numbers after whatever the subscriber got last.
-func (d *downTrack) padPaused(p *packet, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
-	if !d.rw.started || d.rw.src != p.src {
-		d.rw.start(p.src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+// followPaused lets a paused video carry probe padding after the frames of
+// its carrier: once numbering follows the carrier, every packet of it is
+// left out (so no number is left where a receiver would see a gap, and NACK
+// the paused frames when the video resumes), and after a frame's end, while
+// the subscriber wants more than it gets, padding takes the next numbers.
+func (d *downTrack) followPaused(p *packet, b *binding, out *sendPath, now time.Time, sc *sendScratch) {
+	following := d.rw.started && d.rw.src == p.src
+	if following {
+		d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
 	}
-	d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
+	if !p.hdr.Marker || d.sub.wanted.Load() == 0 {
+		return
+	}
+	if !following {
+		d.rw.start(p.src, p.hdr.SequenceNumber, p.hdr.Timestamp, d.ticksSince(now))
+		d.rw.next(p.hdr.SequenceNumber, p.hdr.Timestamp, true)
+	}
 	d.sub.probePad(d, b, out, now, sc)
 }
 
@@ -370,10 +386,10 @@ func (d *downTrack) ticksSince(now time.Time) uint32 {
 }
 
 // send writes p with the subscriber's sequence number seq and timestamp ts:
-// its payload without the publisher's padding, or, with pad or for a
-// padding-only packet, a padding-only packet. It reports whether the packet
-// went out.
-func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts uint32, pad bool, now time.Time, sc *sendScratch) bool {
+// payload (p's, without the publisher's padding, or a copy the downTrack
+// rewrote), or, with pad or for a padding-only packet, a padding-only packet.
+// It reports whether the packet went out.
+func (d *downTrack) send(b *binding, out *sendPath, p *packet, payload []byte, seq uint16, ts uint32, pad bool, now time.Time, sc *sendScratch) bool {
 	d.hdr = p.hdr
 	d.hdr.SSRC = b.ssrc
 	d.hdr.PayloadType = b.pt
@@ -386,7 +402,6 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, seq uint16, ts ui
 	// The publisher's padding (alignment, or its own probing) is not
 	// forwarded: it would cost the subscriber's link and carries nothing.
 	d.hdr.Padding, d.hdr.PaddingSize = false, 0
-	payload := p.payload
 	if pad || p.padding {
 		payload = nil
 		d.hdr.Padding, d.hdr.PaddingSize, d.hdr.Marker = true, fillPadding, false
@@ -464,7 +479,7 @@ func (d *downTrack) resend(pair rtcp.NackPair, now time.Time, sc *sendScratch) i
 			d.sub.rtxLate.Add(1) // it would come too late to be of use
 		case !d.sub.rtx.take(len(p.payload)+40, d.sub.bwe.Target(), now):
 			d.sub.rtxOver.Add(1) // over the budget: the link is busy enough
-		case d.send(b, out, p, seq, p.hdr.Timestamp+tsOff, false, now, sc):
+		case d.send(b, out, p, d.payloadFor(p, false), seq, p.hdr.Timestamp+tsOff, false, now, sc):
 			slot.seq, slot.at = seq, now
 			n++
 		}

@@ -27,11 +27,14 @@ type packet struct {
 	hdr      rtp.Header
 	payload  []byte
 	keyframe bool
-	padding  bool       // padding only: no payload (a bandwidth probe)
-	src      *forwarder // the track (simulcast layer) it came on
-	arrived  time.Time  // when the forwarder read it
-	refs     atomic.Int32
-	pool     *packetPool
+	padding  bool // padding only: no payload (a bandwidth probe)
+	// desc is the VP8 or VP9 payload descriptor's layer information
+	// (zero for other codecs): temporal layer selection (temporal.go).
+	desc    codec.Descriptor
+	src     *forwarder // the track (simulcast layer) it came on
+	arrived time.Time  // when the forwarder read it
+	refs    atomic.Int32
+	pool    *packetPool
 }
 
 func (p *packet) release() {
@@ -101,8 +104,11 @@ type forwarder struct {
 	ssrc          uint32 // the track's
 	codec         webrtc.RTPCodecCapability
 	kind          webrtc.RTPCodecType
-	pool          *packetPool
-	log           *slog.Logger
+	// described says which payload descriptor the reader parses for
+	// temporal layers (temporal.go).
+	described describedCodec
+	pool      *packetPool
+	log       *slog.Logger
 	// wakeWriters wakes the writers of the sinks that enqueue made ready.
 	wakeWriters func()
 
@@ -151,6 +157,8 @@ type forwarder struct {
 	width, height atomic.Int32
 	rateBytes     int
 	rateSince     time.Time
+	// temporal is the same per temporal layer (temporal.go).
+	temporal temporalRates
 
 	// keyframeAt is when the newest keyframe's packet came (unix ns; 0:
 	// none yet): a keyframe request held back by the throttle is dropped
@@ -221,6 +229,7 @@ func newForwarder(streamID string, track *webrtc.TrackRemote, pool *packetPool, 
 		wakeWriters: writers.signal,
 		requestPLI:  pli,
 	}
+	f.described = describedCodecOf(f.codec.MimeType)
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = &history{}
 		f.startBackstop(frameBackstop)
@@ -294,6 +303,10 @@ func (f *forwarder) run() {
 		p.payload = p.buf[hl:end]
 		p.padding = end == hl
 		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
+		p.desc = codec.Descriptor{}
+		if f.described != 0 && !p.padding {
+			p.desc = f.describe(p.payload)
+		}
 		f.received.Add(1)
 		if f.muted.Load() {
 			f.pool.put(p)
@@ -327,6 +340,7 @@ func (f *forwarder) measure(p *packet) {
 	if f.rateSince.IsZero() {
 		f.rateSince = p.arrived
 	}
+	f.temporal.count(p)
 	if el := p.arrived.Sub(f.rateSince); el >= rateWindow {
 		r := int64(float64(f.rateBytes*8) / el.Seconds())
 		if old := f.rate.Load(); old > 0 {
@@ -334,6 +348,7 @@ func (f *forwarder) measure(p *packet) {
 		}
 		f.rate.Store(r)
 		f.rateBytes, f.rateSince = 0, p.arrived
+		f.temporal.measure(el)
 	}
 	if p.keyframe && f.kind == webrtc.RTPCodecTypeVideo {
 		f.keyframeAt.Store(p.arrived.UnixNano())

@@ -461,3 +461,61 @@ func TestProbePadding(t *testing.T) {
 		p.release()
 	}
 }
+
+// A video paused for lack of bandwidth carries probe padding after its
+// carrier's frames; every packet of the carrier (not only a frame's last)
+// is left out without a number, so when the video resumes at a keyframe the
+// receiver sees no gap, and has nothing of the paused frames to NACK.
+func TestPausedCarrierLeavesNoGap(t *testing.T) {
+	pool := newPacketPool()
+	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
+	f := testForwarder(pool, wp)
+	f.kind = webrtc.RTPCodecTypeVideo
+	f.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	s := testSubscriber(wp, 64)
+	s.wanted.Store(5_000_000)
+	w := &recordWriter{}
+	d := newDownTrack(f, s)
+	d.bound.Store(&binding{ssrc: 99, pt: 96, ws: w, twcc: 2})
+	d.target.Store(f)
+	sc := newSendScratch()
+	now := time.Now()
+	seq := uint16(2000)
+	var all []*packet
+	frames := func(n int, key bool) {
+		for frame := range n {
+			for k := range 3 {
+				p := videoPacket(pool, seq, uint32(seq)*100, k == 2)
+				p.keyframe = key && frame == 0 && k == 0
+				p.refs.Store(1)
+				p.src = f
+				all = append(all, p)
+				d.write(p, now, sc)
+				seq++
+			}
+			now = now.Add(33 * time.Millisecond)
+		}
+	}
+	frames(3, true)
+	d.target.Store(nil) // paused, on f as the carrier
+	d.carrier.Store(f)
+	frames(10, false)
+	d.carrier.Store(nil)
+	d.target.Store(f)
+	frames(3, true) // resumes at a keyframe
+	media := 0
+	for i, p := range w.pkts {
+		if i > 0 && p.SequenceNumber != w.pkts[i-1].SequenceNumber+1 {
+			t.Fatalf("packet %d: seq %d after %d", i, p.SequenceNumber, w.pkts[i-1].SequenceNumber)
+		}
+		if len(p.Payload) > 0 {
+			media++
+		}
+	}
+	if media != 18 {
+		t.Errorf("%d media packets sent, want the 18 outside the pause", media)
+	}
+	for _, p := range all {
+		p.release()
+	}
+}

@@ -836,6 +836,14 @@ type TrackStats struct {
 	RTT time.Duration
 	// Reports counts the receiver reports about the track.
 	Reports uint64
+	// Layer is the simulcast layer sent ("" without simulcast or while
+	// nothing is sent); TemporalLayers how many of its temporal layers
+	// are sent (0: all, or it has none), and FrameRate the frame rate
+	// that makes, as measured from the publisher's stream (0: not
+	// measured; only for streams with temporal layer ids).
+	Layer          string
+	TemporalLayers int
+	FrameRate      float64
 }
 
 func (s *subscriber) snapshot(session, name string) SubscriberStats {
@@ -861,6 +869,16 @@ func (s *subscriber) snapshot(session, name string) SubscriberStats {
 			TotalLost: int(d.rx.totalLost.Load()), RTT: time.Duration(d.rx.rtt.Load()), Reports: d.rx.reports.Load()}
 		if c := f.codec.ClockRate; c > 0 {
 			ts.Jitter = time.Duration(float64(d.rx.jitter.Load()) / float64(c) * float64(time.Second))
+		}
+		if l := d.sending.Load(); l != nil {
+			ts.Layer = l.rid
+			tcap := int(d.tcap.Load())
+			if n := l.temporalLayers(time.Now()); n > 1 {
+				ts.FrameRate = l.frameRateUpTo(tcap)
+				if tcap < n-1 {
+					ts.TemporalLayers = tcap + 1
+				}
+			}
 		}
 		st.Tracks = append(st.Tracks, ts)
 	}

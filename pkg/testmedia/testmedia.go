@@ -43,6 +43,29 @@ type Options struct {
 	// H264Profile is the profile of H264AnnexB: baseline (the default,
 	// constrained baseline), main or high.
 	H264Profile string
+	// TemporalLayers, 2 or 3, makes VP8IVF code temporal layers with
+	// libvpx's preset patterns (ts_layering_mode 2 and 3: the frames of
+	// each period are of the layers TemporalPattern gives), error resilient
+	// (no frame's probabilities carry over to the next, so a frame of the
+	// higher layers can be left out), with a keyframe every FPS frames
+	// that restarts the pattern. 0 or 1: none.
+	TemporalLayers int
+}
+
+// TemporalPattern is the temporal layer of each frame of a period of a
+// VP8IVF file with Options.TemporalLayers layers, from a keyframe on (nil
+// for other counts); sync says the frame references only the base layer (a
+// receiver may start taking its layer there: VP8's layer sync bit).
+func TemporalPattern(layers int) (tids []uint8, sync []bool) {
+	switch layers {
+	case 2:
+		return []uint8{0, 1}, []bool{false, true}
+	case 3:
+		// Frame 1 references the base frame, frame 2 too (and is kept as
+		// the golden frame), frame 3 references frame 2.
+		return []uint8{0, 2, 1, 2}, []bool{false, true, true, false}
+	}
+	return nil, nil
 }
 
 func (o Options) withVideoDefaults() Options {
@@ -117,9 +140,28 @@ func VP8IVF(dir string, opts Options) (string, error) {
 	o := opts.withVideoDefaults()
 	args := append(o.videoInput(), "-c:v", "libvpx", "-b:v", strconv.Itoa(o.Bitrate),
 		"-deadline", "realtime", "-cpu-used", "8")
-	args = append(args, o.gop()...)
+	name := o.videoName("vp8", "ivf")
+	switch o.TemporalLayers {
+	case 0, 1:
+		args = append(args, o.gop()...)
+	case 2, 3:
+		// Only a forced keyframe restarts libvpx's pattern (ffmpeg's
+		// libvpxenc): the encoder's own keyframes are kept away.
+		kb := o.Bitrate / 1000
+		ts := "ts_number_layers=2:ts_target_bitrate=" + fmt.Sprintf("%d,%d", kb*6/10, kb) +
+			":ts_rate_decimator=2,1:ts_periodicity=2:ts_layer_id=0,1:ts_layering_mode=2"
+		if o.TemporalLayers == 3 {
+			ts = "ts_number_layers=3:ts_target_bitrate=" + fmt.Sprintf("%d,%d,%d", kb/4, kb/2, kb) +
+				":ts_rate_decimator=4,2,1:ts_periodicity=4:ts_layer_id=0,2,1,2:ts_layering_mode=3"
+		}
+		args = append(args, "-g", strconv.Itoa(100*o.FPS), "-force_key_frames", fmt.Sprintf("expr:eq(mod(n,%d),0)", o.FPS),
+			"-error-resilient", "default", "-ts-parameters", ts)
+		name = strings.TrimSuffix(name, ".ivf") + fmt.Sprintf("-tl%d.ivf", o.TemporalLayers)
+	default:
+		return "", fmt.Errorf("testmedia: vp8: %d temporal layers (want 2 or 3)", o.TemporalLayers)
+	}
 	args = append(args, "-auto-alt-ref", "0", "-f", "ivf")
-	p, err := generate(dir, o.videoName("vp8", "ivf"), o, args)
+	p, err := generate(dir, name, o, args)
 	if err != nil {
 		return "", fmt.Errorf("testmedia: vp8: %w", err)
 	}
