@@ -120,6 +120,7 @@ type forwarder struct {
 
 	lastPLI    time.Time
 	pliPending bool
+	pliAsked   int64 // unix ns of the latest request held back (under mu)
 	pliTimer   *time.Timer
 	closed     bool
 
@@ -468,7 +469,13 @@ func (f *forwarder) requestKeyframe() {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || f.pliPending {
+	if f.closed {
+		return
+	}
+	if f.pliPending {
+		// Joins the request held back; only a keyframe that comes after
+		// this, the latest, answers them all.
+		f.pliAsked = time.Now().UnixNano()
 		return
 	}
 	since := time.Since(f.lastPLI)
@@ -479,7 +486,7 @@ func (f *forwarder) requestKeyframe() {
 		return
 	}
 	f.pliPending = true
-	asked := time.Now().UnixNano()
+	f.pliAsked = time.Now().UnixNano()
 	f.pliTimer = time.AfterFunc(keyframeInterval-since, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -487,10 +494,12 @@ func (f *forwarder) requestKeyframe() {
 		if f.closed {
 			return
 		}
-		// A keyframe that came after the request answers it (the one asked
-		// for before, or one the publisher sent of itself): asking again
-		// would cost every subscriber of the layer one more.
-		if f.keyframeAt.Load() > asked {
+		// A keyframe that came after the latest request held back answers
+		// them all (the one asked for before, or one the publisher sent of
+		// itself): asking again would cost every subscriber of the layer
+		// one more. One that came between them does not: a later asker
+		// (a subscriber whose connection just came up) may not have had it.
+		if f.keyframeAt.Load() > f.pliAsked {
 			f.log.Debug("keyframe request answered before it was sent", "track", f.id, "layer", layerName(f))
 			return
 		}
