@@ -110,25 +110,12 @@ func TestRecordingDiskFloorOnTmpfs(t *testing.T) {
 	if err := b.Leave(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-finalized:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the room did not finalize")
-	}
-
-	manifests, _ := filepath.Glob(filepath.Join(records, "*", "*", recorder.ManifestName))
-	if len(manifests) != 1 {
-		t.Fatalf("%d manifests", len(manifests))
-	}
-	m, err := recorder.ReadManifest(manifests[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, sessDir := finishedRecording(t, finalized, records)
 	if m.State != recorder.StateFinished || m.Stopped != recorder.StopDiskLow || len(m.Streams) != 1 ||
 		m.Streams[0].State != recorder.StreamClosed {
 		t.Fatalf("manifest: state %s, stopped %q, streams %+v", m.State, m.Stopped, m.Streams)
 	}
-	file := filepath.Join(filepath.Dir(manifests[0]), m.Streams[0].File)
+	file := filepath.Join(sessDir, m.Streams[0].File)
 	if e := decodeErrors(t, file); e != "" {
 		t.Errorf("the stopped recording does not decode cleanly: %s", e)
 	}

@@ -210,6 +210,19 @@ func TestRecordOneStream(t *testing.T) {
 	if err := a.Leave(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	m, sessDir := finishedRecording(t, finalized, dir)
+	if len(m.Streams) != 1 || m.Streams[0].StreamID != kept.ID() || m.Streams[0].Kind != protocol.KindCamera {
+		t.Fatalf("recorded %+v, want only the camera stream %s", m.Streams, kept.ID())
+	}
+	if e := decodeErrors(t, filepath.Join(sessDir, m.Streams[0].File)); e != "" {
+		t.Errorf("the recorded stream does not decode cleanly: %s", e)
+	}
+}
+
+// finishedRecording waits for the room session's finalize (on finalized)
+// and returns the one manifest under the records dir, and its folder.
+func finishedRecording(t *testing.T, finalized <-chan room.Finalized, dir string) (*recorder.Manifest, string) {
+	t.Helper()
 	select {
 	case <-finalized:
 	case <-time.After(15 * time.Second):
@@ -217,16 +230,11 @@ func TestRecordOneStream(t *testing.T) {
 	}
 	matches, _ := filepath.Glob(filepath.Join(dir, "*", "*", recorder.ManifestName))
 	if len(matches) != 1 {
-		t.Fatalf("%d manifests, want 1", len(matches))
+		t.Fatalf("%d manifests under the records dir, want 1", len(matches))
 	}
 	m, err := recorder.ReadManifest(matches[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Streams) != 1 || m.Streams[0].StreamID != kept.ID() || m.Streams[0].Kind != protocol.KindCamera {
-		t.Fatalf("recorded %+v, want only the camera stream %s", m.Streams, kept.ID())
-	}
-	if e := decodeErrors(t, filepath.Join(filepath.Dir(matches[0]), m.Streams[0].File)); e != "" {
-		t.Errorf("the recorded stream does not decode cleanly: %s", e)
-	}
+	return m, filepath.Dir(matches[0])
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
-	"github.com/parley/parley/pkg/recorder"
 	"github.com/parley/parley/pkg/room"
 	"github.com/parley/parley/pkg/server"
 )
@@ -94,20 +93,11 @@ func TestRecordingFollowsTheArrivingLayer(t *testing.T) {
 	if err := a.Leave(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-finalized:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the room did not finalize")
+	m, sessDir := finishedRecording(t, finalized, dir)
+	if len(m.Streams) != 1 {
+		t.Fatalf("manifest: %+v", m)
 	}
-	matches, _ := filepath.Glob(filepath.Join(dir, "*", "*", recorder.ManifestName))
-	if len(matches) != 1 {
-		t.Fatalf("%d manifests, want 1", len(matches))
-	}
-	m, err := recorder.ReadManifest(matches[0])
-	if err != nil || len(m.Streams) != 1 {
-		t.Fatalf("manifest: %v, %+v", err, m)
-	}
-	file := filepath.Join(filepath.Dir(matches[0]), m.Streams[0].File)
+	file := filepath.Join(sessDir, m.Streams[0].File)
 	if e := decodeErrors(t, file); e != "" {
 		t.Errorf("%s does not decode cleanly: %s", m.Streams[0].File, e)
 	}
