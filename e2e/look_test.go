@@ -141,6 +141,15 @@ func TestPageLooksAndAccessibility(t *testing.T) {
 		    Overflow: document.documentElement.scrollWidth > window.innerWidth + 1}; })()`, &r)
 		return r.Bar >= r.VH-1 && r.Bar <= r.VH+1 && r.Cols >= 1 && r.Cols <= 2 && !r.ChatShown && !r.Overflow, fmt.Sprintf("%+v", r)
 	})
+	// The raised hand shows at phone size too, on the camera tile or, for
+	// a camera off the stage, on its name tile.
+	b.waitFor("the raised hand on a tile or name tile at phone size", func() (bool, string) {
+		var where []string
+		_ = b.eval(`[...document.querySelectorAll('.mark.hand')].filter((m) => m.getClientRects().length > 0)
+		  .map((m) => m.closest('.tile:not([hidden]), #speakerStrip .name-tile')).filter((t) => t)
+		  .map((t) => t.className + ' ' + t.dataset.name)`, &where)
+		return len(where) == 1, fmt.Sprint(where)
+	})
 	settle()
 	if v := b.axeCheck(t); len(v) > 0 {
 		t.Errorf("axe-core at phone size: %+v", v)

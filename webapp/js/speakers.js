@@ -161,10 +161,33 @@ export class Speakers {
       }));
     }
     for (const n of names.children) n.classList.toggle('speaking', this._speaking.has(n.dataset.name));
+    // A raised hand shows on the name tile as on the camera tile it stands for.
+    for (let i = 0; i < shown.length; i++) markNameTile(names.children[i], shown[i].dataset.hand === 'true');
     strip.querySelector('.strip-page').textContent = pages > 1 ? `${this._page + 1}/${pages}` : '';
     strip.querySelector('.strip-prev').disabled = this._page === 0;
     strip.querySelector('.strip-next').disabled = this._page >= pages - 1;
     strip.querySelector('.strip-prev').hidden = pages === 1;
     strip.querySelector('.strip-next').hidden = pages === 1;
+  }
+}
+
+/**
+ * markNameTile shows (or takes off) the raised-hand mark of a name tile on the
+ * speaker strip (people.js calls it too when a hand goes up or down).
+ */
+export function markNameTile(n, hand) {
+  if (!n || n.dataset.hand === String(hand)) return;
+  n.dataset.hand = String(hand);
+  let m = n.querySelector(':scope > .mark.hand');
+  if (hand && !m) {
+    m = document.createElement('span');
+    m.className = 'mark hand';
+    m.textContent = 'Hand up';
+    m.setAttribute('role', 'img');
+    m.setAttribute('aria-label', 'hand raised');
+    m.title = 'hand raised';
+    n.append(m);
+  } else if (!hand && m) {
+    m.remove();
   }
 }

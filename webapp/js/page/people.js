@@ -7,6 +7,7 @@
 //   people.render();       // after the page changed its own tiles or mute buttons
 
 import {ROOM_EVENT} from '../roomapi.js';
+import {markNameTile} from '../speakers.js';
 
 function el(tag, className, text) {
   const e = document.createElement(tag);
@@ -46,6 +47,9 @@ export function initPeople(els, hooks) {
     const micOff = m.micOff || m.muted.includes('microphone');
     const camOff = m.camOff || m.muted.includes('camera');
     tile.dataset.hand = String(m.hand);
+    if (tile.dataset.name) {
+      markNameTile(document.querySelector(`#speakerStrip .name-tile[data-name="${CSS.escape(tile.dataset.name)}"]`), m.hand);
+    }
     tile.dataset.micOff = String(micOff);
     tile.dataset.camOff = String(camOff);
     if (tile.classList.contains('remote')) tile.classList.toggle('cam-off', camOff);
