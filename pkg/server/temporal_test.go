@@ -18,6 +18,7 @@ import (
 	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/testmedia"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 )
 
 // vp8Capture keeps the VP8 packets a subscriber's video track received.
@@ -105,7 +106,11 @@ func (c *vp8Capture) ivf(t *testing.T, path string) int {
 		if !ok || len(p.payload) == 0 {
 			continue
 		}
-		rest := stripVP8(p.payload)
+		var vp8 codecs.VP8Packet // pion's depacketizer: the payload without its descriptor
+		rest, err := vp8.Unmarshal(p.payload)
+		if err != nil {
+			t.Fatalf("a received VP8 packet: %v", err)
+		}
 		if d.Start {
 			frame = frame[:0]
 			started = true
@@ -128,29 +133,6 @@ func (c *vp8Capture) ivf(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return frames
-}
-
-// stripVP8 returns a VP8 payload without its descriptor (ParseVP8 has
-// checked its length).
-func stripVP8(p []byte) []byte {
-	i := 1
-	if p[0]&0x80 != 0 {
-		ext := p[1]
-		i = 2
-		if ext&0x80 != 0 {
-			if p[i]&0x80 != 0 {
-				i++
-			}
-			i++
-		}
-		if ext&0x40 != 0 {
-			i++
-		}
-		if ext&0x30 != 0 {
-			i++
-		}
-	}
-	return p[i:]
 }
 
 // pictureSums decodes an IVF file with ffmpeg: each picture's MD5.
