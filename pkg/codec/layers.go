@@ -41,19 +41,9 @@ func ParseVP8(p []byte) (Descriptor, bool) {
 	}
 	ext, i := p[1], 2
 	if ext&0x80 != 0 { // I: picture id
-		if len(p) <= i {
+		var ok bool
+		if i, ok = d.readPictureID(p, i); !ok {
 			return d, false
-		}
-		d.PicAt = uint8(i)
-		if p[i]&0x80 != 0 {
-			if len(p) <= i+1 {
-				return d, false
-			}
-			d.PicLong, d.PicID = true, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
-			i += 2
-		} else {
-			d.PicID = uint16(p[i])
-			i++
 		}
 	}
 	if ext&0x40 != 0 { // L: TL0PICIDX
@@ -86,19 +76,9 @@ func ParseVP9(p []byte) (Descriptor, bool) {
 	begin, layered := b0&0x08 != 0, b0&0x20 != 0
 	i := 1
 	if b0&0x80 != 0 { // I: picture id
-		if len(p) <= i {
+		var ok bool
+		if i, ok = d.readPictureID(p, i); !ok {
 			return d, false
-		}
-		d.PicAt = uint8(i)
-		if p[i]&0x80 != 0 {
-			if len(p) <= i+1 {
-				return d, false
-			}
-			d.PicLong, d.PicID = true, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
-			i += 2
-		} else {
-			d.PicID = uint16(p[i])
-			i++
 		}
 	}
 	d.Start = begin
@@ -131,4 +111,23 @@ func PutPicID(p []byte, at uint8, long bool, id uint16) {
 		return
 	}
 	p[at] = byte(id) & 0x7f
+}
+
+// readPictureID reads the picture id at p[i] (VP8 and VP9 write it alike: 7
+// bits, or 15 after an M bit) into d; it returns the index after it, false
+// when p is too short.
+func (d *Descriptor) readPictureID(p []byte, i int) (int, bool) {
+	if len(p) <= i {
+		return i, false
+	}
+	d.PicAt = uint8(i)
+	if p[i]&0x80 != 0 {
+		if len(p) <= i+1 {
+			return i, false
+		}
+		d.PicLong, d.PicID = true, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
+		return i + 2, true
+	}
+	d.PicID = uint16(p[i])
+	return i + 1, true
 }
