@@ -105,6 +105,8 @@ type Estimator struct {
 	probeAt             time.Time // when the next probe may start
 	probeWait           time.Duration
 	probeDrain          time.Time // until when an overuse is a probe's own queue draining
+	probeLimit          float64   // the rate a probe found the path's limit at (bits/s), 0: none found
+	probeQueued         bool      // the delay signal said overuse while a probe was out
 	feedbacks, overuses uint64
 }
 
@@ -290,7 +292,12 @@ func (e *Estimator) control(now time.Time) {
 	}
 	switch e.delay.state {
 	case usageOver:
-		if now.Sub(e.lastDrop) >= max(rtt, minDropInterval) && now.After(e.probeDrain) {
+		if e.probing() {
+			// A probe cluster fills the path on purpose: the queue it
+			// builds is how it measures. Its evaluation decides
+			// (evaluateProbes), with the rate the path delivered.
+			e.probeQueued = true
+		} else if now.Sub(e.lastDrop) >= max(rtt, minDropInterval) && now.After(e.probeDrain) {
 			// Down to a little under what the receiver got: the queue
 			// grew at that rate. Unless the sender was application-limited
 			// (it sent under half the estimate, as a subscriber whose

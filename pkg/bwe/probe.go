@@ -15,6 +15,15 @@ import (
 // steps; a probe that fails waits longer before the next (up to
 // probeWaitMax: a link that lifts is found within about that), so a link
 // that is truly weak is not flooded.
+//
+// A probe that found a limit (it delivered less than its goal) is
+// remembered: the next probes aim only probeOverLimit above it, not at twice
+// the estimate, until one carries its goal (the link lifted; probes double
+// again from there). On a weak link a probe at twice its rate builds a queue
+// that outlasts the probe and cuts the estimate well below the link after
+// each probe (a 400 kbit/s link held at 200–300 kbit/s, probing every 2 s);
+// one a quarter above what the link showed costs a queue of a few packets.
+// Probes that keep finding the same limit also space out, as failed ones do.
 
 const (
 	probeClusters   = 16 // cluster ids 1..15; 0 means none
@@ -22,15 +31,19 @@ const (
 	probeWaitMin    = 500 * time.Millisecond
 	probeWaitFailed = 2 * time.Second
 	probeWaitMax    = 5 * time.Second
-	probeTimeout    = time.Second // after its end, a probe not fully reported is evaluated anyway
+	probeTimeout    = time.Second            // after its end, a probe not fully reported is evaluated anyway
+	probeAbandon    = 500 * time.Millisecond // a probe the sender did not end this long after its time is over
 	probeMinPackets = 5
+	probeOverLimit  = 1.25              // a probe after one that found a limit aims this far above it
+	probeDrainFor   = 2 * probeDuration // a queue a probe built drains within this of its evaluation
 )
 
 // probe is one cluster's accounting, from the feedback of its packets.
 type probe struct {
 	active, done        bool
 	goal                int
-	endUs               int64 // the sender's last packet of the cluster
+	startAt             time.Time // when Probe started it
+	endUs               int64     // the sender's last packet of the cluster
 	endAt               time.Time
 	sentN, sentBytes    int
 	firstSend, lastSend int64
@@ -68,22 +81,20 @@ func (p *probe) received(arrUs int64, size int) {
 	p.recvBytes += size
 }
 
-// result is the rate the cluster showed the path carries (0: no result):
-// the lower of the rates it was sent and received at. A cluster that filled
-// the path makes a queue (the delay signal says overuse meanwhile), and its
-// receive rate is then the path's capacity: a result all the same.
-func (p *probe) result() int {
+// result is what the cluster showed (0, 0: no result): the rates it was sent
+// and received at. A cluster that filled the path makes a queue (the delay
+// signal says overuse meanwhile), and its receive rate, under its send rate,
+// is then the path's capacity.
+func (p *probe) result() (send, recv int) {
 	if p.sentN < probeMinPackets || p.recvN*5 < p.sentN*4 {
-		return 0
+		return 0, 0
 	}
 	sendSpan := float64(p.lastSend-p.firstSend) / 1e6
 	recvSpan := float64(p.lastArr-p.firstArr) / 1e6
 	if sendSpan < 0.02 || recvSpan < 0.02 {
-		return 0
+		return 0, 0
 	}
-	send := float64(p.sentBytes-p.lastSize) * 8 / sendSpan
-	recv := float64(p.recvBytes-p.firstSize) * 8 / recvSpan
-	return int(math.Min(send, recv))
+	return int(float64(p.sentBytes-p.lastSize) * 8 / sendSpan), int(float64(p.recvBytes-p.firstSize) * 8 / recvSpan)
 }
 
 // Probe says whether a probe cluster should start now, for a sender that
@@ -98,16 +109,31 @@ func (e *Estimator) Probe(wanted int, now time.Time) (cluster uint8, goal int) {
 	if wanted <= target || now.Before(e.probeAt) || e.delay.state == usageOver {
 		return 0, 0
 	}
-	for i := range e.probes {
-		if e.probes[i].active {
-			return 0, 0
-		}
+	if e.probing() {
+		return 0, 0
 	}
 	e.nextCluster = e.nextCluster%(probeClusters-1) + 1
 	p := &e.probes[e.nextCluster]
-	*p = probe{active: true, evaluated: p.evaluated, best: p.best}
+	*p = probe{active: true, startAt: now, evaluated: p.evaluated, best: p.best}
 	p.goal = min(wanted+wanted/5, max(2*target, target+100_000))
+	if e.probeLimit > 0 {
+		// Just above the limit found, even when the estimate grew past
+		// it meanwhile (while the sender sent less than the path
+		// carries): such a probe checks it.
+		p.goal = min(p.goal, int(probeOverLimit*e.probeLimit))
+	}
 	return e.nextCluster, p.goal
+}
+
+// probing reports whether a probe cluster is out (started, not yet
+// evaluated).
+func (e *Estimator) probing() bool {
+	for i := range e.probes {
+		if e.probes[i].active {
+			return true
+		}
+	}
+	return false
 }
 
 // ProbeDuration is how long a probe cluster pads.
@@ -135,29 +161,60 @@ func (e *Estimator) evaluateProbes(lastSendUs int64, now time.Time) {
 		if !p.active {
 			continue
 		}
+		if !p.done && now.Sub(p.startAt) > probeDuration+probeAbandon {
+			// The sender never ended it (its media stopped): over.
+			p.done, p.endUs, p.endAt = true, e.us(now), now
+		}
 		if !p.done || (lastSendUs < p.endUs && now.Sub(p.endAt) < probeTimeout) {
 			continue
 		}
 		p.active = false
 		p.evaluated++
-		r := p.result()
+		send, recv := p.result()
+		r := min(send, recv) // what the path showed it carries
 		p.best = max(p.best, r)
-		ok := r > 0 && float64(r) > e.rate
-		if ok {
-			e.rate = math.Max(e.rate, 0.95*float64(r))
+		queued := e.probeQueued
+		e.probeQueued = false
+		carried := r > 0 && r*10 >= p.goal*9
+		// It filled the path: it arrived slower than it was sent (a queue
+		// grew, or the path dropped some). Its receive rate is the path's
+		// capacity then, above or below the estimate.
+		filled := !carried && r > 0 && recv*10 < send*9
+		switch {
+		case filled:
+			e.rate = 0.95 * float64(r)
+		case r > 0 && float64(r) > e.rate:
+			// The path carried more than the estimate (all of the goal,
+			// or what the sender sent of it).
+			e.rate = 0.95 * float64(r)
+		case queued:
+			e.rate *= decrease // the cut the overuse meanwhile deferred
+		}
+		if float64(r) >= e.rate {
 			e.lossCap = math.Inf(1)
 			e.capMean, e.capVar = 0, 0
-			// The queue the cluster built (it is what a cluster that
-			// found the path's capacity does) drains within about the
-			// cluster's length: the overuse it shows meanwhile is the
-			// cluster's own, already counted in r, and cuts nothing.
-			e.probeDrain = now.Add(probeDuration)
+		}
+		if queued || filled {
+			// The queue the cluster built drains after it: the overuse
+			// shown meanwhile is the cluster's own, already counted in
+			// r, and cuts nothing.
+			e.probeDrain = now.Add(probeDrainFor)
 		}
 		switch {
-		case ok && r*10 >= p.goal*9:
-			e.probeWait = probeWaitMin // it carried the goal: go on climbing soon
-		case ok:
-			e.probeWait = probeWaitFailed // it found a limit below the goal
+		case carried:
+			e.probeWait = probeWaitMin // go on climbing soon
+			e.probeLimit = 0
+		case filled:
+			// A limit below the goal: the next aims just above it, later
+			// if it is the limit found before.
+			if e.probeLimit > 0 && math.Abs(float64(r)-e.probeLimit) < 0.15*e.probeLimit {
+				e.probeWait = min(max(2*e.probeWait, probeWaitFailed), probeWaitMax)
+			} else {
+				e.probeWait = probeWaitFailed
+			}
+			e.probeLimit = float64(r)
+		case r > 0:
+			e.probeWait = probeWaitFailed // the sender did not send all of the goal
 		default:
 			e.probeWait = min(max(2*e.probeWait, probeWaitFailed), probeWaitMax)
 		}
