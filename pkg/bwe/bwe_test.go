@@ -144,17 +144,35 @@ func (s *sim) source(mediaBps, wanted int, dur time.Duration) []int {
 			bytes -= n
 		}
 		if cluster != 0 {
-			for pad := (goal - mediaBps) / 8 / 30; pad > 0; pad -= 255 {
-				s.send(min(pad, 255)+12, cluster)
-			}
-			if s.now >= probeEnd {
-				s.e.EndProbe(cluster, s.at(s.now))
-				cluster = 0
-			}
+			s.pad((goal-mediaBps)/8/30, 12, cluster)
 		}
-		if int((s.now-begin)/time.Second) > len(perSecond) {
-			perSecond = append(perSecond, s.e.Target())
-		}
+		cluster = s.endProbe(cluster, probeEnd)
+		perSecond = s.sample(perSecond, begin)
+	}
+	return perSecond
+}
+
+// pad sends bytes of padding in packets of at most 255 bytes and header.
+func (s *sim) pad(bytes, header int, cluster uint8) {
+	for ; bytes > 0; bytes -= 255 {
+		s.send(min(bytes, 255)+header, cluster)
+	}
+}
+
+// endProbe ends the probe cluster once its time (end) is over; it returns
+// the cluster still out (0: none).
+func (s *sim) endProbe(cluster uint8, end time.Duration) uint8 {
+	if cluster != 0 && s.now >= end {
+		s.e.EndProbe(cluster, s.at(s.now))
+		return 0
+	}
+	return cluster
+}
+
+// sample adds the estimate to perSecond at each second since begin.
+func (s *sim) sample(perSecond []int, begin time.Duration) []int {
+	if int((s.now-begin)/time.Second) > len(perSecond) {
+		perSecond = append(perSecond, s.e.Target())
 	}
 	return perSecond
 }

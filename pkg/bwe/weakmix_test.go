@@ -63,20 +63,11 @@ func (s *sim) mix(videoBps, keyBytes int, keyEvery time.Duration, wanted int, du
 				}
 			}
 		}
-		if cluster != 0 {
-			if ms%(5*time.Millisecond) == 0 {
-				for pad := (goal - 2*videoBps - 2*52_000) / 8 / 200; pad > 0; pad -= 255 {
-					s.send(min(pad, 255)+40, cluster)
-				}
-			}
-			if s.now >= probeEnd {
-				s.e.EndProbe(cluster, s.at(s.now))
-				cluster = 0
-			}
+		if cluster != 0 && ms%(5*time.Millisecond) == 0 {
+			s.pad((goal-2*videoBps-2*52_000)/8/200, 40, cluster)
 		}
-		if int((s.now-begin)/time.Second) > len(perSecond) {
-			perSecond = append(perSecond, s.e.Target())
-		}
+		cluster = s.endProbe(cluster, probeEnd)
+		perSecond = s.sample(perSecond, begin)
 	}
 	return perSecond, probes
 }
