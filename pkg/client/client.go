@@ -700,6 +700,13 @@ func (c *Client) onEvent(ev protocol.Event) {
 		if p != nil {
 			p.setStatus(ev.Status, ev.Reason)
 		}
+	case protocol.EventPublishLayers:
+		c.mu.Lock()
+		p := c.pubByID[ev.StreamID]
+		c.mu.Unlock()
+		if p != nil {
+			p.setLayers(ev.Layers)
+		}
 	}
 	c.events.push(ev)
 }

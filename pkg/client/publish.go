@@ -104,6 +104,10 @@ type localTrack struct {
 	kfStarted atomic.Int64
 	keyframes atomic.Int64 // keyframe starts sent
 	nacks     atomic.Int64
+	// inactive: the server said nobody receives this simulcast layer
+	// (PUBLISH_LAYERS); it is not sent until it is wanted again, as a
+	// browser's encoding with active false.
+	inactive atomic.Bool
 }
 
 // Publish publishes a stream: it offers a new peer connection with a sendonly
@@ -320,6 +324,27 @@ func (c *Client) registerPublication(p *Publication, id string) {
 	if hasStatus {
 		p.setStatus(st.status, st.reason)
 	}
+}
+
+// setLayers applies PUBLISH_LAYERS: a layer marked inactive stops sending,
+// one marked active again starts with a keyframe.
+func (p *Publication) setLayers(layers []protocol.LayerState) {
+	for _, l := range layers {
+		t := p.layer(l.RID)
+		if t == nil {
+			continue
+		}
+		if was := t.inactive.Swap(!l.Active); was && l.Active {
+			t.kfWanted.Store(true)
+		}
+	}
+}
+
+// LayerActive reports whether the simulcast layer rid is being sent (the
+// server did not mark it inactive).
+func (p *Publication) LayerActive(rid string) bool {
+	t := p.layer(rid)
+	return t != nil && !t.inactive.Load()
 }
 
 // ID is the stream id the server assigned.
@@ -688,7 +713,13 @@ func (p *Publication) pump(t *localTrack) {
 		if tp != nil {
 			tp.frame(ts.Temporal())
 		}
-		pkts := pk.Packetize(data, rtpc.advance(dur))
+		var pkts []*rtp.Packet
+		if t.inactive.Load() {
+			// Not encoded: the clock moves on, no packet is numbered.
+			pk.SkipSamples(rtpc.advance(dur))
+		} else {
+			pkts = pk.Packetize(data, rtpc.advance(dur))
+		}
 		if isVideo && p.padding.AfterFrame > 0 && len(pkts) > 0 {
 			// With the frame's timestamp, as a browser's: pion's would be
 			// the next frame's, which moves its sender reports' clock.

@@ -95,6 +95,11 @@ const (
 	// and the dominant speaker (Dominant), when either changes, at most a
 	// few times a second; a joiner gets the current one after its STATE.
 	EventActiveSpeakers = "ACTIVE_SPEAKERS"
+	// EventPublishLayers tells a publisher which simulcast layers of one of
+	// its streams (StreamID) anyone receives (Layers): it may stop encoding
+	// the others (a browser sets the encoding's active to false) until an
+	// event says they are wanted again. Sent when that changes.
+	EventPublishLayers = "PUBLISH_LAYERS"
 )
 
 // Recording statuses (RECORDING's status).
@@ -525,6 +530,16 @@ type Event struct {
 
 	// QUALITY: one entry per remote track the subscriber reported on.
 	Quality []TrackQuality `json:"quality,omitempty"`
+
+	// PUBLISH_LAYERS: every simulcast layer of the stream, lowest first.
+	Layers []LayerState `json:"layers,omitempty"`
+}
+
+// LayerState is one simulcast layer in PUBLISH_LAYERS: its RTP stream id
+// and whether anyone receives it.
+type LayerState struct {
+	RID    string `json:"rid"`
+	Active bool   `json:"active"`
 }
 
 // TrackQuality is how a subscriber receives one remote track, from its last

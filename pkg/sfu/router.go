@@ -46,6 +46,9 @@ type Router struct {
 	// writers puts the room's subscribers on one writer while they are few
 	// (writers.go).
 	writers *writerGroup
+
+	// layers switches off simulcast layers nobody receives (dynacast.go).
+	layers *layerControl
 }
 
 // NewRouter returns the media router of a room session.
@@ -60,6 +63,7 @@ func (e *Engine) NewRouter(session string) *Router {
 			r.reallocateAll()
 		}
 	})
+	r.layers = newLayerControl(r)
 	e.mu.Lock()
 	e.routers[r] = struct{}{}
 	e.mu.Unlock()
@@ -234,6 +238,7 @@ func (r *Router) Close() {
 		p.Close()
 	}
 	r.speakers.close()
+	r.layers.close()
 	r.engine.mu.Lock()
 	delete(r.engine.routers, r)
 	r.engine.mu.Unlock()

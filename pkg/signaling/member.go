@@ -156,6 +156,14 @@ func (m *member) VideoStatus(publisher, streamID string, paused bool, reason str
 	}
 }
 
+// PublishLayers implements sfu.LayerSignal: PUBLISH_LAYERS, which layers of
+// this participant's simulcast stream anyone receives.
+func (m *member) PublishLayers(streamID string, layers []protocol.LayerState) {
+	if p, _ := m.joined(); p != nil {
+		p.Notify(&protocol.Event{Type: protocol.TypeEvent, Event: protocol.EventPublishLayers, StreamID: streamID, Layers: layers})
+	}
+}
+
 // Quality implements sfu.QualitySignal: QUALITY, how this participant
 // receives each remote track.
 func (m *member) Quality(tracks []protocol.TrackQuality) {

@@ -443,6 +443,11 @@ export class Room extends Emitter {
         return;
       }
       case 'STREAM_STATUS': this._onStreamStatus(m); return;
+      case 'PUBLISH_LAYERS': {
+        const local = this._localById.get(m.streamId);
+        if (local) this._localCtl.get(local).layers(m.layers);
+        return;
+      }
       case 'PRESENCE': {
         if (m.name === this._self) return;
         const p = this._participant(m.name);

@@ -100,7 +100,28 @@ export class LocalStream extends Emitter {
       remoteCandidate: (c) => this._addRemoteCandidate(c),
       restartIce: (force) => this._restartIce(force),
       peerConnection: () => this._pc,
+      layers: (layers) => this._setLayers(layers),
     });
+  }
+
+  // _setLayers applies PUBLISH_LAYERS: the camera's simulcast encodings nobody receives stop
+  // (active false: the browser no longer encodes them) until the server wants them again.
+  _setLayers(layers) {
+    const sender = this._videoSender;
+    if (!sender || !sender.getParameters || !sender.setParameters || !Array.isArray(layers)) return;
+    const want = new Map(layers.filter((l) => l && typeof l.rid === 'string').map((l) => [l.rid, l.active !== false]));
+    try {
+      const params = sender.getParameters();
+      let changed = false;
+      for (const enc of params.encodings || []) {
+        if (!enc.rid || !want.has(enc.rid) || enc.active === want.get(enc.rid)) continue;
+        enc.active = want.get(enc.rid);
+        changed = true;
+      }
+      if (changed) sender.setParameters(params).catch((err) => console.warn('roomapi: simulcast layers', err));
+    } catch (err) {
+      console.warn('roomapi: simulcast layers', err);
+    }
   }
 
   /** The server's stream id (null until the publish was answered). */
