@@ -153,13 +153,17 @@ func FuzzParseVP8(f *testing.F) {
 // FuzzParseVP9SS checks the scalability structure reader against pion's on
 // any bytes: where the descriptor announces one, the two succeed or fail
 // together, and read the same layers, sizes and picture group. The seeds
-// include the structures of the captured browser stream
-// (testdata/fuzz/FuzzParseVP9SS).
+// include the keyframe of the captured browser stream (testdata/svc).
 func FuzzParseVP9SS(f *testing.F) {
 	f.Add([]byte{0xaa, 0x80, 0x05, 0x00, 0x07, 0x58, 0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02, 0xd0,
 		0x02, 0x04, 0x04, 0x54, 0x01})
 	f.Add([]byte{0xfa, 0x05, 0x02, 0x03, 0x04, 0x00})
 	f.Add([]byte{0x0a, 0x18, 0x00})
+	for i, c := range readCapture(f, "vp9-l3t3.rtpdump") {
+		if d, ok := ParseVP9(c.payload); ok && (d.SSAt != 0 || i < 3) {
+			f.Add(c.payload)
+		}
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		ss, err := ParseVP9SS(p)
 		var v9 codecs.VP9Packet
