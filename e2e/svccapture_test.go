@@ -161,11 +161,10 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 		stored []rtpdump.Packet
 		start  time.Time
 		mime   string
-		readWG sync.WaitGroup
 	)
+	readerDone := make(chan struct{}) // the offer has one track: one reader
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		readWG.Add(1)
-		defer readWG.Done()
+		defer close(readerDone)
 		mu.Lock()
 		mime = tr.Codec().MimeType
 		mu.Unlock()
@@ -256,7 +255,11 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 		t.Fatal(err)
 	}
 	pc.Close()
-	readWG.Wait()
+	select {
+	case <-readerDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the track's reader did not end with the peer connection")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(stored) < 100 {
