@@ -6,12 +6,15 @@ import (
 	"fmt"
 )
 
-// Temporal layers: what an SFU reads of a VP8 or VP9 payload descriptor to
-// leave out the frames of the higher temporal layers for a receiver whose
-// link cannot carry them all (RFC 7741 for VP8, RFC 9628 for VP9).
+// Layers: what an SFU reads of a VP8 or VP9 payload descriptor to leave out
+// the frames of the higher temporal layers for a receiver whose link cannot
+// carry them all (RFC 7741 for VP8, RFC 9628 for VP9), and, for VP9, what
+// spatial layer selection will need (the spatial layer of each packet, the
+// layers' sizes). AV1's layers are in the dependency descriptor: package
+// av1dd.
 
-// Descriptor is the part of a VP8 or VP9 payload descriptor that temporal
-// layer selection needs. Its zero value is a packet without layer
+// Descriptor is the part of a VP8 or VP9 payload descriptor that layer
+// selection needs. Its zero value is a packet without layer
 // information (everything is the base layer).
 type Descriptor struct {
 	// TID is the temporal layer id (0: the base layer), valid when HasTID.

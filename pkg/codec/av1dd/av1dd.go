@@ -99,8 +99,12 @@ type Structure struct {
 	Resolutions []Resolution
 }
 
-// SpatialLayers is the number of spatial layers the templates use.
+// SpatialLayers is the number of spatial layers the templates use (the
+// last template's are the highest).
 func (s *Structure) SpatialLayers() int {
+	if len(s.Templates) == 0 {
+		return 0
+	}
 	return int(s.Templates[len(s.Templates)-1].Spatial) + 1
 }
 
