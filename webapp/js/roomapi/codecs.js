@@ -78,6 +78,15 @@ export function simulcastCodec(codec) {
   return !codec || ['vp8', 'h264'].includes(String(codec).toLowerCase());
 }
 
+// temporalLayers is the scalability mode a camera in codec is published with when it goes as one
+// layer, or undefined: VP9 as three temporal layers (L1T3), whose ids the server reads from VP9's
+// payload descriptor, so a receiver whose link is short gets a lower frame rate before its video
+// pauses. Not spatial layers (L3T3): the server does not choose among those yet. Not AV1: its layers
+// are in the dependency descriptor, which the server does not read per packet yet.
+export function temporalLayers(codec) {
+  return String(codec || '').toLowerCase() === 'vp9' ? 'L1T3' : undefined;
+}
+
 // keepResolution makes a screen share's sender lower its frame rate, not its resolution, when the
 // link or the CPU is short.
 export function keepResolution(sender) {

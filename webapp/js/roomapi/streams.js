@@ -8,7 +8,7 @@
 
 import {STREAM_STATUS} from './events.js';
 import {RoomApiError, toError, Emitter, serial, failInfo, ICE_RESTART_MIN_INTERVAL_MS} from './util.js';
-import {preferCodec, simulcastLayers, simulcastCodec, keepResolution} from './codecs.js';
+import {preferCodec, simulcastLayers, simulcastCodec, temporalLayers, keepResolution} from './codecs.js';
 
 // FIRST_FRAMES_MS is how long a camera published turned off sends (black) frames after its
 // connection is up, so the server learns of its video before it goes quiet.
@@ -263,9 +263,20 @@ export class LocalStream extends Emitter {
           } else if (this._options.simulcast !== false && simulcastCodec(this._options.codec)) {
             const layers = simulcastLayers(track);
             if (layers.length > 1) init.sendEncodings = layers;
+          } else if (temporalLayers(this._options.codec)) {
+            init.sendEncodings = [{scalabilityMode: temporalLayers(this._options.codec)}];
           }
         }
-        const tr = pc.addTransceiver(track, init);
+        let tr;
+        try {
+          tr = pc.addTransceiver(track, init);
+        } catch (err) {
+          if (!init.sendEncodings) throw err;
+          // A browser without that scalability mode (or simulcast): one plain layer.
+          console.warn('roomapi: publishing one layer:', err);
+          delete init.sendEncodings;
+          tr = pc.addTransceiver(track, init);
+        }
         if (track.kind === 'video' && this._options.codec) preferCodec(tr, this._options.codec);
         if (this._kind === 'screen' && track.kind === 'video') {
           track.addEventListener('ended', this._onEnded);
