@@ -116,3 +116,18 @@ func (r *Reader) Next() (Packet, error) {
 	}
 	return p, nil
 }
+
+// All reads the packets up to the end.
+func (r *Reader) All() ([]Packet, error) {
+	var out []Packet
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+}

@@ -38,16 +38,9 @@ func TestRoundTrip(t *testing.T) {
 	if r.Addr != "127.0.0.1/5004" || !r.Start.Equal(start) {
 		t.Errorf("header: %q %v", r.Addr, r.Start)
 	}
-	var out []Packet
-	for {
-		p, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
+	out, err := r.All()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(in, out) {
 		t.Errorf("read %+v, wrote %+v", out, in)

@@ -1,8 +1,6 @@
 package codec
 
 import (
-	"errors"
-	"io"
 	"os"
 	"slices"
 	"sort"
@@ -58,14 +56,11 @@ func readCapture(t testing.TB, name string) []capturedPacket {
 	var ext uint32 // sequence numbers, unwrapped
 	var last uint16
 	keys := map[uint16]uint32{}
-	for {
-		p, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	pkts, err := r.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkts {
 		var c capturedPacket
 		n, err := c.hdr.Unmarshal(p.Data)
 		if err != nil {
