@@ -553,6 +553,21 @@ func (s *Session) durationLimit() (int64, bool) {
 	return s.firstMs + s.opts.MaxDuration.Milliseconds(), true
 }
 
+// firstFrame tells the session that a stream wrote its first frame at room
+// time ms: the session's first frame, from which MaxDuration counts, is the
+// earliest any stream wrote. A stream's header is made for the earliest
+// frame it held then (openFile), but a frame of another of its tracks that
+// came later, still within the mux delay, can be earlier (audio whose first
+// sender report came after the video's keyframe): the file then begins with
+// it, and the limit must count from there.
+func (s *Session) firstFrame(ms int64) {
+	s.mu.Lock()
+	if s.created && ms < s.firstMs {
+		s.firstMs = ms
+	}
+	s.mu.Unlock()
+}
+
 // requestStop stops the session for reason, on a goroutine of its own (a
 // stream's goroutine cannot close its own writer). Only the first request counts.
 func (s *Session) requestStop(reason StopReason) {
