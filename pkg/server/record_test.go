@@ -39,6 +39,21 @@ func probe(t *testing.T, path string) (start, duration float64) {
 	return start, duration
 }
 
+// recordingServer starts a test server that records into a directory of
+// the test's and ends a room 300 ms after its last participant left;
+// finalized gets each room session's end.
+func recordingServer(t *testing.T) (srv *server.Server, dir string, finalized chan room.Finalized) {
+	t.Helper()
+	dir = t.TempDir()
+	srv = testServer(t, func(c *server.Config) {
+		c.RecordsDir = dir
+		c.Rooms.IdleTimeout = 300 * time.Millisecond
+	})
+	finalized = make(chan room.Finalized, 1)
+	srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+	return srv, dir, finalized
+}
+
 // lastPacketTime is the latest presentation time of any packet in a file.
 func lastPacketTime(t *testing.T, path string) float64 {
 	t.Helper()
@@ -73,13 +88,7 @@ func decodeErrors(t *testing.T, path string) string {
 // a WebM per stream and a manifest; B's file starts at its offset on the
 // room's time line; both decode cleanly; durations match the publishing time.
 func TestRecordedRoomThroughSFU(t *testing.T) {
-	dir := t.TempDir()
-	srv := testServer(t, func(c *server.Config) {
-		c.RecordsDir = dir
-		c.Rooms.IdleTimeout = 300 * time.Millisecond
-	})
-	finalized := make(chan room.Finalized, 1)
-	srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+	srv, dir, finalized := recordingServer(t)
 
 	a := dial(t, srv, client.Options{Username: "a"})
 	st, err := a.Join(ctxT(t, 5*time.Second), client.JoinOptions{Room: "rec", Name: "Ann Lee", Record: true})
@@ -185,13 +194,7 @@ func TestRecordedRoomThroughSFU(t *testing.T) {
 // TestRecordOneStream: in a room that does not record, a stream published
 // with record is recorded on its own; the others are not.
 func TestRecordOneStream(t *testing.T) {
-	dir := t.TempDir()
-	srv := testServer(t, func(c *server.Config) {
-		c.RecordsDir = dir
-		c.Rooms.IdleTimeout = 300 * time.Millisecond
-	})
-	finalized := make(chan room.Finalized, 1)
-	srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+	srv, dir, finalized := recordingServer(t)
 	a := dial(t, srv, client.Options{Username: "a"})
 	if st := join(t, a, "one", "a"); st.Recording {
 		t.Fatal("a room joined without record says it records")

@@ -11,8 +11,6 @@ import (
 
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
-	"github.com/parley/parley/pkg/room"
-	"github.com/parley/parley/pkg/server"
 )
 
 // stoppableSource is a layer whose sender can be stopped and started again,
@@ -63,13 +61,7 @@ func videoFrames(t *testing.T, path string) (pts []float64, widths []int) {
 // than about a second, the top layer's size before and after the stop and
 // a lower one during it; and it decodes cleanly.
 func TestRecordingFollowsTheArrivingLayer(t *testing.T) {
-	dir := t.TempDir()
-	srv := testServer(t, func(c *server.Config) {
-		c.RecordsDir = dir
-		c.Rooms.IdleTimeout = 300 * time.Millisecond
-	})
-	finalized := make(chan room.Finalized, 1)
-	srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+	srv, dir, finalized := recordingServer(t)
 
 	a := dial(t, srv, client.Options{Username: "a"})
 	if _, err := a.Join(ctxT(t, 5*time.Second), client.JoinOptions{Room: "layers-rec", Name: "a", Record: true}); err != nil {

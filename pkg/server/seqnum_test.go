@@ -11,8 +11,6 @@ import (
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 	"github.com/parley/parley/pkg/recorder"
-	"github.com/parley/parley/pkg/room"
-	"github.com/parley/parley/pkg/server"
 	"github.com/parley/parley/pkg/testmedia"
 )
 
@@ -126,13 +124,7 @@ func TestRecordingWithPaddingKeepsEveryFrame(t *testing.T) {
 		{"AV1", func(t *testing.T) client.Source { return ivfSource(t, testmedia.AV1IVF) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			srv := testServer(t, func(c *server.Config) {
-				c.RecordsDir = dir
-				c.Rooms.IdleTimeout = 300 * time.Millisecond
-			})
-			finalized := make(chan room.Finalized, 1)
-			srv.Rooms().OnFinalize(func(f room.Finalized) { finalized <- f })
+			srv, dir, finalized := recordingServer(t)
 			a := dial(t, srv, client.Options{Username: "a"})
 			if _, err := a.Join(ctxT(t, 5*time.Second), client.JoinOptions{Room: "padrec", Name: "a", Record: true}); err != nil {
 				t.Fatal(err)

@@ -46,6 +46,30 @@ type tile struct {
 	hidden        bool
 }
 
+// layer is the index in layers (lowest first) of the layer the tile needs:
+// the smallest at least as large as the tile (a smaller one would be shown
+// stretched), the last when none is or the tile's size is not known. sized
+// reports whether every layer looked at before the answer had a known size
+// (sizes are read from keyframes of the codecs that carry them); a layer
+// without one is passed over.
+func (t tile) layer(layers []*forwarder) (i int, sized bool) {
+	sized = true
+	if t.width <= 0 || t.height <= 0 {
+		return len(layers) - 1, true
+	}
+	for i, f := range layers {
+		w, h := int(f.width.Load()), int(f.height.Load())
+		if w == 0 || h == 0 {
+			sized = false
+			continue
+		}
+		if w >= t.width || h >= t.height {
+			return i, sized
+		}
+	}
+	return len(layers) - 1, sized
+}
+
 // VideoSignal is implemented by a Signal that can tell a subscriber that
 // its video of a stream paused (its link cannot carry it) or plays again.
 // Without it the subscriber gets STREAM_STATUS PLAYING with the reason.
@@ -249,15 +273,7 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 		return v.d.fwd.layers.list()[0], allTemporal, videoUnknown, ""
 	}
 	// The layer the tile needs: the smallest at least as large as it.
-	need := len(layers) - 1
-	if v.tile.width > 0 && v.tile.height > 0 {
-		for i, f := range layers {
-			if w, h := int(f.width.Load()), int(f.height.Load()); w >= v.tile.width || h >= v.tile.height {
-				need = i
-				break
-			}
-		}
-	}
+	need, _ := v.tile.layer(layers)
 	want := float64(layers[need].bitrate(now))
 	sending := v.d.sending.Load()
 	curCap := int(v.d.tcap.Load())

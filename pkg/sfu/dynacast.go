@@ -182,17 +182,9 @@ func (s *subscriber) layerNeed(primary *forwarder, layers []*forwarder) int {
 	if closed || d == nil || t.hidden {
 		return -1
 	}
-	if t.width <= 0 || t.height <= 0 {
+	need, sized := t.layer(layers)
+	if !sized {
 		return len(layers) - 1
 	}
-	for i, f := range layers {
-		w, h := int(f.width.Load()), int(f.height.Load())
-		if w == 0 || h == 0 {
-			return len(layers) - 1
-		}
-		if w >= t.width || h >= t.height {
-			return i
-		}
-	}
-	return len(layers) - 1
+	return need
 }
