@@ -210,8 +210,9 @@ type Session struct {
 	mu       sync.Mutex
 	m        Manifest
 	writers  map[*StreamWriter]struct{}
-	created  bool  // the directory and manifest exist (some media arrived)
-	firstMs  int64 // room time of the first frame written, once created
+	created  bool          // the directory and manifest exist (some media arrived)
+	firstMs  int64         // room time of the first frame written, once created
+	firstBy  *StreamWriter // the stream whose header created the session
 	closed   bool
 	stopping bool // a stop is under way or done (StopReason in m.Stopped)
 	// speakersFull: maxSpeakerChanges were noted (and the warning logged).
@@ -455,7 +456,7 @@ func (s *Session) openFile(w *StreamWriter, firstMs int64) (*os.File, int, error
 			s.mu.Unlock()
 			return nil, 0, fmt.Errorf("recorder: %w", err)
 		}
-		s.firstMs = firstMs
+		s.firstMs, s.firstBy = firstMs, w
 	}
 	info := w.info
 	base := SafeName(info.Participant) + "_" + SafeName(info.Kind) + "_" + SafeName(info.StreamID)
@@ -553,16 +554,16 @@ func (s *Session) durationLimit() (int64, bool) {
 	return s.firstMs + s.opts.MaxDuration.Milliseconds(), true
 }
 
-// firstFrame tells the session that a stream wrote its first frame at room
-// time ms: the session's first frame, from which MaxDuration counts, is the
-// earliest any stream wrote. A stream's header is made for the earliest
-// frame it held then (openFile), but a frame of another of its tracks that
-// came later, still within the mux delay, can be earlier (audio whose first
-// sender report came after the video's keyframe): the file then begins with
-// it, and the limit must count from there.
-func (s *Session) firstFrame(ms int64) {
+// firstFrame tells the session that stream w wrote its first frame at room
+// time ms. The session's first frame, from which MaxDuration counts, was
+// taken when the first stream made its header, for the earliest frame it
+// held then; but a frame of another of its tracks that came later, still
+// within the mux delay, can be earlier (audio whose first sender report came
+// after the video's keyframe), and the file then begins with it: the limit
+// counts from there.
+func (s *Session) firstFrame(w *StreamWriter, ms int64) {
 	s.mu.Lock()
-	if s.created && ms < s.firstMs {
+	if s.firstBy == w && ms < s.firstMs {
 		s.firstMs = ms
 	}
 	s.mu.Unlock()

@@ -655,7 +655,7 @@ func (w *StreamWriter) writeFrame(f *muxFrame) {
 	first := w.firstMs < 0
 	if first {
 		w.firstMs = f.pts
-		w.s.firstFrame(f.pts)
+		w.s.firstFrame(w, f.pts)
 	}
 	w.endMs = max(w.endMs, f.end)
 	if first {
