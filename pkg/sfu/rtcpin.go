@@ -45,11 +45,14 @@ func (d *downTrack) onRTCP(b []byte, now time.Time, nacks []rtcp.NackPair) []rtc
 			return nacks
 		}
 		n := (int(binary.BigEndian.Uint16(b[2:])) + 1) * 4
-		if n > len(b) || n < 8 {
-			return nacks // truncated, or shorter than any packet read here (FuzzRTCPFeedback)
+		if n > len(b) {
+			return nacks // truncated
 		}
 		pkt := b[:n]
 		b = b[n:]
+		if n < 8 {
+			continue // a bare header: shorter than any packet read here, but the next may be (FuzzRTCPFeedback)
+		}
 		count := int(pkt[0] & 0x1f)
 		switch pkt[1] {
 		case rtcpRR:
