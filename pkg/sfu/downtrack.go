@@ -54,6 +54,7 @@ type downTrack struct {
 	// tl is the temporal layer selection (temporal.go); payloadBuf holds
 	// a payload whose picture id it moved.
 	tl         temporalState
+	sl         spatialState
 	payloadBuf [maxPacket]byte
 	// resent remembers when recent sequence numbers were sent again, so a
 	// NACK repeated within a round trip does not send a packet twice.
@@ -77,6 +78,10 @@ type downTrack struct {
 	// allocation's choice; the writer follows it at frames where that is
 	// decodable (temporal.go).
 	tcap atomic.Int32
+	// scap is the highest spatial layer to send (allSpatial: all), the
+	// allocation's choice, and ssent the one the writer sends now (it
+	// follows scap at keyframes going up, spatial.go).
+	scap, ssent atomic.Int32
 	// carrier is the layer a video paused for lack of bandwidth stays a
 	// sink of: after its frames the writer may send probe padding, so the
 	// estimate can show the link recovered.
@@ -94,12 +99,17 @@ type downTrack struct {
 	// over the budget, through a dip of the estimate (zero: not keeping);
 	// the allocation's, under its lock.
 	dipSince time.Time
+	// spatialAsked is when the allocation last asked for a keyframe to go
+	// up a spatial layer at (spatial.go); under its lock.
+	spatialAsked time.Time
 }
 
 func newDownTrack(f *forwarder, s *subscriber) *downTrack {
 	d := &downTrack{fwd: f, sub: s}
 	d.needKeyframe.Store(f.kind == webrtc.RTPCodecTypeVideo)
 	d.tcap.Store(allTemporal)
+	d.scap.Store(allSpatial)
+	d.ssent.Store(allSpatial)
 	return d
 }
 
@@ -235,7 +245,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 			d.detachUnlessWanted(sending)
 		}
 	}
-	if p.hdr.Marker && v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo {
+	if v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo && d.endsPicture(p) {
 		d.sub.probePad(d, b, out, now, sc) // a frame's end: room for probe padding
 	}
 }
@@ -395,6 +405,7 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, payload []byte, s
 	d.hdr.PayloadType = b.pt
 	d.hdr.SequenceNumber = seq
 	d.hdr.Timestamp = ts
+	d.hdr.Marker = d.endsPicture(p)
 	// Header extension ids are per connection: the publisher's mean nothing
 	// here.
 	d.hdr.Extension = false

@@ -158,8 +158,10 @@ type forwarder struct {
 	width, height atomic.Int32
 	rateBytes     int
 	rateSince     time.Time
-	// temporal is the same per temporal layer (temporal.go).
+	// temporal is the same per temporal layer (temporal.go), spatial per
+	// spatial layer, with their sizes (spatial.go).
 	temporal temporalRates
+	spatial  spatialRates
 
 	// keyframeAt is when the newest keyframe's packet came (unix ns; 0:
 	// none yet): a keyframe request held back by the throttle is dropped
@@ -342,6 +344,7 @@ func (f *forwarder) measure(p *packet) {
 		f.rateSince = p.arrived
 	}
 	f.temporal.count(p)
+	f.spatial.count(p)
 	if el := p.arrived.Sub(f.rateSince); el >= rateWindow {
 		r := int64(float64(f.rateBytes*8) / el.Seconds())
 		if old := f.rate.Load(); old > 0 {
@@ -350,10 +353,20 @@ func (f *forwarder) measure(p *packet) {
 		f.rate.Store(r)
 		f.rateBytes, f.rateSince = 0, p.arrived
 		f.temporal.measure(el)
+		f.spatial.measure(el)
 	}
 	if p.keyframe && f.kind == webrtc.RTPCodecTypeVideo {
 		f.keyframeAt.Store(p.arrived.UnixNano())
-		if w, h, ok := codec.FrameSize(f.codec.MimeType, p.payload); ok {
+		// A VP9 keyframe's scalability structure gives the size of each
+		// spatial layer; its first layer frame, only the lowest's.
+		w, h, ok := 0, 0, false
+		if f.described == describeVP9 && p.desc.SSAt != 0 {
+			w, h, ok = f.spatial.sizes(p.payload)
+		}
+		if !ok {
+			w, h, ok = codec.FrameSize(f.codec.MimeType, p.payload)
+		}
+		if ok {
 			f.width.Store(int32(w))
 			f.height.Store(int32(h))
 		}

@@ -197,6 +197,9 @@ func (d *downTrack) leaveOut(p *packet, first bool) bool {
 	if !p.desc.HasTID || p.padding {
 		return false
 	}
+	if d.leaveOutSpatial(p, first) {
+		return true // the picture's lower layers are sent: its id is not left out
+	}
 	tid := p.desc.TID
 	if p.desc.Start {
 		want := uint8(d.tcap.Load())
