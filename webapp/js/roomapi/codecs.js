@@ -78,13 +78,23 @@ export function simulcastCodec(codec) {
   return !codec || ['vp8', 'h264'].includes(String(codec).toLowerCase());
 }
 
-// temporalLayers is the scalability mode a camera in codec is published with when it goes as one
-// layer, or undefined: VP9 as three temporal layers (L1T3), whose ids the server reads from VP9's
-// payload descriptor, so a receiver whose link is short gets a lower frame rate before its video
-// pauses. Not spatial layers (L3T3): the server does not choose among those yet. Not AV1: its layers
-// are in the dependency descriptor, which the server does not read per packet yet.
-export function temporalLayers(codec) {
-  return String(codec || '').toLowerCase() === 'vp9' ? 'L1T3' : undefined;
+// scalabilityModes are the scalability modes a camera track in codec may be published with when it
+// goes as one encoding (not simulcast), best first; the first the browser takes is used. VP9 goes
+// with spatial and temporal layers, as many spatial layers as its capture has room for (three from
+// 960x540 up, like simulcast's three layers; two from 480x270), in the _KEY structure: an upper
+// spatial layer refers to the one below only at keyframes, so the server can send a receiver the
+// lower layers alone (a smaller picture for a small tile or a weak link) and the stream stays
+// decodable; and three temporal layers, so a receiver whose link is short of even the lowest
+// spatial layer gets a lower frame rate before its video pauses. The server reads both from VP9's
+// payload descriptor. Not AV1: its layers are in the dependency descriptor, which the server does
+// not read per packet yet.
+export function scalabilityModes(codec, track) {
+  if (String(codec || '').toLowerCase() !== 'vp9') return [];
+  const st = (track && track.getSettings && track.getSettings()) || {};
+  const pixels = (st.width || 0) * (st.height || 0);
+  if (pixels >= 960 * 540) return ['L3T3_KEY', 'L1T3'];
+  if (pixels >= 480 * 270) return ['L2T3_KEY', 'L1T3'];
+  return ['L1T3'];
 }
 
 // keepResolution makes a screen share's sender lower its frame rate, not its resolution, when the

@@ -8,7 +8,7 @@
 
 import {STREAM_STATUS} from './events.js';
 import {RoomApiError, toError, Emitter, serial, failInfo, ICE_RESTART_MIN_INTERVAL_MS} from './util.js';
-import {preferCodec, simulcastLayers, simulcastCodec, temporalLayers, keepResolution} from './codecs.js';
+import {preferCodec, simulcastLayers, simulcastCodec, scalabilityModes, keepResolution} from './codecs.js';
 
 // FIRST_FRAMES_MS is how long a camera published turned off sends (black) frames after its
 // connection is up, so the server learns of its video before it goes quiet.
@@ -256,6 +256,7 @@ export class LocalStream extends Emitter {
       };
       for (const track of this._media.getTracks()) {
         const init = {direction: 'sendonly', streams: [this._media]};
+        let modes = [];
         if (track.kind === 'video') {
           if (this._kind === 'screen') {
             // Text must stay sharp: one high-resolution layer, frame rate yields first.
@@ -263,19 +264,24 @@ export class LocalStream extends Emitter {
           } else if (this._options.simulcast !== false && simulcastCodec(this._options.codec)) {
             const layers = simulcastLayers(track);
             if (layers.length > 1) init.sendEncodings = layers;
-          } else if (temporalLayers(this._options.codec)) {
-            init.sendEncodings = [{scalabilityMode: temporalLayers(this._options.codec)}];
+          } else {
+            modes = scalabilityModes(this._options.codec, track);
+            if (modes.length) init.sendEncodings = [{scalabilityMode: modes.shift()}];
           }
         }
         let tr;
-        try {
-          tr = pc.addTransceiver(track, init);
-        } catch (err) {
-          if (!init.sendEncodings) throw err;
-          // A browser without that scalability mode (or simulcast): one plain layer.
-          console.warn('roomapi: publishing one layer:', err);
-          delete init.sendEncodings;
-          tr = pc.addTransceiver(track, init);
+        for (;;) {
+          try {
+            tr = pc.addTransceiver(track, init);
+            break;
+          } catch (err) {
+            if (!init.sendEncodings) throw err;
+            // A browser without that scalability mode (or simulcast): the next mode, at last one
+            // plain layer.
+            console.warn('roomapi: the browser refused', JSON.stringify(init.sendEncodings), err);
+            if (modes.length) init.sendEncodings = [{scalabilityMode: modes.shift()}];
+            else delete init.sendEncodings;
+          }
         }
         if (track.kind === 'video' && this._options.codec) preferCodec(tr, this._options.codec);
         if (this._kind === 'screen' && track.kind === 'video') {
