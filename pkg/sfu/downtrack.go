@@ -14,6 +14,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/pkg/codec/av1dd"
 )
 
 // binding is what a subscribe connection negotiated for a downTrack.
@@ -24,6 +26,9 @@ type binding struct {
 	// twcc is the transport-wide sequence number's header extension id;
 	// 0 when the subscriber did not negotiate it.
 	twcc uint8
+	// dd is the dependency descriptor's (AV1's layers, forwarded); 0: not
+	// negotiated.
+	dd uint8
 }
 
 // downTrack is one published track as sent to one subscriber. It implements
@@ -132,6 +137,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	for _, x := range ctx.HeaderExtensions() {
 		if x.URI == sdp.TransportCCURI && x.ID > 0 && x.ID < 15 {
 			b.twcc = uint8(x.ID)
+		}
+		if x.URI == av1dd.URI && x.ID > 0 && x.ID < 256 {
+			b.dd = uint8(x.ID)
 		}
 	}
 	d.bound.Store(b)
@@ -416,6 +424,13 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, payload []byte, s
 	if pad || p.padding {
 		payload = nil
 		d.hdr.Padding, d.hdr.PaddingSize, d.hdr.Marker = true, fillPadding, false
+	} else if b.dd != 0 && p.src != nil && p.src.ddExt != 0 {
+		// The publisher's dependency descriptor, as it is: the frames left
+		// out leave gaps in its frame numbers, which a receiver's frame
+		// references skip (no frame sent refers to one left out).
+		if x := p.hdr.GetExtension(p.src.ddExt); len(x) > 0 {
+			_ = d.hdr.SetExtension(b.dd, x)
+		}
 	}
 	return d.sendRTP(b, out, payload, now, sc)
 }

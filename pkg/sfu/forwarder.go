@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/codec/av1dd"
 	"github.com/parley/parley/pkg/speaker"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -107,8 +108,12 @@ type forwarder struct {
 	// described says which payload descriptor the reader parses for
 	// temporal layers (temporal.go).
 	described describedCodec
-	pool      *packetPool
-	log       *slog.Logger
+	// ddExt is the dependency descriptor's header extension id (AV1's
+	// layers, 0: not negotiated) and dd its reader's state (spatial.go).
+	ddExt uint8
+	dd    av1dd.Reader
+	pool  *packetPool
+	log   *slog.Logger
 	// wakeWriters wakes the writers of the sinks that enqueue made ready.
 	wakeWriters func()
 
@@ -308,7 +313,7 @@ func (f *forwarder) run() {
 		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
 		p.desc = codec.Descriptor{}
 		if f.described != 0 && !p.padding {
-			p.desc = f.describe(p.payload)
+			p.desc = f.describe(p)
 		}
 		f.received.Add(1)
 		if f.muted.Load() {
@@ -360,8 +365,11 @@ func (f *forwarder) measure(p *packet) {
 		// A VP9 keyframe's scalability structure gives the size of each
 		// spatial layer; its first layer frame, only the lowest's.
 		w, h, ok := 0, 0, false
-		if f.described == describeVP9 && p.desc.SSAt != 0 {
+		switch {
+		case f.described == describeVP9 && p.desc.SSAt != 0:
 			w, h, ok = f.spatial.sizes(p.payload)
+		case f.described == describeAV1:
+			w, h, ok = f.spatial.sizesAV1(f.dd.Structure())
 		}
 		if !ok {
 			w, h, ok = codec.FrameSize(f.codec.MimeType, p.payload)

@@ -1,10 +1,14 @@
 package sfu
 
 import (
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/codec/av1dd"
 )
 
 // Spatial layers. A VP9 encoder with spatial scalability (a browser's
@@ -204,4 +208,75 @@ func (d *downTrack) setSpatial(sid int, now time.Time) {
 		d.sub.log.Debug("spatial layer up", "track", d.fwd.id, "from", d.ssent.Load(), "to", sid)
 		sending.requestKeyframe()
 	}
+}
+
+// AV1's layers. An AV1 encoder's layer frames are described in the
+// dependency descriptor header extension (pkg/codec/av1dd), not in the
+// payload: a keyframe's packet carries the template structure (the layers,
+// their resolutions, the decode targets), every packet its frame's
+// template, hence its spatial and temporal layer, and whether it begins or
+// ends its frame. The reader turns that into the descriptor VP9's payload
+// gives, so the rest is the same: rates per layer, rungs, the writer's
+// caps, the marker. A frame of a temporal layer is a switching point when
+// its indication for its own decode target is Switch. Subscribers get no
+// dependency descriptor: the receiver assembles frames by the marker and
+// decodes the layers it gets in order (what is left out takes no numbers).
+
+// ddExtension returns the id a publish connection's receiver negotiated for
+// the dependency descriptor header extension, 0 if none.
+func ddExtension(recv *webrtc.RTPReceiver) uint8 {
+	for _, x := range recv.GetParameters().HeaderExtensions {
+		if x.URI == av1dd.URI && x.ID > 0 && x.ID < 256 {
+			return uint8(x.ID)
+		}
+	}
+	return 0
+}
+
+// describeDD makes an AV1 track's reader read its layers from the
+// dependency descriptor, extension id ext (before the reader starts).
+func (f *forwarder) describeDD(ext uint8) {
+	if ext != 0 && strings.EqualFold(f.codec.MimeType, webrtc.MimeTypeAV1) {
+		f.described, f.ddExt = describeAV1, ext
+	}
+}
+
+// describeAV1 reads p's dependency descriptor (the reader's).
+func (f *forwarder) describeAV1(p *packet) (codec.Descriptor, bool) {
+	var d codec.Descriptor
+	b := p.hdr.GetExtension(f.ddExt)
+	if len(b) == 0 {
+		return d, false
+	}
+	dd, err := f.dd.Read(b)
+	if err != nil {
+		return d, false
+	}
+	d.HasTID = true
+	d.TID, d.SID = min(dd.Temporal, maxTemporal-1), dd.Spatial
+	d.Begin, d.End = dd.StartOfFrame, dd.EndOfFrame
+	d.Start = dd.StartOfFrame && dd.Spatial == 0
+	if s := f.dd.Structure(); d.Start && dd.Temporal > 0 && s != nil {
+		for i, l := range s.TargetLayers {
+			if l == dd.Layer && i < len(dd.DTIs) {
+				d.Sync = dd.DTIs[i] == av1dd.Switch
+				break
+			}
+		}
+	}
+	return d, true
+}
+
+// sizesAV1 takes the layers' picture sizes from an AV1 stream's template
+// structure. It reports the top layer's size.
+func (s *spatialRates) sizesAV1(st *av1dd.Structure) (w, h int, ok bool) {
+	if st == nil || len(st.Resolutions) == 0 {
+		return 0, 0, false
+	}
+	for i, r := range st.Resolutions[:min(len(st.Resolutions), maxSpatial)] {
+		s.width[i].Store(int32(r.Width))
+		s.height[i].Store(int32(r.Height))
+	}
+	top := st.Resolutions[len(st.Resolutions)-1]
+	return top.Width, top.Height, top.Width > 0 && top.Height > 0
 }

@@ -10,15 +10,17 @@ import (
 
 	"github.com/parley/parley/internal/rtpdump"
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/codec/av1dd"
 )
 
-// readVP9Capture reads the VP9 L3T3 stream headless Chromium sent (the
-// codec package's testdata, which says how it was made): each packet as its
-// header and the first 64 bytes of its payload, in sequence number order,
-// once each, without the padding-only ones.
-func readVP9Capture(t *testing.T) []rtp.Packet {
+// readCapture reads an L3T3 stream headless Chromium sent (the codec
+// package's testdata, which says how it was made; the dependency descriptor
+// is extension 13): each packet as its header and the first 64 bytes of its
+// payload, in sequence number order, once each, without the padding-only
+// ones.
+func readCapture(t *testing.T, name string) []rtp.Packet {
 	t.Helper()
-	fh, err := os.Open("../codec/testdata/svc/vp9-l3t3.rtpdump")
+	fh, err := os.Open("../codec/testdata/svc/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +60,8 @@ func readVP9Capture(t *testing.T) []rtp.Packet {
 	return out
 }
 
-// vp9Packet fills a pooled packet from pkt the way forwarder.run does.
-func vp9Packet(t *testing.T, f *forwarder, pkt rtp.Packet, arrived time.Time) *packet {
+// capturedPacket fills a pooled packet from pkt the way forwarder.run does.
+func capturedPacket(t *testing.T, f *forwarder, pkt rtp.Packet, arrived time.Time) *packet {
 	t.Helper()
 	b, err := pkt.Marshal()
 	if err != nil {
@@ -73,8 +75,8 @@ func vp9Packet(t *testing.T, f *forwarder, pkt rtp.Packet, arrived time.Time) *p
 	}
 	p.payload = p.buf[hl:p.n]
 	p.padding = false
-	p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP9, p.payload)
-	p.desc = f.describe(p.payload)
+	p.keyframe = codec.IsKeyframe(f.codec.MimeType, p.payload)
+	p.desc = f.describe(p)
 	p.arrived = arrived
 	p.src = f
 	p.refs.Store(1) // the test's
@@ -85,11 +87,11 @@ func vp9Packet(t *testing.T, f *forwarder, pkt rtp.Packet, arrived time.Time) *p
 // the capture: only packets of layers up to top, numbered without a gap,
 // every picture ending with the marker on the end of its top layer frame
 // and nowhere else. It returns the number of pictures sent.
-func sentPictures(t *testing.T, name string, pkts []rtp.Packet, top uint8) int {
+func sentPictures(t *testing.T, name string, pkts []rtp.Packet, top uint8, layerOf func(rtp.Packet) (codec.Descriptor, bool)) int {
 	t.Helper()
 	pictures := 0
 	for i, p := range pkts {
-		d, ok := codec.ParseVP9(p.Payload)
+		d, ok := layerOf(p)
 		if !ok || !d.HasTID {
 			t.Fatalf("%s: packet %d: no layer ids", name, i)
 		}
@@ -114,22 +116,62 @@ func sentPictures(t *testing.T, name string, pkts []rtp.Packet, top uint8) int {
 	return pictures
 }
 
-// Chromium's VP9 L3T3 stream through the forwarder: the reader takes each
-// spatial layer's size from the keyframe's scalability structure and
-// measures each layer's rate, so the allocation sees three rungs, each
-// larger and dearer than the one below. Three downTracks capped at layer 0,
-// layer 1 and none send the layer frames up to their cap, numbered without
-// gaps, each picture ending with the marker on its top layer frame sent.
-// A downTrack going down a layer does so at the next picture; going up it
-// waits for a keyframe, and asks the publisher for one.
+// Chromium's L3T3 streams through the forwarder, VP9's layers read from its
+// payload descriptor, AV1's from the dependency descriptor: the reader takes
+// each spatial layer's size from the keyframe's scalability structure (the
+// template structure) and measures each layer's rate, so the allocation sees
+// three rungs, each larger and dearer than the one below. Three downTracks
+// capped at layer 0, layer 1 and none send the layer frames up to their cap,
+// numbered without gaps, each picture ending with the marker on its top
+// layer frame sent. A downTrack going down a layer does so at the next
+// picture; going up it waits for a keyframe, and asks the publisher for one.
 func TestSpatialLayersOfChromiumVP9(t *testing.T) {
-	capture := readVP9Capture(t)
+	testSpatialCapture(t, readCapture(t, "vp9-l3t3.rtpdump"), webrtc.MimeTypeVP9, 0,
+		func(p rtp.Packet) (codec.Descriptor, bool) { return codec.ParseVP9(p.Payload) },
+		func(payload []byte) { payload[0] &^= 0x40 }) // P cleared: not inter-picture predicted
+}
+
+// TestSpatialLayersOfChromiumAV1 is the same for AV1, whose layers only the
+// dependency descriptor gives.
+func TestSpatialLayersOfChromiumAV1(t *testing.T) {
+	capture := readCapture(t, "av1-l3t3.rtpdump")
+	// What the sent packets were (they go without the extension): by
+	// payload, the layer the dependency descriptor gave.
+	var r av1dd.Reader
+	layers := map[string]codec.Descriptor{}
+	for i, p := range capture {
+		dd, err := r.Read(p.GetExtension(13))
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		key := string(p.Payload)
+		if _, dup := layers[key]; dup {
+			t.Fatalf("packet %d: its payload's first bytes are another's", i)
+		}
+		layers[key] = codec.Descriptor{HasTID: true, SID: dd.Spatial, TID: dd.Temporal, Begin: dd.StartOfFrame,
+			End: dd.EndOfFrame, Start: dd.StartOfFrame && dd.Spatial == 0}
+	}
+	testSpatialCapture(t, capture, webrtc.MimeTypeAV1, 13,
+		func(p rtp.Packet) (codec.Descriptor, bool) { d, ok := layers[string(p.Payload)]; return d, ok },
+		func(payload []byte) { // N: a new coded video sequence
+			d := layers[string(payload)]
+			payload[0] |= 0x08
+			layers[string(payload)] = d
+		})
+}
+
+// testSpatialCapture replays capture (of codec mime; its dependency
+// descriptor is extension ddExt, 0: not read) as the test above says.
+// layerOf gives a sent packet's layer; makeKey makes a payload a keyframe's.
+func testSpatialCapture(t *testing.T, capture []rtp.Packet, mime string, ddExt uint8,
+	layerOf func(rtp.Packet) (codec.Descriptor, bool), makeKey func([]byte)) {
 	pool := newPacketPool()
 	wp := &writerPool{workers: []*writer{{wake: make(chan struct{}, 1)}}}
 	f := testForwarder(pool, wp)
 	f.kind = webrtc.RTPCodecTypeVideo
-	f.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000}
-	f.described = describeVP9
+	f.codec = webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}
+	f.described = describedCodecOf(mime)
+	f.describeDD(ddExt)
 	plis := 0
 	f.requestPLI = func(uint32) { plis++ }
 	s := testSubscriber(wp, 64)
@@ -149,7 +191,7 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	mover := ds[3]
 	moverSent := func() (sids [8]int) {
 		for _, p := range ws[3].pkts {
-			d, _ := codec.ParseVP9(p.Payload)
+			d, _ := layerOf(p)
 			sids[d.SID]++
 		}
 		return sids
@@ -161,7 +203,7 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	feed := func(pkts []rtp.Packet) {
 		for _, pkt := range pkts {
 			now := start.Add(time.Duration(pkt.Timestamp-ts0) * time.Second / 90000)
-			p := vp9Packet(t, f, pkt, now)
+			p := capturedPacket(t, f, pkt, now)
 			f.measure(p)
 			for _, d := range ds {
 				d.write(p, now, sc)
@@ -211,7 +253,7 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	feed(capture[half:quarter])
 	started := false // the picture in flight goes on as it began
 	for i, p := range ws[3].pkts[before:] {
-		d, _ := codec.ParseVP9(p.Payload)
+		d, _ := layerOf(p)
 		started = started || d.Start
 		if started && d.SID != 0 {
 			t.Fatalf("after going down to layer 0: packet %d of layer %d", i, d.SID)
@@ -238,7 +280,7 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	// first packet of a base layer picture made intra (the P bit cleared).
 	key := -1
 	for i := len(rest) / 3; i < len(rest); i++ {
-		if d, ok := codec.ParseVP9(rest[i].Payload); ok && d.Start && d.TID == 0 {
+		if d, ok := layerOf(rest[i]); ok && d.Start && d.TID == 0 {
 			key = i
 			break
 		}
@@ -248,13 +290,13 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	}
 	rest = append([]rtp.Packet(nil), rest...)
 	rest[key].Payload = append([]byte(nil), rest[key].Payload...)
-	rest[key].Payload[0] &^= 0x40
+	makeKey(rest[key].Payload)
 	feed(rest[:key])
 	if len(ws[3].pkts) == before {
 		t.Fatal("nothing sent while waiting for a keyframe")
 	}
 	for _, p := range ws[3].pkts[before:] {
-		if d, _ := codec.ParseVP9(p.Payload); d.SID != 0 {
+		if d, _ := layerOf(p); d.SID != 0 {
 			t.Fatalf("went up to layer %d before a keyframe", d.SID)
 		}
 	}
@@ -262,14 +304,15 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 	feed(rest[key:])
 	var upper int
 	for _, p := range ws[3].pkts[upAt:] {
-		if d, _ := codec.ParseVP9(p.Payload); d.SID > 0 {
+		if d, _ := layerOf(p); d.SID > 0 {
 			upper++
 		}
 	}
 	if upper == 0 {
 		t.Fatal("not up at the keyframe")
 	}
-	if d, _ := codec.ParseVP9(ws[3].pkts[upAt].Payload); !d.Start || !codec.IsKeyframe(webrtc.MimeTypeVP9, ws[3].pkts[upAt].Payload) {
+	if !codec.IsKeyframe(mime, ws[3].pkts[upAt].Payload) {
+		d, _ := layerOf(ws[3].pkts[upAt])
 		t.Fatalf("after the keyframe came, the first packet sent is %+v", d)
 	}
 
@@ -282,7 +325,7 @@ func TestSpatialLayersOfChromiumVP9(t *testing.T) {
 			continue
 		}
 		top := uint8(min(caps[i], 2))
-		pictures = append(pictures, sentPictures(t, names[i], w.pkts, top))
+		pictures = append(pictures, sentPictures(t, names[i], w.pkts, top, layerOf))
 	}
 	if pictures[0] != pictures[1] || pictures[1] != pictures[2] || pictures[0] < 60 {
 		t.Fatalf("pictures sent per cap: %v", pictures)

@@ -61,7 +61,7 @@ func (st *temporalStream) nextFrame() []*packet {
 			pl[6] = 0x00
 		}
 		p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP8, p.payload)
-		p.desc = st.f.describe(p.payload)
+		p.desc = st.f.describe(p)
 		p.src = st.f
 		p.refs.Store(1) // the test's
 		out = append(out, p)
@@ -340,7 +340,7 @@ func BenchmarkFanOutTemporal(b *testing.B) {
 				p.padding = false
 				p.arrived = time.Now()
 				p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP8, p.payload)
-				p.desc = f.describe(p.payload)
+				p.desc = f.describe(p)
 				if pat.tid == 0 {
 					base++
 				}
@@ -429,7 +429,7 @@ func TestTemporalLayersVP9(t *testing.T) {
 			}
 			pl[4] = byte(frame / 4) // TL0PICIDX
 			p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP9, p.payload)
-			p.desc = f.describe(p.payload)
+			p.desc = f.describe(p)
 			p.src = f
 			p.refs.Store(1)
 			all = append(all, p)
