@@ -274,3 +274,68 @@ func TestVP9PageSpatialLayers(t *testing.T) {
 	decodes(large, 1280)
 	decodes(small, 320)
 }
+
+// TestAV1PageSpatialLayers: a page that publishes its camera in AV1
+// (?codec=AV1) sends it with spatial and temporal layers (L3T3_KEY), their
+// structure in the dependency descriptor, and the server sends a page that
+// shows it in a small tile only the lowest spatial layer (it decodes
+// 320x180) and a page that shows it large all of them (1280x720).
+func TestAV1PageSpatialLayers(t *testing.T) {
+	srv := startServer(t, nil)
+	room := fmt.Sprintf("av1s%d", time.Now().UnixNano()%100000)
+	origin := chromedp.Flag("unsafely-treat-insecure-origin-as-secure", srv.URL())
+	pub := openPage(t, "av1", fmt.Sprintf("%s/?room=%s&name=av1&codec=AV1", srv.URL(), room), origin)
+	view := func(name string) *page {
+		return openPage(t, name, fmt.Sprintf("%s/?room=%s&name=%s&publish=0", srv.URL(), room, name), origin,
+			chromedp.WindowSize(1920, 1080))
+	}
+	large, small := view("large"), view("small")
+	large.waitDecoding("av1", "camera", true)
+	small.waitDecoding("av1", "camera", true)
+	var out struct {
+		Mode  string `json:"mode"`
+		Codec string `json:"codec"`
+	}
+	if err := pub.eval(`(async () => {
+	  const cam = window.parley.room.getLocalStreams().find(s => s.kind() === 'camera');
+	  let r = {mode: '', codec: ''};
+	  const st = await cam.getPeerConnection().getStats();
+	  st.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') {
+	    r.mode = s.scalabilityMode || ''; const c = st.get(s.codecId); r.codec = c ? c.mimeType : ''; } });
+	  return r; })()`, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Mode != "L3T3_KEY" || !strings.EqualFold(out.Codec, "video/AV1") {
+		t.Fatalf("the page sends %q in %q; want video/AV1 in L3T3_KEY", out.Codec, out.Mode)
+	}
+	tile := tileVideo("av1", "camera")
+	if err := small.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
+	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, tile), nil); err != nil {
+		t.Fatal(err)
+	}
+	decodes := func(p *page, width float64) {
+		t.Helper()
+		p.waitFor(fmt.Sprintf("the camera decoded %v wide", width), func() (bool, string) {
+			v1 := p.media().Remote["av1"].Video
+			time.Sleep(time.Second)
+			v2 := p.media().Remote["av1"].Video
+			return v2.Width == width && v2.Frames > v1.Frames+5, fmt.Sprintf("%+v", v2)
+		})
+	}
+	decodes(large, 1280)
+	decodes(small, 320)
+	for _, st := range srv.Media().Subscribers() {
+		for _, tr := range st.Tracks {
+			if tr.Kind != "video" {
+				continue
+			}
+			t.Logf("%s receives %+v", st.Participant, tr)
+			if st.Participant == "small" && (tr.SpatialLayers != 1 || tr.Width != 320) {
+				t.Errorf("the small tile's track on the server: %+v; want 1 spatial layer, 320 wide", tr)
+			}
+		}
+	}
+	// Both go on.
+	decodes(large, 1280)
+	decodes(small, 320)
+}

@@ -218,9 +218,11 @@ func (d *downTrack) setSpatial(sid int, now time.Time) {
 // ends its frame. The reader turns that into the descriptor VP9's payload
 // gives, so the rest is the same: rates per layer, rungs, the writer's
 // caps, the marker. A frame of a temporal layer is a switching point when
-// its indication for its own decode target is Switch. Subscribers get no
-// dependency descriptor: the receiver assembles frames by the marker and
-// decodes the layers it gets in order (what is left out takes no numbers).
+// its indication for its own decode target is Switch. Subscribers that
+// negotiated the extension get the publisher's descriptor with each packet,
+// as it is (downTrack.send): Chromium assembles and decodes a layered AV1
+// stream by it, and decodes nothing of one without it. The frames left out
+// leave gaps in its frame numbers, which no frame sent refers to.
 
 // ddExtension returns the id a publish connection's receiver negotiated for
 // the dependency descriptor header extension, 0 if none.
