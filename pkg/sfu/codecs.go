@@ -64,11 +64,6 @@ func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 			return err
 		}
-		// AV1's layers are described in the dependency descriptor
-		// (spatial.go).
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: av1dd.URI}, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
-		}
 	}
 	if !publish {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/bwe"
+	"github.com/parley/parley/pkg/codec/av1dd"
 	"github.com/parley/parley/pkg/pionlog"
 	"github.com/parley/parley/pkg/srtpkeys"
 	"github.com/parley/parley/pkg/udpbatch"
@@ -107,6 +108,8 @@ type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	pubAPI *webrtc.API
+	// pubAPIAV1 is for publish connections whose offer prefers AV1.
+	pubAPIAV1 *webrtc.API
 	// sub is the subscribe connections' media engine and settings; subAPI
 	// makes one connection's API from them.
 	sub    apiParts
@@ -320,6 +323,21 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.pubAPI = pub.api()
+	// Publish connections whose offer prefers AV1 negotiate the dependency
+	// descriptor, which describes AV1's layers (spatial.go); not the others:
+	// Chromium publishing VP8 simulcast with it negotiated made its
+	// receivers' pictures freeze after keyframe requests (e2e
+	// TestWeakLinkPage: 1 to 4 freezes of the good pages in 3 of 4 runs, none
+	// without it), and VP9 carries its layers in its payload.
+	pubDD, err := e.newAPIParts(true)
+	if err == nil {
+		err = pubDD.media.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: av1dd.URI}, webrtc.RTPCodecTypeVideo)
+	}
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("publish connections with the dependency descriptor: %w", err)
+	}
+	e.pubAPIAV1 = pubDD.api()
 	if e.sub, err = e.newAPIParts(false); err != nil {
 		e.Close()
 		return nil, err

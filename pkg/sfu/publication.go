@@ -178,7 +178,11 @@ func (pub *publication) start(offer string) (string, error) {
 		return "", err
 	}
 	e := pub.peer.router.engine
-	pc, err := e.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	api := e.pubAPI
+	if prefersAV1(offer) {
+		api = e.pubAPIAV1
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", fmt.Errorf("new publish connection: %w", err)
 	}

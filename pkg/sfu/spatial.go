@@ -1,10 +1,12 @@
 package sfu
 
 import (
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/pkg/codec"
@@ -281,4 +283,25 @@ func (s *spatialRates) sizesAV1(st *av1dd.Structure) (w, h int, ok bool) {
 	}
 	top := st.Resolutions[len(st.Resolutions)-1]
 	return top.Width, top.Height, top.Width > 0 && top.Height > 0
+}
+
+// prefersAV1 reports whether a publish offer's video section puts AV1 first:
+// the codec the answer will choose.
+func prefersAV1(offer string) bool {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return false
+	}
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media != "video" || len(m.MediaName.Formats) == 0 {
+			continue
+		}
+		pt, err := strconv.ParseUint(m.MediaName.Formats[0], 10, 8)
+		if err != nil {
+			return false
+		}
+		c, ok := sectionCodecs(m)[uint8(pt)]
+		return ok && strings.EqualFold(c.Name, "AV1")
+	}
+	return false
 }

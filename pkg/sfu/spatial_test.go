@@ -412,3 +412,31 @@ func TestAllocationChoosesSpatialLayers(t *testing.T) {
 		})
 	}
 }
+
+// A publish offer gets the dependency descriptor only when it prefers AV1.
+func TestPrefersAV1(t *testing.T) {
+	offer := func(pts string, rtpmaps ...string) string {
+		s := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
+			"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n" +
+			"m=video 9 UDP/TLS/RTP/SAVPF " + pts + "\r\n"
+		for _, r := range rtpmaps {
+			s += "a=rtpmap:" + r + "\r\n"
+		}
+		return s
+	}
+	for _, c := range []struct {
+		offer string
+		want  bool
+	}{
+		{offer("45 96", "45 AV1/90000", "96 VP8/90000"), true},
+		{offer("96 45", "96 VP8/90000", "45 AV1/90000"), false},
+		{offer("98 45", "98 VP9/90000", "45 AV1/90000"), false},
+		{offer("45", "45 av1/90000"), true},
+		{"not sdp", false},
+		{offer("x", "45 AV1/90000"), false},
+	} {
+		if got := prefersAV1(c.offer); got != c.want {
+			t.Errorf("%q: %v, want %v", c.offer, got, c.want)
+		}
+	}
+}
