@@ -41,6 +41,7 @@ type assembler struct {
 	picID   int
 	arrival time.Time
 	layers  []int // VP9: offsets of the layer frames of a picture
+	vp9Refs vp9Refs
 
 	vp8  codecs.VP8Packet
 	vp9  codecs.VP9Packet
@@ -199,8 +200,7 @@ func (a *assembler) finish(emit func(*frameOut)) {
 			f.w, f.h = w, h
 		}
 	case codecVP9:
-		f.data = a.vp9Superframe()
-		f.key, f.w, f.h = vp9Key(a.buf)
+		f.data, f.key, f.w, f.h = a.vp9Picture()
 	case codecH264:
 		f.data = a.h264AVCC(&f)
 		f.annexB = a.buf
@@ -216,24 +216,52 @@ func (a *assembler) finish(emit func(*frameOut)) {
 	emit(&f)
 }
 
-// vp9Superframe joins the layer frames of a picture with a superframe index
-// (VP9 bitstream spec annex B) when there are several.
-func (a *assembler) vp9Superframe() []byte {
-	if len(a.layers) <= 1 || len(a.layers) > 8 {
-		return a.buf
+// vp9Picture returns the frame to store for a VP9 picture, whether it is a
+// keyframe (its first layer frame is), and the size it shows. A picture of
+// several layer frames (spatial layers) goes as a superframe (VP9 bitstream
+// specification, annex B) in which every layer frame but the last is hidden
+// (vp9svc.go): it shows one frame, the top layer's.
+func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
+	key, w, h = vp9Key(a.buf)
+	n := len(a.layers)
+	if n <= 1 || n > 8 {
+		if f, ok := parseVP9Frame(a.buf, &a.vp9Refs); ok {
+			f.update(&a.vp9Refs)
+		}
+		return a.buf, key, w, h
 	}
-	a.out = append(a.out[:0], a.buf...)
-	marker := byte(0xc0 | 3<<3 | byte(len(a.layers)-1))
-	a.out = append(a.out, marker)
+	a.out = a.out[:0]
+	var sizes [8]int
 	for i, off := range a.layers {
 		end := len(a.buf)
-		if i+1 < len(a.layers) {
+		if i+1 < n {
 			end = a.layers[i+1]
 		}
-		a.out = binary.LittleEndian.AppendUint32(a.out, uint32(end-off))
+		lf := a.buf[off:end]
+		start := len(a.out)
+		f, ok := parseVP9Frame(lf, &a.vp9Refs)
+		hidden := false
+		if ok && i+1 < n {
+			a.out, hidden = appendHidden(a.out, lf, &f)
+		}
+		if !hidden {
+			a.out = append(a.out, lf...)
+		}
+		if ok {
+			f.update(&a.vp9Refs)
+			if i+1 == n && f.size.w > 0 && key {
+				w, h = f.size.w, f.size.h
+			}
+		}
+		sizes[i] = len(a.out) - start
+	}
+	marker := byte(0xc0 | 3<<3 | byte(n-1))
+	a.out = append(a.out, marker)
+	for _, size := range sizes[:n] {
+		a.out = binary.LittleEndian.AppendUint32(a.out, uint32(size))
 	}
 	a.out = append(a.out, marker)
-	return a.out
+	return a.out, key, w, h
 }
 
 // h264AVCC converts the Annex-B access unit to 4-byte length prefixed NAL
