@@ -40,8 +40,7 @@ type assembler struct {
 	gap     bool
 	picID   int
 	arrival time.Time
-	layers  []int // VP9: offsets of the layer frames of a picture
-	vp9Refs vp9Refs
+	svc     vp9Layers
 
 	vp8  codecs.VP8Packet
 	vp9  codecs.VP9Packet
@@ -52,7 +51,7 @@ type assembler struct {
 }
 
 func newAssembler(c codec, maxFrame int) *assembler {
-	a := &assembler{c: c, maxFrame: maxFrame, picID: -1}
+	a := &assembler{c: c, maxFrame: maxFrame, picID: -1, svc: vp9Layers{top: -1}}
 	switch c {
 	case codecPCMU:
 		a.g711 = ulawTable()
@@ -107,15 +106,21 @@ func (a *assembler) push(p *jbPacket, lost bool, emit func(*frameOut)) {
 		}
 		a.open, a.ts, a.broken, a.picID = true, p.ts, false, picID
 		a.buf = a.buf[:0]
-		a.layers = a.layers[:0]
+		a.svc.offs, a.svc.sids = a.svc.offs[:0], a.svc.sids[:0]
 		if lost && (a.c == codecH264 || a.c == codecAV1) {
 			// Nothing in these payloads marks the first packet of a frame:
 			// after a loss its first packets may be gone.
 			a.broken = true
 		}
 	}
-	if a.c == codecVP9 && a.vp9.B {
-		a.layers = append(a.layers, len(a.buf))
+	if a.c == codecVP9 {
+		if a.vp9.V {
+			a.svc.top, a.svc.short = int(a.vp9.NS), 0
+		}
+		if a.vp9.B {
+			a.svc.offs = append(a.svc.offs, len(a.buf))
+			a.svc.sids = append(a.svc.sids, a.vp9.SID)
+		}
 	}
 	if len(a.buf)+len(data) > a.maxFrame {
 		a.broken = true
@@ -217,39 +222,60 @@ func (a *assembler) finish(emit func(*frameOut)) {
 }
 
 // vp9Picture returns the frame to store for a VP9 picture, whether it is a
-// keyframe (its first layer frame is), and the size it shows. A picture of
-// several layer frames (spatial layers) goes as a superframe (VP9 bitstream
-// specification, annex B) in which every layer frame but the last is hidden
-// (vp9svc.go): it shows one frame, the top layer's.
+// keyframe (its first layer frame is), and the size it shows (0 when it
+// shows none). A picture of several layer frames (spatial layers) goes as a
+// superframe (VP9 bitstream specification, annex B) in which every layer
+// frame but the last is hidden (vp9svc.go): it shows one frame, the top
+// layer's. A picture without the stream's top layer shows nothing (the
+// frame before stays): see vp9Layers.shows.
 func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
 	key, w, h = vp9Key(a.buf)
-	n := len(a.layers)
-	if n <= 1 || n > 8 {
-		if f, ok := parseVP9Frame(a.buf, &a.vp9Refs); ok {
-			f.update(&a.vp9Refs)
+	l := &a.svc
+	n := len(l.offs)
+	if n == 0 || n > 8 {
+		if f, ok := parseVP9Frame(a.buf, &l.refs); ok {
+			f.update(&l.refs)
+		}
+		return a.buf, key, w, h
+	}
+	show := l.shows(int(l.sids[n-1]))
+	if !show {
+		w, h = 0, 0
+	}
+	if n == 1 {
+		f, ok := parseVP9Frame(a.buf, &l.refs)
+		if !ok {
+			return a.buf, key, w, h
+		}
+		f.update(&l.refs)
+		if !show {
+			if out, hidden := appendHidden(a.out[:0], a.buf, &f); hidden {
+				a.out = out
+				return a.out, key, 0, 0
+			}
 		}
 		return a.buf, key, w, h
 	}
 	a.out = a.out[:0]
 	var sizes [8]int
-	for i, off := range a.layers {
+	for i, off := range l.offs {
 		end := len(a.buf)
 		if i+1 < n {
-			end = a.layers[i+1]
+			end = l.offs[i+1]
 		}
 		lf := a.buf[off:end]
 		start := len(a.out)
-		f, ok := parseVP9Frame(lf, &a.vp9Refs)
+		f, ok := parseVP9Frame(lf, &l.refs)
 		hidden := false
-		if ok && i+1 < n {
+		if ok && (i+1 < n || !show) {
 			a.out, hidden = appendHidden(a.out, lf, &f)
 		}
 		if !hidden {
 			a.out = append(a.out, lf...)
 		}
 		if ok {
-			f.update(&a.vp9Refs)
-			if i+1 == n && f.size.w > 0 && key {
+			f.update(&l.refs)
+			if i+1 == n && show && f.size.w > 0 && key {
 				w, h = f.size.w, f.size.h
 			}
 		}

@@ -127,23 +127,9 @@ func decodedSizes(t *testing.T, file string) []string {
 	return sizes
 }
 
-// A browser's VP9 with three spatial layers (L3T3_KEY) is recorded as one
-// frame a picture, the top layer's: the file's header has the top layer's
-// size, FFmpeg's decoder (which shows every frame not hidden, as the offline
-// mix does) makes one frame a picture at the size of the picture's top
-// layer, without an error, and the very frames libvpx (a browser's
-// decoder, which shows the last frame of a superframe) makes.
-func TestVP9SpatialLayersFromBrowser(t *testing.T) {
-	pkts, pics, sizes := readSVCCapture(t)
-	if len(sizes) != 3 {
-		t.Fatalf("the capture's scalability structure gives layer sizes %v; want three", sizes)
-	}
-	layers := map[uint8]int{}
-	for _, p := range pics {
-		layers[p.topSID]++
-	}
-	t.Logf("%d packets, %d pictures (by top spatial layer: %v), layer sizes %v", len(pkts), len(pics), layers, sizes)
-
+// recordPackets records stored packets as one VP9 track and returns the file.
+func recordPackets(t *testing.T, pkts []rtpdump.Packet) string {
+	t.Helper()
 	s, err := StartSession(t.TempDir(), "room", "s1", sessionStart, testOpts())
 	if err != nil {
 		t.Fatal(err)
@@ -165,8 +151,27 @@ func TestVP9SpatialLayersFromBrowser(t *testing.T) {
 	if err := s.Close(end.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	file := w.File()
+	return w.File()
+}
 
+// A browser's VP9 with three spatial layers (L3T3_KEY) is recorded as one
+// frame a picture, the top layer's: the file's header has the top layer's
+// size, FFmpeg's decoder (which shows every frame not hidden, as the offline
+// mix does) makes one frame a picture at the size of the picture's top
+// layer, without an error, and the very frames libvpx (a browser's
+// decoder, which shows the last frame of a superframe) makes.
+func TestVP9SpatialLayersFromBrowser(t *testing.T) {
+	pkts, pics, sizes := readSVCCapture(t)
+	if len(sizes) != 3 {
+		t.Fatalf("the capture's scalability structure gives layer sizes %v; want three", sizes)
+	}
+	layers := map[uint8]int{}
+	for _, p := range pics {
+		layers[p.topSID]++
+	}
+	t.Logf("%d packets, %d pictures (by top spatial layer: %v), layer sizes %v", len(pkts), len(pics), layers, sizes)
+
+	file := recordPackets(t, pkts)
 	if msg := decodeErrors(t, file); msg != "" {
 		t.Errorf("decoding: %s", msg)
 	}
@@ -289,4 +294,105 @@ func FuzzVP9Hide(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkHidden(t, b)
 	})
+}
+
+// A picture whose upper spatial layers the sender left out (as its rate
+// control does now and then) shows nothing: the top layer's frame before
+// stays, where a browser receiving the stream shows the picture's 320x180
+// base for a frame; FFmpeg and libvpx decode the file alike.
+// The capture's picture left short is a non-reference one (its frames
+// refresh no reference slot), so leaving its upper layers out is just what
+// an encoder's layer drop sends.
+func TestVP9PictureWithoutTopLayer(t *testing.T) {
+	pkts, pics, sizes := readSVCCapture(t)
+	drop := -1
+	var kept []rtpdump.Packet
+	pic := -1
+	var lastTS uint32
+	for _, sp := range pkts {
+		var p rtp.Packet
+		var d codecs.VP9Packet
+		if err := p.Unmarshal(sp.Data); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Unmarshal(p.Payload); err != nil {
+			t.Fatal(err)
+		}
+		if pic < 0 || p.Timestamp != lastTS {
+			pic, lastTS = pic+1, p.Timestamp
+		}
+		// The first non-reference picture after the first five.
+		if drop < 0 && pic > 5 && d.TID == 2 && d.SID == 0 && d.B {
+			drop = pic
+		}
+		if pic == drop {
+			if d.SID > 0 {
+				continue
+			}
+			if d.E { // the base layer's last packet ends the picture now
+				p.Marker = true
+				b, err := p.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sp = rtpdump.Packet{Data: b, Len: len(b), At: sp.At}
+			}
+		}
+		kept = append(kept, sp)
+	}
+	if drop < 0 {
+		t.Fatal("no non-reference picture in the capture")
+	}
+	file := recordPackets(t, kept)
+	if msg := decodeErrors(t, file); msg != "" {
+		t.Errorf("decoding: %s", msg)
+	}
+	got := decodedSizes(t, file)
+	var want []string
+	for i, p := range pics {
+		if p.complete && i != drop {
+			want = append(want, fmt.Sprintf("%dx%d", sizes[p.topSID][0], sizes[p.topSID][1]))
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("picture %d without its upper layers: FFmpeg decodes %d frames:\n%v\nwant %d:\n%v", drop, len(got), got, len(want), want)
+	}
+	native, libvpx := frameHashes(t, file, ""), frameHashes(t, file, "libvpx-vp9")
+	if strings.Join(native, "\n") != strings.Join(libvpx, "\n") {
+		t.Errorf("FFmpeg's decoder makes %d frames, libvpx %d, not the same", len(native), len(libvpx))
+	}
+}
+
+// The top spatial layer the recording shows follows the scalability
+// structure, a picture with a higher layer, or the third picture in a row
+// without it.
+func TestVP9LayersShows(t *testing.T) {
+	l := vp9Layers{top: -1}
+	steps := []struct {
+		sid  int
+		ss   int // -1: none
+		want bool
+	}{
+		{0, 0, true},  // one layer, by the structure
+		{0, -1, true}, //
+		{2, 2, true},  // three
+		{2, -1, true},
+		{0, -1, false}, // a drop of the upper layers
+		{1, -1, false}, // two, then the layer below is followed
+		{1, -1, true},
+		{1, -1, true},
+		{2, -1, true}, // the top again
+		{1, -1, false},
+		{2, -1, true},
+		{1, 1, true}, // a structure with two layers
+		{0, -1, false},
+	}
+	for i, s := range steps {
+		if s.ss >= 0 {
+			l.top, l.short = s.ss, 0
+		}
+		if got := l.shows(s.sid); got != s.want {
+			t.Errorf("step %d (layer %d): shows %v, want %v", i, s.sid, got, s.want)
+		}
+	}
 }

@@ -14,6 +14,42 @@ package recorder
 // header is parsed to its end (VP9 bitstream specification 6.2) and
 // rewritten one bit longer.
 
+// vp9Layers is an assembler's VP9 state: the layer frames of the picture
+// being assembled, the sizes in the reference slots, and the stream's top
+// spatial layer.
+type vp9Layers struct {
+	offs []int   // where each layer frame of the picture starts
+	sids []uint8 // and its spatial layer
+	refs vp9Refs
+	// top is the stream's top spatial layer: the scalability structure's
+	// last (a browser sends it when its layers change), or the highest
+	// sent lately; -1 before either.
+	top int
+	// short counts the pictures in a row without the top layer.
+	short int
+}
+
+// maxShortPictures: the recording follows the layer below when so many
+// pictures in a row lack the top spatial layer (a sender that stops sending
+// a layer without a new scalability structure); the ones before show
+// nothing.
+const maxShortPictures = 3
+
+// shows says whether a picture whose highest spatial layer is sid shows
+// a frame in the recording. A sender's rate control leaves out the upper
+// layers of a picture now and then (mostly while its bandwidth estimate
+// climbs): a browser receiving every layer then shows the picture's lower
+// layer for a frame, a blur between sharp frames; the recording keeps the
+// top layer's frame before instead.
+func (l *vp9Layers) shows(sid int) bool {
+	if sid >= l.top || l.short+1 >= maxShortPictures {
+		l.top, l.short = sid, 0
+		return true
+	}
+	l.short++
+	return false
+}
+
 // vp9Size is a frame size in a VP9 reference slot; zero when unknown.
 type vp9Size struct{ w, h int }
 
