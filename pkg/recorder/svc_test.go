@@ -25,12 +25,8 @@ type svcPicture struct {
 	complete bool // its last packet (the marker) came
 }
 
-// readSVCCapture reads testdata/vp9-l3t3-key.rtpdump: what Chromium sent
-// when it published its fake camera (1280x720) in VP9 with L3T3_KEY, whole
-// packets from a keyframe on (e2e TestCaptureSVCRecording makes it). It
-// returns the packets, the pictures in order (the last may be cut short) and the spatial layers' sizes
-// from the keyframe's scalability structure.
-func readSVCCapture(t *testing.T) (pkts []rtpdump.Packet, pics []svcPicture, sizes [][2]int) {
+// readCapturePackets reads the packets of testdata/vp9-l3t3-key.rtpdump.
+func readCapturePackets(t testing.TB) []rtpdump.Packet {
 	t.Helper()
 	f, err := os.Open("testdata/vp9-l3t3-key.rtpdump")
 	if err != nil {
@@ -41,9 +37,21 @@ func readSVCCapture(t *testing.T) (pkts []rtpdump.Packet, pics []svcPicture, siz
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pkts, err = r.All(); err != nil {
+	pkts, err := r.All()
+	if err != nil {
 		t.Fatal(err)
 	}
+	return pkts
+}
+
+// readSVCCapture reads testdata/vp9-l3t3-key.rtpdump: what Chromium sent
+// when it published its fake camera (1280x720) in VP9 with L3T3_KEY, whole
+// packets from a keyframe on (e2e TestCaptureSVCRecording makes it). It
+// returns the packets, the pictures in order (the last may be cut short) and the spatial layers' sizes
+// from the keyframe's scalability structure.
+func readSVCCapture(t *testing.T) (pkts []rtpdump.Packet, pics []svcPicture, sizes [][2]int) {
+	t.Helper()
+	pkts = readCapturePackets(t)
 	for _, sp := range pkts {
 		var p rtp.Packet
 		if err := p.Unmarshal(sp.Data); err != nil || len(sp.Data) != sp.Len {
@@ -201,19 +209,7 @@ func TestVP9SpatialLayersFromBrowser(t *testing.T) {
 // pictures, in order.
 func captureLayerFrames(t testing.TB) [][]byte {
 	t.Helper()
-	f, err := os.Open("testdata/vp9-l3t3-key.rtpdump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := rtpdump.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkts, err := r.All()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkts := readCapturePackets(t)
 	var frames [][]byte
 	var cur []byte
 	for _, sp := range pkts {
