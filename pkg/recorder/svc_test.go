@@ -392,3 +392,23 @@ func TestVP9LayersShows(t *testing.T) {
 		}
 	}
 }
+
+// svcSeed is a fuzz input (fuzzPackets' format) of the capture's first
+// pictures: a keyframe of three spatial layers and what follows.
+func svcSeed(t testing.TB) []byte {
+	var pkts []fuzzPacket
+	var lastTS uint32
+	for i, sp := range readCapturePackets(t)[:40] {
+		var p rtp.Packet
+		if err := p.Unmarshal(sp.Data); err != nil {
+			t.Fatal(err)
+		}
+		fp := fuzzPacket{marker: p.Marker, seqStep: 1, arrivalMs: 2, payload: p.Payload}
+		if i > 0 {
+			fp.tsStep = uint16(p.Timestamp - lastTS)
+		}
+		lastTS = p.Timestamp
+		pkts = append(pkts, fp)
+	}
+	return fuzzInput(pkts...)
+}
