@@ -112,6 +112,40 @@ func videoKeyPackets(t *testing.T, path string) (keys int, first bool) {
 	return keys, first
 }
 
+// playFile is run in a page: a <video> plays src for a second, then seeks
+// to its middle and plays a second more; it returns the video's size, the
+// frames it decoded and those corrupt, its duration, where the seek landed
+// and where playing went from there.
+const playFile = `(async (src) => {
+	const v = document.createElement('video');
+	v.muted = true;
+	document.body.append(v);
+	const next = (name) => new Promise((resolve, reject) => {
+		const t = setTimeout(() => reject(new Error('no ' + name + ' event')), 20000);
+		v.addEventListener(name, () => { clearTimeout(t); resolve(); }, {once: true});
+		v.addEventListener('error', () => { clearTimeout(t); reject(new Error('media error ' + (v.error && v.error.code) + ' ' + (v.error && v.error.message))); }, {once: true});
+	});
+	const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+	try {
+		v.src = src;
+		await next('loadeddata');
+		await v.play();
+		await sleep(1000);
+		const duration = v.duration;
+		v.currentTime = duration / 2;
+		await next('seeked');
+		const at = v.currentTime;
+		await sleep(1000);
+		const q = v.getVideoPlaybackQuality();
+		const res = {width: v.videoWidth, height: v.videoHeight, frames: q.totalVideoFrames, corrupt: q.corruptedVideoFrames,
+			duration, at, then: v.currentTime};
+		v.remove();
+		return res;
+	} catch (e) {
+		return {err: String(e)};
+	}
+})`
+
 // download GETs url into a file in dir.
 func download(t *testing.T, url, dir, name string) string {
 	t.Helper()
@@ -143,8 +177,9 @@ func download(t *testing.T, url, dir, name string) string {
 // at 1280x720. The server's file of the stream holds the top spatial
 // layer: the manifest gives 1280x720, every decoded frame is 1280x720 but
 // the page's one-layer start, ffmpeg decodes it without an error, it has
-// one frame for each picture the page sent (not one per layer), and it
-// lasts as long as the session; the offline mix holds the video, as long.
+// one frame for each picture the page sent (not one per layer), it lasts
+// as long as the session, and Chromium plays it at 1280x720 and seeks in
+// it; the offline mix holds the video, as long.
 func TestRecordVP9SpatialLayersFromBrowser(t *testing.T) {
 	dir := t.TempDir()
 	settings := mixer.DefaultSettings()
@@ -285,6 +320,23 @@ func TestRecordVP9SpatialLayersFromBrowser(t *testing.T) {
 	}
 	if want := float64(rec.DurationMs) / 1000; math.Abs(dur-want) > 0.5 {
 		t.Errorf("the file lasts %.2f s, the session %.2f s", dur, want)
+	}
+
+	// Chromium plays the file: at 1280x720, no frame corrupt, and it
+	// seeks to the middle and plays on from there.
+	var play struct {
+		Width, Height      float64
+		Frames, Corrupt    float64
+		Duration, At, Then float64
+		Err                string
+	}
+	if err := p.eval(playFile+"("+jsString(srv.URL()+rec.Streams[0].URL)+")", &play); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Chromium plays the file: %+v", play)
+	if play.Err != "" || play.Width != 1280 || play.Height != 720 || play.Frames < 10 || play.Corrupt > 0 ||
+		math.Abs(play.At-play.Duration/2) > 0.5 || play.Then <= play.At {
+		t.Errorf("Chromium plays the file: %+v; want 1280x720, frames and none corrupt, a seek to the middle and playing on", play)
 	}
 
 	// The offline mix has the video.
