@@ -235,6 +235,7 @@ func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
 	if n == 0 || n > 8 {
 		if f, ok := parseVP9Frame(a.buf, &l.refs); ok {
 			f.update(&l.refs)
+			l.note(&f)
 		}
 		return a.buf, key, w, h
 	}
@@ -248,7 +249,8 @@ func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
 			return a.buf, key, w, h
 		}
 		f.update(&l.refs)
-		if !show {
+		l.note(&f)
+		if !show && !l.fragile {
 			if out, hidden := appendHidden(a.out[:0], a.buf, &f); hidden {
 				a.out = out
 				return a.out, key, 0, 0
@@ -256,30 +258,33 @@ func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
 		}
 		return a.buf, key, w, h
 	}
+	// Parse every layer frame first (in order: each may take its size
+	// from a slot the one before refreshed), then hide what may be.
+	var frames [8]vp9Frame
+	var parsed [8]bool
+	for i := range n {
+		frames[i], parsed[i] = parseVP9Frame(l.layer(a.buf, i), &l.refs)
+		if parsed[i] {
+			frames[i].update(&l.refs)
+			l.note(&frames[i])
+		}
+	}
 	a.out = a.out[:0]
 	var sizes [8]int
-	for i, off := range l.offs {
-		end := len(a.buf)
-		if i+1 < n {
-			end = l.offs[i+1]
-		}
-		lf := a.buf[off:end]
+	for i := range n {
+		lf := l.layer(a.buf, i)
 		start := len(a.out)
-		f, ok := parseVP9Frame(lf, &l.refs)
 		hidden := false
-		if ok && (i+1 < n || !show) {
-			a.out, hidden = appendHidden(a.out, lf, &f)
+		if parsed[i] && (i+1 < n && parsed[i+1] && hideable(&frames[i], &frames[i+1]) || i+1 == n && !show && !l.fragile) {
+			a.out, hidden = appendHidden(a.out, lf, &frames[i])
 		}
 		if !hidden {
 			a.out = append(a.out, lf...)
 		}
-		if ok {
-			f.update(&l.refs)
-			if i+1 == n && show && f.size.w > 0 && key {
-				w, h = f.size.w, f.size.h
-			}
-		}
 		sizes[i] = len(a.out) - start
+	}
+	if last := &frames[n-1]; show && key && parsed[n-1] && last.size.w > 0 {
+		w, h = last.size.w, last.size.h
 	}
 	marker := byte(0xc0 | 3<<3 | byte(n-1))
 	a.out = append(a.out, marker)

@@ -412,3 +412,36 @@ func svcSeed(t testing.TB) []byte {
 	}
 	return fuzzInput(pkts...)
 }
+
+// A frame is hidden only where that changes nothing in how the next one
+// decodes (its use of the previous frame's motion vectors).
+func TestVP9Hideable(t *testing.T) {
+	small, big := vp9Size{320, 180}, vp9Size{640, 360}
+	for _, c := range []struct {
+		next vp9Frame
+		want bool
+	}{
+		{vp9Frame{size: big}, true},                    // the layer above
+		{vp9Frame{size: small, errorRes: true}, true},  // error resilient
+		{vp9Frame{size: small, key: true}, true},       // intra
+		{vp9Frame{size: small, intraOnly: true}, true}, //
+		{vp9Frame{size: small}, false},                 // same size, may use the motion vectors
+		{vp9Frame{}, false},                            // size not known
+	} {
+		f := vp9Frame{size: small}
+		if got := hideable(&f, &c.next); got != c.want {
+			t.Errorf("hide a %v frame before %+v: %v, want %v", small, c.next, got, c.want)
+		}
+	}
+	var l vp9Layers
+	for _, f := range []vp9Frame{{key: true}, {intraOnly: true}, {errorRes: true}} {
+		l.note(&f)
+	}
+	if l.fragile {
+		t.Error("a stream of error resilient inter frames taken as fragile")
+	}
+	l.note(&vp9Frame{})
+	if !l.fragile {
+		t.Error("an inter frame without error resilience not noted")
+	}
+}

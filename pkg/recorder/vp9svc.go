@@ -27,6 +27,37 @@ type vp9Layers struct {
 	top int
 	// short counts the pictures in a row without the top layer.
 	short int
+	// fragile: an inter frame of the stream was not error resilient (see
+	// hideable).
+	fragile bool
+}
+
+// layer returns layer frame i of the picture in buf.
+func (l *vp9Layers) layer(buf []byte, i int) []byte {
+	end := len(buf)
+	if i+1 < len(l.offs) {
+		end = l.offs[i+1]
+	}
+	return buf[l.offs[i]:end]
+}
+
+// note takes in what a frame says of the stream.
+func (l *vp9Layers) note(f *vp9Frame) {
+	if !f.key && !f.intraOnly && !f.showExisting && !f.errorRes {
+		l.fragile = true
+	}
+}
+
+// hideable says whether frame f may be hidden when next is the frame
+// decoded after it. Whether the frame before was shown is one of the
+// conditions for a frame to use its motion vectors (the specification's
+// UsePrevFrameMvs; FFmpeg's use_last_frame_mvs), so hiding f changes how
+// next decodes unless next does not use them anyway: it is error resilient
+// (Chromium's layer frames all are), intra, or of another size (the layer
+// above). A picture left out whole is hidden only in a stream whose inter
+// frames are all error resilient, as the frame after it is not known yet.
+func hideable(f, next *vp9Frame) bool {
+	return next.errorRes || next.key || next.intraOnly || next.size.w > 0 && next.size != f.size
 }
 
 // maxShortPictures: the recording follows the layer below when so many
