@@ -46,19 +46,26 @@ type tile struct {
 	hidden        bool
 }
 
-// layer is the index in layers (lowest first) of the layer the tile needs:
+// sizer is a layer with a picture size (0: not known): a simulcast layer, or
+// a rung.
+type sizer interface{ size() (w, h int) }
+
+// size is the picture size the track's newest keyframe carried (0: none).
+func (f *forwarder) size() (w, h int) { return int(f.width.Load()), int(f.height.Load()) }
+
+// tileNeeds is the index in layers (lowest first) of the layer tile t needs:
 // the smallest at least as large as the tile (a smaller one would be shown
 // stretched), the last when none is or the tile's size is not known. sized
 // reports whether every layer looked at before the answer had a known size
 // (sizes are read from keyframes of the codecs that carry them); a layer
 // without one is passed over.
-func (t tile) layer(layers []*forwarder) (i int, sized bool) {
+func tileNeeds[L sizer](t tile, layers []L) (i int, sized bool) {
 	sized = true
 	if t.width <= 0 || t.height <= 0 {
 		return len(layers) - 1, true
 	}
 	for i, f := range layers {
-		w, h := int(f.width.Load()), int(f.height.Load())
+		w, h := f.size()
 		if w == 0 || h == 0 {
 			sized = false
 			continue
@@ -224,11 +231,11 @@ func (s *subscriber) allocate(now time.Time) {
 		// estimate to just short of what any layer switch needs.
 		wanted += want * upgradeMargin
 		rate := 0.0
-		if choice != nil {
+		if choice.f != nil {
 			rate = float64(max(choice.rateUpTo(tcap, now), 1))
 			budget -= rate
 		}
-		if choice == nil && pausedFor != "" || choice != nil && want > rate {
+		if choice.f == nil && pausedFor != "" || choice.f != nil && want > rate {
 			held = true
 		}
 		if pausedFor != "" {
@@ -238,7 +245,8 @@ func (s *subscriber) allocate(now time.Time) {
 			s.log.Debug("temporal layers", "track", v.d.fwd.id, "from", old, "to", tcap,
 				"frame rate", v.d.fwd.layers.list()[0].frameRateUpTo(tcap))
 		}
-		v.d.setTarget(choice)
+		v.d.setTarget(choice.f)
+		v.d.setSpatial(choice.sid, now)
 		if pausedFor == "" {
 			v.d.setCarrier(nil)
 		}
@@ -252,67 +260,79 @@ func (s *subscriber) allocate(now time.Time) {
 }
 
 // pick chooses a video's layer within budget (keepBudget, for keeping the
-// lowest layer being sent, may be more: alloc.avg): it returns the layer (nil:
-// none) and the highest of its temporal layers to send (allTemporal: all;
-// only the lowest layer is ever sent without all of them), the rate its
-// tile wants (the layer the tile needs), and, when it pauses for lack of
-// bandwidth, why.
-func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (*forwarder, int, float64, string) {
+// lowest layer being sent, may be more: alloc.avg): it returns the rung (a
+// simulcast layer, or spatial layers; its f nil: none) and the highest of
+// its temporal layers to send (allTemporal: all; only the lowest rung is
+// ever sent without all of them), the rate its tile wants (the rung the
+// tile needs), and, when it pauses for lack of bandwidth, why.
+func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now time.Time) (rung, int, float64, string) {
 	if v.tile.hidden {
 		v.d.dipSince = time.Time{}
-		return nil, allTemporal, 0, ""
+		return rung{}, allTemporal, 0, ""
 	}
-	var layers []*forwarder
-	for _, f := range v.d.fwd.layers.list() {
-		if f.bitrate(now) > 0 {
-			layers = append(layers, f)
+	rungs := v.d.fwd.rungs(now)
+	if len(rungs) == 0 {
+		// Nothing measured yet (the stream just started): the lowest layer.
+		return rung{f: v.d.fwd.layers.list()[0], sid: allSpatial}, allTemporal, videoUnknown, ""
+	}
+	// The rung the tile needs: the smallest at least as large as it.
+	need, _ := tileNeeds(v.tile, rungs)
+	want := float64(rungs[need].rateUpTo(allTemporal, now))
+	// The rung being sent now (-1: none, or a simulcast layer no longer
+	// arriving): spatial rungs are numbered by their top layer.
+	sending := v.d.sending.Load()
+	cur := -1
+	for i, r := range rungs {
+		if r.f == sending {
+			cur = i
+			if r.sid < allSpatial {
+				cur = min(int(v.d.ssent.Load()), len(rungs)-1)
+				break
+			}
 		}
 	}
-	if len(layers) == 0 {
-		// Nothing measured yet (the stream just started): the lowest layer.
-		return v.d.fwd.layers.list()[0], allTemporal, videoUnknown, ""
+	above := func(i int) bool { // rungs[i] is above what is sent: going up, or resuming
+		if cur < 0 {
+			return sending == nil || rungs[i].f.layer > sending.layer
+		}
+		return i > cur
 	}
-	// The layer the tile needs: the smallest at least as large as it.
-	need, _ := v.tile.layer(layers)
-	want := float64(layers[need].bitrate(now))
-	sending := v.d.sending.Load()
 	curCap := int(v.d.tcap.Load())
 	for i := need; i >= 0; i-- {
-		f := layers[i]
-		r := float64(f.bitrate(now))
-		if sending == nil || f.layer > sending.layer || f == sending && curCap < allTemporal {
+		r := float64(rungs[i].rateUpTo(allTemporal, now))
+		if above(i) || i == cur && curCap < allTemporal {
 			r *= upgradeMargin // going up (or resuming): with some to spare
 		}
-		// The layer being sent is kept through a short dip of the
-		// estimate (a burst queued somewhere, a stall of the sender) while
-		// the estimate's average has room for it: going down and up again
+		// The rung being sent is kept through a short dip of the estimate
+		// (a burst queued somewhere, a stall of the sender) while the
+		// estimate's average has room for it: going down and up again
 		// would cost a keyframe of the lower layer now and one of this
 		// layer a moment later, and every subscriber of the layer
 		// receives those.
-		if f == sending && r > budget && r <= keepBudget {
+		if i == cur && r > budget && r <= keepBudget {
 			if v.d.dipSince.IsZero() {
 				v.d.dipSince = now
 			}
 			if now.Sub(v.d.dipSince) < keepDip {
 				v.d.shortSince = time.Time{}
-				return f, curCap, want, ""
+				return rungs[i], curCap, want, ""
 			}
 		}
 		if r <= budget {
 			v.d.dipSince = time.Time{}
 			v.d.shortSince = time.Time{}
-			return f, allTemporal, want, ""
+			return rungs[i], allTemporal, want, ""
 		}
 	}
-	// Not all of the lowest layer fits: fewer of its temporal layers (a
+	// Not all of the lowest rung fits: fewer of its temporal layers (a
 	// lower frame rate), where it has them, before anything pauses.
 	v.d.dipSince = time.Time{}
-	low := layers[0]
-	lowRate, lowCap := float64(low.bitrate(now)), allTemporal
-	if n := low.temporalLayers(now); n > 1 {
+	low := rungs[0]
+	lowRate, lowCap := float64(low.rateUpTo(allTemporal, now)), allTemporal
+	if n := low.f.temporalLayers(now); n > 1 {
 		for t := n - 2; t >= 0; t-- {
 			r := float64(low.rateUpTo(t, now))
-			if sending == nil || sending == low && t > curCap {
+			if sending == nil || cur == 0 && t > curCap {
 				r *= upgradeMargin
 			}
 			if r > 0 && r <= budget {
@@ -322,16 +342,16 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 		}
 		lowRate, lowCap = float64(low.rateUpTo(0, now)), 0
 	}
-	// Not even the lowest layer's lowest rate fits. One being sent is kept
+	// Not even the lowest rung's lowest rate fits. One being sent is kept
 	// while it is over the budget by at most keepMargin, and beyond that
 	// for pauseAfter: an estimate dips after each burst (a keyframe queues
 	// on a slow link), and a pause costs the subscriber a keyframe wait
 	// when it ends. Until the estimate rests on the receiver's feedback,
 	// nothing pauses.
 	//
-	// A video being shown (on any layer) falls back to the lowest layer
-	// before it pauses: at the start the optimistic first estimate may
-	// have put it on a layer far above what the link carries.
+	// A video being shown (on any rung) falls back to the lowest before it
+	// pauses: at the start the optimistic first estimate may have put it
+	// on a layer far above what the link carries.
 	keeping := sending != nil || v.d.target.Load() != nil
 	if keeping && lowRate <= keepMargin*keepBudget {
 		v.d.shortSince = time.Time{}
@@ -343,7 +363,7 @@ func (s *subscriber) pick(v allocItem, budget, keepBudget, estimate float64, now
 	if !s.bwe.Measured() || keeping && now.Sub(v.d.shortSince) < pauseAfter {
 		return low, lowCap, want, ""
 	}
-	return nil, allTemporal, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)
+	return rung{}, allTemporal, want, fmt.Sprintf("video paused: the connection is too slow for it (about %d kbit/s)", int(estimate)/1000)
 }
 
 // reportVideo tells the subscriber when a stream's video paused for lack of

@@ -6,6 +6,8 @@ import (
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/pkg/codec/av1dd"
 )
 
 var videoFeedback = []webrtc.RTCPFeedback{
@@ -62,12 +64,22 @@ func registerCodecs(m *webrtc.MediaEngine, publish bool) error {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 			return err
 		}
+		// AV1's layers are described in the dependency descriptor
+		// (spatial.go).
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: av1dd.URI}, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
 	}
 	if !publish {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 				return err
 			}
+		}
+		// An AV1 stream's dependency descriptor is forwarded: a browser
+		// assembles and decodes AV1 layer frames by it (spatial.go).
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: av1dd.URI}, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/pkg/codec/av1dd"
 )
 
 // binding is what a subscribe connection negotiated for a downTrack.
@@ -24,6 +26,9 @@ type binding struct {
 	// twcc is the transport-wide sequence number's header extension id;
 	// 0 when the subscriber did not negotiate it.
 	twcc uint8
+	// dd is the dependency descriptor's (AV1's layers, forwarded); 0: not
+	// negotiated.
+	dd uint8
 }
 
 // downTrack is one published track as sent to one subscriber. It implements
@@ -54,6 +59,7 @@ type downTrack struct {
 	// tl is the temporal layer selection (temporal.go); payloadBuf holds
 	// a payload whose picture id it moved.
 	tl         temporalState
+	sl         spatialState
 	payloadBuf [maxPacket]byte
 	// resent remembers when recent sequence numbers were sent again, so a
 	// NACK repeated within a round trip does not send a packet twice.
@@ -77,6 +83,10 @@ type downTrack struct {
 	// allocation's choice; the writer follows it at frames where that is
 	// decodable (temporal.go).
 	tcap atomic.Int32
+	// scap is the highest spatial layer to send (allSpatial: all), the
+	// allocation's choice, and ssent the one the writer sends now (it
+	// follows scap at keyframes going up, spatial.go).
+	scap, ssent atomic.Int32
 	// carrier is the layer a video paused for lack of bandwidth stays a
 	// sink of: after its frames the writer may send probe padding, so the
 	// estimate can show the link recovered.
@@ -94,12 +104,17 @@ type downTrack struct {
 	// over the budget, through a dip of the estimate (zero: not keeping);
 	// the allocation's, under its lock.
 	dipSince time.Time
+	// spatialAsked is when the allocation last asked for a keyframe to go
+	// up a spatial layer at (spatial.go); under its lock.
+	spatialAsked time.Time
 }
 
 func newDownTrack(f *forwarder, s *subscriber) *downTrack {
 	d := &downTrack{fwd: f, sub: s}
 	d.needKeyframe.Store(f.kind == webrtc.RTPCodecTypeVideo)
 	d.tcap.Store(allTemporal)
+	d.scap.Store(allSpatial)
+	d.ssent.Store(allSpatial)
 	return d
 }
 
@@ -122,6 +137,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	for _, x := range ctx.HeaderExtensions() {
 		if x.URI == sdp.TransportCCURI && x.ID > 0 && x.ID < 15 {
 			b.twcc = uint8(x.ID)
+		}
+		if x.URI == av1dd.URI && x.ID > 0 && x.ID < 256 {
+			b.dd = uint8(x.ID)
 		}
 	}
 	d.bound.Store(b)
@@ -235,7 +253,7 @@ func (d *downTrack) write(p *packet, now time.Time, sc *sendScratch) {
 			d.detachUnlessWanted(sending)
 		}
 	}
-	if p.hdr.Marker && v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo {
+	if v == send && d.fwd.kind == webrtc.RTPCodecTypeVideo && d.endsPicture(p) {
 		d.sub.probePad(d, b, out, now, sc) // a frame's end: room for probe padding
 	}
 }
@@ -395,6 +413,7 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, payload []byte, s
 	d.hdr.PayloadType = b.pt
 	d.hdr.SequenceNumber = seq
 	d.hdr.Timestamp = ts
+	d.hdr.Marker = d.endsPicture(p)
 	// Header extension ids are per connection: the publisher's mean nothing
 	// here.
 	d.hdr.Extension = false
@@ -405,6 +424,13 @@ func (d *downTrack) send(b *binding, out *sendPath, p *packet, payload []byte, s
 	if pad || p.padding {
 		payload = nil
 		d.hdr.Padding, d.hdr.PaddingSize, d.hdr.Marker = true, fillPadding, false
+	} else if b.dd != 0 && p.src != nil && p.src.ddExt != 0 {
+		// The publisher's dependency descriptor, as it is: the frames left
+		// out leave gaps in its frame numbers, which a receiver's frame
+		// references skip (no frame sent refers to one left out).
+		if x := p.hdr.GetExtension(p.src.ddExt); len(x) > 0 {
+			_ = d.hdr.SetExtension(b.dd, x)
+		}
 	}
 	return d.sendRTP(b, out, payload, now, sc)
 }

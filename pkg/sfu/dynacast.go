@@ -182,7 +182,7 @@ func (s *subscriber) layerNeed(primary *forwarder, layers []*forwarder) int {
 	if closed || d == nil || t.hidden {
 		return -1
 	}
-	need, sized := t.layer(layers)
+	need, sized := tileNeeds(t, layers)
 	if !sized {
 		return len(layers) - 1
 	}

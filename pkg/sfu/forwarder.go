@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/pkg/codec"
+	"github.com/parley/parley/pkg/codec/av1dd"
 	"github.com/parley/parley/pkg/speaker"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -107,8 +108,12 @@ type forwarder struct {
 	// described says which payload descriptor the reader parses for
 	// temporal layers (temporal.go).
 	described describedCodec
-	pool      *packetPool
-	log       *slog.Logger
+	// ddExt is the dependency descriptor's header extension id (AV1's
+	// layers, 0: not negotiated) and dd its reader's state (spatial.go).
+	ddExt uint8
+	dd    av1dd.Reader
+	pool  *packetPool
+	log   *slog.Logger
 	// wakeWriters wakes the writers of the sinks that enqueue made ready.
 	wakeWriters func()
 
@@ -158,8 +163,10 @@ type forwarder struct {
 	width, height atomic.Int32
 	rateBytes     int
 	rateSince     time.Time
-	// temporal is the same per temporal layer (temporal.go).
+	// temporal is the same per temporal layer (temporal.go), spatial per
+	// spatial layer, with their sizes (spatial.go).
 	temporal temporalRates
+	spatial  spatialRates
 
 	// keyframeAt is when the newest keyframe's packet came (unix ns; 0:
 	// none yet): a keyframe request held back by the throttle is dropped
@@ -306,7 +313,7 @@ func (f *forwarder) run() {
 		p.keyframe = !p.padding && (!isVideo || codec.IsKeyframe(f.codec.MimeType, p.payload))
 		p.desc = codec.Descriptor{}
 		if f.described != 0 && !p.padding {
-			p.desc = f.describe(p.payload)
+			p.desc = f.describe(p)
 		}
 		f.received.Add(1)
 		if f.muted.Load() {
@@ -342,6 +349,7 @@ func (f *forwarder) measure(p *packet) {
 		f.rateSince = p.arrived
 	}
 	f.temporal.count(p)
+	f.spatial.count(p)
 	if el := p.arrived.Sub(f.rateSince); el >= rateWindow {
 		r := int64(float64(f.rateBytes*8) / el.Seconds())
 		if old := f.rate.Load(); old > 0 {
@@ -350,10 +358,23 @@ func (f *forwarder) measure(p *packet) {
 		f.rate.Store(r)
 		f.rateBytes, f.rateSince = 0, p.arrived
 		f.temporal.measure(el)
+		f.spatial.measure(el)
 	}
 	if p.keyframe && f.kind == webrtc.RTPCodecTypeVideo {
 		f.keyframeAt.Store(p.arrived.UnixNano())
-		if w, h, ok := codec.FrameSize(f.codec.MimeType, p.payload); ok {
+		// A VP9 keyframe's scalability structure gives the size of each
+		// spatial layer; its first layer frame, only the lowest's.
+		w, h, ok := 0, 0, false
+		switch {
+		case f.described == describeVP9 && p.desc.SSAt != 0:
+			w, h, ok = f.spatial.sizes(p.payload)
+		case f.described == describeAV1:
+			w, h, ok = f.spatial.sizesAV1(f.dd.Structure())
+		}
+		if !ok {
+			w, h, ok = codec.FrameSize(f.codec.MimeType, p.payload)
+		}
+		if ok {
 			f.width.Store(int32(w))
 			f.height.Store(int32(h))
 		}

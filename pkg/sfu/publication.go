@@ -313,6 +313,8 @@ func (pub *publication) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPRecei
 	levelExt := uint8(0)
 	if f.kind == webrtc.RTPCodecTypeAudio {
 		levelExt = levelExtension(recv)
+	} else {
+		f.describeDD(ddExtension(recv))
 	}
 	mid := ""
 	for _, t := range ssrcPC.GetTransceivers() {

@@ -844,6 +844,11 @@ type TrackStats struct {
 	Layer          string
 	TemporalLayers int
 	FrameRate      float64
+	// SpatialLayers is how many of the stream's spatial layers are sent
+	// (0: all, or it has none), and Width and Height the picture size of
+	// the top one sent (0: not known).
+	SpatialLayers int
+	Width, Height int
 }
 
 func (s *subscriber) snapshot(session, name string) SubscriberStats {
@@ -872,6 +877,13 @@ func (s *subscriber) snapshot(session, name string) SubscriberStats {
 		}
 		if l := d.sending.Load(); l != nil {
 			ts.Layer = l.rid
+			ts.Width, ts.Height = l.size()
+			if n := l.spatialLayers(time.Now()); n > 1 {
+				if sid := int(d.ssent.Load()); sid < n-1 {
+					ts.SpatialLayers = sid + 1
+					ts.Width, ts.Height = rung{f: l, sid: sid}.size()
+				}
+			}
 			tcap := int(d.tcap.Load())
 			if n := l.temporalLayers(time.Now()); n > 1 {
 				ts.FrameRate = l.frameRateUpTo(tcap)

@@ -36,6 +36,9 @@ const (
 	describeNone describedCodec = iota
 	describeVP8
 	describeVP9
+	// describeAV1: AV1's layers are in the dependency descriptor header
+	// extension, when the publisher negotiated it (spatial.go).
+	describeAV1
 )
 
 func describedCodecOf(mime string) describedCodec {
@@ -48,15 +51,18 @@ func describedCodecOf(mime string) describedCodec {
 	return describeNone
 }
 
-// describe parses a packet's payload descriptor (zero when it is malformed).
-func (f *forwarder) describe(payload []byte) codec.Descriptor {
+// describe parses a packet's payload descriptor, or its dependency
+// descriptor (zero when it is malformed). Only the reader calls it.
+func (f *forwarder) describe(p *packet) codec.Descriptor {
 	var d codec.Descriptor
 	var ok bool
 	switch f.described {
 	case describeVP8:
-		d, ok = codec.ParseVP8(payload)
+		d, ok = codec.ParseVP8(p.payload)
 	case describeVP9:
-		d, ok = codec.ParseVP9(payload)
+		d, ok = codec.ParseVP9(p.payload)
+	case describeAV1:
+		d, ok = f.describeAV1(p)
 	}
 	if !ok {
 		return codec.Descriptor{}
@@ -196,6 +202,9 @@ func (d *downTrack) leaveOut(p *packet, first bool) bool {
 	}
 	if !p.desc.HasTID || p.padding {
 		return false
+	}
+	if d.leaveOutSpatial(p, first) {
+		return true // the picture's lower layers are sent: its id is not left out
 	}
 	tid := p.desc.TID
 	if p.desc.Start {

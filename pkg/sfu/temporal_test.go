@@ -61,7 +61,7 @@ func (st *temporalStream) nextFrame() []*packet {
 			pl[6] = 0x00
 		}
 		p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP8, p.payload)
-		p.desc = st.f.describe(p.payload)
+		p.desc = st.f.describe(p)
 		p.src = st.f
 		p.refs.Store(1) // the test's
 		out = append(out, p)
@@ -222,9 +222,9 @@ func TestAllocationDropsTemporalLayersBeforePausing(t *testing.T) {
 			d.sending.Store(f)
 		}
 		got, tcap, want, paused := s.pick(it, c.budget, c.budget, c.budget, now)
-		if got != f || tcap != c.cap || paused != "" || want != 1_000_000 {
+		if got.f != f || tcap != c.cap || paused != "" || want != 1_000_000 {
 			t.Fatalf("budget %.0f: layer %v, temporal cap %d, want %.0f, paused %q; want the stream capped at %d",
-				c.budget, got != nil, tcap, want, paused, c.cap)
+				c.budget, got.f != nil, tcap, want, paused, c.cap)
 		}
 		d.tcap.Store(int32(tcap))
 		if got := f.rateUpTo(tcap, now); tcap == 1 && got != 500_000 || tcap == 0 && got != 250_000 {
@@ -233,12 +233,12 @@ func TestAllocationDropsTemporalLayersBeforePausing(t *testing.T) {
 	}
 	// Below the base layer (and beyond keepMargin): kept for pauseAfter,
 	// then paused.
-	if got, tcap, _, paused := s.pick(it, 150_000, 150_000, 150_000, now); got != f || tcap != 0 || paused != "" {
-		t.Fatalf("just below the base layer: layer %v cap %d paused %q, want it kept at 0", got != nil, tcap, paused)
+	if got, tcap, _, paused := s.pick(it, 150_000, 150_000, 150_000, now); got.f != f || tcap != 0 || paused != "" {
+		t.Fatalf("just below the base layer: layer %v cap %d paused %q, want it kept at 0", got.f != nil, tcap, paused)
 	}
 	later := now.Add(pauseAfter)
 	f.lastAt.Store(later.UnixNano())
-	if got, _, _, paused := s.pick(it, 150_000, 150_000, 150_000, later); got != nil || paused == "" {
+	if got, _, _, paused := s.pick(it, 150_000, 150_000, 150_000, later); got.f != nil || paused == "" {
 		t.Fatalf("below the base layer for %v: not paused", pauseAfter)
 	}
 
@@ -246,12 +246,12 @@ func TestAllocationDropsTemporalLayersBeforePausing(t *testing.T) {
 	setRates(f, now, 1_000_000)
 	f.temporal.layers.Store(0)
 	d.shortSince = time.Time{}
-	if got, tcap, _, _ := s.pick(it, 600_000, 600_000, 600_000, now); got != f || tcap != allTemporal {
+	if got, tcap, _, _ := s.pick(it, 600_000, 600_000, 600_000, now); got.f != f || tcap != allTemporal {
 		t.Fatalf("no temporal layers, under the rate: cap %d, want all (kept, then paused)", tcap)
 	}
 	later = now.Add(2 * pauseAfter)
 	f.lastAt.Store(later.UnixNano())
-	if got, _, _, paused := s.pick(it, 600_000, 600_000, 600_000, later); got != nil || paused == "" {
+	if got, _, _, paused := s.pick(it, 600_000, 600_000, 600_000, later); got.f != nil || paused == "" {
 		t.Fatal("no temporal layers, under the rate for long: not paused")
 	}
 }
@@ -340,7 +340,7 @@ func BenchmarkFanOutTemporal(b *testing.B) {
 				p.padding = false
 				p.arrived = time.Now()
 				p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP8, p.payload)
-				p.desc = f.describe(p.payload)
+				p.desc = f.describe(p)
 				if pat.tid == 0 {
 					base++
 				}
@@ -429,7 +429,7 @@ func TestTemporalLayersVP9(t *testing.T) {
 			}
 			pl[4] = byte(frame / 4) // TL0PICIDX
 			p.keyframe = codec.IsKeyframe(webrtc.MimeTypeVP9, p.payload)
-			p.desc = f.describe(p.payload)
+			p.desc = f.describe(p)
 			p.src = f
 			p.refs.Store(1)
 			all = append(all, p)

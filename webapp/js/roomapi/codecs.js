@@ -79,17 +79,16 @@ export function simulcastCodec(codec) {
 }
 
 // scalabilityModes are the scalability modes a camera track in codec may be published with when it
-// goes as one encoding (not simulcast), best first; the first the browser takes is used. VP9 goes
-// with spatial and temporal layers, as many spatial layers as its capture has room for (three from
-// 960x540 up, like simulcast's three layers; two from 480x270), in the _KEY structure: an upper
-// spatial layer refers to the one below only at keyframes, so the server can send a receiver the
-// lower layers alone (a smaller picture for a small tile or a weak link) and the stream stays
-// decodable; and three temporal layers, so a receiver whose link is short of even the lowest
-// spatial layer gets a lower frame rate before its video pauses. The server reads both from VP9's
-// payload descriptor. Not AV1: its layers are in the dependency descriptor, which the server does
-// not read per packet yet.
+// goes as one encoding (not simulcast), best first; the first the browser takes is used. VP9 and
+// AV1 go with spatial and temporal layers, as many spatial layers as the capture has room for
+// (three from 960x540 up, like simulcast's three layers; two from 480x270), in the _KEY structure:
+// an upper spatial layer refers to the one below only at keyframes, so the server can send a
+// receiver the lower layers alone (a smaller picture for a small tile or a weak link) and the
+// stream stays decodable; and three temporal layers, so a receiver whose link is short of even the
+// lowest spatial layer gets a lower frame rate before its video pauses. The server reads VP9's
+// layers from its payload descriptor, AV1's from the dependency descriptor header extension.
 export function scalabilityModes(codec, track) {
-  if (String(codec || '').toLowerCase() !== 'vp9') return [];
+  if (!['vp9', 'av1'].includes(String(codec || '').toLowerCase())) return [];
   const st = (track && track.getSettings && track.getSettings()) || {};
   const pixels = (st.width || 0) * (st.height || 0);
   if (pixels >= 960 * 540) return ['L3T3_KEY', 'L1T3'];
