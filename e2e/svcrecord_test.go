@@ -181,6 +181,18 @@ func download(t *testing.T, url, dir, name string) string {
 // as long as the session, and Chromium plays it at 1280x720 and seeks in
 // it; the offline mix holds the video, as long.
 func TestRecordVP9SpatialLayersFromBrowser(t *testing.T) {
+	recordSVCFromBrowser(t, "VP9")
+}
+
+// TestRecordAV1SpatialLayersFromBrowser is the same with AV1 (?codec=AV1),
+// which the web app also publishes in L3T3_KEY.
+func TestRecordAV1SpatialLayersFromBrowser(t *testing.T) {
+	recordSVCFromBrowser(t, "AV1")
+}
+
+// recordSVCFromBrowser records a page publishing its camera in codec (VP9
+// or AV1) with spatial layers, and checks the recording.
+func recordSVCFromBrowser(t *testing.T, codec string) {
 	dir := t.TempDir()
 	settings := mixer.DefaultSettings()
 	settings.Width, settings.Height = 640, 360
@@ -200,19 +212,19 @@ func TestRecordVP9SpatialLayersFromBrowser(t *testing.T) {
 		c.Auth.Tokens = verifier
 	})
 	room := fmt.Sprintf("svcrec%d", time.Now().UnixNano()%100000)
-	p := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&codec=VP9&record=1", srv.URL(), room))
+	p := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&codec=%s&record=1", srv.URL(), room, codec))
 	p.waitFor("the REC mark", func() (bool, string) {
 		var rec bool
 		_ = p.eval(`(() => { const r = document.querySelector('#rec'); return !!r && !r.hidden; })()`, &rec)
 		return rec, fmt.Sprint(rec)
 	})
-	// The page sends VP9 in L3T3_KEY, its top layer at the capture's size.
+	// The page sends codec in L3T3_KEY, its top layer at the capture's size.
 	var out pageVideoOut
-	p.waitFor("VP9 in L3T3_KEY at 1280x720", func() (bool, string) {
+	p.waitFor(codec+" in L3T3_KEY at 1280x720", func() (bool, string) {
 		if err := p.eval(readPageVideoOut, &out); err != nil {
 			return false, err.Error()
 		}
-		return strings.EqualFold(out.Codec, "video/VP9") && out.Mode == "L3T3_KEY" && out.Width == 1280 && out.Height == 720,
+		return strings.EqualFold(out.Codec, "video/"+codec) && out.Mode == "L3T3_KEY" && out.Width == 1280 && out.Height == 720,
 			fmt.Sprintf("%+v", out)
 	})
 	reached := time.Now() // the page said so by then
@@ -278,7 +290,7 @@ func TestRecordVP9SpatialLayersFromBrowser(t *testing.T) {
 	}
 
 	// Every frame decodes, one a picture, at the top layer's size: from the
-	// first on that is. Chromium starts a VP9 SVC stream as one 320x180
+	// first on that is. Chromium starts an SVC stream as one 320x180
 	// layer (its scalability structure says one layer) for a picture or
 	// two, until its bandwidth estimate allows all three; the frames of
 	// that start come before the page said it sent 1280x720 (the file's
