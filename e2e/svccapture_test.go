@@ -56,12 +56,33 @@ func TestCaptureSVC(t *testing.T) {
 	var notes []string
 	for _, c := range []struct{ codec, file string }{{"VP9", "vp9-l3t3.rtpdump"}, {"AV1", "av1-l3t3.rtpdump"}} {
 		t.Run(c.codec, func(t *testing.T) {
-			notes = append(notes, captureSVC(t, srv.URL, c.codec, filepath.Join(out, c.file))...)
+			notes = append(notes, captureSVC(t, srv.URL, c.codec, "L3T3", filepath.Join(out, c.file), 64, 3*time.Second, 0)...)
 		})
 	}
 	if err := os.WriteFile(filepath.Join(out, "capture.txt"), []byte(strings.Join(notes, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCaptureSVCRecording captures what pkg/recorder's tests record: 0.8 s
+// of the VP9 camera a page publishes in L3T3_KEY (the web app's mode for a
+// 1280x720 camera) from a keyframe on, whole packets, at most 1 Mbit/s
+// (a small file). To make it again:
+//
+//	PARLEY_SVC_OUT=$PWD/pkg/recorder/testdata flock /tmp/parley-heavy.lock \
+//	  go test -tags svccapture -run TestCaptureSVCRecording -count=1 -v ./e2e
+func TestCaptureSVCRecording(t *testing.T) {
+	out := os.Getenv("PARLEY_SVC_OUT")
+	if out == "" {
+		out = t.TempDir()
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>svc capture</title>")
+	}))
+	defer srv.Close()
+	notes := captureSVC(t, srv.URL, "VP9", "L3T3_KEY", filepath.Join(out, "vp9-l3t3-key.rtpdump"), 0, 800*time.Millisecond, 1_000_000)
+	t.Log(strings.Join(notes, "\n"))
 }
 
 // publishSVC is run in the page: it publishes the fake camera in one codec
@@ -111,9 +132,12 @@ type svcSender struct {
 	Width, Height, Bps                    float64
 }
 
-// captureSVC publishes the fake camera in codec with L3T3 and writes what
-// arrives to file; it returns lines for capture.txt.
-func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
+// captureSVC publishes the fake camera in codec with scalability mode mode
+// and writes what arrives in the first span from a keyframe on to file,
+// each packet's header and the first keep bytes of its payload (all of it
+// when keep is 0), with the sender held to maxBitrate bit/s (0: no limit);
+// it returns lines for capture.txt.
+func captureSVC(t *testing.T, pageURL, codecName, mode, file string, keep int, span time.Duration, maxBitrate int) []string {
 	const ddURI = av1dd.URI
 	p := openPage(t, "svc-"+codecName, pageURL)
 	var offer struct {
@@ -121,8 +145,14 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 		Modes []string `json:"modes"`
 		Agent string   `json:"agent"`
 	}
-	if err := p.eval(fmt.Sprintf("(%s)(%q, 'L3T3')", publishSVC, codecName), &offer); err != nil {
+	if err := p.eval(fmt.Sprintf("(%s)(%q, %q)", publishSVC, codecName, mode), &offer); err != nil {
 		t.Fatalf("publish: %v", err)
+	}
+	if maxBitrate > 0 {
+		if err := p.eval(fmt.Sprintf(`(async () => { const s = window.__svc.getSenders()[0]; const p = s.getParameters();
+			p.encodings[0].maxBitrate = %d; await s.setParameters(p); return true; })()`, maxBitrate), nil); err != nil {
+			t.Fatalf("maxBitrate: %v", err)
+		}
 	}
 	notes := []string{"# " + codecName + ": " + offer.Agent,
 		fmt.Sprintf("%s scalability modes the browser supports at 1280x720 (mediaCapabilities.encodingInfo): %s",
@@ -195,8 +225,12 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 			if start.IsZero() {
 				start = time.Now()
 			}
-			if time.Since(start) < 3*time.Second {
-				stored = append(stored, rtpdump.Packet{Data: append([]byte(nil), buf[:min(n, hl+64)]...), Len: n, At: time.Since(start)})
+			if time.Since(start) < span {
+				end := n
+				if keep > 0 {
+					end = min(n, hl+keep)
+				}
+				stored = append(stored, rtpdump.Packet{Data: append([]byte(nil), buf[:end]...), Len: n, At: time.Since(start)})
 			}
 			mu.Unlock()
 		}
@@ -244,7 +278,7 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 	}
 	for ctx.Err() == nil {
 		mu.Lock()
-		done := !start.IsZero() && time.Since(start) > 3500*time.Millisecond
+		done := !start.IsZero() && time.Since(start) > span+500*time.Millisecond
 		mu.Unlock()
 		if done {
 			break
@@ -262,7 +296,7 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(stored) < 100 {
+	if len(stored) < 50 {
 		t.Fatalf("%d packets stored from a keyframe on", len(stored))
 	}
 	f, err := os.Create(file)
@@ -293,8 +327,8 @@ func captureSVC(t *testing.T, pageURL, codecName, file string) []string {
 			notes = append(notes, codecName+" "+line)
 		}
 	}
-	return append(notes, fmt.Sprintf("%s: asked L3T3, sender has %q (stats %q), encoder %s, %gx%g, target %g bit/s, limited by %q; %d packets in %s",
-		codecName, s.Mode, s.StatsMode, s.Encoder, s.Width, s.Height, s.Bps, s.Limit, len(stored), filepath.Base(file)))
+	return append(notes, fmt.Sprintf("%s: asked %s, sender has %q (stats %q), encoder %s, %gx%g, target %g bit/s, limited by %q; %d packets in %s",
+		codecName, mode, s.Mode, s.StatsMode, s.Encoder, s.Width, s.Height, s.Bps, s.Limit, len(stored), filepath.Base(file)))
 }
 
 // spatialLayersIn counts the spatial layers of stored packets: VP9's layer

@@ -40,7 +40,7 @@ type assembler struct {
 	gap     bool
 	picID   int
 	arrival time.Time
-	layers  []int // VP9: offsets of the layer frames of a picture
+	svc     vp9Layers
 
 	vp8  codecs.VP8Packet
 	vp9  codecs.VP9Packet
@@ -51,7 +51,7 @@ type assembler struct {
 }
 
 func newAssembler(c codec, maxFrame int) *assembler {
-	a := &assembler{c: c, maxFrame: maxFrame, picID: -1}
+	a := &assembler{c: c, maxFrame: maxFrame, picID: -1, svc: vp9Layers{top: -1}}
 	switch c {
 	case codecPCMU:
 		a.g711 = ulawTable()
@@ -106,15 +106,21 @@ func (a *assembler) push(p *jbPacket, lost bool, emit func(*frameOut)) {
 		}
 		a.open, a.ts, a.broken, a.picID = true, p.ts, false, picID
 		a.buf = a.buf[:0]
-		a.layers = a.layers[:0]
+		a.svc.offs, a.svc.sids = a.svc.offs[:0], a.svc.sids[:0]
 		if lost && (a.c == codecH264 || a.c == codecAV1) {
 			// Nothing in these payloads marks the first packet of a frame:
 			// after a loss its first packets may be gone.
 			a.broken = true
 		}
 	}
-	if a.c == codecVP9 && a.vp9.B {
-		a.layers = append(a.layers, len(a.buf))
+	if a.c == codecVP9 {
+		if a.vp9.V {
+			a.svc.top, a.svc.short = int(a.vp9.NS), 0
+		}
+		if a.vp9.B {
+			a.svc.offs = append(a.svc.offs, len(a.buf))
+			a.svc.sids = append(a.svc.sids, a.vp9.SID)
+		}
 	}
 	if len(a.buf)+len(data) > a.maxFrame {
 		a.broken = true
@@ -199,8 +205,7 @@ func (a *assembler) finish(emit func(*frameOut)) {
 			f.w, f.h = w, h
 		}
 	case codecVP9:
-		f.data = a.vp9Superframe()
-		f.key, f.w, f.h = vp9Key(a.buf)
+		f.data, f.key, f.w, f.h = a.vp9Picture()
 	case codecH264:
 		f.data = a.h264AVCC(&f)
 		f.annexB = a.buf
@@ -216,24 +221,78 @@ func (a *assembler) finish(emit func(*frameOut)) {
 	emit(&f)
 }
 
-// vp9Superframe joins the layer frames of a picture with a superframe index
-// (VP9 bitstream spec annex B) when there are several.
-func (a *assembler) vp9Superframe() []byte {
-	if len(a.layers) <= 1 || len(a.layers) > 8 {
-		return a.buf
-	}
-	a.out = append(a.out[:0], a.buf...)
-	marker := byte(0xc0 | 3<<3 | byte(len(a.layers)-1))
-	a.out = append(a.out, marker)
-	for i, off := range a.layers {
-		end := len(a.buf)
-		if i+1 < len(a.layers) {
-			end = a.layers[i+1]
+// vp9Picture returns the frame to store for a VP9 picture, whether it is a
+// keyframe (its first layer frame is), and the size it shows (0 when it
+// shows none). A picture of several layer frames (spatial layers) goes as a
+// superframe (VP9 bitstream specification, annex B) in which every layer
+// frame but the last is hidden (vp9svc.go): it shows one frame, the top
+// layer's. A picture without the stream's top layer shows nothing (the
+// frame before stays): see vp9Layers.shows.
+func (a *assembler) vp9Picture() (data []byte, key bool, w, h int) {
+	key, w, h = vp9Key(a.buf)
+	l := &a.svc
+	n := len(l.offs)
+	if n == 0 || n > 8 {
+		if f, ok := parseVP9Frame(a.buf, &l.refs); ok {
+			f.update(&l.refs)
+			l.note(&f)
 		}
-		a.out = binary.LittleEndian.AppendUint32(a.out, uint32(end-off))
+		return a.buf, key, w, h
+	}
+	show := l.shows(int(l.sids[n-1]))
+	if !show {
+		w, h = 0, 0
+	}
+	if n == 1 {
+		f, ok := parseVP9Frame(a.buf, &l.refs)
+		if !ok {
+			return a.buf, key, w, h
+		}
+		f.update(&l.refs)
+		l.note(&f)
+		if !show && !l.fragile {
+			if out, hidden := appendHidden(a.out[:0], a.buf, &f); hidden {
+				a.out = out
+				return a.out, key, 0, 0
+			}
+		}
+		return a.buf, key, w, h
+	}
+	// Parse every layer frame first (in order: each may take its size
+	// from a slot the one before refreshed), then hide what may be.
+	var frames [8]vp9Frame
+	var parsed [8]bool
+	for i := range n {
+		frames[i], parsed[i] = parseVP9Frame(l.layer(a.buf, i), &l.refs)
+		if parsed[i] {
+			frames[i].update(&l.refs)
+			l.note(&frames[i])
+		}
+	}
+	a.out = a.out[:0]
+	var sizes [8]int
+	for i := range n {
+		lf := l.layer(a.buf, i)
+		start := len(a.out)
+		hidden := false
+		if parsed[i] && (i+1 < n && parsed[i+1] && hideable(&frames[i], &frames[i+1]) || i+1 == n && !show && !l.fragile) {
+			a.out, hidden = appendHidden(a.out, lf, &frames[i])
+		}
+		if !hidden {
+			a.out = append(a.out, lf...)
+		}
+		sizes[i] = len(a.out) - start
+	}
+	if last := &frames[n-1]; show && key && parsed[n-1] && last.size.w > 0 {
+		w, h = last.size.w, last.size.h
+	}
+	marker := byte(0xc0 | 3<<3 | byte(n-1))
+	a.out = append(a.out, marker)
+	for _, size := range sizes[:n] {
+		a.out = binary.LittleEndian.AppendUint32(a.out, uint32(size))
 	}
 	a.out = append(a.out, marker)
-	return a.out
+	return a.out, key, w, h
 }
 
 // h264AVCC converts the Annex-B access unit to 4-byte length prefixed NAL

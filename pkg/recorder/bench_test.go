@@ -117,3 +117,43 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkWriteRTPVP9SVC is the same for a packet of Chromium's VP9 in
+// L3T3_KEY at 1280x720 (testdata/vp9-l3t3-key.rtpdump, looped from its
+// keyframe), whose pictures are stored with their lower layers hidden.
+func BenchmarkWriteRTPVP9SVC(b *testing.B) {
+	stored := readCapturePackets(b)
+	var pkts []*rtp.Packet
+	var arr []time.Duration
+	for _, sp := range stored {
+		p := &rtp.Packet{}
+		if err := p.Unmarshal(sp.Data); err != nil {
+			b.Fatal(err)
+		}
+		pkts = append(pkts, p)
+		arr = append(arr, sp.At)
+	}
+	// A loop lasts the capture and one frame more (50 ms at its 20 fps).
+	period := pkts[len(pkts)-1].Timestamp - pkts[0].Timestamp + 4500
+	benchWrite(b, []TrackInfo{{Kind: "video", MimeType: "video/VP9"}}, pkts, period, arr)
+}
+
+// BenchmarkVP9HideLayerFrame is the cost of hiding one layer frame of the
+// capture (parsing its uncompressed header and writing it one bit longer).
+func BenchmarkVP9HideLayerFrame(b *testing.B) {
+	frames := captureLayerFrames(b)
+	var dst []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		fr := frames[i%len(frames)]
+		var refs vp9Refs
+		f, ok := parseVP9Frame(fr, &refs)
+		if !ok {
+			b.Fatal("parse")
+		}
+		if dst, ok = appendHidden(dst[:0], fr, &f); !ok {
+			b.Fatal("hide")
+		}
+	}
+}

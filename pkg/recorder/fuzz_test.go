@@ -88,6 +88,7 @@ func FuzzDepacketize(f *testing.F) {
 	f.Add(byte(2), fuzzInput(seedH264SPS, seedH264IDR))
 	f.Add(byte(3), fuzzInput(seedAV1Seq))
 	f.Add(byte(4), fuzzInput(seedOpus, seedOpus, seedOpus))
+	f.Add(byte(1), svcSeed(f))
 	f.Fuzz(func(t *testing.T, which byte, input []byte) {
 		c := parseCodec(fuzzCodecs[int(which)%len(fuzzCodecs)])
 		const maxFrame = 64 << 10
@@ -121,6 +122,7 @@ func FuzzDepacketize(f *testing.F) {
 func FuzzRecordRTP(f *testing.F) {
 	f.Add(byte(0), fuzzInput(seedVP8Key, fuzzPacket{marker: true, second: true, seqStep: 1, lost: true, payload: seedOpus.payload}, seedVP8Delta))
 	f.Add(byte(4), fuzzInput(seedOpus, seedOpus))
+	f.Add(byte(1), svcSeed(f))
 	f.Fuzz(func(t *testing.T, which byte, input []byte) {
 		mime := fuzzCodecs[int(which)%len(fuzzCodecs)]
 		s, err := StartSession(t.TempDir(), "fuzz", "s", sessionStart, Options{BlockWhenFull: true, QueueSize: 64,
