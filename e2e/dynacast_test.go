@@ -45,10 +45,7 @@ func TestPageStopsLayersNobodyReceives(t *testing.T) {
 	}
 
 	aTile := tileVideo("a", "camera")
-	if err := b.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
-	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, aTile), nil); err != nil {
-		t.Fatal(err)
-	}
+	shrinkTile(t, b, aTile)
 	small := time.Now()
 	a.waitFor("h and f no longer encoded", func() (bool, string) {
 		f := frames()

@@ -97,24 +97,7 @@ func ffprobeStreams(t *testing.T, path string) (kinds []string, duration float64
 // opens the recording page, which says the recording is ready and plays the
 // mix; `sfu mix` redoes it by hand with a progress bar.
 func TestRecordedMeetingInBrowsers(t *testing.T) {
-	dir := t.TempDir()
-	settings := mixer.DefaultSettings()
-	settings.Width, settings.Height = 640, 360
-	key := auth.Key{ID: "e2e", Secret: []byte("e2e-secret-e2e-secret-e2e-secret-e2e")}
-	verifier, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := auth.Sign(key, auth.Spec{Identity: "admin", Grants: auth.MustParseGrants("admin"), TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, func(c *server.Config) {
-		c.RecordsDir = dir
-		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
-		c.Rooms.IdleTimeout = time.Second
-		c.Auth.Tokens = verifier
-	})
+	srv, dir, admin := recordingMixServer(t)
 	room := fmt.Sprintf("rec%d", time.Now().UnixNano()%100000)
 	a := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&record=1", srv.URL(), room))
 	b := openPage(t, "B", fmt.Sprintf("%s/?room=%s&name=B", srv.URL(), room))
@@ -250,4 +233,31 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 	if _, d := ffprobeStreams(t, again); math.Abs(d-dur) > 0.5 {
 		t.Errorf("sfu mix made %.2f s, the queued mix %.2f s", d, dur)
 	}
+}
+
+// recordingMixServer starts a server that records into a directory of the
+// test's (returned), mixes each session at 640x360 once its room is idle
+// for a second, and takes tokens signed with a test key; admin is an admin
+// token of it.
+func recordingMixServer(t *testing.T) (srv *server.Server, dir, admin string) {
+	t.Helper()
+	dir = t.TempDir()
+	settings := mixer.DefaultSettings()
+	settings.Width, settings.Height = 640, 360
+	key := auth.Key{ID: "e2e", Secret: []byte("e2e-secret-e2e-secret-e2e-secret-e2e")}
+	verifier, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err = auth.Sign(key, auth.Spec{Identity: "admin", Grants: auth.MustParseGrants("admin"), TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, func(c *server.Config) {
+		c.RecordsDir = dir
+		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
+		c.Rooms.IdleTimeout = time.Second
+		c.Auth.Tokens = verifier
+	})
+	return srv, dir, admin
 }

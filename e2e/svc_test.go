@@ -150,44 +150,13 @@ func TestVP9PageSpatialLayers(t *testing.T) {
 	}
 
 	// What the page sends: VP9 in L3T3_KEY.
-	var out struct {
-		Mode   string  `json:"mode"`
-		Codec  string  `json:"codec"`
-		Width  float64 `json:"width"`
-		Frames float64 `json:"frames"`
-	}
-	if err := pub.eval(`(async () => {
-	  const cam = window.parley.room.getLocalStreams().find(s => s.kind() === 'camera');
-	  let r = {mode: '', codec: '', width: 0, frames: 0};
-	  const st = await cam.getPeerConnection().getStats();
-	  st.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') {
-	    r.mode = s.scalabilityMode || ''; r.width = s.frameWidth || 0; r.frames = s.framesEncoded || 0;
-	    const c = st.get(s.codecId); r.codec = c ? c.mimeType : ''; } });
-	  return r; })()`, &out); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the page sends %s in %s, %v wide", out.Codec, out.Mode, out.Width)
-	if out.Mode != "L3T3_KEY" || !strings.EqualFold(out.Codec, "video/VP9") {
-		t.Fatalf("the page sends %q in %q; want video/VP9 in L3T3_KEY", out.Codec, out.Mode)
-	}
+	sendsSVC(t, pub, "VP9")
 
 	// The viewers: one shows the camera large, the other in a small tile.
 	large.waitDecoding("vp9", "camera", true)
 	small.waitDecoding("vp9", "camera", true)
-	tile := tileVideo("vp9", "camera")
-	if err := small.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
-	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, tile), nil); err != nil {
-		t.Fatal(err)
-	}
-	decodes := func(p *page, width float64) {
-		t.Helper()
-		p.waitFor(fmt.Sprintf("the camera decoded %v wide", width), func() (bool, string) {
-			v1 := p.media().Remote["vp9"].Video
-			time.Sleep(time.Second)
-			v2 := p.media().Remote["vp9"].Video
-			return v2.Width == width && v2.Frames > v1.Frames+5, fmt.Sprintf("%+v", v2)
-		})
-	}
+	shrinkTile(t, small, tileVideo("vp9", "camera"))
+	decodes := func(p *page, width float64) { t.Helper(); decodesAt(t, p, "vp9", width) }
 	decodes(large, 1280)
 	decodes(small, 320)
 	statsOf := func(who string) sfu.TrackStats {
@@ -292,36 +261,9 @@ func TestAV1PageSpatialLayers(t *testing.T) {
 	large, small := view("large"), view("small")
 	large.waitDecoding("av1", "camera", true)
 	small.waitDecoding("av1", "camera", true)
-	var out struct {
-		Mode  string `json:"mode"`
-		Codec string `json:"codec"`
-	}
-	if err := pub.eval(`(async () => {
-	  const cam = window.parley.room.getLocalStreams().find(s => s.kind() === 'camera');
-	  let r = {mode: '', codec: ''};
-	  const st = await cam.getPeerConnection().getStats();
-	  st.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') {
-	    r.mode = s.scalabilityMode || ''; const c = st.get(s.codecId); r.codec = c ? c.mimeType : ''; } });
-	  return r; })()`, &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Mode != "L3T3_KEY" || !strings.EqualFold(out.Codec, "video/AV1") {
-		t.Fatalf("the page sends %q in %q; want video/AV1 in L3T3_KEY", out.Codec, out.Mode)
-	}
-	tile := tileVideo("av1", "camera")
-	if err := small.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
-	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, tile), nil); err != nil {
-		t.Fatal(err)
-	}
-	decodes := func(p *page, width float64) {
-		t.Helper()
-		p.waitFor(fmt.Sprintf("the camera decoded %v wide", width), func() (bool, string) {
-			v1 := p.media().Remote["av1"].Video
-			time.Sleep(time.Second)
-			v2 := p.media().Remote["av1"].Video
-			return v2.Width == width && v2.Frames > v1.Frames+5, fmt.Sprintf("%+v", v2)
-		})
-	}
+	sendsSVC(t, pub, "AV1")
+	shrinkTile(t, small, tileVideo("av1", "camera"))
+	decodes := func(p *page, width float64) { t.Helper(); decodesAt(t, p, "av1", width) }
 	decodes(large, 1280)
 	decodes(small, 320)
 	for _, st := range srv.Media().Subscribers() {
@@ -338,4 +280,39 @@ func TestAV1PageSpatialLayers(t *testing.T) {
 	// Both go on.
 	decodes(large, 1280)
 	decodes(small, 320)
+}
+
+// sendsSVC checks that page p sends its camera in codec with spatial and
+// temporal layers (L3T3_KEY).
+func sendsSVC(t *testing.T, p *page, codec string) {
+	t.Helper()
+	var out pageVideoOut
+	if err := p.eval(readPageVideoOut, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the page sends %s in %s, %v wide", out.Codec, out.Mode, out.Width)
+	if out.Mode != "L3T3_KEY" || !strings.EqualFold(out.Codec, "video/"+codec) {
+		t.Fatalf("the page sends %q in %q; want video/%s in L3T3_KEY", out.Codec, out.Mode, codec)
+	}
+}
+
+// shrinkTile makes the <video> sel on page p a small tile (200x112).
+func shrinkTile(t *testing.T, p *page, sel string) {
+	t.Helper()
+	if err := p.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
+	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, sel), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// decodesAt waits until page p decodes the camera of name width pixels wide,
+// frames going on.
+func decodesAt(t *testing.T, p *page, name string, width float64) {
+	t.Helper()
+	p.waitFor(fmt.Sprintf("%s's camera decoded %v wide", name, width), func() (bool, string) {
+		v1 := p.media().Remote[name].Video
+		time.Sleep(time.Second)
+		v2 := p.media().Remote[name].Video
+		return v2.Width == width && v2.Frames > v1.Frames+5, fmt.Sprintf("%+v", v2)
+	})
 }

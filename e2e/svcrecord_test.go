@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley/parley/pkg/auth"
 	"github.com/parley/parley/pkg/mixer"
-	"github.com/parley/parley/pkg/server"
 )
 
 // pageVideoOut is what a page's camera sender says of itself (outbound-rtp).
@@ -193,24 +191,7 @@ func TestRecordAV1SpatialLayersFromBrowser(t *testing.T) {
 // recordSVCFromBrowser records a page publishing its camera in codec (VP9
 // or AV1) with spatial layers, and checks the recording.
 func recordSVCFromBrowser(t *testing.T, codec string) {
-	dir := t.TempDir()
-	settings := mixer.DefaultSettings()
-	settings.Width, settings.Height = 640, 360
-	key := auth.Key{ID: "e2e", Secret: []byte("e2e-secret-e2e-secret-e2e-secret-e2e")}
-	verifier, err := auth.NewVerifier([]auth.Key{key}, auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := auth.Sign(key, auth.Spec{Identity: "admin", Grants: auth.MustParseGrants("admin"), TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, func(c *server.Config) {
-		c.RecordsDir = dir
-		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
-		c.Rooms.IdleTimeout = time.Second
-		c.Auth.Tokens = verifier
-	})
+	srv, dir, admin := recordingMixServer(t)
 	room := fmt.Sprintf("svcrec%d", time.Now().UnixNano()%100000)
 	p := openPage(t, "A", fmt.Sprintf("%s/?room=%s&name=A&codec=%s&record=1", srv.URL(), room, codec))
 	p.waitFor("the REC mark", func() (bool, string) {

@@ -384,10 +384,7 @@ func TestWeakLinkPage(t *testing.T) {
 	// Page a shrinks b's tile: it receives a smaller layer for it.
 	a := good[0]
 	bTile := tileVideo("b", "camera")
-	if err := a.eval(fmt.Sprintf(`(() => { const v = document.querySelector(%q);
-	  v.style.width = '200px'; v.style.height = '112px'; v.style.flex = 'none'; return true; })()`, bTile), nil); err != nil {
-		t.Fatal(err)
-	}
+	shrinkTile(t, a, bTile)
 	a.waitFor("a smaller layer for the shrunk tile", func() (bool, string) {
 		v := a.media().Remote["b"].Video
 		return v.Width > 0 && v.Width <= 320, fmt.Sprintf("%+v", v)

@@ -66,7 +66,7 @@ if [ "$fuzztime" != "0" ]; then
     ./pkg/sfu:FuzzPublishOffer ./pkg/sfu:FuzzSubscribeAnswer ./pkg/sfu:FuzzRTCPFeedback \
     ./pkg/codec:FuzzIsKeyframe ./pkg/codec:FuzzParseVP8 ./pkg/codec:FuzzParseVP9SS ./pkg/codec:FuzzAppendAnnexBNALs ./pkg/codec:FuzzOpusPacketDuration \
     ./pkg/codec/av1dd:FuzzParse \
-    ./pkg/recorder:FuzzDepacketize ./pkg/recorder:FuzzRecordRTP ./pkg/recorder:FuzzRepairFile; do
+    ./pkg/recorder:FuzzDepacketize ./pkg/recorder:FuzzRecordRTP ./pkg/recorder:FuzzRepairFile ./pkg/recorder:FuzzVP9Hide; do
     if ! TMPDIR="$fuzztmp" go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}" >"$fuzztmp/out" 2>&1; then
       tail -40 "$fuzztmp/out"
       echo "FAIL ${target}: the failing input is kept in ${target%%:*}/testdata/fuzz/${target#*:}/"
