@@ -121,20 +121,7 @@ func TestRecordedMeetingInBrowsers(t *testing.T) {
 	a.click("#leave")
 
 	// The room finalizes after its idle timeout; the mix runs.
-	var rec apiRecording
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		var list []apiRecording
-		getJSON(t, srv.URL()+"/api/recordings", admin, &list)
-		if len(list) == 1 && list[0].Mix != nil && (list[0].Mix.Status == mixer.StatusDone || list[0].Mix.Status == mixer.StatusFailed) {
-			rec = list[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no finished mix in /api/recordings: %+v", list)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	rec := mixedRecording(t, srv, admin, "in /api/recordings")
 	if rec.Mix.Status != mixer.StatusDone {
 		t.Fatalf("the mix failed: %s", rec.Mix.Error)
 	}
@@ -260,4 +247,23 @@ func recordingMixServer(t *testing.T) (srv *server.Server, dir, admin string) {
 		c.Auth.Tokens = verifier
 	})
 	return srv, dir, admin
+}
+
+// mixedRecording waits (up to 3 minutes) until the server's one recording
+// has a finished mix (done or failed) and returns it; what names it in
+// the failure.
+func mixedRecording(t *testing.T, srv *server.Server, admin, what string) apiRecording {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var list []apiRecording
+		getJSON(t, srv.URL()+"/api/recordings", admin, &list)
+		if len(list) == 1 && list[0].Mix != nil && (list[0].Mix.Status == mixer.StatusDone || list[0].Mix.Status == mixer.StatusFailed) {
+			return list[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished mix %s: %+v", what, list)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -225,20 +225,7 @@ func TestSeekInBrowser(t *testing.T) {
 		c.Mix = &server.MixConfig{Settings: settings, Workers: 1}
 		c.Auth.Tokens = verifier
 	})
-	var rec apiRecording
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		var list []apiRecording
-		getJSON(t, srv.URL()+"/api/recordings", admin, &list)
-		if len(list) == 1 && list[0].Mix != nil && (list[0].Mix.Status == mixer.StatusDone || list[0].Mix.Status == mixer.StatusFailed) {
-			rec = list[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no finished mix of the recovered session: %+v", list)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	rec := mixedRecording(t, srv, admin, "of the recovered session")
 	if rec.Mix.Status != mixer.StatusDone || len(rec.Streams) != 2 {
 		t.Fatalf("recording %+v", rec)
 	}

@@ -220,20 +220,7 @@ func recordSVCFromBrowser(t *testing.T, codec string) {
 	}
 	p.click("#leave")
 
-	var rec apiRecording
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		var list []apiRecording
-		getJSON(t, srv.URL()+"/api/recordings", admin, &list)
-		if len(list) == 1 && list[0].Mix != nil && (list[0].Mix.Status == mixer.StatusDone || list[0].Mix.Status == mixer.StatusFailed) {
-			rec = list[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no finished mix in /api/recordings: %+v", list)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	rec := mixedRecording(t, srv, admin, "in /api/recordings")
 	if rec.State != "finished" || len(rec.Streams) != 1 {
 		t.Fatalf("recording %+v: want one finished stream", rec)
 	}
