@@ -170,14 +170,20 @@ type spatialState struct {
 	cur uint8 // the highest spatial layer sent now
 }
 
+// startSpatial takes the spatial cap as the downTrack starts on its source
+// (at a keyframe), whether or not that packet's layer ids could be read.
+func (d *downTrack) startSpatial() {
+	d.sl.cur = uint8(d.scap.Load())
+	d.ssent.Store(int32(d.sl.cur))
+}
+
 // leaveOutSpatial applies the downTrack's spatial cap to p, a packet of
 // a stream with spatial layer ids: it reports whether p belongs to a layer
-// above it. first says p starts the downTrack on its source (a keyframe).
-func (d *downTrack) leaveOutSpatial(p *packet, first bool) bool {
+// above it.
+func (d *downTrack) leaveOutSpatial(p *packet) bool {
 	s := &d.sl
 	if p.desc.Start {
-		want := uint8(d.scap.Load())
-		if first || p.keyframe || want < s.cur {
+		if want := uint8(d.scap.Load()); p.keyframe || want < s.cur {
 			s.cur = want
 			d.ssent.Store(int32(want))
 		}

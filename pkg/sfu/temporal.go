@@ -199,11 +199,12 @@ func (d *downTrack) leaveOut(p *packet, first bool) bool {
 	t := &d.tl
 	if first {
 		t.reset(uint8(d.tcap.Load()))
+		d.startSpatial()
 	}
 	if !p.desc.HasTID || p.padding {
 		return false
 	}
-	if d.leaveOutSpatial(p, first) {
+	if d.leaveOutSpatial(p) {
 		return true // the picture's lower layers are sent: its id is not left out
 	}
 	tid := p.desc.TID
