@@ -204,15 +204,16 @@ func (rc *recordings) started(rm *room.Room, s *recorder.Session) {
 	rm.Announce(rc.recordingEvent(s, protocol.RecordingStarted, "", true), true)
 }
 
-// stopped tells the room a limit stopped its recording (with the link, if
-// anything was recorded) and hands the finished session on at once.
+// stopped hands the finished session on at once (its mix is queued) and
+// then tells the room a limit stopped its recording (with the link, if
+// anything was recorded): whoever follows the link finds the mix queued.
 func (rc *recordings) stopped(rm *room.Room, s *recorder.Session, reason recorder.StopReason) {
 	recorded := s.Recorded()
 	rc.log.Warn("recording stopped", "room", rm.Name(), "session", rm.Session(), "reason", reason, "recorded", recorded)
-	rm.Announce(rc.recordingEvent(s, protocol.RecordingStopped, string(reason), recorded), false)
 	if recorded && rc.finished != nil {
 		rc.finished(s.ManifestPath())
 	}
+	rm.Announce(rc.recordingEvent(s, protocol.RecordingStopped, string(reason), recorded), false)
 }
 
 // finalized closes a finalized room session's recording (its router has
